@@ -1,0 +1,216 @@
+"""The shell: wires config, adapters and the lane together and runs the threads.
+
+Threads, each with one job::
+
+    camera ──frames──► LatestFrame ──► scanner ──CredentialScanned──┐
+    buttons / keys ──OfficerApproved/Denied─────────────────────────┤
+    camera faults ──FaultRaised/Cleared─────────────────────────────┤
+                                                                    ▼
+                                      lane (LaneRunner) ──record──► Outbox
+                                            │ barrier, LEDs            │ wake
+                                            ▼                          ▼
+                                          Panel           publisher ──► MqttLink ──► broker
+
+The main thread starts everything, then supervises (store health) until told
+to stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from gpiozero.pins.mock import MockFactory
+
+from edge.config import Config
+from edge.devices.camera import CaptureThread, FrameSource, make_source
+from edge.devices.frames import LatestFrame
+from edge.devices.gpio import Panel, make_pin_factory
+from edge.errors import EdgeError
+from edge.lane import (
+    CredentialScanned,
+    FaultCleared,
+    FaultRaised,
+    Lane,
+    OfficerApproved,
+    OfficerDenied,
+)
+from edge.model import Passage, PassageDraft
+from edge.mqtt.link import MqttLink
+from edge.mqtt.publisher import Publisher
+from edge.policy import BasicPolicy
+from edge.runner import LaneRunner
+from edge.scan.decoder import Decoder, make_decoder
+from edge.scan.scanner import ScanThread
+from edge.store import Outbox
+
+log = logging.getLogger(__name__)
+
+STORE_PROBE_S = 5.0
+
+
+class App:
+    """One lane kiosk. ``start`` it, ``stop`` it; or ``run`` until an event is set."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        pin_factory: Any = None,
+        source: FrameSource | None = None,
+        decoder: Decoder | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self._store_faulted = threading.Event()
+        self.outbox = Outbox(cfg.store.dir, cfg.device.id, cfg.device.site)
+        try:
+            self._build(pin_factory, source, decoder)
+        except BaseException:
+            self.outbox.close()
+            raise
+
+    def _build(self, pin_factory: Any, source: FrameSource | None, decoder: Decoder | None) -> None:
+        cfg = self.cfg
+        self.decoder = decoder or make_decoder(cfg.scan.decoder)
+        self.source = source or make_source(cfg.camera)
+        self.pin_factory = pin_factory or make_pin_factory(cfg.gpio.pin_factory)
+        lane = Lane(
+            BasicPolicy(),
+            mode=cfg.lane.mode,
+            decision_timeout_s=cfg.lane.decision_timeout_s,
+            open_s=cfg.lane.open_s,
+            failsafe_retry_s=cfg.lane.failsafe_retry_s,
+        )
+        self.runner = LaneRunner(lane, effects=self)
+        self.panel = Panel(
+            cfg.gpio,
+            self.pin_factory,
+            on_approve=lambda: self.runner.post(OfficerApproved()),
+            on_deny=lambda: self.runner.post(OfficerDenied()),
+        )
+        self.slot = LatestFrame()
+        self.capture = CaptureThread(
+            self.source,
+            self.slot,
+            on_fault=lambda reason: self.runner.post(FaultRaised("camera", reason)),
+            on_ok=lambda: self.runner.post(FaultCleared("camera")),
+        )
+        self.scanner = ScanThread(
+            self.slot,
+            self.decoder,
+            cfg.scan.leave_s,
+            on_scan=lambda credential: self.runner.post(CredentialScanned(credential)),
+        )
+        self.publisher = Publisher(self.outbox, cfg.device.id, window=cfg.mqtt.inflight)
+        self.link = MqttLink(
+            cfg.mqtt,
+            cfg.device.id,
+            on_connected=self.publisher.wake,
+            on_puback=self.publisher.on_puback,
+        )
+        self.publisher.link = self.link
+
+    # -- lifecycle --------------------------------------------------------
+
+    def start(self) -> None:
+        counts = self.outbox.counts()
+        log.info(
+            "edge: device %s, lane %s mode, camera %s, decoder %s, store %s "
+            "(%d unsent, last seq %d)",
+            self.cfg.device.id,
+            self.cfg.lane.mode,
+            self.source.description,
+            self.decoder.name,
+            self.outbox.path,
+            counts.stored,
+            counts.last_seq,
+        )
+        self.panel.signal("ready")
+        self.runner.start()
+        self.publisher.start()
+        self.link.start()
+        self.scanner.start()
+        self.capture.start()
+
+    def run(self, stop: threading.Event) -> None:
+        """Start, supervise until ``stop`` is set, then stop cleanly."""
+        self.start()
+        try:
+            while not stop.wait(1.0):
+                self.supervise()
+        finally:
+            self.stop()
+
+    def supervise(self) -> None:
+        """Periodic health work on the main thread."""
+        if self._store_faulted.is_set():
+            try:
+                self.outbox.check_writable()
+            except (EdgeError, OSError) as exc:
+                log.debug("edge: store still failing: %s", exc)
+            else:
+                self._store_faulted.clear()
+                self.runner.post(FaultCleared("store"))
+
+    def stop(self, flush_s: float = 3.0) -> None:
+        """Stop scanning, let the lane finish, close the barrier, flush, disconnect."""
+        log.info("edge: stopping")
+        self.capture.stop()
+        self.scanner.stop()
+        for thread in (self.capture, self.scanner):
+            if thread.is_alive():
+                thread.join(timeout=2.0)
+        if self.runner.is_alive():
+            self.runner.stop()
+            self.runner.join(timeout=3.0)
+        self.panel.close_barrier()
+        if self.link.connected and self.publisher.is_alive():
+            self.publisher.wake()
+            if not self.publisher.wait_idle(flush_s):
+                log.warning("edge: unsent passages stay in the outbox for the next start")
+        self.publisher.stop()
+        if self.publisher.is_alive():
+            self.publisher.join(timeout=2.0)
+        self.link.stop()
+        self.panel.close()
+        self.outbox.close()
+        log.info("edge: stopped")
+
+    # -- officer input from a keyboard (simulation) -----------------------
+
+    def press(self, button: str) -> None:
+        """Press and release an officer button: through the mock pin when simulated."""
+        pin_no = self.cfg.gpio.approve_pin if button == "approve" else self.cfg.gpio.deny_pin
+        if isinstance(self.pin_factory, MockFactory):
+            pin = self.pin_factory.pin(pin_no)
+            pin.drive_low()
+            pin.drive_high()
+        else:
+            self.runner.post(OfficerApproved() if button == "approve" else OfficerDenied())
+
+    # -- Effects for the lane runner --------------------------------------
+
+    def record(self, draft: PassageDraft) -> Passage:
+        try:
+            passage = self.outbox.append(draft)
+        except (EdgeError, OSError):
+            self._store_faulted.set()
+            raise
+        log.info("passage seq=%d stored: %s by %s", passage.seq, draft.decision, draft.decided_by)
+        self.publisher.wake()
+        return passage
+
+    def set_barrier(self, open_: bool) -> None:
+        if open_:
+            self.panel.open_barrier()
+            log.info("barrier: open")
+        elif self.panel.barrier_open:
+            self.panel.close_barrier()
+            log.info("barrier: closed")
+
+    def signal(self, pattern: str) -> None:
+        self.panel.signal(pattern)
+
+    def show(self, screen: str, reasons: tuple[str, ...]) -> None:
+        log.debug("screen: %s %s", screen, ",".join(reasons))

@@ -1,0 +1,435 @@
+"""The device configuration: one TOML file, strictly validated, immutable.
+
+Every key has a default (except the device id) and a description; unknown keys
+and bad values are errors that name the key. :func:`load` collects every
+problem before raising, so ``checkpoint-edge check-config`` can print them all.
+Relative paths are resolved against the directory of the config file.
+
+``docs/configuration.md`` documents the same keys; a test keeps them in step.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+from edge.errors import ConfigError
+
+DEVICE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+LaneMode = Literal["officer", "auto"]
+DecoderName = Literal["auto", "zxing", "pyzbar"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A parsed ``[camera] source``: which kind of camera, and its path or index."""
+
+    kind: Literal["images", "video", "picamera2", "v4l2"]
+    path: Path | None = None
+    index: int | None = None
+
+    def describe(self) -> str:
+        """The source as written in a config file (for logs and status)."""
+        if self.path is not None:
+            return f"{self.kind}:{self.path}"
+        if self.index is not None:
+            return f"{self.kind}:{self.index}"
+        return self.kind
+
+
+Parser = Callable[[Any, Path], Any]
+
+
+def _doc(text: str, parse: Parser | None = None) -> dict[str, Any]:
+    return {"doc": text, "parse": parse}
+
+
+def _parse_device_id(value: Any, _base: Path) -> str:
+    if not isinstance(value, str) or not DEVICE_ID_RE.match(value):
+        raise ValueError(
+            "must be 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit"
+        )
+    return value
+
+
+def _parse_source(value: Any, base: Path) -> SourceSpec:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, got {type(value).__name__}")
+    kind, sep, arg = value.partition(":")
+    if kind in ("picamera2",) and not sep:
+        return SourceSpec(kind="picamera2")
+    if kind in ("images", "video") and sep and arg:
+        return SourceSpec(kind=kind, path=_resolve(arg, base))  # type: ignore[arg-type]
+    if kind == "v4l2" and sep and arg.isdigit():
+        return SourceSpec(kind="v4l2", index=int(arg))
+    raise ValueError(f"must be one of images:DIR, video:FILE, picamera2, v4l2:N (got {value!r})")
+
+
+def _resolve(value: str, base: Path) -> Path:
+    path = Path(value).expanduser()
+    return Path(os.path.normpath(path if path.is_absolute() else base / path))
+
+
+def _parse_path(value: Any, base: Path) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ValueError("must be a non-empty path")
+    return _resolve(value, base)
+
+
+def _parse_existing_file(value: Any, base: Path) -> Path | None:
+    if value == "":
+        return None
+    path = _parse_path(value, base)
+    if not path.is_file():
+        raise ValueError(f"file not found: {path}")
+    return path
+
+
+def _positive(value: Any, _base: Path) -> Any:
+    if value <= 0:
+        raise ValueError(f"must be greater than 0 (got {value})")
+    return value
+
+
+def _pin(value: Any, _base: Path) -> int:
+    if not 0 <= value <= 27:
+        raise ValueError(f"must be a BCM GPIO number 0-27 (got {value})")
+    return int(value)
+
+
+def _port(value: Any, _base: Path) -> int:
+    if not 1 <= value <= 65535:
+        raise ValueError(f"must be a TCP port 1-65535 (got {value})")
+    return int(value)
+
+
+def _non_empty(value: Any, _base: Path) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return str(value)
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    id: str = field(
+        metadata=_doc(
+            "Device id, also the MQTT client id and certificate CN (a-z, 0-9, '-').",
+            _parse_device_id,
+        )
+    )
+    site: str = field(default="", metadata=_doc("Checkpoint name or code, copied into passages."))
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    source: SourceSpec = field(
+        default=SourceSpec(kind="picamera2"),
+        metadata=_doc(
+            "images:DIR (each image in name order), video:FILE, picamera2, or v4l2:N.",
+            _parse_source,
+        ),
+    )
+    fps: float = field(default=10.0, metadata=_doc("Frames per second.", _positive))
+    width: int = field(default=1280, metadata=_doc("Frame width in pixels.", _positive))
+    height: int = field(default=720, metadata=_doc("Frame height in pixels.", _positive))
+    hold_s: float = field(
+        default=2.0,
+        metadata=_doc("images: seconds each image stays in view.", _positive),
+    )
+    gap_s: float = field(
+        default=1.5,
+        metadata=_doc("images: seconds of empty frames after each image.", _positive),
+    )
+    loop: bool = field(
+        default=False,
+        metadata=_doc("images/video: start again at the first image or frame when done."),
+    )
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    decoder: DecoderName = field(
+        default="auto",
+        metadata=_doc("QR decoder: auto (zxing-cpp when importable, else pyzbar), zxing, pyzbar."),
+    )
+    leave_s: float = field(
+        default=0.7,
+        metadata=_doc(
+            "A code counts as gone after this many seconds without being seen; "
+            "only then can it scan again.",
+            _positive,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class GpioConfig:
+    pin_factory: str = field(
+        default="lgpio",
+        metadata=_doc("gpiozero pin factory name (lgpio, rpigpio, pigpio, native) or mock."),
+    )
+    approve_pin: int = field(default=5, metadata=_doc("Approve button (BCM).", _pin))
+    deny_pin: int = field(default=6, metadata=_doc("Deny button (BCM).", _pin))
+    barrier_pin: int = field(default=17, metadata=_doc("Barrier relay (BCM).", _pin))
+    green_led_pin: int = field(default=22, metadata=_doc("Green LED (BCM).", _pin))
+    red_led_pin: int = field(default=27, metadata=_doc("Red LED (BCM).", _pin))
+    buzzer_pin: int = field(default=23, metadata=_doc("Buzzer (BCM).", _pin))
+    barrier_active_high: bool = field(
+        default=True,
+        metadata=_doc("Relay energised by a high level (false for active-low boards)."),
+    )
+    bounce_s: float = field(
+        default=0.05, metadata=_doc("Button debounce time in seconds.", _positive)
+    )
+
+
+@dataclass(frozen=True)
+class LaneConfig:
+    mode: LaneMode = field(
+        default="officer",
+        metadata=_doc("officer: the officer decides; auto: the policy decides alone."),
+    )
+    decision_timeout_s: float = field(
+        default=20.0,
+        metadata=_doc(
+            "officer mode: no decision within this time = denied (no_decision).", _positive
+        ),
+    )
+    open_s: float = field(
+        default=5.0, metadata=_doc("Seconds the barrier stays open after an approval.", _positive)
+    )
+    failsafe_retry_s: float = field(
+        default=10.0,
+        metadata=_doc(
+            "After an internal error, seconds in failsafe before trying again.", _positive
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    host: str = field(default="localhost", metadata=_doc("Broker host name.", _non_empty))
+    port: int = field(default=1883, metadata=_doc("Broker port (8883 for TLS).", _port))
+    keepalive_s: int = field(default=30, metadata=_doc("MQTT keepalive in seconds.", _positive))
+    tls: bool = field(default=False, metadata=_doc("Connect with TLS."))
+    ca_file: Path | None = field(
+        default=None,
+        metadata=_doc("CA certificate file (PEM); empty = system CAs.", _parse_existing_file),
+    )
+    cert_file: Path | None = field(
+        default=None,
+        metadata=_doc("Client certificate file (PEM) for TLS client auth.", _parse_existing_file),
+    )
+    key_file: Path | None = field(
+        default=None,
+        metadata=_doc("Client private key file (PEM) for TLS client auth.", _parse_existing_file),
+    )
+    username: str = field(default="", metadata=_doc("Username; empty = none."))
+    password_file: Path | None = field(
+        default=None,
+        metadata=_doc(
+            "File holding the password (never the password itself).", _parse_existing_file
+        ),
+    )
+    reconnect_min_s: int = field(
+        default=1, metadata=_doc("First reconnect delay in seconds.", _positive)
+    )
+    reconnect_max_s: int = field(
+        default=30, metadata=_doc("Longest reconnect delay in seconds.", _positive)
+    )
+    inflight: int = field(
+        default=10,
+        metadata=_doc("Passages sent and awaiting PUBACK at most at once.", _positive),
+    )
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    dir: Path = field(
+        default=Path("/var/lib/checkpoint-edge"),
+        metadata=_doc("Directory of the passage store.", _parse_path),
+    )
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: LogLevel = field(default="info", metadata=_doc("Log level."))
+
+
+@dataclass(frozen=True)
+class Config:
+    device: DeviceConfig
+    camera: CameraConfig = CameraConfig()
+    scan: ScanConfig = ScanConfig()
+    gpio: GpioConfig = GpioConfig()
+    lane: LaneConfig = LaneConfig()
+    mqtt: MqttConfig = MqttConfig()
+    store: StoreConfig = StoreConfig()
+    log: LogConfig = LogConfig()
+
+
+SECTIONS: dict[str, type[Any]] = {
+    "device": DeviceConfig,
+    "camera": CameraConfig,
+    "scan": ScanConfig,
+    "gpio": GpioConfig,
+    "lane": LaneConfig,
+    "mqtt": MqttConfig,
+    "store": StoreConfig,
+    "log": LogConfig,
+}
+
+T = TypeVar("T")
+
+
+def load(path: Path) -> Config:
+    """Read and validate a config file; raise :class:`ConfigError` listing every problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"cannot read file: {exc.strerror or exc}"], str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"not UTF-8 text: {exc.reason}"], str(path)) from exc
+    return loads(text, base_dir=path.resolve().parent, source=str(path))
+
+
+def loads(text: str, base_dir: Path, source: str = "config") -> Config:
+    """Validate TOML text; relative paths resolve against ``base_dir``."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"not valid TOML: {exc}"], source) from exc
+    return from_mapping(data, base_dir=base_dir, source=source)
+
+
+def from_mapping(data: Mapping[str, Any], base_dir: Path, source: str = "config") -> Config:
+    """Validate already-parsed TOML data (a file, or a config pushed over MQTT later)."""
+    problems: list[str] = []
+    built: dict[str, Any] = {}
+    for name in data:
+        if name not in SECTIONS:
+            problems.append(f"{name}: unknown section (known: {', '.join(SECTIONS)})")
+    for name, cls in SECTIONS.items():
+        table = data.get(name, {})
+        if not isinstance(table, dict):
+            problems.append(f"{name}: must be a table ([{name}])")
+            continue
+        section = _build_section(cls, name, table, base_dir, problems)
+        if section is not None:
+            built[name] = section
+    if not problems:
+        problems.extend(_cross_checks(built))
+    if problems:
+        raise ConfigError(problems, source)
+    return Config(**built)
+
+
+def _build_section(
+    cls: type[T], name: str, table: dict[str, Any], base_dir: Path, problems: list[str]
+) -> T | None:
+    hints = get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    before = len(problems)
+    values: dict[str, Any] = {}
+    for key in table:
+        if key not in known:
+            problems.append(f"{name}.{key}: unknown key (known: {', '.join(known)})")
+    for key, spec in known.items():
+        if key not in table:
+            if spec.default is MISSING:
+                problems.append(f"{name}.{key}: required")
+            continue
+        value = table[key]
+        parse: Parser | None = spec.metadata.get("parse")
+        try:
+            if not (_is_custom(hints[key]) and parse is not None):
+                value = _check_type(value, hints[key])
+            values[key] = parse(value, base_dir) if parse is not None else value
+        except ValueError as exc:
+            problems.append(f"{name}.{key}: {exc}")
+    if len(problems) > before:
+        return None
+    return cls(**values)
+
+
+def _is_custom(hint: Any) -> bool:
+    """Types that a field's own parser converts from TOML (paths, camera sources)."""
+    args = get_args(hint)
+    return hint in (Path, SourceSpec) or Path in args
+
+
+def _check_type(value: Any, hint: Any) -> Any:
+    if get_origin(hint) is Literal:
+        allowed = get_args(hint)
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(map(str, allowed))} (got {value!r})")
+        return value
+    if isinstance(hint, types.UnionType) or get_origin(hint) is typing.Union:
+        raise TypeError(f"unsupported config type {hint}")  # pragma: no cover - schema bug
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"must be true or false (got {value!r})")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"must be an integer (got {value!r})")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"must be a number (got {value!r})")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"must be a string (got {value!r})")
+        return value
+    raise TypeError(f"unsupported config type {hint}")  # pragma: no cover - schema bug
+
+
+def _cross_checks(built: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    gpio: GpioConfig = built["gpio"]
+    pins: dict[int, str] = {}
+    for f in fields(gpio):
+        if f.name.endswith("_pin"):
+            pin = getattr(gpio, f.name)
+            if pin in pins:
+                problems.append(f"gpio.{f.name}: pin {pin} is already used by gpio.{pins[pin]}")
+            pins[pin] = f.name
+    mqtt: MqttConfig = built["mqtt"]
+    if (mqtt.cert_file is None) != (mqtt.key_file is None):
+        problems.append("mqtt.cert_file: cert_file and key_file must be given together")
+    if (mqtt.cert_file or mqtt.ca_file) and not mqtt.tls:
+        problems.append("mqtt.tls: must be true when ca_file or cert_file is set")
+    if mqtt.reconnect_min_s > mqtt.reconnect_max_s:
+        problems.append("mqtt.reconnect_min_s: must not exceed mqtt.reconnect_max_s")
+    return problems
+
+
+def describe_keys() -> list[tuple[str, str, str]]:
+    """Every key as (``section.key``, default as TOML, description), for docs and tests."""
+    rows = []
+    for name, cls in SECTIONS.items():
+        for f in fields(cls):
+            if f.default is MISSING:
+                default = "(required)"
+            elif isinstance(f.default, SourceSpec):
+                default = repr(f.default.describe()).replace("'", '"')
+            elif f.default is None:
+                default = '""'
+            elif isinstance(f.default, bool):
+                default = str(f.default).lower()
+            elif isinstance(f.default, str | Path):
+                default = f'"{f.default}"'
+            else:
+                default = str(f.default)
+            rows.append((f"{name}.{f.name}", default, f.metadata["doc"]))
+    return rows

@@ -1,0 +1,1 @@
+"""Hardware adapters: camera sources and frames, GPIO panel."""

@@ -1,0 +1,1 @@
+"""The MQTT adapter: the only part of the package that knows topics and paho."""

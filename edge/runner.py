@@ -1,0 +1,177 @@
+"""The lane thread: feeds events to the lane and carries out its actions.
+
+Every other thread (buttons, scanner, camera, MQTT, signals) only *posts*
+events; this thread alone touches the :class:`~edge.lane.Lane`. Timers are a
+deadline table consulted between events, so a timer that the lane replaces or
+abandons can never fire into a later state (the lane's tokens guard that too).
+
+Actions are carried out in order. If recording a passage fails, the rest of
+that decision (opening the barrier above all) is skipped and the failure goes
+back to the lane as a ``store`` fault. An exception inside the lane puts it
+into failsafe.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Protocol
+
+from edge.errors import EdgeError
+from edge.lane import (
+    Action,
+    CloseBarrier,
+    Event,
+    FaultRaised,
+    Lane,
+    Note,
+    OpenBarrier,
+    RecordPassage,
+    Show,
+    Signal,
+    StartTimer,
+    State,
+    TimerEvent,
+)
+from edge.model import Passage, PassageDraft
+
+log = logging.getLogger("edge.lane")
+
+Listener = Callable[[Event, list[Action], State], None]
+
+
+class Effects(Protocol):
+    """What the lane's actions do in the world."""
+
+    def record(self, draft: PassageDraft) -> Passage:
+        """Store a passage durably; raise EdgeError (or OSError) when that fails."""
+        ...
+
+    def set_barrier(self, open_: bool) -> None: ...
+
+    def signal(self, pattern: str) -> None: ...
+
+    def show(self, screen: str, reasons: tuple[str, ...]) -> None: ...
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Stop:
+    pass
+
+
+class LaneRunner(threading.Thread):
+    """Owns the lane; ``post`` is the only way in."""
+
+    def __init__(
+        self, lane: Lane, effects: Effects, clock: Callable[[], datetime] = utc_now
+    ) -> None:
+        super().__init__(name="lane", daemon=True)
+        self.lane = lane
+        self.effects = effects
+        self.clock = clock
+        self._queue: queue.Queue[Event | _Stop] = queue.Queue()
+        self._timers: dict[type, tuple[float, TimerEvent]] = {}
+        self._listeners: list[Listener] = []
+        self.events = 0
+
+    @property
+    def state(self) -> State:
+        return self.lane.state
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(event, actions, state)`` on the lane thread after each event."""
+        self._listeners.append(listener)
+
+    def post(self, event: Event) -> None:
+        """Hand an event to the lane (any thread)."""
+        self._queue.put(event)
+
+    def stop(self) -> None:
+        """Finish the events already posted, then end."""
+        self._queue.put(_Stop())
+
+    def run(self) -> None:
+        while True:
+            timeout = self._next_timeout()
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+            for event in self._due_timers():
+                self._handle(event)
+            if isinstance(item, _Stop):
+                return
+            if item is not None:
+                self._handle(item)
+
+    def _next_timeout(self) -> float | None:
+        if not self._timers:
+            return None
+        return max(0.0, min(due for due, _ in self._timers.values()) - time.monotonic())
+
+    def _due_timers(self) -> list[TimerEvent]:
+        now = time.monotonic()
+        due = sorted((t, ev) for ev_type, (t, ev) in self._timers.items() if t <= now)
+        for _, ev in due:
+            del self._timers[type(ev)]
+        return [ev for _, ev in due]
+
+    def _handle(self, event: Event) -> None:
+        self.events += 1
+        now = self.clock()
+        try:
+            actions = self.lane.handle(event, now)
+        except Exception:
+            log.exception("lane: internal error on %s", type(event).__name__)
+            actions = self.lane.fail(now)
+            self._timers.clear()
+        self._execute(actions)
+        for listener in self._listeners:
+            try:
+                listener(event, actions, self.lane.state)
+            except Exception:
+                log.exception("lane: listener failed")
+
+    def _execute(self, actions: list[Action]) -> None:
+        for action in actions:
+            try:
+                self._perform(action)
+            except (EdgeError, OSError) as exc:
+                name = "store" if isinstance(action, RecordPassage) else "barrier"
+                log.error("lane: %s failed: %s", type(action).__name__, exc)  # noqa: TRY400 - reason only
+                # Skip the rest of this decision: above all, never open the
+                # barrier for a passage that is not on disk.
+                self._handle(FaultRaised(name, type(exc).__name__))
+                return
+
+    def _perform(self, action: Action) -> None:
+        match action:
+            case RecordPassage(draft=draft):
+                self.effects.record(draft)
+            case OpenBarrier():
+                self.effects.set_barrier(True)
+            case CloseBarrier():
+                self.effects.set_barrier(False)
+            case Signal(pattern=pattern):
+                self._quietly(self.effects.signal, pattern)
+            case Show(screen=screen, reasons=reasons):
+                self._quietly(self.effects.show, screen, reasons)
+            case StartTimer(event=event, delay_s=delay_s):
+                self._timers[type(event)] = (time.monotonic() + delay_s, event)
+            case Note(text=text):
+                log.info("lane: %s", text)
+
+    @staticmethod
+    def _quietly(fn: Callable[..., None], *args: object) -> None:
+        """LEDs, buzzer and screen are feedback: their failure must not stop the lane."""
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("lane: feedback failed")

@@ -1,0 +1,1 @@
+"""From frames to credentials: decoders, the scanner, format recognition."""

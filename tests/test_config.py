@@ -1,0 +1,161 @@
+"""Config loading: strict, typed, every problem named by its key."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge import config as config_mod
+from edge.cli import main, simulation_config_path
+from edge.errors import ConfigError
+
+from .conftest import REPO, toml_text
+
+MINIMAL = '[device]\nid = "lane-1"\n'
+
+
+def load_text(tmp_path: Path, text: str) -> config_mod.Config:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return config_mod.load(path)
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_text(tmp_path, text)
+    return info.value.problems
+
+
+def test_minimal_config_gets_documented_defaults(tmp_path: Path) -> None:
+    cfg = load_text(tmp_path, MINIMAL)
+    assert cfg.device.id == "lane-1"
+    assert cfg.camera.source.kind == "picamera2"
+    assert cfg.scan.decoder == "auto"
+    assert cfg.gpio.pin_factory == "lgpio"
+    assert cfg.lane.mode == "officer"
+    assert cfg.mqtt.port == 1883
+    assert cfg.store.dir == Path("/var/lib/checkpoint-edge")
+
+
+def test_device_id_is_required(tmp_path: Path) -> None:
+    assert problems(tmp_path, "[device]\nsite = 'x'\n") == ["device.id: required"]
+
+
+def test_every_problem_is_reported_with_its_key(tmp_path: Path) -> None:
+    text = toml_text(
+        {
+            "device": {"id": "Lane 1!"},
+            "camera": {"source": "webcam", "fps": 0, "colour": True},
+            "scan": {"decoder": "magic"},
+            "gpio": {"approve_pin": 99, "barrier_active_high": "yes"},
+            "lane": {"mode": "party", "open_s": "five"},
+            "mqtt": {"port": 70000},
+            "extra": {"a": 1},
+        }
+    )
+    found = problems(tmp_path, text)
+    keys = {p.split(":")[0] for p in found}
+    assert keys == {
+        "device.id",
+        "camera.source",
+        "camera.fps",
+        "camera.colour",
+        "scan.decoder",
+        "gpio.approve_pin",
+        "gpio.barrier_active_high",
+        "lane.mode",
+        "lane.open_s",
+        "mqtt.port",
+        "extra",
+    }
+    assert any("unknown key" in p for p in found if p.startswith("camera.colour"))
+    assert any("officer, auto" in p for p in found if p.startswith("lane.mode"))
+
+
+def test_booleans_are_not_numbers(tmp_path: Path) -> None:
+    assert problems(tmp_path, MINIMAL + "[lane]\nopen_s = true\n") == [
+        "lane.open_s: must be a number (got True)"
+    ]
+
+
+def test_camera_sources_parse_and_relative_paths_follow_the_config_file(tmp_path: Path) -> None:
+    cfg = load_text(tmp_path, MINIMAL + '[camera]\nsource = "images:frames"\n')
+    assert cfg.camera.source.kind == "images"
+    assert cfg.camera.source.path == tmp_path / "frames"
+    cfg = load_text(tmp_path, MINIMAL + '[camera]\nsource = "v4l2:2"\n')
+    assert (cfg.camera.source.kind, cfg.camera.source.index) == ("v4l2", 2)
+    cfg = load_text(tmp_path, MINIMAL + '[camera]\nsource = "video:/x/y.mp4"\n')
+    assert cfg.camera.source.path == Path("/x/y.mp4")
+    cfg = load_text(tmp_path, MINIMAL + '[store]\ndir = "data"\n')
+    assert cfg.store.dir == tmp_path / "data"
+
+
+def test_pins_must_differ(tmp_path: Path) -> None:
+    found = problems(tmp_path, MINIMAL + "[gpio]\nbuzzer_pin = 17\n")
+    assert found == ["gpio.buzzer_pin: pin 17 is already used by gpio.barrier_pin"]
+
+
+def test_tls_files_must_exist_and_pair(tmp_path: Path) -> None:
+    found = problems(tmp_path, MINIMAL + '[mqtt]\ntls = true\nca_file = "nope.pem"\n')
+    assert found == [f"mqtt.ca_file: file not found: {tmp_path / 'nope.pem'}"]
+    (tmp_path / "c.pem").write_text("x")
+    found = problems(tmp_path, MINIMAL + '[mqtt]\ntls = true\ncert_file = "c.pem"\n')
+    assert found == ["mqtt.cert_file: cert_file and key_file must be given together"]
+
+
+def test_not_toml_and_unreadable_files(tmp_path: Path) -> None:
+    assert problems(tmp_path, "[device\nid=")[0].startswith("not valid TOML")
+    with pytest.raises(ConfigError, match="cannot read file"):
+        config_mod.load(tmp_path / "missing.toml")
+
+
+def test_builtin_simulation_config_is_valid() -> None:
+    cfg = config_mod.load(simulation_config_path())
+    assert cfg.gpio.pin_factory == "mock"
+    assert cfg.camera.source.kind == "images"
+    assert cfg.camera.source.path is not None
+    assert sorted(p.name for p in cfg.camera.source.path.glob("*.png"))
+
+
+def test_check_config_exit_codes_and_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text(MINIMAL)
+    assert main(["check-config", str(good)]) == 0
+    assert "OK" in capsys.readouterr().out
+    bad = tmp_path / "bad.toml"
+    bad.write_text(MINIMAL + "[lane]\nmode = 'party'\nopen_s = -1\n")
+    assert main(["check-config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "lane.mode" in err
+    assert "lane.open_s" in err
+    assert "2 problem(s)" in err
+
+
+def test_check_config_as_a_command(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[device]\nid = 'x'\n[mqtt]\nport = 'a'\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "edge", "check-config", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 2
+    assert "mqtt.port: must be an integer" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_every_key_is_documented() -> None:
+    doc = (REPO / "docs" / "configuration.md").read_text()
+    for key, default, _ in config_mod.describe_keys():
+        section, name = key.split(".")
+        assert re.search(rf"^## \[{section}\]", doc, re.M), f"section [{section}] not documented"
+        assert re.search(rf"^\| `{name}` \| `{re.escape(default)}`", doc, re.M), (
+            f"{key} (default {default}) not documented"
+        )

@@ -1,0 +1,361 @@
+"""End to end in one process: QR image folder -> lane -> barrier -> store -> real broker."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import queue
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from edge.app import App
+from edge.config import Config
+from edge.lane import (
+    Action,
+    CredentialScanned,
+    Event,
+    FaultRaised,
+    OfficerApproved,
+    RecordPassage,
+    State,
+)
+from edge.model import Credential, PassageDraft
+from edge.store import Outbox
+
+from .conftest import (
+    REPO,
+    Mosquitto,
+    Subscriber,
+    make_config,
+    watched_factory,
+    write_frame,
+)
+
+SCHEMA = json.loads((REPO / "docs" / "passage.schema.json").read_text())
+PERSON = "012345678901|Nguyen Van Minh|01011990|Nam|12 Ly Thuong Kiet, Ha Noi"
+
+
+def assert_valid_passage(msg: dict[str, Any]) -> None:
+    jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.FormatChecker()).validate(msg)
+
+
+class Kiosk:
+    """An App running in this process on mock pins, with its lane events observable."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.factory = watched_factory()
+        self.app = App(cfg, pin_factory=self.factory)
+        self.events: queue.Queue[tuple[Event, list[Action], State]] = queue.Queue()
+        self.app.runner.add_listener(lambda e, a, s: self.events.put((e, a, s)))
+        self.relay = self.factory.pin(cfg.gpio.barrier_pin)
+        self.stopped = False
+
+    def start(self) -> Kiosk:
+        self.app.start()
+        return self
+
+    def wait(
+        self, what: Callable[[Event, list[Action], State], bool], timeout: float = 10.0
+    ) -> tuple[Event, list[Action], State]:
+        while True:
+            try:
+                item = self.events.get(timeout=timeout)
+            except queue.Empty:
+                pytest.fail(f"lane did not get there within {timeout} s")
+            if what(*item):
+                return item
+
+    def wait_state(self, state: State, timeout: float = 10.0) -> None:
+        self.wait(lambda _e, _a, s: s is state, timeout)
+
+    def wait_recorded(self, timeout: float = 10.0) -> PassageDraft:
+        _, actions, _ = self.wait(
+            lambda _e, a, _s: any(isinstance(x, RecordPassage) for x in a), timeout
+        )
+        return next(x.draft for x in actions if isinstance(x, RecordPassage))
+
+    def press(self, pin: int) -> None:
+        self.factory.pin(pin).drive_low()
+        self.factory.pin(pin).drive_high()
+
+    def stop(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            self.app.stop()
+
+
+@pytest.fixture
+def kiosks() -> Iterator[Callable[[Config], Kiosk]]:
+    made: list[Kiosk] = []
+
+    def make(cfg: Config) -> Kiosk:
+        k = Kiosk(cfg)
+        made.append(k)
+        return k
+
+    yield make
+    for k in made:
+        k.stop()
+
+
+def test_auto_mode_qr_to_broker(
+    tmp_path: Path,
+    frames_dir: Path,
+    broker: Mosquitto,
+    subscriber_factory: Callable[..., Subscriber],
+    kiosks: Callable[[Config], Kiosk],
+) -> None:
+    write_frame(frames_dir / "01.png", PERSON.encode())
+    sub = subscriber_factory(broker.port, ["cp/v1/#"])
+    cfg = make_config(tmp_path, mqtt={"port": broker.port}, lane={"mode": "auto"})
+    kiosk = kiosks(cfg).start()
+
+    status = sub.get(topic_suffix="/status")
+    assert status.topic == "cp/v1/lane-test/status"
+    assert status.json()["state"] == "online"
+
+    msg = sub.get(topic_suffix="/passage")
+    assert msg.topic == "cp/v1/lane-test/passage"
+    passage = msg.json()
+    assert_valid_passage(passage)
+    assert passage["device"] == "lane-test"
+    assert passage["site"] == "test-site"
+    assert passage["seq"] == 1
+    assert passage["decision"] == "denied"
+    assert passage["decided_by"] == "policy"
+    assert passage["reasons"] == ["unrecognised"]
+    assert passage["mode"] == "auto"
+    assert passage["credential"] == {
+        "kind": "unrecognised",
+        "sha256": hashlib.sha256(PERSON.encode()).hexdigest(),
+    }
+    assert kiosk.app.publisher.wait_until(lambda p: p.published == 1, 5)
+    kiosk.stop()
+    assert kiosk.relay.states[-1].state is False
+    assert len(kiosk.relay.states) == 1  # denied: the barrier never moved
+    record = Outbox(cfg.store.dir, "lane-test", "").get(1)
+    assert record is not None
+    assert record["state"] == "sent"
+    assert record["msg"] == passage
+    rest = sub.drain_until_marker()
+    assert [m.json()["state"] for m in rest if m.topic.endswith("/status")] == ["stopped"]
+    assert not [m for m in rest if m.topic.endswith("/passage")]
+
+
+def test_officer_mode_approval_opens_the_barrier_for_open_s(
+    tmp_path: Path,
+    frames_dir: Path,
+    broker: Mosquitto,
+    subscriber_factory: Callable[..., Subscriber],
+    kiosks: Callable[[Config], Kiosk],
+) -> None:
+    write_frame(frames_dir / "01.png", b"officer-please-look")
+    sub = subscriber_factory(broker.port, ["cp/v1/+/passage"])
+    open_s = 1.0
+    cfg = make_config(
+        tmp_path, mqtt={"port": broker.port}, lane={"mode": "officer", "open_s": open_s}
+    )
+    kiosk = kiosks(cfg).start()
+    kiosk.wait_state(State.AWAITING_DECISION)
+    assert kiosk.relay.state is False
+    kiosk.relay.clear_states()
+    kiosk.press(cfg.gpio.approve_pin)
+    assert kiosk.relay.wait_for(True)
+    assert kiosk.relay.wait_for(False, timeout=open_s + 5)
+    kiosk.relay.assert_states_and_times([(0.0, False), (0.0, True), (open_s, False)])
+    passage = sub.get().json()
+    assert_valid_passage(passage)
+    assert (passage["decision"], passage["decided_by"]) == ("approved", "officer")
+    assert passage["reasons"] == ["unrecognised"]
+    assert passage["mode"] == "officer"
+
+
+def test_officer_mode_without_decision_is_denied_no_decision(
+    tmp_path: Path,
+    frames_dir: Path,
+    broker: Mosquitto,
+    subscriber_factory: Callable[..., Subscriber],
+    kiosks: Callable[[Config], Kiosk],
+) -> None:
+    write_frame(frames_dir / "01.png", b"nobody-decides")
+    sub = subscriber_factory(broker.port, ["cp/v1/+/passage"])
+    cfg = make_config(
+        tmp_path, mqtt={"port": broker.port}, lane={"mode": "officer", "decision_timeout_s": 0.5}
+    )
+    kiosk = kiosks(cfg).start()
+    passage = sub.get().json()
+    assert passage["decision"] == "denied"
+    assert passage["reasons"] == ["unrecognised", "no_decision"]
+    assert passage["decided_by"] == "policy"
+    assert len(kiosk.relay.states) == 1
+
+
+def test_broker_down_at_start_then_up_delivers_exactly_once(
+    tmp_path: Path, frames_dir: Path, kiosks: Callable[[Config], Kiosk]
+) -> None:
+    broker = Mosquitto(tmp_path / "broker", extra="persistence true\nautosave_interval 1")
+    broker.start()
+    # An ingest-like subscriber with a persistent session: whatever reaches the
+    # broker while it is away is kept for it, so it cannot miss a passage.
+    ingest = Subscriber(broker.port, ["cp/v1/+/passage"], client_id="ingest", persistent=True)
+    ingest.connect().disconnect()
+    broker.stop()
+
+    write_frame(frames_dir / "01.png", b"while-the-broker-is-down")
+    cfg = make_config(tmp_path, mqtt={"port": broker.port})
+    kiosk = kiosks(cfg).start()
+    draft = kiosk.wait_recorded()
+    assert draft.decision == "denied"
+    assert not kiosk.app.link.connected
+    assert kiosk.app.outbox.counts().stored == 1  # waiting in the outbox
+
+    broker.start()
+    try:
+        assert kiosk.app.publisher.wait_until(lambda p: p.published == 1, 15)
+        kiosk.stop()
+        ingest.connect()
+        first = ingest.get()
+        assert first.json()["seq"] == 1
+        assert ingest.drain_until_marker() == []  # once, not twice
+    finally:
+        ingest.disconnect()
+        broker.stop()
+
+
+def test_failed_puback_leaves_the_passage_stored(
+    tmp_path: Path, frames_dir: Path, kiosks: Callable[[Config], Kiosk]
+) -> None:
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite cp/v1/+/status\n")  # passages are not allowed
+    broker = Mosquitto(tmp_path / "broker", extra=f"acl_file {acl}").start()
+    try:
+        write_frame(frames_dir / "01.png", b"refused-by-the-broker")
+        cfg = make_config(tmp_path, mqtt={"port": broker.port})
+        kiosk = kiosks(cfg).start()
+        assert kiosk.app.publisher.wait_until(lambda p: p.refused >= 1, 10)
+        assert kiosk.app.publisher.published == 0
+        assert kiosk.app.outbox.counts().stored == 1
+        assert kiosk.app.outbox.counts().sent == 0
+    finally:
+        broker.stop()
+
+
+def test_non_qr_and_broken_images_are_skipped_and_nothing_is_lost(
+    tmp_path: Path,
+    frames_dir: Path,
+    broker: Mosquitto,
+    subscriber_factory: Callable[..., Subscriber],
+    kiosks: Callable[[Config], Kiosk],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    write_frame(frames_dir / "01-empty.png", None)
+    (frames_dir / "02-broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    write_frame(frames_dir / "03-code.png", b"after-the-bad-ones")
+    sub = subscriber_factory(broker.port, ["cp/v1/+/passage"])
+    cfg = make_config(tmp_path, mqtt={"port": broker.port}, camera={"hold_s": 0.3, "gap_s": 0.2})
+    kiosk = kiosks(cfg).start()
+    passage = sub.get().json()
+    assert passage["seq"] == 1
+    assert passage["credential"]["sha256"] == hashlib.sha256(b"after-the-bad-ones").hexdigest()
+    assert "skipping 02-broken.png: not a readable image" in caplog.text
+    assert kiosk.app.capture.finished.wait(10)
+    assert kiosk.app.scanner.scans == 1
+
+
+def test_missing_image_folder_goes_failsafe_and_still_delivers_stored_passages(
+    tmp_path: Path,
+    broker: Mosquitto,
+    subscriber_factory: Callable[..., Subscriber],
+    kiosks: Callable[[Config], Kiosk],
+) -> None:
+    cfg = make_config(
+        tmp_path, mqtt={"port": broker.port}, camera={"source": f"images:{tmp_path / 'gone'}"}
+    )
+    earlier = Outbox(cfg.store.dir, cfg.device.id, cfg.device.site)
+    stored = earlier.append(
+        PassageDraft(datetime.now(UTC), "approved", "officer", ("no_credential",), None, "officer")
+    )
+    earlier.close()
+    sub = subscriber_factory(broker.port, ["cp/v1/+/passage"])
+    kiosk = kiosks(cfg)
+    kiosk.start()
+    event, _, state = kiosk.wait(lambda e, _a, _s: isinstance(e, FaultRaised))
+    assert event == FaultRaised("camera", f"image folder not found: {tmp_path / 'gone'}")
+    assert state is State.FAILSAFE
+    assert kiosk.factory.pin(cfg.gpio.red_led_pin).wait_for(True)
+    assert sub.get().json()["pid"] == stored.pid
+    # the officer cannot open the barrier while the lane is in failsafe
+    kiosk.press(cfg.gpio.approve_pin)
+    kiosk.wait(lambda e, _a, _s: isinstance(e, OfficerApproved))
+    assert kiosk.relay.state is False
+
+
+def test_store_failure_keeps_the_barrier_closed_until_the_store_recovers(
+    tmp_path: Path, kiosks: Callable[[Config], Kiosk], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = make_config(tmp_path, camera={"source": f"images:{tmp_path / 'empty'}"})
+    (tmp_path / "empty").mkdir()
+    kiosk = kiosks(cfg).start()
+    real_replace = os.replace
+
+    def disk_full(src: Any, dst: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    kiosk.press(cfg.gpio.approve_pin)  # the officer lets someone through without a code
+    event, _, state = kiosk.wait(lambda e, _a, _s: isinstance(e, FaultRaised))
+    assert event.name == "store"
+    assert state is State.FAILSAFE
+    assert [s.state for s in kiosk.relay.states] == [False]  # never opened
+    monkeypatch.setattr(os, "replace", real_replace)
+    kiosk.app.supervise()  # the periodic check finds the store writable again
+    kiosk.wait_state(State.READY)
+    kiosk.press(cfg.gpio.approve_pin)
+    assert kiosk.wait_recorded().reasons == ("no_credential",)
+    assert kiosk.relay.wait_for(True)
+    assert kiosk.app.outbox.counts().last_seq == 1
+
+
+def test_internal_lane_error_is_failsafe(tmp_path: Path, kiosks: Callable[[Config], Kiosk]) -> None:
+    cfg = make_config(tmp_path, lane={"mode": "officer"}, camera={"source": f"images:{tmp_path}"})
+    kiosk = kiosks(cfg)
+
+    class BrokenPolicy:
+        def evaluate(self, credential: object) -> object:
+            raise RuntimeError("bug")
+
+    kiosk.app.runner.lane.policy = BrokenPolicy()  # type: ignore[assignment]
+    kiosk.start()
+    kiosk.app.runner.post(CredentialScanned(Credential.from_raw("unrecognised", b"x")))
+    kiosk.wait_state(State.FAILSAFE)
+    assert kiosk.relay.state is False
+    assert kiosk.factory.pin(cfg.gpio.red_led_pin).wait_for(True)
+
+
+def test_no_personal_data_in_logs_store_or_messages(
+    tmp_path: Path,
+    frames_dir: Path,
+    broker: Mosquitto,
+    subscriber_factory: Callable[..., Subscriber],
+    kiosks: Callable[[Config], Kiosk],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    write_frame(frames_dir / "01.png", PERSON.encode())
+    sub = subscriber_factory(broker.port, ["cp/v1/#"])
+    cfg = make_config(tmp_path, mqtt={"port": broker.port})
+    kiosk = kiosks(cfg).start()
+    sub.get(topic_suffix="/passage")
+    kiosk.stop()
+    everything = caplog.text + (cfg.store.dir / "outbox.json").read_text()
+    everything += "".join(m.payload.decode() for m in sub.drain_until_marker())
+    for secret in ("012345678901", "Nguyen", "Minh", "Ly Thuong Kiet", "01011990"):
+        assert secret not in everything

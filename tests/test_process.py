@@ -1,0 +1,194 @@
+"""The daemon as a process: crashes, signals, bad start-up input."""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import Mosquitto, Subscriber, free_port, toml_text, write_frame
+
+
+class Daemon:
+    """``python -m edge run -c FILE`` with its log lines readable as they come."""
+
+    def __init__(self, config: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edge", "run", "-c", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.log: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.log.append(line.rstrip())
+            self.lines.put(line.rstrip())
+        self.lines.put(None)
+
+    def wait_for(self, text: str, timeout: float = 15.0) -> str:
+        while True:
+            try:
+                line = self.lines.get(timeout=timeout)
+            except queue.Empty:
+                pytest.fail(
+                    f"no log line with {text!r} within {timeout} s:\n" + "\n".join(self.log)
+                )
+            if line is None:
+                pytest.fail(f"daemon exited before {text!r}:\n" + "\n".join(self.log))
+            if text in line:
+                return line
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Daemon]]:
+    running: list[Daemon] = []
+    yield running
+    for d in running:
+        if d.proc.poll() is None:
+            d.kill()
+
+
+def write_config(tmp_path: Path, port: int, **overrides: dict[str, Any]) -> Path:
+    data: dict[str, dict[str, Any]] = {
+        "device": {"id": "lane-proc", "site": "test"},
+        "camera": {"source": "images:frames", "fps": 20, "hold_s": 0.5, "gap_s": 0.5},
+        "gpio": {"pin_factory": "mock"},
+        "lane": {"mode": "auto"},
+        "mqtt": {"host": "127.0.0.1", "port": port, "reconnect_min_s": 1, "reconnect_max_s": 1},
+        "store": {"dir": "store"},
+    }
+    for name, values in overrides.items():
+        data.setdefault(name, {}).update(values)
+    path = tmp_path / "config.toml"
+    path.write_text(toml_text(data))
+    return path
+
+
+def test_sigkill_between_store_and_publish_loses_nothing(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    write_frame(frames / "01.png", b"killed-before-publishing")
+    port = free_port()  # nothing listens here yet: the passage cannot be published
+    config = write_config(tmp_path, port)
+
+    first = Daemon(config)
+    daemons.append(first)
+    first.wait_for("passage seq=1 stored")
+    first.kill()
+    stored = json.loads((tmp_path / "store" / "outbox.json").read_text())["passages"]
+    assert list(stored) == ["1"]
+    assert stored["1"]["state"] == "stored"
+    pid = stored["1"]["msg"]["pid"]
+
+    broker = Mosquitto(tmp_path / "broker", port=port).start()
+    sub = Subscriber(port, ["cp/v1/lane-proc/#"]).connect()
+    try:
+        second = Daemon(config)  # the same image scans again: a second passage
+        daemons.append(second)
+        passages = []
+        while len(passages) < 2:
+            msg = sub.get(timeout=20)
+            if msg.topic.endswith("/passage"):
+                passages.append(msg.json())
+        assert passages[0]["pid"] == pid
+        assert passages[0]["seq"] == 1
+        assert passages[1]["seq"] == 2  # seq survived the crash and did not repeat
+        assert passages[1]["pid"] != pid
+        assert second.terminate() == 0
+        rest = sub.drain_until_marker()
+        assert [m.json()["state"] for m in rest if m.topic.endswith("/status")] == ["stopped"]
+        assert not [m for m in rest if m.topic.endswith("/passage")]
+    finally:
+        sub.disconnect()
+        broker.stop()
+
+
+def test_sigterm_stops_cleanly_and_a_kill_leaves_the_will(
+    tmp_path: Path, broker: Mosquitto, daemons: list[Daemon]
+) -> None:
+    (tmp_path / "frames").mkdir()
+    config = write_config(tmp_path, broker.port)
+    sub = Subscriber(broker.port, ["cp/v1/lane-proc/status"]).connect()
+    try:
+        d = Daemon(config)
+        daemons.append(d)
+        assert sub.get().json()["state"] == "online"
+        assert d.terminate() == 0
+        assert sub.get().json()["state"] == "stopped"
+        d.wait_for("edge: stopped")
+
+        d = Daemon(config)
+        daemons.append(d)
+        assert sub.get().json()["state"] == "online"
+        d.kill()
+        assert sub.get().json()["state"] == "offline"  # the will
+    finally:
+        sub.disconnect()
+
+
+def test_broken_config_is_a_clear_message_not_a_traceback(tmp_path: Path) -> None:
+    config = write_config(tmp_path, 1883, lane={"mode": "party"}, gpio={"barrier_pin": 99})
+    run = subprocess.run(
+        [sys.executable, "-m", "edge", "run", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert run.returncode == 2
+    assert "lane.mode: must be one of officer, auto (got 'party')" in run.stderr
+    assert "gpio.barrier_pin: must be a BCM GPIO number 0-27 (got 99)" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_unreadable_image_folder_keeps_the_daemon_up(tmp_path: Path, daemons: list[Daemon]) -> None:
+    config = write_config(tmp_path, free_port(), camera={"source": "images:missing"})
+    d = Daemon(config)
+    daemons.append(d)
+    line = d.wait_for("image folder not found")
+    assert str(tmp_path / "missing") in line
+    d.wait_for("failsafe")
+    assert d.proc.poll() is None
+    assert d.terminate() == 0
+    assert "Traceback" not in "\n".join(d.log)
+
+
+def test_corrupt_store_refuses_to_start_and_keeps_the_file(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "outbox.json").write_text('{"passages": {"1": ')
+    config = write_config(tmp_path, free_port())
+    d = Daemon(config)
+    daemons.append(d)
+    assert d.proc.wait(30) == 1
+    log = "\n".join(d.log)
+    assert "cannot start" in log
+    assert "is not valid JSON" in log
+    assert "Traceback" not in log
+    assert (tmp_path / "store" / "outbox.json").read_text() == '{"passages": {"1": '
