@@ -359,3 +359,32 @@ def test_no_personal_data_in_logs_store_or_messages(
     everything += "".join(m.payload.decode() for m in sub.drain_until_marker())
     for secret in ("012345678901", "Nguyen", "Minh", "Ly Thuong Kiet", "01011990"):
         assert secret not in everything
+
+
+def test_broker_going_away_mid_run_delays_but_loses_nothing_and_keeps_order(
+    tmp_path: Path, kiosks: Callable[[Config], Kiosk]
+) -> None:
+    broker = Mosquitto(tmp_path / "broker", extra="persistence true").start()
+    ingest = Subscriber(broker.port, ["cp/v1/+/passage"], client_id="ingest", persistent=True)
+    ingest.connect().disconnect()
+    (tmp_path / "frames").mkdir()
+    cfg = make_config(tmp_path, mqtt={"port": broker.port}, lane={"open_s": 0.1})
+    kiosk = kiosks(cfg).start()
+    try:
+        assert kiosk.app.publisher.wait_until(lambda p: bool(p.link and p.link.connected), 10)
+        broker.stop()
+        for _ in range(3):  # three travellers waved through while the broker is away
+            kiosk.press(cfg.gpio.approve_pin)
+            kiosk.wait_recorded()
+            kiosk.wait_state(State.READY)
+        assert kiosk.app.outbox.counts().stored == 3
+        broker.start()
+        assert kiosk.app.publisher.wait_until(lambda p: p.published == 3, 20)
+        kiosk.stop()
+        ingest.connect()
+        seqs = [ingest.get().json()["seq"] for _ in range(3)]
+        assert seqs == [1, 2, 3]
+        assert ingest.drain_until_marker() == []
+    finally:
+        ingest.disconnect()
+        broker.stop()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import queue
 import signal
 import subprocess
@@ -20,10 +22,10 @@ from .conftest import Mosquitto, Subscriber, free_port, toml_text, write_frame
 class Daemon:
     """``python -m edge run -c FILE`` with its log lines readable as they come."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, stdin: int = subprocess.DEVNULL) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "edge", "run", "-c", str(config)],
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -192,3 +194,27 @@ def test_corrupt_store_refuses_to_start_and_keeps_the_file(
     assert "is not valid JSON" in log
     assert "Traceback" not in log
     assert (tmp_path / "store" / "outbox.json").read_text() == '{"passages": {"1": '
+
+
+def test_officer_keys_on_a_terminal(tmp_path: Path, daemons: list[Daemon]) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    write_frame(frames / "01.png", b"officer-at-the-keyboard")
+    config = write_config(
+        tmp_path, free_port(), lane={"mode": "officer", "open_s": 0.5}, camera={"hold_s": 1.0}
+    )
+    master, slave = pty.openpty()  # the daemon's stdin is a terminal
+    try:
+        d = Daemon(config, stdin=slave)
+        daemons.append(d)
+        d.wait_for("keys: a = approve, d = deny, q = quit")
+        d.wait_for("policy deny unrecognised")
+        os.write(master, b"a")
+        d.wait_for("approved by officer")
+        d.wait_for("barrier: open")
+        d.wait_for("barrier: closed")
+        os.write(master, b"q")
+        assert d.proc.wait(15) == 0
+    finally:
+        os.close(master)
+        os.close(slave)
