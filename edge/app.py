@@ -17,8 +17,10 @@ to stop.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gpiozero.pins.mock import MockFactory
@@ -27,7 +29,7 @@ from edge.config import Config
 from edge.devices.camera import CaptureThread, FrameSource, make_source
 from edge.devices.frames import LatestFrame
 from edge.devices.gpio import Panel, make_pin_factory
-from edge.errors import EdgeError
+from edge.errors import EdgeError, TrustError
 from edge.lane import (
     CredentialScanned,
     FaultCleared,
@@ -39,11 +41,13 @@ from edge.lane import (
 from edge.model import Passage, PassageDraft
 from edge.mqtt.link import MqttLink
 from edge.mqtt.publisher import Publisher
-from edge.policy import BasicPolicy
+from edge.policy import RulePolicy
 from edge.runner import LaneRunner
+from edge.scan.credentials import Verifier
 from edge.scan.decoder import Decoder, make_decoder
 from edge.scan.scanner import ScanThread
 from edge.store import Outbox
+from edge.trust import TrustHolder
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +67,9 @@ class App:
     ) -> None:
         self.cfg = cfg
         self._store_faulted = threading.Event()
-        self.outbox = Outbox(cfg.store.dir, cfg.device.id, cfg.device.site)
+        self._barrier_faulted = threading.Event()
+        self._stopping = False
+        self.outbox = Outbox(cfg.store.dir, cfg.device.id, cfg.device.site, cfg.passage.fields)
         try:
             self._build(pin_factory, source, decoder)
         except BaseException:
@@ -75,13 +81,22 @@ class App:
         self.decoder = decoder or make_decoder(cfg.scan.decoder)
         self.source = source or make_source(cfg.camera)
         self.pin_factory = pin_factory or make_pin_factory(cfg.gpio.pin_factory)
+        self.trust = TrustHolder(cfg.trust.files)
+        with contextlib.suppress(TrustError):  # logged; the kiosk runs on and trusts nothing
+            self.trust.reload()
+        self.verifier = Verifier(lambda: self.trust.store, skew_s=cfg.policy.clock_skew_s)
         lane = Lane(
-            BasicPolicy(),
+            RulePolicy(cfg.policy),
             mode=cfg.lane.mode,
             decision_timeout_s=cfg.lane.decision_timeout_s,
             open_s=cfg.lane.open_s,
             failsafe_retry_s=cfg.lane.failsafe_retry_s,
+            replay_window_s=cfg.policy.replay_window_s,
         )
+        if cfg.policy.replay_window_s:
+            since = datetime.now(UTC) - timedelta(seconds=cfg.policy.replay_window_s)
+            for sha256, ts in self.outbox.approved_since(since):
+                lane.remember(sha256, ts)
         self.runner = LaneRunner(lane, effects=self)
         self.panel = Panel(
             cfg.gpio,
@@ -101,6 +116,7 @@ class App:
             self.decoder,
             cfg.scan.leave_s,
             on_scan=lambda credential: self.runner.post(CredentialScanned(credential)),
+            read=self.verifier.read,
         )
         self.publisher = Publisher(self.outbox, cfg.device.id, window=cfg.mqtt.inflight)
         self.link = MqttLink(
@@ -126,24 +142,27 @@ class App:
             counts.stored,
             counts.last_seq,
         )
-        self.panel.signal("ready")
         self.runner.start()
         self.publisher.start()
         self.link.start()
         self.scanner.start()
         self.capture.start()
 
-    def run(self, stop: threading.Event) -> None:
-        """Start, supervise until ``stop`` is set, then stop cleanly."""
+    def run(self, stop: threading.Event) -> int:
+        """Start, supervise until ``stop`` is set, then stop cleanly; the exit code."""
         self.start()
+        code = 0
         try:
             while not stop.wait(1.0):
-                self.supervise()
+                if not self.supervise():
+                    code = 1
+                    break
         finally:
             self.stop()
+        return code
 
-    def supervise(self) -> None:
-        """Periodic health work on the main thread."""
+    def supervise(self) -> bool:
+        """Periodic health work on the main thread; False when the kiosk must restart."""
         if self._store_faulted.is_set():
             try:
                 self.outbox.check_writable()
@@ -152,10 +171,25 @@ class App:
             else:
                 self._store_faulted.clear()
                 self.runner.post(FaultCleared("store"))
+        if self._barrier_faulted.is_set():
+            try:
+                self.panel.close_barrier()  # failsafe: closed is the only state to restore
+            except Exception as exc:  # noqa: BLE001 - any driver error: keep trying
+                log.debug("edge: barrier still failing: %s", exc)
+            else:
+                log.info("barrier: closing works again")
+                self._barrier_faulted.clear()
+                self.runner.post(FaultCleared("barrier"))
+        dead = [t.name for t in (self.runner, self.publisher, self.scanner) if not t.is_alive()]
+        if dead and not self._stopping:
+            log.critical("edge: thread(s) %s stopped unexpectedly; restarting", ", ".join(dead))
+            return False
+        return True
 
     def stop(self, flush_s: float = 3.0) -> None:
         """Stop scanning, let the lane finish, close the barrier, flush, disconnect."""
         log.info("edge: stopping")
+        self._stopping = True
         self.capture.stop()
         self.scanner.stop()
         for thread in (self.capture, self.scanner):
@@ -202,12 +236,16 @@ class App:
         return passage
 
     def set_barrier(self, open_: bool) -> None:
-        if open_:
-            self.panel.open_barrier()
-            log.info("barrier: open")
-        elif self.panel.barrier_open:
-            self.panel.close_barrier()
-            log.info("barrier: closed")
+        try:
+            if open_:
+                self.panel.open_barrier()
+                log.info("barrier: open")
+            elif self.panel.barrier_open:
+                self.panel.close_barrier()
+                log.info("barrier: closed")
+        except Exception:
+            self._barrier_faulted.set()
+            raise
 
     def signal(self, pattern: str) -> None:
         self.panel.signal(pattern)

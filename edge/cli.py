@@ -1,6 +1,8 @@
-"""Command line: ``checkpoint-edge run``, ``checkpoint-edge check-config``.
+"""Command line of checkpoint-edge.
 
-Exit codes: 0 success, 1 a runtime failure, 2 an invalid config or usage.
+``run`` (the kiosk), ``check-config``, ``keys new``, ``issue``, ``verify``.
+Exit codes: 0 success (``verify``: valid), 1 a runtime failure (``verify``:
+invalid), 2 an invalid config or usage.
 """
 
 from __future__ import annotations
@@ -11,12 +13,17 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
-from edge import __version__
+from edge import __version__, credtools
 from edge import config as config_mod
-from edge.errors import ConfigError, EdgeError
+from edge.credtools import UsageError
+from edge.errors import ConfigError, EdgeError, TrustError
+from edge.scan.declaration import TRANSPORT_MODES
+from edge.scan.declaration import issue as issue_declaration
+from edge.trust import load_trust
 
 log = logging.getLogger("edge")
 
@@ -29,6 +36,23 @@ def simulation_config_path() -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "check-config":
+            return _check_config(args.file)
+        if args.command == "keys":
+            return _keys_new(args)
+        if args.command == "issue":
+            return _issue(args)
+        if args.command == "verify":
+            return _verify(args)
+    except UsageError as exc:
+        print(f"checkpoint-edge {args.command}: {exc}", file=sys.stderr)
+        return 2
+    return _run(args.config, args.log_level)
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="checkpoint-edge", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"checkpoint-edge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -40,10 +64,133 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = sub.add_parser("check-config", help="validate a config file; list every problem")
     check.add_argument("file", type=Path)
 
-    args = parser.parse_args(argv)
-    if args.command == "check-config":
-        return _check_config(args.file)
-    return _run(args.config, args.log_level)
+    keys = sub.add_parser("keys", help="issuer keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    new = keys_sub.add_parser("new", help="a new issuer key pair, its kid and a trust list")
+    new.add_argument("--issuer", required=True, help="issuer id written into declarations (iss)")
+    new.add_argument("--alg", choices=["ES256", "EdDSA"], default="ES256")
+    new.add_argument("--out", type=Path, default=Path("."), help="directory for the key files")
+
+    issue = sub.add_parser("issue", help="a signed movement declaration, as text, PNG and SVG")
+    issue.add_argument("--key", type=Path, required=True, help="issuer private key (PEM)")
+    issue.add_argument("--issuer", default="", help="issuer id (iss), unless the file has one")
+    issue.add_argument("--in", dest="input", type=Path, help="declaration file (.toml or .json)")
+    issue.add_argument("--name")
+    issue.add_argument("--id-number")
+    issue.add_argument("--birth-date", help="YYYY-MM-DD")
+    issue.add_argument("--sex", choices=["M", "F", "X"])
+    issue.add_argument("--phone")
+    issue.add_argument("--origin", help="PROVINCE[/DISTRICT[/TEXT]]")
+    issue.add_argument("--destination", help="PROVINCE[/DISTRICT[/TEXT]]")
+    issue.add_argument("--plate")
+    issue.add_argument("--transport", choices=list(TRANSPORT_MODES))
+    issue.add_argument("--purpose")
+    issue.add_argument("--symptoms", action="store_true", default=None)
+    issue.add_argument("--exposure", action="store_true", default=None)
+    issue.add_argument("--doses", type=int, help="vaccine doses received")
+    issue.add_argument("--test-result", choices=["negative", "positive"])
+    issue.add_argument("--test-date", help="YYYY-MM-DD")
+    issue.add_argument("--id", dest="declaration_id", help="declaration id (default: random)")
+    issue.add_argument("--issued-at", type=_timestamp, help="ISO 8601 (default: now)")
+    issue.add_argument("--valid-hours", type=float, default=72.0)
+    issue.add_argument("--png", type=Path, help="write the QR code as PNG")
+    issue.add_argument("--svg", type=Path, help="write the QR code as SVG")
+
+    verify = sub.add_parser("verify", help="decode and verify a code, stage by stage")
+    source = verify.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", type=Path, help="an image holding a QR code")
+    source.add_argument("--text", help="the payload text")
+    verify.add_argument(
+        "--trust", type=Path, action="append", default=[], help="trust list, certificate or key"
+    )
+    verify.add_argument("-c", "--config", type=Path, help="also trust the config's [trust] files")
+    verify.add_argument("--at", type=_timestamp, help="verify at this ISO 8601 time")
+    verify.add_argument("--json", action="store_true", help="one JSON object")
+    verify.add_argument("--show", action="store_true", help="also print the decoded content")
+    return parser
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from exc
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def _keys_new(args: argparse.Namespace) -> int:
+    made = credtools.keys_new(args.issuer, args.alg, args.out)
+    print(f"kid {made['kid']} ({made['kid_hex']}), {made['alg']}, issuer {made['issuer']}")
+    for what in ("private_key", "public_key", "trust_list"):
+        print(f"{what.replace('_', ' ')}: {made[what]}")
+    return 0
+
+
+_ISSUE_FLAGS = {
+    "name": ("person", "name"),
+    "id_number": ("person", "id_number"),
+    "birth_date": ("person", "birth_date"),
+    "sex": ("person", "sex"),
+    "phone": ("person", "phone"),
+    "origin": ("trip", "origin"),
+    "destination": ("trip", "destination"),
+    "plate": ("trip", "plate"),
+    "transport": ("trip", "transport"),
+    "purpose": ("trip", "purpose"),
+    "symptoms": ("health", "symptoms"),
+    "exposure": ("health", "exposure"),
+    "doses": ("health", "vaccine_doses"),
+    "test_result": ("health", "test_result"),
+    "test_date": ("health", "test_date"),
+}
+
+
+def _issue(args: argparse.Namespace) -> int:
+    data = credtools.read_declaration_file(args.input) if args.input else {}
+    for flag, (table, name) in _ISSUE_FLAGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            data.setdefault(table, {})[name] = value
+    if args.declaration_id:
+        data["declaration_id"] = args.declaration_id
+    if not (args.issuer or data.get("issuer")):
+        raise credtools.UsageError("--issuer is required (or issuer in the file)")
+    if not 0 < args.valid_hours <= 24 * 365:
+        raise credtools.UsageError("--valid-hours must be between 0 and 8760")
+    key, kid = credtools.load_private_key(args.key)
+    issued_at = args.issued_at or datetime.now(UTC)
+    decl = credtools.build_declaration(
+        data, args.issuer, issued_at, timedelta(hours=args.valid_hours)
+    )
+    payload = issue_declaration(decl, key, kid)
+    version = credtools.render_qr(payload, args.png, args.svg)
+    print(payload)
+    print(
+        f"declaration {decl.declaration_id}: {len(payload)} characters, QR version {version} "
+        f"(ECC M), valid until {decl.expires_at.isoformat()}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    paths = list(args.trust)
+    if args.config:
+        try:
+            paths += list(config_mod.load(args.config).trust.files)
+        except ConfigError as exc:
+            raise credtools.UsageError(str(exc)) from exc
+    trust = credtools.load_trust_paths(paths)
+    if args.image:
+        codes = credtools.decode_image(args.image)
+        payload = codes[0] if codes else None
+    else:
+        payload = args.text.encode("utf-8")
+    report = credtools.verify(
+        payload, trust, args.at or datetime.now(UTC), skew_s=0.0, from_image=bool(args.image)
+    )
+    credtools.print_report(report, show=args.show, as_json=args.json)
+    return 0 if report["valid"] else 1
 
 
 def _check_config(path: Path) -> int:
@@ -52,7 +199,15 @@ def _check_config(path: Path) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    print(f"{path}: OK (device {cfg.device.id}, camera {cfg.camera.source.describe()})")
+    try:
+        store = load_trust(cfg.trust.files)
+    except TrustError as exc:
+        print(f"{path}: trust.files: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"{path}: OK (device {cfg.device.id}, camera {cfg.camera.source.describe()}, "
+        f"trust: {store.describe()})"
+    )
     return 0
 
 
@@ -100,8 +255,7 @@ def _run(path: Path | None, level: str | None) -> int:
         keys.start()
         log.info("edge: keys: a = approve, d = deny, q = quit")
     try:
-        app.run(stop)
+        return app.run(stop)
     finally:
         if keys is not None:
             keys.stop()
-    return 0

@@ -13,8 +13,6 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-import types
-import typing
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -24,7 +22,7 @@ from edge.errors import ConfigError
 
 DEVICE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
-LaneMode = Literal["officer", "auto"]
+LaneMode = Literal["officer", "auto", "surge"]
 DecoderName = Literal["auto", "zxing", "pyzbar"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -94,9 +92,12 @@ def _parse_existing_file(value: Any, base: Path) -> Path | None:
     return path
 
 
+MAX_NUMBER = 1_000_000  # no duration, rate or size here is sensibly larger
+
+
 def _positive(value: Any, _base: Path) -> Any:
-    if value <= 0:
-        raise ValueError(f"must be greater than 0 (got {value})")
+    if not 0 < value <= MAX_NUMBER:  # also refuses nan
+        raise ValueError(f"must be greater than 0 and at most {MAX_NUMBER} (got {value})")
     return value
 
 
@@ -196,7 +197,10 @@ class GpioConfig:
 class LaneConfig:
     mode: LaneMode = field(
         default="officer",
-        metadata=_doc("officer: the officer decides; auto: the policy decides alone."),
+        metadata=_doc(
+            "officer: the officer decides; auto: the policy decides alone; "
+            "surge: the barrier stays open and every code is still verified and recorded."
+        ),
     )
     decision_timeout_s: float = field(
         default=20.0,
@@ -260,6 +264,130 @@ class StoreConfig:
     )
 
 
+FORMATS = ("declaration", "dcc", "id_card")
+TRAVELLER_FIELDS = (
+    "declaration_id",
+    "id_number",
+    "name",
+    "birth_date",
+    "sex",
+    "phone",
+    "origin",
+    "destination",
+    "plate",
+    "transport",
+    "purpose",
+    "dcc_id",
+)
+
+
+def _subset(allowed: tuple[str, ...]) -> Parser:
+    def parse(value: Any, _base: Path) -> tuple[str, ...]:
+        bad = [v for v in value if v not in allowed]
+        if bad:
+            raise ValueError(f"unknown {', '.join(map(repr, bad))} (allowed: {', '.join(allowed)})")
+        return tuple(dict.fromkeys(value))
+
+    return parse
+
+
+def _province_codes(value: Any, _base: Path) -> tuple[str, ...]:
+    bad = [v for v in value if not re.fullmatch(r"\d{2}", v)]
+    if bad:
+        raise ValueError(f"province codes are 2 digits (got {', '.join(map(repr, bad))})")
+    return tuple(value)
+
+
+def _non_negative(value: Any, _base: Path) -> Any:
+    if not 0 <= value <= MAX_NUMBER:  # also refuses nan
+        raise ValueError(f"must be 0 to {MAX_NUMBER} (got {value})")
+    return value
+
+
+def _paths(value: Any, base: Path) -> tuple[Path, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError("must be a list of file paths")
+    return tuple(_resolve(v, base) for v in value)
+
+
+@dataclass(frozen=True)
+class TrustConfig:
+    files: tuple[Path, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Trust lists, DCC signer certificates (PEM/DER) and issuer public keys (PEM/DER).",
+            _paths,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    accept: tuple[str, ...] = field(
+        default=("declaration",),
+        metadata=_doc(
+            "Formats that can approve a passage: declaration, dcc (an ID card never can).",
+            _subset(("declaration", "dcc")),
+        ),
+    )
+    issuers: tuple[str, ...] = field(
+        default=(), metadata=_doc("Declaration issuers (iss) accepted; empty = any trusted one.")
+    )
+    max_declaration_age_h: float = field(
+        default=72.0,
+        metadata=_doc("A declaration issued longer ago than this is denied.", _positive),
+    )
+    deny_symptoms: bool = field(default=True, metadata=_doc("Deny when symptoms are declared."))
+    deny_exposure: bool = field(default=True, metadata=_doc("Deny when exposure is declared."))
+    proof_zones: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Origin province codes whose travellers must show a vaccination certificate "
+            "or a recent negative test.",
+            _province_codes,
+        ),
+    )
+    proof_doses: int = field(
+        default=2, metadata=_doc("Vaccine doses that count as proof.", _positive)
+    )
+    proof_test_max_age_h: float = field(
+        default=72.0, metadata=_doc("A negative test counts as proof this long.", _positive)
+    )
+    accept_declared_health: bool = field(
+        default=False,
+        metadata=_doc("Let doses and tests declared in the declaration count as proof."),
+    )
+    require_id_card: bool = field(
+        default=False,
+        metadata=_doc("The ID card must be shown too, and match the declaration's ID number."),
+    )
+    replay_window_s: float = field(
+        default=600.0,
+        metadata=_doc(
+            "A credential approved at this lane within this many seconds is replayed (0 = off).",
+            _non_negative,
+        ),
+    )
+    clock_skew_s: float = field(
+        default=300.0,
+        metadata=_doc(
+            "Tolerance for credentials issued slightly in the future (phone clocks).",
+            _non_negative,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class PassageConfig:
+    fields: tuple[str, ...] = field(
+        default=("declaration_id", "id_number", "name", "origin", "destination", "plate"),
+        metadata=_doc(
+            "Traveller fields recorded in each passage (personal data: only what tracing needs).",
+            _subset(TRAVELLER_FIELDS),
+        ),
+    )
+
+
 @dataclass(frozen=True)
 class LogConfig:
     level: LogLevel = field(default="info", metadata=_doc("Log level."))
@@ -274,6 +402,9 @@ class Config:
     lane: LaneConfig = LaneConfig()
     mqtt: MqttConfig = MqttConfig()
     store: StoreConfig = StoreConfig()
+    trust: TrustConfig = TrustConfig()
+    policy: PolicyConfig = PolicyConfig()
+    passage: PassageConfig = PassageConfig()
     log: LogConfig = LogConfig()
 
 
@@ -285,6 +416,9 @@ SECTIONS: dict[str, type[Any]] = {
     "lane": LaneConfig,
     "mqtt": MqttConfig,
     "store": StoreConfig,
+    "trust": TrustConfig,
+    "policy": PolicyConfig,
+    "passage": PassageConfig,
     "log": LogConfig,
 }
 
@@ -367,31 +501,30 @@ def _is_custom(hint: Any) -> bool:
     return hint in (Path, SourceSpec) or Path in args
 
 
+_SIMPLE: dict[Any, tuple[Callable[[Any], bool], str]] = {
+    bool: (lambda v: isinstance(v, bool), "true or false"),
+    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    float: (lambda v: isinstance(v, int | float) and not isinstance(v, bool), "a number"),
+    str: (lambda v: isinstance(v, str), "a string"),
+}
+
+
 def _check_type(value: Any, hint: Any) -> Any:
     if get_origin(hint) is Literal:
         allowed = get_args(hint)
         if value not in allowed:
             raise ValueError(f"must be one of {', '.join(map(str, allowed))} (got {value!r})")
         return value
-    if isinstance(hint, types.UnionType) or get_origin(hint) is typing.Union:
+    if get_origin(hint) is tuple and get_args(hint) == (str, Ellipsis):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"must be a list of strings (got {value!r})")
+        return tuple(value)
+    if hint not in _SIMPLE:
         raise TypeError(f"unsupported config type {hint}")  # pragma: no cover - schema bug
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"must be true or false (got {value!r})")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"must be an integer (got {value!r})")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"must be a number (got {value!r})")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ValueError(f"must be a string (got {value!r})")
-        return value
-    raise TypeError(f"unsupported config type {hint}")  # pragma: no cover - schema bug
+    ok, what = _SIMPLE[hint]
+    if not ok(value):
+        raise ValueError(f"must be {what} (got {value!r})")
+    return float(value) if hint is float else value
 
 
 def _cross_checks(built: dict[str, Any]) -> list[str]:
@@ -427,6 +560,8 @@ def describe_keys() -> list[tuple[str, str, str]]:
                 default = '""'
             elif isinstance(f.default, bool):
                 default = str(f.default).lower()
+            elif isinstance(f.default, tuple):
+                default = "[" + ", ".join(f'"{v}"' for v in f.default) + "]"
             elif isinstance(f.default, str | Path):
                 default = f'"{f.default}"'
             else:

@@ -40,3 +40,22 @@ class DecoderUnavailable(EdgeError, ImportError):
 
 class HardwareError(EdgeError, RuntimeError):
     """GPIO hardware (pin factory, pins) cannot be set up."""
+
+
+class CredentialRejected(EdgeError, ValueError):
+    """A QR payload was refused; ``reason`` is a stable code (``edge.scan.reasons``).
+
+    ``detail`` explains it for a developer; it never holds personal data.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        # Set when the payload was authentic and parsed but failed a later
+        # check (expired, revoked...): its content can still be recorded.
+        self.claims: object | None = None
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class TrustError(EdgeError, ValueError):
+    """A trust file (keys, certificates, trust list) cannot be loaded."""

@@ -12,7 +12,13 @@ States::
       |                    | deny / timeout
       |                    v
       +-- auto mode -----> READY (denied) or OPEN (approved)
-    any --fault--> FAILSAFE --all faults cleared--> READY
+    SURGE: barrier held open; every scan is verified and recorded at once
+    any --fault--> FAILSAFE --all faults cleared--> READY (or SURGE)
+
+A traveller may show several codes (declaration, vaccination certificate, ID
+card): while a decision is pending, a code of a kind not yet presented joins
+the presentation and the policy judges again; another code of a kind already
+presented is the next traveller's and waits (one slot).
 
 Ordering promise: :class:`RecordPassage` always comes before the
 :class:`OpenBarrier` of the same decision. If recording fails the shell must
@@ -23,7 +29,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from edge.model import Credential, DecidedBy, Decision, PassageDraft, Verdict
 from edge.policy import Policy
@@ -31,12 +37,19 @@ from edge.policy import Policy
 # Reason codes added by the lane itself.
 NO_DECISION = "no_decision"
 NO_CREDENTIAL = "no_credential"
+SURGE = "surge"
+
+MODES = ("officer", "auto", "surge")
+# Kinds whose second use within the replay window is flagged (an ID card is
+# the person, not the permission: it is checked through the declaration).
+REPLAY_KINDS = frozenset({"declaration", "dcc"})
 
 
 class State(enum.Enum):
     READY = "ready"
     AWAITING_DECISION = "awaiting_decision"
     OPEN = "open"
+    SURGE = "surge"
     FAILSAFE = "failsafe"
 
 
@@ -56,6 +69,14 @@ class OfficerApproved:
 @dataclass(frozen=True)
 class OfficerDenied:
     pass
+
+
+@dataclass(frozen=True)
+class SetMode:
+    """Switch lane mode (officer, auto, surge); ``by`` says who, for the log."""
+
+    mode: str
+    by: str = "operator"
 
 
 @dataclass(frozen=True)
@@ -88,7 +109,13 @@ class FaultCleared:
 
 TimerEvent = DecisionTimedOut | CloseDue | FailsafeRetryDue
 Event = (
-    CredentialScanned | OfficerApproved | OfficerDenied | TimerEvent | FaultRaised | FaultCleared
+    CredentialScanned
+    | OfficerApproved
+    | OfficerDenied
+    | SetMode
+    | TimerEvent
+    | FaultRaised
+    | FaultCleared
 )
 
 # --- actions --------------------------------------------------------------
@@ -111,17 +138,18 @@ class CloseBarrier:
 
 @dataclass(frozen=True)
 class Signal:
-    """LED and buzzer pattern: ready, reading, approved, denied, fault."""
+    """LED and buzzer pattern: ready, reading, approved, denied, fault, surge."""
 
     pattern: str
 
 
 @dataclass(frozen=True)
 class Show:
-    """What the screen shows: a lane state, and reason codes where there are some."""
+    """What the screen shows: a lane state, reason codes, and what more to present."""
 
     screen: str
     reasons: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -146,32 +174,55 @@ Action = RecordPassage | OpenBarrier | CloseBarrier | Signal | Show | StartTimer
 INTERNAL_FAULT = "internal"
 
 
+@dataclass
+class _Pending:
+    """The presentation being decided: every code the traveller has shown, and the verdict."""
+
+    credentials: list[Credential]
+    verdict: Verdict
+
+
 class Lane:
     """The lane state machine. Not thread-safe: one thread owns it."""
 
     def __init__(
         self,
         policy: Policy,
+        *,
         mode: str,
         decision_timeout_s: float,
         open_s: float,
         failsafe_retry_s: float,
+        replay_window_s: float = 0.0,
     ) -> None:
-        if mode not in ("officer", "auto"):
+        if mode not in MODES:
             raise ValueError(f"unknown lane mode {mode!r}")
         self.policy = policy
         self.mode = mode
         self.decision_timeout_s = decision_timeout_s
         self.open_s = open_s
         self.failsafe_retry_s = failsafe_retry_s
+        self.replay_window = timedelta(seconds=replay_window_s)
         self.state = State.READY
         self.faults: dict[str, str] = {}
-        self._current: tuple[Credential, Verdict] | None = None
+        self._current: _Pending | None = None
         self._pending: Credential | None = None
         self._token = 0
         self._timers: dict[type, int] = {}
+        self._approved: dict[str, datetime] = {}  # sha256 -> last approval, for replay checks
 
     # -- public ------------------------------------------------------------
+
+    def start(self, now: datetime) -> list[Action]:
+        """The actions that put the hardware in the lane's initial state."""
+        if self.mode == "surge":
+            return self._enter_surge()
+        return [CloseBarrier(), Signal("ready"), Show("ready")]
+
+    def remember(self, sha256: str, approved_at: datetime) -> None:
+        """An approved passage from before a restart, for replay checks."""
+        if self._approved.get(sha256, approved_at) <= approved_at:
+            self._approved[sha256] = approved_at
 
     def handle(self, event: Event, now: datetime) -> list[Action]:  # noqa: PLR0911 - one per event
         """Apply one event at wall-clock time ``now``; return the actions to carry out."""
@@ -191,6 +242,8 @@ class Lane:
                 return self._officer(approve=True, now=now)
             case OfficerDenied():
                 return self._officer(approve=False, now=now)
+            case SetMode(mode=mode, by=by):
+                return self._set_mode(mode, by, now)
         raise TypeError(f"unknown event {event!r}")  # pragma: no cover - exhaustive
 
     def fail(self, now: datetime, reason: str = "internal_error") -> list[Action]:
@@ -215,46 +268,67 @@ class Lane:
     # -- transitions -------------------------------------------------------
 
     def _scanned(self, credential: Credential, now: datetime) -> list[Action]:
-        tag = f"{credential.kind} {credential.short_id}"
+        tag = _tag(credential)
         if self.state is State.FAILSAFE:
             return [Note(f"scan ignored in failsafe: {tag}")]
+        if self.state is State.SURGE:
+            verdict = self._evaluate([credential], now)
+            reasons = (*verdict.reasons, SURGE)
+            found = f"policy {verdict.outcome} {','.join(verdict.reasons)}"
+            note = Note(f"surge: scanned {tag}: {found}")
+            draft = self._draft(now, "approved", "policy", reasons, [credential], verdict)
+            return [note, RecordPassage(draft), Signal("reading"), Show("surge", verdict.reasons)]
+        if self.state is State.AWAITING_DECISION:
+            assert self._current is not None
+            return self._add_to_presentation(credential, now)
         if self.state is not State.READY:
-            replaced = self._pending is not None
-            self._pending = credential
-            return [
-                Note(
-                    f"scan queued while {self.state.value}{' (replaces queued)' * replaced}: {tag}"
-                )
-            ]
-        verdict = self.policy.evaluate(credential)
+            return self._queue(credential)
+        verdict = self._evaluate([credential], now)
         note = Note(f"scanned {tag}: policy {verdict.outcome} {','.join(verdict.reasons)}")
+        self._current = _Pending([credential], verdict)
         if self.mode == "auto" and verdict.outcome != "refer":
-            return [
-                note,
-                *self._decide(
-                    verdict.outcome == "approve", "policy", verdict.reasons, credential, now
-                ),
-            ]
-        self._current = (credential, verdict)
+            return [note, *self._decide_current(verdict.outcome == "approve", "policy", now)]
         self.state = State.AWAITING_DECISION
         return [
             note,
             Signal("reading"),
-            Show("awaiting_officer", verdict.reasons),
+            Show("awaiting_officer", verdict.reasons, verdict.needs),
             self._start(DecisionTimedOut, self.decision_timeout_s),
         ]
+
+    def _add_to_presentation(self, credential: Credential, now: datetime) -> list[Action]:
+        assert self._current is not None
+        shown = self._current.credentials
+        if any(c.sha256 == credential.sha256 for c in shown):
+            return []  # the same code again: already part of this presentation
+        if any(c.kind == credential.kind for c in shown):
+            return self._queue(credential)  # a second code of a kind: the next traveller's
+        shown.append(credential)
+        verdict = self._evaluate(shown, now)
+        self._current.verdict = verdict
+        note = Note(
+            f"added {_tag(credential)}: policy {verdict.outcome} {','.join(verdict.reasons)}"
+        )
+        if self.mode == "auto" and verdict.outcome != "refer":
+            self._timers.pop(DecisionTimedOut, None)
+            return [note, *self._decide_current(verdict.outcome == "approve", "policy", now)]
+        return [note, Show("awaiting_officer", verdict.reasons, verdict.needs)]
+
+    def _queue(self, credential: Credential) -> list[Action]:
+        replaced = self._pending is not None
+        self._pending = credential
+        extra = " (replaces queued)" if replaced else ""
+        return [Note(f"scan queued while {self.state.value}{extra}: {_tag(credential)}")]
 
     def _officer(self, *, approve: bool, now: datetime) -> list[Action]:
         word = "approve" if approve else "deny"
         if self.state is State.AWAITING_DECISION:
-            assert self._current is not None
-            credential, verdict = self._current
-            self._current = None
             self._timers.pop(DecisionTimedOut, None)
-            return self._decide(approve, "officer", verdict.reasons, credential, now)
+            return self._decide_current(approve, "officer", now)
         if self.state is State.READY and approve:
             # The officer lets someone through without a code: still a passage.
-            return self._decide(True, "officer", (NO_CREDENTIAL,), None, now)
+            draft = self._draft(now, "approved", "officer", (NO_CREDENTIAL,), [], None)
+            return self._approve(draft, "officer")
         if self.state is State.OPEN and not approve:
             self._timers.pop(CloseDue, None)
             return [Note("officer closed the barrier early"), *self._to_ready(now)]
@@ -262,44 +336,107 @@ class Lane:
 
     def _timer(self, event: TimerEvent, now: datetime) -> list[Action]:
         if isinstance(event, DecisionTimedOut) and self.state is State.AWAITING_DECISION:
-            assert self._current is not None
-            credential, verdict = self._current
-            self._current = None
-            reasons = (*verdict.reasons, NO_DECISION)
-            return self._decide(False, "policy", reasons, credential, now)
+            return self._decide_current(False, "policy", now, extra=(NO_DECISION,))
         if isinstance(event, CloseDue) and self.state is State.OPEN:
             return self._to_ready(now)
         if isinstance(event, FailsafeRetryDue):
             return self._clear(INTERNAL_FAULT, now)
         return []  # pragma: no cover - tokens are dropped on every state change
 
-    def _decide(
-        self,
-        approve: bool,
-        by: DecidedBy,
-        reasons: tuple[str, ...],
-        credential: Credential | None,
-        now: datetime,
+    def _set_mode(self, mode: str, by: str, now: datetime) -> list[Action]:
+        if mode not in MODES:
+            return [Note(f"mode {mode!r} refused: not one of {', '.join(MODES)}")]
+        if mode == self.mode:
+            return []
+        was, self.mode = self.mode, mode
+        note = Note(f"mode {was} -> {mode} by {by}")
+        if self.state is State.FAILSAFE:
+            return [note]  # applies once the faults clear
+        if mode == "surge":
+            actions: list[Action] = [note]
+            if self.state is State.AWAITING_DECISION and self._current is not None:
+                pending = self._current
+                self._current = None
+                reasons = (*pending.verdict.reasons, SURGE)
+                draft = self._draft(
+                    now, "approved", "policy", reasons, pending.credentials, pending.verdict
+                )
+                actions.append(RecordPassage(draft))
+            self._timers.clear()
+            return actions + self._enter_surge()
+        if was == "surge":
+            return [note, *self._to_ready(now)]
+        return [note]
+
+    def _enter_surge(self) -> list[Action]:
+        self.state = State.SURGE
+        return [OpenBarrier(), Signal("surge"), Show("surge")]
+
+    def _evaluate(self, credentials: list[Credential], now: datetime) -> Verdict:
+        window = self.replay_window
+        if window:
+            self._approved = {s: t for s, t in self._approved.items() if now - t <= window}
+        replayed = [
+            c.sha256 for c in credentials if c.kind in REPLAY_KINDS and c.sha256 in self._approved
+        ]
+        return self.policy.evaluate(credentials, now, replayed)
+
+    def _decide_current(
+        self, approve: bool, by: DecidedBy, now: datetime, extra: tuple[str, ...] = ()
     ) -> list[Action]:
+        assert self._current is not None
+        pending, self._current = self._current, None
+        reasons = (*pending.verdict.reasons, *extra)
         decision: Decision = "approved" if approve else "denied"
-        draft = PassageDraft(now, decision, by, reasons, credential, self.mode)
-        record = RecordPassage(draft)
-        note = Note(f"{decision} by {by}" + (f": {','.join(reasons)}" if reasons else ""))
+        draft = self._draft(now, decision, by, reasons, pending.credentials, pending.verdict)
         if approve:
-            self.state = State.OPEN
-            return [
-                record,
-                OpenBarrier(),
-                Signal("approved"),
-                Show("approved", reasons),
-                self._start(CloseDue, self.open_s),
-                note,
-            ]
+            return self._approve(draft, by)
         self.state = State.READY
-        actions: list[Action] = [record, Signal("denied"), Show("denied", reasons), note]
+        actions: list[Action] = [
+            RecordPassage(draft),
+            Signal("denied"),
+            Show("denied", reasons),
+            Note(f"denied by {by}" + (f": {','.join(reasons)}" if reasons else "")),
+        ]
         return actions + self._take_pending(now)
 
+    def _approve(self, draft: PassageDraft, by: str) -> list[Action]:
+        for c in draft.credentials:
+            if c.kind in REPLAY_KINDS:
+                self._approved[c.sha256] = draft.ts
+        self.state = State.OPEN
+        reasons = draft.reasons
+        return [
+            RecordPassage(draft),
+            OpenBarrier(),
+            Signal("approved"),
+            Show("approved", reasons),
+            self._start(CloseDue, self.open_s),
+            Note(f"approved by {by}" + (f": {','.join(reasons)}" if reasons else "")),
+        ]
+
+    def _draft(  # noqa: PLR0917 - the fields of a passage, in their order
+        self,
+        now: datetime,
+        decision: Decision,
+        by: DecidedBy,
+        reasons: tuple[str, ...],
+        credentials: list[Credential],
+        verdict: Verdict | None,
+    ) -> PassageDraft:
+        return PassageDraft(
+            ts=now,
+            decision=decision,
+            decided_by=by,
+            reasons=tuple(dict.fromkeys(reasons)),
+            credentials=tuple(credentials),
+            mode=self.mode,
+            verdict=None if verdict is None else verdict.outcome,
+        )
+
     def _to_ready(self, now: datetime) -> list[Action]:
+        if self.mode == "surge":
+            return self._enter_surge()
         self.state = State.READY
         return [CloseBarrier(), Signal("ready"), Show("ready"), *self._take_pending(now)]
 
@@ -318,9 +455,9 @@ class Lane:
         self._timers.clear()
         self.state = State.FAILSAFE
         if was_deciding is not None:
-            credential, verdict = was_deciding
-            draft = PassageDraft(
-                now, "denied", "policy", (*verdict.reasons, f"fault_{name}"), credential, self.mode
+            reasons = (*was_deciding.verdict.reasons, f"fault_{name}")
+            draft = self._draft(
+                now, "denied", "policy", reasons, was_deciding.credentials, was_deciding.verdict
             )
             actions.append(RecordPassage(draft))
         return [*actions, CloseBarrier(), Signal("fault"), Show("failsafe", (f"fault_{name}",))]
@@ -336,3 +473,8 @@ class Lane:
         self._token += 1
         self._timers[kind] = self._token
         return StartTimer(kind(self._token), delay_s)
+
+
+def _tag(credential: Credential) -> str:
+    """How a credential appears in logs: its kind and a short hash, never its content."""
+    return f"{credential.kind} {credential.short_id}"

@@ -1,16 +1,20 @@
 """Domain values shared by the core and the adapters: credentials and passages.
 
 Pure data, no I/O. A :class:`Credential` carries the raw payload read from a
-QR code for verification, but never shows it: its ``repr`` omits it, and the
-passage message carries only its kind and SHA-256.
+QR code and its parsed claims, but never shows them: its ``repr`` omits
+both; a passage message carries each credential's kind, SHA-256 and verdict,
+and only the traveller fields the config chooses.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
+
+from edge.scan.claims import Claims, Dcc, Declaration, IdCard, Place
 
 Decision = Literal["approved", "denied"]
 DecidedBy = Literal["officer", "policy"]
@@ -20,24 +24,57 @@ PASSAGE_SCHEMA_VERSION = 1
 
 @dataclass(frozen=True)
 class Credential:
-    """What was read from one QR code.
+    """What was read from one QR code, and what verifying it found.
 
-    ``kind`` is the recognised format (``unrecognised`` when none matched);
-    ``raw`` is the payload exactly as decoded, kept out of ``repr`` and logs.
+    ``kind`` is the recognised format (``declaration``, ``dcc``, ``id_card``,
+    or ``unrecognised``); ``valid`` says whether every check passed, and
+    ``reasons`` why not; ``stages`` maps each check reached to its outcome.
+    ``raw`` (the payload exactly as decoded) and ``claims`` (the parsed
+    content) hold personal data and stay out of ``repr`` and logs.
     """
 
     kind: str
     raw: bytes = field(repr=False)
     sha256: str = ""
+    valid: bool = False
+    reasons: tuple[str, ...] = ()
+    stages: Mapping[str, bool] = field(default_factory=dict)
+    claims: Claims | None = field(default=None, repr=False)
 
     @classmethod
-    def from_raw(cls, kind: str, raw: bytes) -> Credential:
-        return cls(kind=kind, raw=raw, sha256=hashlib.sha256(raw).hexdigest())
+    def from_raw(
+        cls,
+        kind: str,
+        raw: bytes,
+        *,
+        valid: bool = False,
+        reasons: tuple[str, ...] = (),
+        stages: Mapping[str, bool] | None = None,
+        claims: Claims | None = None,
+    ) -> Credential:
+        return cls(
+            kind=kind,
+            raw=raw,
+            sha256=hashlib.sha256(raw).hexdigest(),
+            valid=valid,
+            reasons=reasons,
+            stages=dict(stages or {}),
+            claims=claims,
+        )
 
     @property
     def short_id(self) -> str:
         """A short, non-identifying handle for logs (the first hex digits of the hash)."""
         return self.sha256[:10]
+
+    @property
+    def reference(self) -> str:
+        """The credential's own identifier (declaration id, DCC certificate id), or ''."""
+        if isinstance(self.claims, Declaration):
+            return self.claims.declaration_id
+        if isinstance(self.claims, Dcc):
+            return self.claims.certificate_id
+        return ""
 
 
 @dataclass(frozen=True)
@@ -46,6 +83,8 @@ class Verdict:
 
     outcome: Literal["approve", "refer", "deny"]
     reasons: tuple[str, ...]
+    # refer: what the traveller could still show (id_card, proof, declaration)
+    needs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -53,14 +92,17 @@ class PassageDraft:
     """A decided passage before the store numbers it.
 
     The store adds ``seq`` (monotonic per device, across restarts) and ``pid``.
+    ``verdict`` is the policy's outcome for what was shown (None when nothing
+    was); ``credentials`` everything the traveller showed, in order.
     """
 
     ts: datetime
     decision: Decision
     decided_by: DecidedBy
     reasons: tuple[str, ...]
-    credential: Credential | None
+    credentials: tuple[Credential, ...]
     mode: str
+    verdict: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,22 +115,71 @@ class Passage:
     site: str
     draft: PassageDraft
 
-    def to_message(self) -> dict[str, Any]:
-        """The passage as published (see ``docs/passage.schema.json``)."""
-        cred = self.draft.credential
+    def to_message(self, fields: Sequence[str] = ()) -> dict[str, Any]:
+        """The passage as published (``docs/passage.schema.json``).
+
+        ``fields`` chooses which traveller fields are recorded (``[passage]
+        fields``); the raw payloads never are.
+        """
+        d = self.draft
         return {
             "v": PASSAGE_SCHEMA_VERSION,
             "pid": self.pid,
             "seq": self.seq,
             "device": self.device,
             "site": self.site,
-            "ts": iso_utc(self.draft.ts),
-            "decision": self.draft.decision,
-            "decided_by": self.draft.decided_by,
-            "reasons": list(self.draft.reasons),
-            "mode": self.draft.mode,
-            "credential": None if cred is None else {"kind": cred.kind, "sha256": cred.sha256},
+            "ts": iso_utc(d.ts),
+            "decision": d.decision,
+            "decided_by": d.decided_by,
+            "reasons": list(d.reasons),
+            "mode": d.mode,
+            "verdict": d.verdict,
+            "credentials": [
+                {"kind": c.kind, "sha256": c.sha256, "valid": c.valid, "reasons": list(c.reasons)}
+                for c in d.credentials
+            ],
+            "traveller": traveller(d.credentials, fields),
         }
+
+
+def traveller(credentials: Sequence[Credential], fields: Sequence[str]) -> dict[str, Any]:
+    """The chosen traveller fields, from the declaration first, then the ID card, then the DCC.
+
+    Claims are present for every credential whose signature verified (even if
+    it then failed a later check, such as expiry), and for well-formed ID cards.
+    """
+    decl = next((c.claims for c in credentials if isinstance(c.claims, Declaration)), None)
+    card = next((c.claims for c in credentials if isinstance(c.claims, IdCard)), None)
+    dcc = next((c.claims for c in credentials if isinstance(c.claims, Dcc)), None)
+    values: dict[str, Any] = {}
+    if dcc is not None:
+        values.update(name=dcc.name, birth_date=dcc.birth_date, dcc_id=dcc.certificate_id)
+    if card is not None:
+        values.update(
+            id_number=card.id_number,
+            name=card.name,
+            birth_date=card.birth_date.isoformat(),
+            sex=card.sex,
+        )
+    if decl is not None:
+        values.update(
+            declaration_id=decl.declaration_id,
+            id_number=decl.id_number,
+            name=decl.name,
+            birth_date=decl.birth_date.isoformat(),
+            sex=decl.sex,
+            phone=decl.phone,
+            origin=_place(decl.origin),
+            destination=_place(decl.destination),
+            plate=decl.plate,
+            transport=decl.transport,
+            purpose=decl.purpose,
+        )
+    return {f: values[f] for f in fields if values.get(f) not in (None, "")}
+
+
+def _place(place: Place) -> dict[str, str]:
+    return {"province": place.province, "district": place.district, "text": place.text}
 
 
 def iso_utc(ts: datetime) -> str:

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from edge.errors import EdgeError
 from edge.lane import (
@@ -98,18 +98,34 @@ class LaneRunner(threading.Thread):
         self._queue.put(_Stop())
 
     def run(self) -> None:
+        self._guarded(lambda: self._execute(self.lane.start(self.clock())))
         while True:
             timeout = self._next_timeout()
             try:
                 item = self._queue.get(timeout=timeout)
             except queue.Empty:
                 item = None
-            for event in self._due_timers():
-                self._handle(event)
             if isinstance(item, _Stop):
                 return
+            # An event already taken from the queue happened before any timer
+            # that is due now was looked at: it goes first (an officer's press
+            # at the last moment beats the decision timeout).
             if item is not None:
-                self._handle(item)
+                self._guarded(self._handle, item)
+            for event in self._due_timers():
+                self._guarded(self._handle, event)
+
+    def _guarded(self, work: Callable[..., None], *args: Any) -> None:
+        """Nothing may end the lane thread: an error here is a lane failure, not a crash."""
+        try:
+            work(*args)
+        except Exception:
+            log.exception("lane: unexpected error")
+            try:
+                self._timers.clear()
+                self._execute(self.lane.fail(self.clock()))
+            except Exception:
+                log.exception("lane: could not even enter failsafe")
 
     def _next_timeout(self) -> float | None:
         if not self._timers:
@@ -143,9 +159,12 @@ class LaneRunner(threading.Thread):
         for action in actions:
             try:
                 self._perform(action)
-            except (EdgeError, OSError) as exc:
+            except Exception as exc:  # any driver or store error: the lane must hear of it
                 name = "store" if isinstance(action, RecordPassage) else "barrier"
-                log.error("lane: %s failed: %s", type(action).__name__, exc)  # noqa: TRY400 - reason only
+                if isinstance(exc, EdgeError | OSError):
+                    log.error("lane: %s failed: %s", type(action).__name__, exc)  # noqa: TRY400
+                else:
+                    log.exception("lane: %s failed", type(action).__name__)
                 # Skip the rest of this decision: above all, never open the
                 # barrier for a passage that is not on disk.
                 self._handle(FaultRaised(name, type(exc).__name__))

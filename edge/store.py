@@ -23,6 +23,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +47,15 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old or the new file."""
+def replace_file(path: Path, data: bytes) -> None:
+    """Put ``data`` in place of ``path`` (temp file, fsync, rename); the rename still
+    needs :func:`fsync_dir` to survive a power cut."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 class AtomicJSONStorage(Storage):
@@ -94,10 +95,14 @@ class AtomicJSONStorage(Storage):
     def write(self, data: dict[str, dict[str, Any]]) -> None:
         text = json.dumps(data, separators=(",", ":"), sort_keys=True)
         try:
-            write_atomically(self.path, text.encode("utf-8"))
+            replace_file(self.path, text.encode("utf-8"))
         except OSError as exc:
             raise StoreError(f"cannot write store {self.path}: {exc.strerror or exc}") from exc
-        self._text = text
+        self._text = text  # the new file is in place: memory must agree with it
+        try:
+            fsync_dir(self.path.parent)
+        except OSError as exc:
+            raise StoreError(f"store {self.path} written but not synced: {exc.strerror}") from exc
 
     def close(self) -> None:
         pass
@@ -115,10 +120,13 @@ class Outbox:
 
     FILE = "outbox.json"
 
-    def __init__(self, directory: Path, device: str, site: str) -> None:
+    def __init__(
+        self, directory: Path, device: str, site: str, fields: tuple[str, ...] = ()
+    ) -> None:
         self.directory = directory
         self.device = device
         self.site = site
+        self.fields = fields
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -128,10 +136,16 @@ class Outbox:
         self._db = TinyDB(self.path, storage=AtomicJSONStorage)
         self._passages = self._db.table("passages", cache_size=0)
         self._meta = self._db.table("meta", cache_size=0)
-        meta = self._meta.get(doc_id=1)
-        floor = int(meta["last_seq"]) if isinstance(meta, Mapping) else 0
-        ids = [doc.doc_id for doc in self._passages.all()]
-        self._last_seq = max([floor, *ids])
+        try:
+            meta = self._meta.get(doc_id=1)
+            floor = int(meta["last_seq"]) if isinstance(meta, Mapping) else 0
+            docs = self._passages.all()
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreCorrupt(f"store {self.path} has malformed tables: {exc!r}") from exc
+        for doc in docs:
+            if not isinstance(doc.get("msg"), dict) or doc.get("state") not in (STORED, SENT):
+                raise StoreCorrupt(f"store {self.path}: passage {doc.doc_id} is malformed")
+        self._last_seq = max([floor, *(doc.doc_id for doc in docs)])
 
     def append(self, draft: PassageDraft) -> Passage:
         """Number the passage and write it durably; return it as stored."""
@@ -140,7 +154,13 @@ class Outbox:
             passage = Passage(
                 pid=str(uuid.uuid4()), seq=seq, device=self.device, site=self.site, draft=draft
             )
-            self._passages.insert(Document({"msg": passage.to_message(), "state": STORED}, seq))
+            msg = passage.to_message(self.fields)
+            try:
+                self._passages.insert(Document({"msg": msg, "state": STORED}, seq))
+            except StoreError:
+                if self._passages.contains(doc_id=seq):
+                    self._last_seq = seq  # on disk after all (only its sync failed): never reuse
+                raise
             self._last_seq = seq
             return passage
 
@@ -161,6 +181,23 @@ class Outbox:
             present = [i for i in ids if self._passages.contains(doc_id=i)]
             self._passages.update({"state": SENT}, doc_ids=present)
 
+    def approved_since(self, since: datetime) -> list[tuple[str, datetime]]:
+        """(credential sha256, time) of every approved passage at or after ``since``."""
+        with self._lock:
+            docs = self._passages.all()
+        out = []
+        for doc in docs:
+            msg = doc["msg"]
+            if msg.get("decision") != "approved":
+                continue
+            try:
+                ts = datetime.fromisoformat(msg["ts"].replace("Z", "+00:00"))
+            except (KeyError, ValueError, AttributeError):
+                continue
+            if ts >= since:
+                out += [(c["sha256"], ts) for c in msg.get("credentials", []) if "sha256" in c]
+        return out
+
     def get(self, seq: int) -> dict[str, Any] | None:
         """The stored record of one passage (``msg`` and ``state``), or None."""
         with self._lock:
@@ -174,15 +211,15 @@ class Outbox:
         return OutboxCounts(stored=stored, sent=len(docs) - stored, last_seq=self._last_seq)
 
     def check_writable(self) -> None:
-        """Raise StoreError unless a file can be written durably in the store directory."""
-        probe = self.directory / ".probe"
-        try:
-            write_atomically(probe, b"ok")
-            probe.unlink()
-        except OSError as exc:
-            raise StoreError(
-                f"store directory {self.directory} not writable: {exc.strerror}"
-            ) from exc
+        """Raise StoreError unless the whole store can be rewritten durably right now.
+
+        It rewrites the store as it is, so it needs (and proves) the space a
+        real append needs.
+        """
+        with self._lock:
+            storage = self._db.storage
+            data = storage.read()
+            storage.write(data if data is not None else {})
 
     def close(self) -> None:
         with self._lock:

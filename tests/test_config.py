@@ -73,7 +73,7 @@ def test_every_problem_is_reported_with_its_key(tmp_path: Path) -> None:
         "extra",
     }
     assert any("unknown key" in p for p in found if p.startswith("camera.colour"))
-    assert any("officer, auto" in p for p in found if p.startswith("lane.mode"))
+    assert any("officer, auto, surge" in p for p in found if p.startswith("lane.mode"))
 
 
 def test_booleans_are_not_numbers(tmp_path: Path) -> None:

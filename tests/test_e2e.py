@@ -39,7 +39,8 @@ from .conftest import (
 )
 
 SCHEMA = json.loads((REPO / "docs" / "passage.schema.json").read_text())
-PERSON = "012345678901|Nguyen Van Minh|01011990|Nam|12 Ly Thuong Kiet, Ha Noi"
+PERSON = "Nguyen Van Minh, 012345678901, 01011990, 12 Ly Thuong Kiet, Ha Noi"
+ID_CARD = "012345678901|123456789|Nguyen Van Minh|01011990|Nam|12 Ly Thuong Kiet, Ha Noi|15042021"
 
 
 def assert_valid_passage(msg: dict[str, Any]) -> None:
@@ -133,10 +134,16 @@ def test_auto_mode_qr_to_broker(
     assert passage["decided_by"] == "policy"
     assert passage["reasons"] == ["unrecognised"]
     assert passage["mode"] == "auto"
-    assert passage["credential"] == {
-        "kind": "unrecognised",
-        "sha256": hashlib.sha256(PERSON.encode()).hexdigest(),
-    }
+    assert passage["verdict"] == "deny"
+    assert passage["credentials"] == [
+        {
+            "kind": "unrecognised",
+            "sha256": hashlib.sha256(PERSON.encode()).hexdigest(),
+            "valid": False,
+            "reasons": ["unrecognised"],
+        }
+    ]
+    assert passage["traveller"] == {}
     assert kiosk.app.publisher.wait_until(lambda p: p.published == 1, 5)
     kiosk.stop()
     assert kiosk.relay.states[-1].state is False
@@ -264,7 +271,7 @@ def test_non_qr_and_broken_images_are_skipped_and_nothing_is_lost(
     kiosk = kiosks(cfg).start()
     passage = sub.get().json()
     assert passage["seq"] == 1
-    assert passage["credential"]["sha256"] == hashlib.sha256(b"after-the-bad-ones").hexdigest()
+    assert passage["credentials"][0]["sha256"] == hashlib.sha256(b"after-the-bad-ones").hexdigest()
     assert "skipping 02-broken.png: not a readable image" in caplog.text
     assert kiosk.app.capture.finished.wait(10)
     assert kiosk.app.scanner.scans == 1
@@ -281,7 +288,7 @@ def test_missing_image_folder_goes_failsafe_and_still_delivers_stored_passages(
     )
     earlier = Outbox(cfg.store.dir, cfg.device.id, cfg.device.site)
     stored = earlier.append(
-        PassageDraft(datetime.now(UTC), "approved", "officer", ("no_credential",), None, "officer")
+        PassageDraft(datetime.now(UTC), "approved", "officer", ("no_credential",), (), "officer")
     )
     earlier.close()
     sub = subscriber_factory(broker.port, ["cp/v1/+/passage"])
@@ -348,17 +355,39 @@ def test_no_personal_data_in_logs_store_or_messages(
     kiosks: Callable[[Config], Kiosk],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """A well-formed ID card: the passage keeps only the configured field; logs keep none."""
     caplog.set_level(logging.DEBUG)
-    write_frame(frames_dir / "01.png", PERSON.encode())
+    write_frame(frames_dir / "01.png", ID_CARD.encode())
+    write_frame(frames_dir / "02.png", PERSON.encode())
     sub = subscriber_factory(broker.port, ["cp/v1/#"])
-    cfg = make_config(tmp_path, mqtt={"port": broker.port})
+    cfg = make_config(
+        tmp_path,
+        mqtt={"port": broker.port},
+        lane={"mode": "officer"},
+        passage={"fields": ["id_number"]},
+        camera={"hold_s": 0.3, "gap_s": 0.3},
+    )
     kiosk = kiosks(cfg).start()
-    sub.get(topic_suffix="/passage")
+    kiosk.wait_state(State.AWAITING_DECISION)  # an ID card alone: the officer must look
+    kiosk.press(cfg.gpio.deny_pin)
+    first = sub.get(topic_suffix="/passage").json()
+    assert first["credentials"][0]["kind"] == "id_card"
+    assert first["credentials"][0]["valid"] is True
+    assert first["traveller"] == {"id_number": "012345678901"}
+    kiosk.wait_state(State.AWAITING_DECISION)  # the free-text code, queued or next
+    kiosk.press(cfg.gpio.deny_pin)
+    second = sub.get(topic_suffix="/passage").json()
+    assert second["traveller"] == {}
     kiosk.stop()
-    everything = caplog.text + (cfg.store.dir / "outbox.json").read_text()
-    everything += "".join(m.payload.decode() for m in sub.drain_until_marker())
-    for secret in ("012345678901", "Nguyen", "Minh", "Ly Thuong Kiet", "01011990"):
-        assert secret not in everything
+    logs = caplog.text
+    stored = (cfg.store.dir / "outbox.json").read_text()
+    published = "".join(m.payload.decode() for m in sub.drain_until_marker())
+    published += json.dumps([first, second])
+    for secret in ("012345678901", "Nguyen", "Minh", "Ly Thuong Kiet", "01011990", "123456789"):
+        assert secret not in logs
+    for secret in ("Nguyen", "Minh", "Ly Thuong Kiet", "01011990", "123456789|"):
+        assert secret not in stored
+        assert secret not in published
 
 
 def test_broker_going_away_mid_run_delays_but_loses_nothing_and_keeps_order(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,6 +22,7 @@ from edge.lane import (
     OfficerDenied,
     OpenBarrier,
     RecordPassage,
+    SetMode,
     Show,
     Signal,
     StartTimer,
@@ -35,8 +37,12 @@ T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 class FixedPolicy:
     def __init__(self, outcome: str, reasons: tuple[str, ...] = ("r",)) -> None:
         self.verdict = Verdict(outcome, reasons)  # type: ignore[arg-type]
+        self.seen: list[tuple[Sequence[Credential], list[str]]] = []
 
-    def evaluate(self, credential: Credential) -> Verdict:
+    def evaluate(
+        self, credentials: Sequence[Credential], now: datetime, replayed: Iterable[str] = ()
+    ) -> Verdict:
+        self.seen.append((list(credentials), list(replayed)))
         return self.verdict
 
 
@@ -90,7 +96,8 @@ def test_officer_approval_records_before_opening_and_schedules_close() -> None:
     assert rec.draft.decision == "approved"
     assert rec.draft.decided_by == "officer"
     assert rec.draft.reasons == ("unrecognised",)
-    assert rec.draft.credential == c
+    assert rec.draft.credentials == (c,)
+    assert rec.draft.verdict == "deny"
     assert rec.draft.ts == T0 + timedelta(seconds=3)
     assert rec.draft.mode == "officer"
     close = timer(actions)
@@ -179,10 +186,10 @@ def test_scan_while_busy_is_queued_and_handled_after() -> None:
     assert kinds(queued) == []
     actions = ln.handle(OfficerDenied(), T0)
     # the first is decided, then the queued one is presented to the officer
-    assert only(actions, RecordPassage)[0].draft.credential == cred(b"first")
+    assert only(actions, RecordPassage)[0].draft.credentials == (cred(b"first"),)
     assert ln.state is State.AWAITING_DECISION
     approve = ln.handle(OfficerApproved(), T0)
-    assert only(approve, RecordPassage)[0].draft.credential == second
+    assert only(approve, RecordPassage)[0].draft.credentials == (second,)
 
 
 def test_scan_while_open_waits_for_close() -> None:
@@ -199,7 +206,8 @@ def test_officer_approve_without_scan_is_a_recorded_passage() -> None:
     ln = lane("officer")
     actions = ln.handle(OfficerApproved(), T0)
     (rec,) = only(actions, RecordPassage)
-    assert rec.draft.credential is None
+    assert rec.draft.credentials == ()
+    assert rec.draft.verdict is None
     assert rec.draft.reasons == ("no_credential",)
     assert OpenBarrier() in actions
 
@@ -280,3 +288,152 @@ def test_credential_repr_never_shows_the_payload() -> None:
     notes = only(ln.handle(CredentialScanned(c), T0), Note)
     assert notes
     assert all("NGUYEN" not in n.text and "0123456789" not in n.text for n in notes)
+
+
+class ScriptedPolicy:
+    """Approves once a credential of each kind in ``needed`` has been shown."""
+
+    def __init__(self, needed: set[str]) -> None:
+        self.needed = needed
+
+    def evaluate(
+        self, credentials: Sequence[Credential], now: datetime, replayed: Iterable[str] = ()
+    ) -> Verdict:
+        if set(replayed):
+            return Verdict("deny", ("replayed",))
+        missing = self.needed - {c.kind for c in credentials}
+        if missing:
+            return Verdict("refer", ("id_card_required",), tuple(sorted(missing)))
+        return Verdict("approve", ())
+
+
+def test_start_closes_the_barrier_or_holds_it_open_in_surge() -> None:
+    assert kinds(lane("officer").start(T0)) == [CloseBarrier, Signal, Show]
+    surge = lane("surge")
+    assert kinds(surge.start(T0)) == [OpenBarrier, Signal, Show]
+    assert surge.state is State.SURGE
+
+
+def test_auto_mode_waits_for_the_missing_code_then_decides() -> None:
+    ln = lane("auto", ScriptedPolicy({"declaration", "id_card"}))
+    decl, card = cred(b"decl", "declaration"), cred(b"card", "id_card")
+    first = ln.handle(CredentialScanned(decl), T0)
+    assert ln.state is State.AWAITING_DECISION
+    assert Show("awaiting_officer", ("id_card_required",), ("id_card",)) in first
+    assert ln.handle(CredentialScanned(decl), T0) == []  # the same code again: nothing new
+    second = ln.handle(CredentialScanned(card), T0)
+    (rec,) = only(second, RecordPassage)
+    assert rec.draft.credentials == (decl, card)
+    assert rec.draft.decision == "approved"
+    assert rec.draft.verdict == "approve"
+    assert OpenBarrier() in second
+
+
+def test_a_second_code_of_the_same_kind_is_the_next_traveller() -> None:
+    ln = lane("auto", ScriptedPolicy({"declaration", "id_card"}))
+    first, other = cred(b"d1", "declaration"), cred(b"d2", "declaration")
+    ln.handle(CredentialScanned(first), T0)
+    assert kinds(ln.handle(CredentialScanned(other), T0)) == []  # queued
+    timed_out = ln.handle(DecisionTimedOut(1), T0 + timedelta(seconds=20))
+    records = only(timed_out, RecordPassage)
+    assert records[0].draft.credentials == (first,)
+    assert records[0].draft.reasons == ("id_card_required", "no_decision")
+    assert ln.state is State.AWAITING_DECISION  # the queued traveller is up
+
+
+def test_officer_mode_merges_codes_and_waits_for_the_officer() -> None:
+    ln = lane("officer", ScriptedPolicy({"declaration", "id_card"}))
+    ln.handle(CredentialScanned(cred(b"decl", "declaration")), T0)
+    merged = ln.handle(CredentialScanned(cred(b"card", "id_card")), T0)
+    assert Show("awaiting_officer", (), ()) in merged  # now recommended: approve
+    assert not only(merged, RecordPassage)  # the officer decides
+    (rec,) = only(ln.handle(OfficerApproved(), T0), RecordPassage)
+    assert len(rec.draft.credentials) == 2
+    assert rec.draft.verdict == "approve"
+    assert rec.draft.decided_by == "officer"
+
+
+def test_replay_within_the_window_is_flagged_and_expires() -> None:
+    policy = FixedPolicy("approve")
+    ln = Lane(
+        policy,
+        mode="auto",
+        decision_timeout_s=20,
+        open_s=5,
+        failsafe_retry_s=10,
+        replay_window_s=600,
+    )
+    decl = cred(b"decl", "declaration")
+    close = timer(ln.handle(CredentialScanned(decl), T0))
+    ln.handle(close.event, T0 + timedelta(seconds=5))
+    ln.handle(CredentialScanned(decl), T0 + timedelta(seconds=60))
+    assert policy.seen[-1][1] == [decl.sha256]
+    ln.handle(OfficerDenied(), T0 + timedelta(seconds=61))  # close early
+    ln.handle(CredentialScanned(decl), T0 + timedelta(seconds=700))
+    assert policy.seen[-1][1] == []  # outside the window
+
+
+def test_replay_memory_survives_a_restart_through_remember() -> None:
+    policy = FixedPolicy("approve")
+    ln = Lane(
+        policy,
+        mode="auto",
+        decision_timeout_s=20,
+        open_s=5,
+        failsafe_retry_s=10,
+        replay_window_s=600,
+    )
+    decl = cred(b"decl", "declaration")
+    ln.remember(decl.sha256, T0)
+    ln.handle(CredentialScanned(decl), T0 + timedelta(seconds=30))
+    assert policy.seen[-1][1] == [decl.sha256]
+
+
+def test_id_cards_are_not_replay_checked() -> None:
+    policy = FixedPolicy("approve")
+    ln = Lane(
+        policy,
+        mode="auto",
+        decision_timeout_s=20,
+        open_s=5,
+        failsafe_retry_s=10,
+        replay_window_s=600,
+    )
+    card = cred(b"card", "id_card")
+    ln.remember(card.sha256, T0)
+    ln.handle(CredentialScanned(card), T0 + timedelta(seconds=30))
+    assert policy.seen[-1][1] == []
+
+
+def test_surge_records_every_scan_and_keeps_the_barrier_open() -> None:
+    ln = lane("officer", FixedPolicy("deny", ("expired",)))
+    ln.handle(CredentialScanned(cred(b"waiting")), T0)
+    to_surge = ln.handle(SetMode("surge", by="officer"), T0)
+    (rec,) = only(to_surge, RecordPassage)  # the traveller being decided is recorded
+    assert rec.draft.reasons == ("expired", "surge")
+    assert OpenBarrier() in to_surge
+    assert ln.state is State.SURGE
+    scan = ln.handle(CredentialScanned(cred(b"next")), T0)
+    (rec,) = only(scan, RecordPassage)
+    assert (rec.draft.decision, rec.draft.verdict, rec.draft.mode) == ("approved", "deny", "surge")
+    assert rec.draft.reasons == ("expired", "surge")
+    assert not only(scan, CloseBarrier)
+    assert only(ln.handle(OfficerDenied(), T0), Note)  # buttons do nothing in surge
+    back = ln.handle(SetMode("officer"), T0)
+    assert CloseBarrier() in back
+    assert ln.state is State.READY
+
+
+def test_unknown_mode_change_is_refused() -> None:
+    ln = lane("officer")
+    (note,) = ln.handle(SetMode("party"), T0)
+    assert isinstance(note, Note)
+    assert ln.mode == "officer"
+
+
+def test_fault_in_surge_closes_and_clearing_reopens() -> None:
+    ln = lane("surge")
+    ln.start(T0)
+    assert CloseBarrier() in ln.handle(FaultRaised("camera", "gone"), T0)
+    assert OpenBarrier() in ln.handle(FaultCleared("camera"), T0)
+    assert ln.state is State.SURGE

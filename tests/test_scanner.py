@@ -8,10 +8,14 @@ import numpy as np
 
 from edge.devices.frames import Frame, LatestFrame
 from edge.model import Credential
+from edge.scan.credentials import Verifier
 from edge.scan.decoder import ZxingDecoder
 from edge.scan.scanner import ScanThread, SeenFilter
+from edge.trust import TrustStore
 
 from .conftest import qr_frame
+
+READ = Verifier(TrustStore).read  # an empty trust store: only the shape of codes matters here
 
 
 def test_seen_filter_one_scan_while_in_view() -> None:
@@ -45,7 +49,9 @@ def test_latest_frame_drops_old_frames() -> None:
 
 def test_a_code_held_in_view_scans_once_per_presentation() -> None:
     scans: list[Credential] = []
-    scanner = ScanThread(LatestFrame(), ZxingDecoder(), leave_s=0.5, on_scan=scans.append)
+    scanner = ScanThread(
+        LatestFrame(), ZxingDecoder(), leave_s=0.5, on_scan=scans.append, read=READ
+    )
     code, empty = qr_frame(b"traveller-1"), qr_frame(None)
     # 10 fps: 1 s of the code, 1 s empty, the code again for 0.5 s
     timeline = [(code, t / 10) for t in range(10)] + [(empty, 1 + t / 10) for t in range(10)]
@@ -61,7 +67,9 @@ def test_a_code_held_in_view_scans_once_per_presentation() -> None:
 
 def test_a_broken_frame_is_counted_not_fatal() -> None:
     scans: list[Credential] = []
-    scanner = ScanThread(LatestFrame(), ZxingDecoder(), leave_s=0.5, on_scan=scans.append)
+    scanner = ScanThread(
+        LatestFrame(), ZxingDecoder(), leave_s=0.5, on_scan=scans.append, read=READ
+    )
     scanner.process(Frame(np.zeros((4, 4, 4, 4), np.uint8), 1, 0.0))  # not an image
     scanner.process(Frame(qr_frame(b"after"), 2, 0.1))
     assert scanner.errors == 1
@@ -71,7 +79,7 @@ def test_a_broken_frame_is_counted_not_fatal() -> None:
 def test_scan_thread_takes_frames_from_the_slot() -> None:
     slot = LatestFrame()
     scans: queue.Queue[Credential] = queue.Queue()
-    thread = ScanThread(slot, ZxingDecoder(), leave_s=0.5, on_scan=scans.put)
+    thread = ScanThread(slot, ZxingDecoder(), leave_s=0.5, on_scan=scans.put, read=READ)
     thread.start()
     slot.put(Frame(qr_frame(b"through-the-slot"), 1, 0.0))
     scanned = scans.get(timeout=5)

@@ -22,7 +22,7 @@ def draft(decision: str = "denied") -> PassageDraft:
         decision,
         "policy",
         ("unrecognised",),
-        Credential.from_raw("unrecognised", b"x"),
+        (Credential.from_raw("unrecognised", b"x"),),
         "auto",  # type: ignore[arg-type]
     )
 
@@ -69,7 +69,7 @@ def test_message_holds_no_raw_payload(tmp_path: Path) -> None:
     secret = b"NGUYEN VAN A|012345678901"
     box.append(
         PassageDraft(
-            T0, "denied", "policy", (), Credential.from_raw("unrecognised", secret), "auto"
+            T0, "denied", "policy", (), (Credential.from_raw("unrecognised", secret),), "auto"
         )
     )
     text = (tmp_path / "outbox.json").read_text()

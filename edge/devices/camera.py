@@ -236,11 +236,16 @@ class CaptureThread(threading.Thread):
                 log.info("camera: %s open at %.1f fps", self.source.description, self.source.fps)
                 ended = self._capture()
                 delay = self.retry_s
-            except CameraError as exc:
-                log.error("camera: %s; retrying in %.0f s", exc, delay)  # noqa: TRY400 - reason, not a bug
+            except Exception as exc:  # a driver bug is a camera fault too, never a dead thread
+                if isinstance(exc, CameraError):
+                    reason = str(exc)
+                    log.error("camera: %s; retrying in %.0f s", reason, delay)  # noqa: TRY400
+                else:
+                    reason = f"camera failed: {type(exc).__name__}"
+                    log.exception("camera: unexpected error; retrying in %.0f s", delay)
                 if not self._faulted:
                     self._faulted = True
-                    self.on_fault(str(exc))
+                    self.on_fault(reason)
             finally:
                 self.source.close()
             if ended:

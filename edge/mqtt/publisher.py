@@ -51,6 +51,7 @@ class Publisher(threading.Thread):
         self._inbox: queue.Queue[_Ack | None] = queue.Queue()
         self._inflight: dict[int, int] = {}  # mid -> seq
         self._held: dict[int, float] = {}  # seq -> monotonic time before which it is not retried
+        self._unrecorded: set[int] = set()  # PUBACKed, not yet marked sent in the store
         self._stopping = threading.Event()
         self.idle = threading.Event()
         self.published = 0
@@ -108,7 +109,7 @@ class Publisher(threading.Thread):
                 self._progress.notify_all()
 
     def _settle(self, acks: list[_Ack]) -> None:
-        done: list[int] = []
+        done: list[int] = sorted(self._unrecorded)
         for ack in acks:
             seq = self._inflight.pop(ack.mid, None)
             if seq is None:
@@ -120,7 +121,11 @@ class Publisher(threading.Thread):
                 self.refused += 1
                 self._held[seq] = time.monotonic() + self.retry_s
         if done:
+            # Until the store records them, they must not look unsent: that
+            # would publish them again and again while the disk is full.
+            self._unrecorded = set(done)
             self.outbox.mark_sent(done)
+            self._unrecorded.clear()
             self.published += len(done)
             for seq in done:
                 log.info("passage seq=%d published", seq)
@@ -132,7 +137,7 @@ class Publisher(threading.Thread):
         now = time.monotonic()
         self._held = {s: t for s, t in self._held.items() if t > now}
         room = self.window - len(self._inflight)
-        busy = set(self._inflight.values()) | set(self._held)
+        busy = set(self._inflight.values()) | set(self._held) | self._unrecorded
         pending = self.outbox.unsent(limit=max(room, 1), exclude=busy)
         for msg in pending[: max(room, 0)]:
             payload = json.dumps(msg, separators=(",", ":")).encode()
@@ -140,7 +145,7 @@ class Publisher(threading.Thread):
             if mid is None:
                 break
             self._inflight[mid] = int(msg["seq"])
-        if self._inflight or pending or self._held:
+        if self._inflight or pending or self._held or self._unrecorded:
             self.idle.clear()
         else:
             self.idle.set()

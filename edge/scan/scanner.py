@@ -18,7 +18,6 @@ from collections.abc import Callable
 
 from edge.devices.frames import Frame, LatestFrame
 from edge.model import Credential
-from edge.scan.credentials import read_credential
 from edge.scan.decoder import Decoder
 
 log = logging.getLogger(__name__)
@@ -51,12 +50,14 @@ class ScanThread(threading.Thread):
         decoder: Decoder,
         leave_s: float,
         on_scan: Callable[[Credential], None],
+        read: Callable[[bytes], Credential],
     ) -> None:
         super().__init__(name="scanner", daemon=True)
         self.slot = slot
         self.decoder = decoder
         self.filter = SeenFilter(leave_s)
         self.on_scan = on_scan
+        self.read = read
         self.stop_event = threading.Event()
         self.frames = 0
         self.scans = 0
@@ -73,8 +74,13 @@ class ScanThread(threading.Thread):
     def run(self) -> None:
         while not self.stop_event.is_set():
             frame = self.slot.get(timeout=0.5)
-            if frame is not None:
+            if frame is None:
+                continue
+            try:
                 self.process(frame)
+            except Exception:  # a bug in verification must not end scanning
+                self.errors += 1
+                log.exception("scan: frame %d failed", frame.number)
 
     def process(self, frame: Frame) -> None:
         """Decode one frame and report the codes that just came into view."""
@@ -94,4 +100,4 @@ class ScanThread(threading.Thread):
         self.frames += 1
         for raw in self.filter.update(payloads, frame.t):
             self.scans += 1
-            self.on_scan(read_credential(raw))
+            self.on_scan(self.read(raw))

@@ -1,0 +1,247 @@
+"""Our signed movement and health declaration: ``MD1:`` base45(zlib(COSE_Sign1(CWT))).
+
+The format is specified in ``docs/formats.md``; this module is its reference
+implementation: :func:`issue` makes a payload, :func:`read` verifies one.
+Stages when reading: prefix, base45, decompress, decode, verify, fields,
+validity, revocation.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from edge.errors import CredentialRejected
+from edge.scan import base45, cbor, cose
+from edge.scan.claims import Declaration, Place
+from edge.scan.envelope import (
+    CWT_CTI,
+    CWT_EXP,
+    CWT_IAT,
+    CWT_ISS,
+    StageLog,
+    deflate,
+    open_text,
+    timestamp,
+)
+from edge.scan.reasons import (
+    BAD_FIELDS,
+    EXPIRED,
+    NOT_YET_VALID,
+    REVOKED,
+    UNKNOWN_KID,
+)
+from edge.trust import IssuerKey, TrustStore
+
+PREFIX = "MD1:"
+CLAIM_DECLARATION = -70001  # private CWT claim holding the declaration body
+
+TRANSPORT_MODES = ("car", "motorbike", "truck", "bus", "bicycle", "foot", "other")
+SEXES = ("M", "F", "X")
+TEST_RESULTS = {"": "", "N": "negative", "P": "positive"}
+
+_ID_NUMBER = re.compile(r"^(\d{9}|\d{12})$")
+_PROVINCE = re.compile(r"^\d{2}$")
+_DISTRICT = re.compile(r"^(\d{3})?$")
+_PHONE = re.compile(r"^\+?[0-9]{0,15}$")
+_DECLARATION_ID = re.compile(r"^[A-Za-z0-9-]{4,40}$")
+_ISSUER = re.compile(r"^[A-Za-z0-9.-]{1,40}$")
+
+
+def read(
+    text: str, trust: TrustStore, now: datetime, log: StageLog, *, skew: timedelta = timedelta(0)
+) -> Declaration:
+    """Verify an ``MD1:`` payload; raise CredentialRejected at the first failing stage."""
+    sign1, claims = open_text(text, PREFIX, log)
+    with log.stage("verify"):
+        key = verify_signature(sign1, trust)
+    with log.stage("fields"):
+        decl = from_claims(claims)
+        if key.issuer and decl.issuer != key.issuer:
+            raise CredentialRejected(BAD_FIELDS, "iss does not match the signing key's issuer")
+    try:
+        with log.stage("validity"):
+            if decl.issued_at > now + skew:
+                raise CredentialRejected(NOT_YET_VALID, "issued after the validation time")
+            if decl.expires_at < now:
+                raise CredentialRejected(EXPIRED, "expired before the validation time")
+        with log.stage("revocation"):
+            if decl.declaration_id in trust.revoked_declarations:
+                raise CredentialRejected(REVOKED, "declaration id is revoked")
+    except CredentialRejected as exc:
+        exc.claims = decl  # signed and parsed: what it says is still worth recording
+        raise
+    return decl
+
+
+def verify_signature(sign1: cose.Sign1, trust: TrustStore) -> IssuerKey:
+    kid = sign1.kid
+    candidates = trust.issuers.get(kid, ()) if kid is not None else ()
+    if not candidates:
+        raise CredentialRejected(UNKNOWN_KID, "no trusted issuer key with this kid")
+    failure: CredentialRejected | None = None
+    for candidate in candidates:
+        try:
+            cose.verify(sign1, candidate.key)
+        except CredentialRejected as exc:
+            failure = exc
+            continue
+        return candidate
+    assert failure is not None
+    raise failure
+
+
+def issue(decl: Declaration, key: cose.PrivateKey, kid: bytes) -> str:
+    """The ``MD1:`` payload of a declaration, signed with ``key``."""
+    validate(decl)
+    signed = cose.sign(cbor.dumps(to_claims(decl)), key, kid)
+    return PREFIX + base45.encode(deflate(signed))
+
+
+# -- claims <-> Declaration -------------------------------------------------
+
+
+def to_claims(decl: Declaration) -> dict[int, Any]:
+    return {
+        CWT_ISS: decl.issuer,
+        CWT_IAT: int(decl.issued_at.timestamp()),
+        CWT_EXP: int(decl.expires_at.timestamp()),
+        CWT_CTI: decl.declaration_id.encode(),
+        CLAIM_DECLARATION: {
+            "n": decl.name,
+            "i": decl.id_number,
+            "b": decl.birth_date.isoformat(),
+            "s": decl.sex,
+            "p": decl.phone,
+            "o": [decl.origin.province, decl.origin.district, decl.origin.text],
+            "d": [decl.destination.province, decl.destination.district, decl.destination.text],
+            "v": decl.plate,
+            "m": decl.transport,
+            "u": decl.purpose,
+            "f": decl.travel_from.isoformat(),
+            "t": decl.travel_to.isoformat(),
+            "h": [
+                decl.symptoms,
+                decl.exposure,
+                decl.vaccine_doses,
+                {v: k for k, v in TEST_RESULTS.items()}[decl.test_result],
+                decl.test_date.isoformat() if decl.test_date else "",
+            ],
+        },
+    }
+
+
+def from_claims(claims: dict[Any, Any]) -> Declaration:
+    body = claims.get(CLAIM_DECLARATION)
+    if not isinstance(body, dict):
+        raise CredentialRejected(BAD_FIELDS, "declaration body (claim -70001) missing")
+    cti = claims.get(CWT_CTI)
+    issued_at = timestamp(claims, CWT_IAT)
+    expires_at = timestamp(claims, CWT_EXP)
+    if not isinstance(cti, bytes) or issued_at is None or expires_at is None:
+        raise CredentialRejected(BAD_FIELDS, "cti, iat and exp are required")
+    health = body.get("h")
+    if not isinstance(health, list) or len(health) != 5:
+        raise CredentialRejected(BAD_FIELDS, "h must be a list of 5")
+    result = health[3]
+    if result not in TEST_RESULTS:
+        raise CredentialRejected(BAD_FIELDS, "h[3] must be N, P or empty")
+    decl = Declaration(
+        issuer=_str(claims.get(CWT_ISS), "iss"),
+        issued_at=issued_at,
+        expires_at=expires_at,
+        declaration_id=_decode_id(cti),
+        name=_str(body.get("n"), "n"),
+        id_number=_str(body.get("i"), "i"),
+        birth_date=_date(body.get("b"), "b"),
+        sex=_str(body.get("s"), "s"),
+        phone=_str(body.get("p"), "p"),
+        origin=_place(body.get("o"), "o"),
+        destination=_place(body.get("d"), "d"),
+        plate=_str(body.get("v"), "v"),
+        transport=_str(body.get("m"), "m"),
+        purpose=_str(body.get("u"), "u"),
+        travel_from=_date(body.get("f"), "f"),
+        travel_to=_date(body.get("t"), "t"),
+        symptoms=_bool(health[0], "h[0]"),
+        exposure=_bool(health[1], "h[1]"),
+        vaccine_doses=_int(health[2], "h[2]"),
+        test_result=TEST_RESULTS[result],
+        test_date=_date(health[4], "h[4]") if health[4] != "" else None,
+    )
+    validate(decl)
+    return decl
+
+
+def validate(decl: Declaration) -> None:
+    """Every field in range; raise ``bad_fields`` naming the first that is not."""
+    checks: list[tuple[bool, str]] = [
+        (bool(_ISSUER.match(decl.issuer)), "issuer: 1-40 of A-Z a-z 0-9 . -"),
+        (decl.expires_at > decl.issued_at, "expiry must be after issue"),
+        (bool(_DECLARATION_ID.match(decl.declaration_id)), "declaration id: 4-40 of A-Z a-z 0-9 -"),
+        (0 < len(decl.name.strip()) <= 100, "name: 1-100 characters"),
+        (bool(_ID_NUMBER.match(decl.id_number)), "ID number: 12 digits (or 9 for the old card)"),
+        (date(1900, 1, 1) <= decl.birth_date <= decl.issued_at.date(), "birth date out of range"),
+        (decl.sex in SEXES, "sex: M, F or X"),
+        (bool(_PHONE.match(decl.phone)), "phone: up to 15 digits, optional +"),
+        (len(decl.plate) <= 15, "plate: at most 15 characters"),
+        (decl.transport in TRANSPORT_MODES, f"transport: one of {', '.join(TRANSPORT_MODES)}"),
+        (len(decl.purpose) <= 100, "purpose: at most 100 characters"),
+        (decl.travel_from <= decl.travel_to, "travel dates: from must not be after to"),
+        (0 <= decl.vaccine_doses <= 10, "vaccine doses: 0-10"),
+        (decl.test_result in TEST_RESULTS.values(), "test result: negative, positive or none"),
+        ((decl.test_result == "") == (decl.test_date is None), "test result and date go together"),
+    ]
+    for place, label in ((decl.origin, "origin"), (decl.destination, "destination")):
+        checks += [
+            (bool(_PROVINCE.match(place.province)), f"{label} province: 2 digits"),
+            (bool(_DISTRICT.match(place.district)), f"{label} district: 3 digits or empty"),
+            (len(place.text) <= 200, f"{label} text: at most 200 characters"),
+        ]
+    for ok, message in checks:
+        if not ok:
+            raise CredentialRejected(BAD_FIELDS, message)
+
+
+def with_validity(decl: Declaration, issued_at: datetime, valid_for: timedelta) -> Declaration:
+    return replace(decl, issued_at=issued_at, expires_at=issued_at + valid_for)
+
+
+def _str(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise CredentialRejected(BAD_FIELDS, f"{name} must be text")
+    return value
+
+
+def _bool(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise CredentialRejected(BAD_FIELDS, f"{name} must be true or false")
+    return value
+
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CredentialRejected(BAD_FIELDS, f"{name} must be an integer")
+    return value
+
+
+def _date(value: Any, name: str) -> date:
+    try:
+        return date.fromisoformat(_str(value, name))
+    except ValueError as exc:
+        raise CredentialRejected(BAD_FIELDS, f"{name} must be a date YYYY-MM-DD") from exc
+
+
+def _place(value: Any, name: str) -> Place:
+    if not isinstance(value, list) or len(value) != 3:
+        raise CredentialRejected(BAD_FIELDS, f"{name} must be [province, district, text]")
+    return Place(*(_str(v, f"{name}[{i}]") for i, v in enumerate(value)))
+
+
+def _decode_id(cti: bytes) -> str:
+    try:
+        return cti.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise CredentialRejected(BAD_FIELDS, "cti must be ASCII") from exc

@@ -1,0 +1,80 @@
+"""The QR code of a Vietnamese chip ID card (CCCD): pipe-separated, unsigned.
+
+Forms:
+
+- 7 fields: ``ID (12 digits) | old ID (9 or 12 digits, may be empty) | name |
+  birth date DDMMYYYY | sex (Nam / Nữ) | address | issue date DDMMYYYY``;
+- 10 or 11 fields (cards issued since 2024): the same 7 fields first; the
+  rest (related persons' names and numbers, cancelled numbers) are accepted
+  and ignored; the kiosk neither interprets nor keeps them.
+
+A UTF-8 byte-order mark and trailing CR/LF are tolerated. It identifies its
+holder; it never approves a passage on its own.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+from edge.errors import CredentialRejected
+from edge.scan.claims import IdCard
+from edge.scan.envelope import StageLog
+from edge.scan.reasons import BAD_FIELDS
+
+FORMS = (7, 10, 11)
+_SHAPE = re.compile(r"^\d{12}\|")
+_ID = re.compile(r"^\d{12}$")
+_OLD_ID = re.compile(r"^(\d{9}|\d{12})?$")
+_SEX = {"nam": "M", "nữ": "F", "nu": "F", "khác": "X"}
+MAX_LENGTH = 1024
+
+
+def clean(text: str) -> str:
+    return text.removeprefix("\ufeff").rstrip("\r\n")
+
+
+def looks_like(text: str) -> bool:
+    """The shape of an ID card code: 12 digits then a ``|``."""
+    return bool(_SHAPE.match(clean(text)))
+
+
+def read(text: str, log: StageLog) -> IdCard:
+    with log.stage("fields"):
+        body = clean(text)
+        if len(body) > MAX_LENGTH:
+            raise CredentialRejected(BAD_FIELDS, "longer than an ID card code")
+        parts = body.split("|")
+        if len(parts) not in FORMS:
+            raise CredentialRejected(BAD_FIELDS, f"{len(parts)} fields (7, 10 or 11 expected)")
+        number, old, name, born, sex, address, issued = (p.strip() for p in parts[:7])
+        if not _ID.match(number):
+            raise CredentialRejected(BAD_FIELDS, "ID number must be 12 digits")
+        if not _OLD_ID.match(old):
+            raise CredentialRejected(BAD_FIELDS, "old ID number must be 9 or 12 digits or empty")
+        if not name:
+            raise CredentialRejected(BAD_FIELDS, "name is empty")
+        if sex.lower() not in _SEX:
+            raise CredentialRejected(BAD_FIELDS, "sex must be Nam or Nữ")
+        birth_date, issued_on = _date(born, "birth date"), _date(issued, "issue date")
+        if not birth_date <= issued_on:
+            raise CredentialRejected(BAD_FIELDS, "issue date before birth date")
+        return IdCard(
+            id_number=number,
+            old_id=old,
+            name=name,
+            birth_date=birth_date,
+            sex=_SEX[sex.lower()],
+            address=address,
+            issued_on=issued_on,
+            fields=len(parts),
+        )
+
+
+def _date(text: str, what: str) -> date:
+    if not re.fullmatch(r"\d{8}", text):
+        raise CredentialRejected(BAD_FIELDS, f"{what} must be DDMMYYYY")
+    try:
+        return date(int(text[4:]), int(text[2:4]), int(text[:2]))
+    except ValueError as exc:
+        raise CredentialRejected(BAD_FIELDS, f"{what} is not a date") from exc

@@ -1,0 +1,35 @@
+"""Reason codes: why a credential was refused or what the policy found.
+
+Stable, machine-readable, published in passages: never rename one.
+"""
+
+from __future__ import annotations
+
+# Parsing and verification of a payload
+BAD_PREFIX = "bad_prefix"  # not a format we know by its prefix/shape
+BAD_BASE45 = "bad_base45"
+BAD_COMPRESSION = "bad_compression"  # not zlib, or broken zlib
+TOO_LARGE = "too_large"  # payload, decompressed size or CBOR counts over the limits
+BAD_COSE = "bad_cose"  # CBOR or COSE_Sign1 structure
+UNKNOWN_KID = "unknown_kid"
+BAD_SIGNATURE = "bad_signature"
+WRONG_KEY_USAGE = "wrong_key_usage"
+NOT_YET_VALID = "not_yet_valid"
+EXPIRED = "expired"
+REVOKED = "revoked"
+REPLAYED = "replayed"
+BAD_FIELDS = "bad_fields"  # claims missing, of the wrong type or out of range
+UNRECOGNISED = "unrecognised"
+
+# Policy findings
+FORMAT_NOT_ACCEPTED = "format_not_accepted"
+ISSUER_NOT_ACCEPTED = "issuer_not_accepted"
+DECLARATION_TOO_OLD = "declaration_too_old"
+SYMPTOMS = "symptoms_declared"
+EXPOSURE = "exposure_declared"
+PROOF_REQUIRED = "proof_required"  # origin zone needs vaccination or a recent negative test
+ID_CARD_REQUIRED = "id_card_required"
+ID_MISMATCH = "id_mismatch"
+ID_CARD_ONLY = "id_card_only"  # an ID card identifies but never approves on its own
+NO_DECLARATION = "no_declaration"
+DCC_ONLY = "dcc_only"
