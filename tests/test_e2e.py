@@ -8,13 +8,15 @@ import logging
 import os
 import queue
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 
+from edge import credtools
 from edge.app import App
 from edge.config import Config
 from edge.lane import (
@@ -27,6 +29,7 @@ from edge.lane import (
     State,
 )
 from edge.model import Credential, PassageDraft
+from edge.scan import declaration
 from edge.store import Outbox
 
 from .conftest import (
@@ -37,6 +40,7 @@ from .conftest import (
     watched_factory,
     write_frame,
 )
+from .test_declaration import make_declaration
 
 SCHEMA = json.loads((REPO / "docs" / "passage.schema.json").read_text())
 PERSON = "Nguyen Van Minh, 012345678901, 01011990, 12 Ly Thuong Kiet, Ha Noi"
@@ -417,3 +421,65 @@ def test_broker_going_away_mid_run_delays_but_loses_nothing_and_keeps_order(
     finally:
         ingest.disconnect()
         broker.stop()
+
+
+def test_auto_mode_approves_a_valid_declaration_and_denies_an_expired_one(
+    tmp_path: Path,
+    frames_dir: Path,
+    broker: Mosquitto,
+    subscriber_factory: Callable[..., Subscriber],
+    kiosks: Callable[[Config], Kiosk],
+) -> None:
+    made = credtools.keys_new("VN-HN", "ES256", tmp_path / "keys")
+    key, kid = credtools.load_private_key(Path(made["private_key"]))
+    now = datetime.now(UTC)
+    valid = replace(
+        make_declaration(), issued_at=now - timedelta(hours=1), expires_at=now + timedelta(hours=71)
+    )
+    expired = replace(
+        make_declaration(declaration_id="OLD0-0000-0001"),
+        issued_at=now - timedelta(hours=30),
+        expires_at=now - timedelta(hours=2),
+    )
+    write_frame(frames_dir / "01-valid.png", declaration.issue(valid, key, kid).encode())
+    write_frame(frames_dir / "02-expired.png", declaration.issue(expired, key, kid).encode())
+    sub = subscriber_factory(broker.port, ["cp/v1/+/passage"])
+    open_s = 1.0
+    cfg = make_config(
+        tmp_path,
+        mqtt={"port": broker.port},
+        lane={"mode": "auto", "open_s": open_s},
+        trust={"files": [made["trust_list"]]},
+        camera={"hold_s": 0.5, "gap_s": 0.5},
+    )
+    kiosk = kiosks(cfg).start()
+    approved = sub.get().json()
+    assert_valid_passage(approved)
+    assert (approved["decision"], approved["decided_by"], approved["verdict"]) == (
+        "approved",
+        "policy",
+        "approve",
+    )
+    assert approved["credentials"][0]["kind"] == "declaration"
+    assert approved["credentials"][0]["valid"] is True
+    assert approved["traveller"] == {
+        "declaration_id": "ABCD-EFGH-JKLM",
+        "id_number": "079190012345",
+        "name": valid.name,
+        "origin": {"province": "79", "district": "760", "text": valid.origin.text},
+        "destination": {"province": "01", "district": "001", "text": valid.destination.text},
+        "plate": "51H-123.45",
+    }
+    assert kiosk.relay.wait_for(True)
+    assert kiosk.relay.wait_for(False, timeout=open_s + 5)
+    denied = sub.get().json()
+    assert_valid_passage(denied)
+    assert (denied["decision"], denied["reasons"], denied["verdict"]) == (
+        "denied",
+        ["expired"],
+        "deny",
+    )
+    assert denied["credentials"][0]["reasons"] == ["expired"]
+    assert denied["traveller"]["declaration_id"] == "OLD0-0000-0001"  # signed, so still recorded
+    kiosk.stop()
+    assert [s.state for s in kiosk.relay.states] == [False, True, False]  # opened once only

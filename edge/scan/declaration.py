@@ -146,7 +146,7 @@ def from_claims(claims: dict[Any, Any]) -> Declaration:
     if not isinstance(health, list) or len(health) != 5:
         raise CredentialRejected(BAD_FIELDS, "h must be a list of 5")
     result = health[3]
-    if result not in TEST_RESULTS:
+    if not isinstance(result, str) or result not in TEST_RESULTS:
         raise CredentialRejected(BAD_FIELDS, "h[3] must be N, P or empty")
     decl = Declaration(
         issuer=_str(claims.get(CWT_ISS), "iss"),
