@@ -70,12 +70,17 @@ class LaneRunner(threading.Thread):
     """Owns the lane; ``post`` is the only way in."""
 
     def __init__(
-        self, lane: Lane, effects: Effects, clock: Callable[[], datetime] = utc_now
+        self,
+        lane: Lane,
+        effects: Effects,
+        clock: Callable[[], datetime] = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(name="lane", daemon=True)
         self.lane = lane
         self.effects = effects
         self.clock = clock
+        self.monotonic = monotonic
         self._queue: queue.Queue[Event | _Stop] = queue.Queue()
         self._timers: dict[type, tuple[float, TimerEvent]] = {}
         self._listeners: list[Listener] = []
@@ -99,21 +104,25 @@ class LaneRunner(threading.Thread):
 
     def run(self) -> None:
         self._guarded(lambda: self._execute(self.lane.start(self.clock())))
-        while True:
-            timeout = self._next_timeout()
-            try:
-                item = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                item = None
-            if isinstance(item, _Stop):
-                return
-            # An event already taken from the queue happened before any timer
-            # that is due now was looked at: it goes first (an officer's press
-            # at the last moment beats the decision timeout).
-            if item is not None:
-                self._guarded(self._handle, item)
-            for event in self._due_timers():
-                self._guarded(self._handle, event)
+        while self.step(self._next_timeout()):
+            pass
+
+    def step(self, timeout: float | None) -> bool:
+        """Wait up to ``timeout`` for one event, handle it and any due timers; False on stop."""
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            item = None
+        if isinstance(item, _Stop):
+            return False
+        # An event already taken from the queue happened before any timer that
+        # is due now was looked at: it goes first (an officer's press at the
+        # last moment beats the decision timeout).
+        if item is not None:
+            self._guarded(self._handle, item)
+        for event in self._due_timers():
+            self._guarded(self._handle, event)
+        return True
 
     def _guarded(self, work: Callable[..., None], *args: Any) -> None:
         """Nothing may end the lane thread: an error here is a lane failure, not a crash."""
@@ -130,10 +139,10 @@ class LaneRunner(threading.Thread):
     def _next_timeout(self) -> float | None:
         if not self._timers:
             return None
-        return max(0.0, min(due for due, _ in self._timers.values()) - time.monotonic())
+        return max(0.0, min(due for due, _ in self._timers.values()) - self.monotonic())
 
     def _due_timers(self) -> list[TimerEvent]:
-        now = time.monotonic()
+        now = self.monotonic()
         due = sorted((t, ev) for ev_type, (t, ev) in self._timers.items() if t <= now)
         for _, ev in due:
             del self._timers[type(ev)]
@@ -183,7 +192,7 @@ class LaneRunner(threading.Thread):
             case Show(screen=screen, reasons=reasons):
                 self._quietly(self.effects.show, screen, reasons)
             case StartTimer(event=event, delay_s=delay_s):
-                self._timers[type(event)] = (time.monotonic() + delay_s, event)
+                self._timers[type(event)] = (self.monotonic() + delay_s, event)
             case Note(text=text):
                 log.info("lane: %s", text)
 

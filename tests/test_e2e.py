@@ -15,6 +15,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from gpiozero.pins.mock import MockFactory
 
 from edge import credtools
 from edge.app import App
@@ -54,9 +55,9 @@ def assert_valid_passage(msg: dict[str, Any]) -> None:
 class Kiosk:
     """An App running in this process on mock pins, with its lane events observable."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, factory: MockFactory | None = None) -> None:
         self.cfg = cfg
-        self.factory = watched_factory()
+        self.factory = factory or watched_factory()
         self.app = App(cfg, pin_factory=self.factory)
         self.events: queue.Queue[tuple[Event, list[Action], State]] = queue.Queue()
         self.app.runner.add_listener(lambda e, a, s: self.events.put((e, a, s)))

@@ -79,8 +79,10 @@ class MqttLink:
         client.on_connect = self._guard(self._handle_connect)
         client.on_disconnect = self._guard(self._handle_disconnect)
         client.on_publish = self._guard(self._handle_publish)
+        client.on_connect_fail = self._guard(self._handle_connect_fail)
         self._client = client
         self.connects = 0
+        self._failures = 0
 
     @property
     def connected(self) -> bool:
@@ -140,9 +142,22 @@ class MqttLink:
             )
             return
         self.connects += 1
+        self._failures = 0
         log.info("mqtt: connected to %s:%d", self.cfg.host, self.cfg.port)
         client.publish(topics.status(self.device_id), status_payload("online"), qos=1, retain=True)
         self._on_connected()
+
+    def _handle_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+        """The TCP/TLS connection could not be made (broker down, DNS, TLS): say so once,
+        then every tenth attempt, so an outage neither hides nor floods the log."""
+        self._failures += 1
+        if self._failures == 1 or self._failures % 10 == 0:
+            log.warning(
+                "mqtt: cannot reach %s:%d (attempt %d); retrying with backoff",
+                self.cfg.host,
+                self.cfg.port,
+                self._failures,
+            )
 
     def _handle_disconnect(
         self,

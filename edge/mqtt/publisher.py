@@ -14,6 +14,7 @@ two threads never wait on each other.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import queue
@@ -57,11 +58,14 @@ class Publisher(threading.Thread):
         self.published = 0
         self.refused = 0
         self._progress = threading.Condition()
+        self._wakes = itertools.count(1)
+        self._last_wake = 0  # number of the latest wake(); a round that began before it is stale
 
     # -- called from any thread -----------------------------------------
 
     def wake(self) -> None:
         """New passages or a new connection: look at the outbox again."""
+        self._last_wake = next(self._wakes)
         self.idle.clear()
         self._inbox.put(None)
 
@@ -134,6 +138,7 @@ class Publisher(threading.Thread):
         link = self.link
         if link is None or not link.connected:
             return
+        seen_wake = self._last_wake
         now = time.monotonic()
         self._held = {s: t for s, t in self._held.items() if t > now}
         room = self.window - len(self._inflight)
@@ -147,5 +152,5 @@ class Publisher(threading.Thread):
             self._inflight[mid] = int(msg["seq"])
         if self._inflight or pending or self._held or self._unrecorded:
             self.idle.clear()
-        else:
+        elif seen_wake == self._last_wake:  # no wake() since this round looked at the outbox
             self.idle.set()
