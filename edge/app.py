@@ -37,6 +37,7 @@ from edge.lane import (
     Lane,
     OfficerApproved,
     OfficerDenied,
+    SetMode,
 )
 from edge.model import Passage, PassageDraft
 from edge.mqtt.link import MqttLink
@@ -222,6 +223,12 @@ class App:
             pin.drive_high()
         else:
             self.runner.post(OfficerApproved() if button == "approve" else OfficerDenied())
+
+    def toggle_surge(self, by: str) -> None:
+        """Surge mode on, or back to the configured mode (officer's local override)."""
+        lane = self.runner.lane
+        back = self.cfg.lane.mode if self.cfg.lane.mode != "surge" else "officer"
+        self.runner.post(SetMode(back if lane.mode == "surge" else "surge", by=by))
 
     # -- Effects for the lane runner --------------------------------------
 

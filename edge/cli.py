@@ -248,12 +248,14 @@ def _run(path: Path | None, level: str | None) -> int:
                 app.press("approve")
             elif key == "d":
                 app.press("deny")
+            elif key == "s":
+                app.toggle_surge(by="officer")
             elif key == "q":
                 stop.set()
 
         keys = KeyboardThread(on_key)
         keys.start()
-        log.info("edge: keys: a = approve, d = deny, q = quit")
+        log.info("edge: keys: a = approve, d = deny, s = surge on/off, q = quit")
     try:
         return app.run(stop)
     finally:

@@ -5,13 +5,13 @@ and bad values are errors that name the key. :func:`load` collects every
 problem before raising, so ``checkpoint-edge check-config`` can print them all.
 Relative paths are resolved against the directory of the config file.
 
-``docs/configuration.md`` documents the same keys; a test keeps them in step.
+The sections and their keys are in :mod:`edge.sections`;
+``docs/configuration.md`` documents the same keys, and a test keeps them in
+step.
 """
 
 from __future__ import annotations
 
-import os
-import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
@@ -19,393 +19,58 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from edge.errors import ConfigError
-
-DEVICE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-
-LaneMode = Literal["officer", "auto", "surge"]
-DecoderName = Literal["auto", "zxing", "pyzbar"]
-LogLevel = Literal["debug", "info", "warning", "error"]
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    """A parsed ``[camera] source``: which kind of camera, and its path or index."""
-
-    kind: Literal["images", "video", "picamera2", "v4l2"]
-    path: Path | None = None
-    index: int | None = None
-
-    def describe(self) -> str:
-        """The source as written in a config file (for logs and status)."""
-        if self.path is not None:
-            return f"{self.kind}:{self.path}"
-        if self.index is not None:
-            return f"{self.kind}:{self.index}"
-        return self.kind
-
-
-Parser = Callable[[Any, Path], Any]
-
-
-def _doc(text: str, parse: Parser | None = None) -> dict[str, Any]:
-    return {"doc": text, "parse": parse}
-
-
-def _parse_device_id(value: Any, _base: Path) -> str:
-    if not isinstance(value, str) or not DEVICE_ID_RE.match(value):
-        raise ValueError(
-            "must be 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit"
-        )
-    return value
-
-
-def _parse_source(value: Any, base: Path) -> SourceSpec:
-    if not isinstance(value, str):
-        raise ValueError(f"must be a string, got {type(value).__name__}")
-    kind, sep, arg = value.partition(":")
-    if kind in ("picamera2",) and not sep:
-        return SourceSpec(kind="picamera2")
-    if kind in ("images", "video") and sep and arg:
-        return SourceSpec(kind=kind, path=_resolve(arg, base))  # type: ignore[arg-type]
-    if kind == "v4l2" and sep and arg.isdigit():
-        return SourceSpec(kind="v4l2", index=int(arg))
-    raise ValueError(f"must be one of images:DIR, video:FILE, picamera2, v4l2:N (got {value!r})")
-
-
-def _resolve(value: str, base: Path) -> Path:
-    path = Path(value).expanduser()
-    return Path(os.path.normpath(path if path.is_absolute() else base / path))
-
-
-def _parse_path(value: Any, base: Path) -> Path:
-    if not isinstance(value, str) or not value:
-        raise ValueError("must be a non-empty path")
-    return _resolve(value, base)
-
-
-def _parse_existing_file(value: Any, base: Path) -> Path | None:
-    if value == "":
-        return None
-    path = _parse_path(value, base)
-    if not path.is_file():
-        raise ValueError(f"file not found: {path}")
-    return path
-
-
-MAX_NUMBER = 1_000_000  # no duration, rate or size here is sensibly larger
-
-
-def _positive(value: Any, _base: Path) -> Any:
-    if not 0 < value <= MAX_NUMBER:  # also refuses nan
-        raise ValueError(f"must be greater than 0 and at most {MAX_NUMBER} (got {value})")
-    return value
-
-
-def _pin(value: Any, _base: Path) -> int:
-    if not 0 <= value <= 27:
-        raise ValueError(f"must be a BCM GPIO number 0-27 (got {value})")
-    return int(value)
-
-
-def _port(value: Any, _base: Path) -> int:
-    if not 1 <= value <= 65535:
-        raise ValueError(f"must be a TCP port 1-65535 (got {value})")
-    return int(value)
-
-
-def _non_empty(value: Any, _base: Path) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty")
-    return str(value)
-
-
-@dataclass(frozen=True)
-class DeviceConfig:
-    id: str = field(
-        metadata=_doc(
-            "Device id, also the MQTT client id and certificate CN (a-z, 0-9, '-').",
-            _parse_device_id,
-        )
-    )
-    site: str = field(default="", metadata=_doc("Checkpoint name or code, copied into passages."))
-
-
-@dataclass(frozen=True)
-class CameraConfig:
-    source: SourceSpec = field(
-        default=SourceSpec(kind="picamera2"),
-        metadata=_doc(
-            "images:DIR (each image in name order), video:FILE, picamera2, or v4l2:N.",
-            _parse_source,
-        ),
-    )
-    fps: float = field(default=10.0, metadata=_doc("Frames per second.", _positive))
-    width: int = field(default=1280, metadata=_doc("Frame width in pixels.", _positive))
-    height: int = field(default=720, metadata=_doc("Frame height in pixels.", _positive))
-    hold_s: float = field(
-        default=2.0,
-        metadata=_doc("images: seconds each image stays in view.", _positive),
-    )
-    gap_s: float = field(
-        default=1.5,
-        metadata=_doc("images: seconds of empty frames after each image.", _positive),
-    )
-    loop: bool = field(
-        default=False,
-        metadata=_doc("images/video: start again at the first image or frame when done."),
-    )
-
-
-@dataclass(frozen=True)
-class ScanConfig:
-    decoder: DecoderName = field(
-        default="auto",
-        metadata=_doc("QR decoder: auto (zxing-cpp when importable, else pyzbar), zxing, pyzbar."),
-    )
-    leave_s: float = field(
-        default=0.7,
-        metadata=_doc(
-            "A code counts as gone after this many seconds without being seen; "
-            "only then can it scan again.",
-            _positive,
-        ),
-    )
-
-
-@dataclass(frozen=True)
-class GpioConfig:
-    pin_factory: str = field(
-        default="lgpio",
-        metadata=_doc("gpiozero pin factory name (lgpio, rpigpio, pigpio, native) or mock."),
-    )
-    approve_pin: int = field(default=5, metadata=_doc("Approve button (BCM).", _pin))
-    deny_pin: int = field(default=6, metadata=_doc("Deny button (BCM).", _pin))
-    barrier_pin: int = field(default=17, metadata=_doc("Barrier relay (BCM).", _pin))
-    green_led_pin: int = field(default=22, metadata=_doc("Green LED (BCM).", _pin))
-    red_led_pin: int = field(default=27, metadata=_doc("Red LED (BCM).", _pin))
-    buzzer_pin: int = field(default=23, metadata=_doc("Buzzer (BCM).", _pin))
-    barrier_active_high: bool = field(
-        default=True,
-        metadata=_doc("Relay energised by a high level (false for active-low boards)."),
-    )
-    bounce_s: float = field(
-        default=0.05, metadata=_doc("Button debounce time in seconds.", _positive)
-    )
-
-
-@dataclass(frozen=True)
-class LaneConfig:
-    mode: LaneMode = field(
-        default="officer",
-        metadata=_doc(
-            "officer: the officer decides; auto: the policy decides alone; "
-            "surge: the barrier stays open and every code is still verified and recorded."
-        ),
-    )
-    decision_timeout_s: float = field(
-        default=20.0,
-        metadata=_doc(
-            "officer mode: no decision within this time = denied (no_decision).", _positive
-        ),
-    )
-    open_s: float = field(
-        default=5.0, metadata=_doc("Seconds the barrier stays open after an approval.", _positive)
-    )
-    failsafe_retry_s: float = field(
-        default=10.0,
-        metadata=_doc(
-            "After an internal error, seconds in failsafe before trying again.", _positive
-        ),
-    )
-
-
-@dataclass(frozen=True)
-class MqttConfig:
-    host: str = field(default="localhost", metadata=_doc("Broker host name.", _non_empty))
-    port: int = field(default=1883, metadata=_doc("Broker port (8883 for TLS).", _port))
-    keepalive_s: int = field(default=30, metadata=_doc("MQTT keepalive in seconds.", _positive))
-    tls: bool = field(default=False, metadata=_doc("Connect with TLS."))
-    ca_file: Path | None = field(
-        default=None,
-        metadata=_doc("CA certificate file (PEM); empty = system CAs.", _parse_existing_file),
-    )
-    cert_file: Path | None = field(
-        default=None,
-        metadata=_doc("Client certificate file (PEM) for TLS client auth.", _parse_existing_file),
-    )
-    key_file: Path | None = field(
-        default=None,
-        metadata=_doc("Client private key file (PEM) for TLS client auth.", _parse_existing_file),
-    )
-    username: str = field(default="", metadata=_doc("Username; empty = none."))
-    password_file: Path | None = field(
-        default=None,
-        metadata=_doc(
-            "File holding the password (never the password itself).", _parse_existing_file
-        ),
-    )
-    reconnect_min_s: int = field(
-        default=1, metadata=_doc("First reconnect delay in seconds.", _positive)
-    )
-    reconnect_max_s: int = field(
-        default=30, metadata=_doc("Longest reconnect delay in seconds.", _positive)
-    )
-    inflight: int = field(
-        default=10,
-        metadata=_doc("Passages sent and awaiting PUBACK at most at once.", _positive),
-    )
-
-
-@dataclass(frozen=True)
-class StoreConfig:
-    dir: Path = field(
-        default=Path("/var/lib/checkpoint-edge"),
-        metadata=_doc("Directory of the passage store.", _parse_path),
-    )
-
-
-FORMATS = ("declaration", "dcc", "id_card")
-TRAVELLER_FIELDS = (
-    "declaration_id",
-    "id_number",
-    "name",
-    "birth_date",
-    "sex",
-    "phone",
-    "origin",
-    "destination",
-    "plate",
-    "transport",
-    "purpose",
-    "dcc_id",
+from edge.sections import (
+    TRAVELLER_FIELDS,
+    CameraConfig,
+    DeviceConfig,
+    GpioConfig,
+    LaneConfig,
+    LogConfig,
+    MqttConfig,
+    Parser,
+    PassageConfig,
+    PolicyConfig,
+    ScanConfig,
+    SourceSpec,
+    StoreConfig,
+    TrustConfig,
 )
 
-
-def _subset(allowed: tuple[str, ...]) -> Parser:
-    def parse(value: Any, _base: Path) -> tuple[str, ...]:
-        bad = [v for v in value if v not in allowed]
-        if bad:
-            raise ValueError(f"unknown {', '.join(map(repr, bad))} (allowed: {', '.join(allowed)})")
-        return tuple(dict.fromkeys(value))
-
-    return parse
-
-
-def _province_codes(value: Any, _base: Path) -> tuple[str, ...]:
-    bad = [v for v in value if not re.fullmatch(r"\d{2}", v)]
-    if bad:
-        raise ValueError(f"province codes are 2 digits (got {', '.join(map(repr, bad))})")
-    return tuple(value)
-
-
-def _non_negative(value: Any, _base: Path) -> Any:
-    if not 0 <= value <= MAX_NUMBER:  # also refuses nan
-        raise ValueError(f"must be 0 to {MAX_NUMBER} (got {value})")
-    return value
-
-
-def _paths(value: Any, base: Path) -> tuple[Path, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ValueError("must be a list of file paths")
-    return tuple(_resolve(v, base) for v in value)
-
-
-@dataclass(frozen=True)
-class TrustConfig:
-    files: tuple[Path, ...] = field(
-        default=(),
-        metadata=_doc(
-            "Trust lists, DCC signer certificates (PEM/DER) and issuer public keys (PEM/DER).",
-            _paths,
-        ),
-    )
-
-
-@dataclass(frozen=True)
-class PolicyConfig:
-    accept: tuple[str, ...] = field(
-        default=("declaration",),
-        metadata=_doc(
-            "Formats that can approve a passage: declaration, dcc (an ID card never can).",
-            _subset(("declaration", "dcc")),
-        ),
-    )
-    issuers: tuple[str, ...] = field(
-        default=(), metadata=_doc("Declaration issuers (iss) accepted; empty = any trusted one.")
-    )
-    max_declaration_age_h: float = field(
-        default=72.0,
-        metadata=_doc("A declaration issued longer ago than this is denied.", _positive),
-    )
-    deny_symptoms: bool = field(default=True, metadata=_doc("Deny when symptoms are declared."))
-    deny_exposure: bool = field(default=True, metadata=_doc("Deny when exposure is declared."))
-    proof_zones: tuple[str, ...] = field(
-        default=(),
-        metadata=_doc(
-            "Origin province codes whose travellers must show a vaccination certificate "
-            "or a recent negative test.",
-            _province_codes,
-        ),
-    )
-    proof_doses: int = field(
-        default=2, metadata=_doc("Vaccine doses that count as proof.", _positive)
-    )
-    proof_test_max_age_h: float = field(
-        default=72.0, metadata=_doc("A negative test counts as proof this long.", _positive)
-    )
-    accept_declared_health: bool = field(
-        default=False,
-        metadata=_doc("Let doses and tests declared in the declaration count as proof."),
-    )
-    require_id_card: bool = field(
-        default=False,
-        metadata=_doc("The ID card must be shown too, and match the declaration's ID number."),
-    )
-    replay_window_s: float = field(
-        default=600.0,
-        metadata=_doc(
-            "A credential approved at this lane within this many seconds is replayed (0 = off).",
-            _non_negative,
-        ),
-    )
-    clock_skew_s: float = field(
-        default=300.0,
-        metadata=_doc(
-            "Tolerance for credentials issued slightly in the future (phone clocks).",
-            _non_negative,
-        ),
-    )
-
-
-@dataclass(frozen=True)
-class PassageConfig:
-    fields: tuple[str, ...] = field(
-        default=("declaration_id", "id_number", "name", "origin", "destination", "plate"),
-        metadata=_doc(
-            "Traveller fields recorded in each passage (personal data: only what tracing needs).",
-            _subset(TRAVELLER_FIELDS),
-        ),
-    )
-
-
-@dataclass(frozen=True)
-class LogConfig:
-    level: LogLevel = field(default="info", metadata=_doc("Log level."))
+__all__ = [
+    "TRAVELLER_FIELDS",
+    "CameraConfig",
+    "Config",
+    "DeviceConfig",
+    "GpioConfig",
+    "LaneConfig",
+    "LogConfig",
+    "MqttConfig",
+    "PassageConfig",
+    "PolicyConfig",
+    "ScanConfig",
+    "SourceSpec",
+    "StoreConfig",
+    "TrustConfig",
+    "describe_keys",
+    "from_mapping",
+    "load",
+    "loads",
+]
 
 
 @dataclass(frozen=True)
 class Config:
     device: DeviceConfig
-    camera: CameraConfig = CameraConfig()
-    scan: ScanConfig = ScanConfig()
-    gpio: GpioConfig = GpioConfig()
-    lane: LaneConfig = LaneConfig()
-    mqtt: MqttConfig = MqttConfig()
-    store: StoreConfig = StoreConfig()
-    trust: TrustConfig = TrustConfig()
-    policy: PolicyConfig = PolicyConfig()
-    passage: PassageConfig = PassageConfig()
-    log: LogConfig = LogConfig()
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    scan: ScanConfig = field(default_factory=ScanConfig)
+    gpio: GpioConfig = field(default_factory=GpioConfig)
+    lane: LaneConfig = field(default_factory=LaneConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    trust: TrustConfig = field(default_factory=TrustConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    passage: PassageConfig = field(default_factory=PassageConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
 
 SECTIONS: dict[str, type[Any]] = {

@@ -18,7 +18,9 @@ States::
 A traveller may show several codes (declaration, vaccination certificate, ID
 card): while a decision is pending, a code of a kind not yet presented joins
 the presentation and the policy judges again; another code of a kind already
-presented is the next traveller's and waits (one slot).
+presented is the next traveller's and waits (one slot). An unrecognised code
+shown meanwhile is ignored; one shown first is replaced by the first
+recognised code that follows.
 
 Ordering promise: :class:`RecordPassage` always comes before the
 :class:`OpenBarrier` of the same decision. If recording fails the shell must
@@ -33,6 +35,7 @@ from datetime import datetime, timedelta
 
 from edge.model import Credential, DecidedBy, Decision, PassageDraft, Verdict
 from edge.policy import Policy
+from edge.scan.reasons import UNRECOGNISED
 
 # Reason codes added by the lane itself.
 NO_DECISION = "no_decision"
@@ -301,7 +304,13 @@ class Lane:
         shown = self._current.credentials
         if any(c.sha256 == credential.sha256 for c in shown):
             return []  # the same code again: already part of this presentation
-        if any(c.kind == credential.kind for c in shown):
+        if credential.kind == UNRECOGNISED:
+            # a stray code (another app's screen) must neither spoil this
+            # presentation nor hold up the lane as a phantom next traveller
+            return [Note(f"ignored during a presentation: {_tag(credential)}")]
+        if all(c.kind == UNRECOGNISED for c in shown):
+            shown.clear()  # the traveller showed the wrong code first, then the right one
+        elif any(c.kind == credential.kind for c in shown):
             return self._queue(credential)  # a second code of a kind: the next traveller's
         shown.append(credential)
         verdict = self._evaluate(shown, now)

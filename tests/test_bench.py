@@ -8,6 +8,19 @@ import sys
 from .conftest import REPO
 
 
+def test_verify_bench_runs_every_kind() -> None:
+    run = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "verify_bench.py"), "--runs", "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    for kind in ("declaration ES256", "declaration EdDSA", "DCC ES256", "DCC PS256", "ID card"):
+        assert kind in run.stdout
+
+
 def test_decode_bench_runs_and_reports_both_decoders() -> None:
     run = subprocess.run(
         [

@@ -180,13 +180,14 @@ def test_auto_mode_refers_to_officer_when_policy_refers() -> None:
 
 def test_scan_while_busy_is_queued_and_handled_after() -> None:
     ln = lane("officer")
-    ln.handle(CredentialScanned(cred(b"first")), T0)
-    second = cred(b"second")
+    first = cred(b"first", "declaration")
+    ln.handle(CredentialScanned(first), T0)
+    second = cred(b"second", "declaration")
     queued = ln.handle(CredentialScanned(second), T0)
     assert kinds(queued) == []
     actions = ln.handle(OfficerDenied(), T0)
     # the first is decided, then the queued one is presented to the officer
-    assert only(actions, RecordPassage)[0].draft.credentials == (cred(b"first"),)
+    assert only(actions, RecordPassage)[0].draft.credentials == (first,)
     assert ln.state is State.AWAITING_DECISION
     approve = ln.handle(OfficerApproved(), T0)
     assert only(approve, RecordPassage)[0].draft.credentials == (second,)
@@ -437,3 +438,24 @@ def test_fault_in_surge_closes_and_clearing_reopens() -> None:
     assert CloseBarrier() in ln.handle(FaultRaised("camera", "gone"), T0)
     assert OpenBarrier() in ln.handle(FaultCleared("camera"), T0)
     assert ln.state is State.SURGE
+
+
+def test_a_stray_unrecognised_code_does_not_spoil_a_presentation() -> None:
+    ln = lane("officer", ScriptedPolicy({"declaration"}))
+    decl = cred(b"decl", "declaration")
+    ln.handle(CredentialScanned(decl), T0)
+    assert kinds(ln.handle(CredentialScanned(cred(b"shop app")), T0)) == []
+    (rec,) = only(ln.handle(OfficerApproved(), T0), RecordPassage)
+    assert rec.draft.credentials == (decl,)
+    assert ln.state is State.OPEN  # and no phantom traveller queued behind
+
+
+def test_the_right_code_after_a_wrong_one_replaces_it() -> None:
+    ln = lane("auto", ScriptedPolicy({"declaration"}))
+    first = ln.handle(CredentialScanned(cred(b"shop app")), T0)
+    assert ln.state is State.AWAITING_DECISION  # scripted policy refers the lone wrong code
+    assert not only(first, RecordPassage)
+    decl = cred(b"decl", "declaration")
+    (rec,) = only(ln.handle(CredentialScanned(decl), T0), RecordPassage)
+    assert rec.draft.credentials == (decl,)
+    assert rec.draft.decision == "approved"

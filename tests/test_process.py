@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from edge.cli import simulation_config_path
+
 from .conftest import Mosquitto, Subscriber, free_port, toml_text, write_frame
 
 
@@ -207,7 +209,7 @@ def test_officer_keys_on_a_terminal(tmp_path: Path, daemons: list[Daemon]) -> No
     try:
         d = Daemon(config, stdin=slave)
         daemons.append(d)
-        d.wait_for("keys: a = approve, d = deny, q = quit")
+        d.wait_for("keys: a = approve, d = deny, s = surge on/off, q = quit")
         d.wait_for("policy deny unrecognised")
         os.write(master, b"a")
         d.wait_for("approved by officer")
@@ -216,5 +218,47 @@ def test_officer_keys_on_a_terminal(tmp_path: Path, daemons: list[Daemon]) -> No
         os.write(master, b"q")
         assert d.proc.wait(15) == 0
     finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_builtin_simulation_samples_with_officer_keys(
+    tmp_path: Path, broker: Mosquitto, daemons: list[Daemon]
+) -> None:
+    """The README's simulation: the sample traveller shows her declaration and ID card,
+    the officer approves with 'a'; then 's' switches to surge mode."""
+    builtin = simulation_config_path()
+    samples = (builtin.parent / ".." / "samples").resolve()
+    text = builtin.read_text()
+    text = text.replace('"images:../samples"', f'"images:{samples}"')
+    text = text.replace('"../samples/demo-trust.json"', f'"{samples / "demo-trust.json"}"')
+    text = text.replace('"~/.local/state/checkpoint-edge/simulation"', f'"{tmp_path / "store"}"')
+    text = text.replace("port = 1883", f"port = {broker.port}")
+    config = tmp_path / "simulation.toml"
+    config.write_text(text)
+    sub = Subscriber(broker.port, ["cp/v1/sim-lane-1/passage"]).connect()
+    master, slave = pty.openpty()
+    try:
+        d = Daemon(config, stdin=slave)
+        daemons.append(d)
+        d.wait_for("scanned declaration")
+        d.wait_for("added id_card")
+        os.write(master, b"a")
+        d.wait_for("approved by officer")
+        passage = sub.get(timeout=20).json()
+        assert passage["decision"] == "approved"
+        assert passage["verdict"] == "approve"
+        assert [c["kind"] for c in passage["credentials"]] == ["declaration", "id_card"]
+        assert passage["traveller"]["name"] == "Trần Thị Mẫu"
+        assert passage["traveller"]["declaration_id"] == "DEMO-0001-VALID"
+        os.write(master, b"s")
+        d.wait_for("mode officer -> surge by officer")
+        os.write(master, b"q")
+        assert d.proc.wait(15) == 0
+        log = "\n".join(d.log)
+        assert "Trần" not in log
+        assert "001190099999" not in log
+    finally:
+        sub.disconnect()
         os.close(master)
         os.close(slave)

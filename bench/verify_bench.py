@@ -1,0 +1,181 @@
+"""Parse + verify time per credential kind (target on the dev machine: under 2 ms each).
+
+Prints the median and 95th percentile of ``verify_payload`` (detection,
+base45, zlib, CBOR, COSE, signature, claims, validity) for: our declaration
+signed with ES256 and with EdDSA, a DCC signed with ES256 and with PS256
+(RSA 2048), and a chip ID card code.
+
+Run: ``.venv/bin/python bench/verify_bench.py [--runs N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.x509.oid import NameOID
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from edge.scan import base45, cbor, cose, declaration
+from edge.scan.claims import Declaration, Place
+from edge.scan.credentials import verify_payload
+from edge.scan.envelope import deflate
+from edge.trust import (
+    DccSigner,
+    IssuerKey,
+    TrustStore,
+    kid_of_certificate,
+    kid_of_public_key,
+)
+
+NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+
+
+def make_declaration() -> Declaration:
+    """A declaration of typical size: full Vietnamese name and addresses."""
+    return Declaration(
+        issuer="VN-HN",
+        issued_at=NOW - timedelta(hours=2),
+        expires_at=NOW + timedelta(hours=70),
+        declaration_id="ABCD-EFGH-JKLM",
+        name="Nguyễn Thị Minh Khai",
+        id_number="079190012345",
+        birth_date=date(1990, 1, 31),
+        sex="F",
+        phone="+84901234567",
+        origin=Place("79", "760", "Số 123 Nguyễn Thị Minh Khai, P. Bến Nghé, Q.1"),
+        destination=Place("01", "001", "Số 45 Lý Thường Kiệt, P. Hàng Bài, Q. Hoàn Kiếm"),
+        plate="51H-123.45",
+        transport="car",
+        purpose="Thăm gia đình",
+        travel_from=date(2026, 11, 26),
+        travel_to=date(2026, 11, 30),
+        symptoms=False,
+        exposure=False,
+        vaccine_doses=2,
+        test_result="",
+        test_date=None,
+    )
+
+
+def certificate(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "VN")])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+
+
+def dcc_payload(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, kid: bytes) -> str:
+    claims = {
+        1: "VN",
+        6: int((NOW - timedelta(days=10)).timestamp()),
+        4: int((NOW + timedelta(days=300)).timestamp()),
+        -260: {
+            1: {
+                "ver": "1.3.0",
+                "nam": {"fn": "Nguyễn", "gn": "Văn Bình", "fnt": "NGUYEN", "gnt": "VAN<BINH"},
+                "dob": "1990-08-15",
+                "v": [
+                    {
+                        "tg": "840539006",
+                        "vp": "1119349007",
+                        "mp": "EU/1/20/1528",
+                        "ma": "ORG-100030215",
+                        "dn": 2,
+                        "sd": 2,
+                        "dt": "2021-09-01",
+                        "co": "VN",
+                        "is": "Ministry of Health",
+                        "ci": "URN:UVCI:01:VN:0123456789ABCDEF#X",
+                    }
+                ],
+            }
+        },
+    }
+    payload = cbor.dumps(claims)
+    alg = cose.PS256 if isinstance(key, rsa.RSAPrivateKey) else cose.ES256
+    protected = cbor.dumps({cose.HEADER_ALG: alg, cose.HEADER_KID: kid})
+    tbs = cose.sig_structure(protected, payload)
+    if isinstance(key, rsa.RSAPrivateKey):
+        pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+        signature = key.sign(tbs, pss, hashes.SHA256())
+    else:
+        r, s = decode_dss_signature(key.sign(tbs, ec.ECDSA(hashes.SHA256())))
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    signed = cbor.dumps(cbor.Tag(18, [protected, {}, payload, signature]))
+    return "HC1:" + base45.encode(deflate(signed))
+
+
+def cases() -> tuple[TrustStore, dict[str, bytes]]:
+    issuers: dict[bytes, tuple[IssuerKey, ...]] = {}
+    signers: dict[bytes, tuple[DccSigner, ...]] = {}
+    payloads: dict[str, bytes] = {}
+    for name, key in (
+        ("declaration ES256", ec.generate_private_key(ec.SECP256R1())),
+        ("declaration EdDSA", ed25519.Ed25519PrivateKey.generate()),
+    ):
+        kid = kid_of_public_key(key.public_key())
+        issuers[kid] = (IssuerKey(kid, "VN-HN", key.public_key()),)
+        payloads[name] = declaration.issue(make_declaration(), key, kid).encode()
+    for name, dkey in (
+        ("DCC ES256", ec.generate_private_key(ec.SECP256R1())),
+        ("DCC PS256", rsa.generate_private_key(public_exponent=65537, key_size=2048)),
+    ):
+        cert = certificate(dkey)
+        kid = kid_of_certificate(cert)
+        signers[kid] = (DccSigner(kid, cert),)
+        payloads[name] = dcc_payload(dkey, kid).encode()
+    payloads["ID card"] = (
+        "079190012345|123456789|Nguyễn Văn Bình|15081990|Nam|"
+        "Số 1 Lê Lợi, Phường Bến Nghé, Quận 1, TP Hồ Chí Minh|20042021"
+    ).encode()
+    return TrustStore(issuers=issuers, dcc_signers=signers), payloads
+
+
+def timed(fn: Callable[[], object], runs: int) -> list[float]:
+    fn()  # warm-up
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=300)
+    args = parser.parse_args()
+    trust, payloads = cases()
+    machine = f"{platform.machine()}, {platform.python_version()}"
+    print(f"checkpoint-edge verification benchmark: {machine}")
+    print(f"{'credential':18} {'bytes':>6} {'median ms':>10} {'p95 ms':>8}")
+    for name, raw in payloads.items():
+        outcome = verify_payload(raw, trust, NOW)
+        if outcome.reasons:
+            raise SystemExit(f"{name} did not verify: {outcome.reasons}")
+        times = timed(lambda raw=raw: verify_payload(raw, trust, NOW), args.runs)
+        p95 = statistics.quantiles(times, n=20)[-1]
+        print(f"{name:18} {len(raw):6d} {statistics.median(times):10.3f} {p95:8.3f}")
+
+
+if __name__ == "__main__":
+    main()
