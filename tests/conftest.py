@@ -37,6 +37,8 @@ from edge.config import Config
 
 SHARED_TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 REPO = Path(__file__).resolve().parents[1]
+# The EU DCC test vectors, copied with their licence (tests/data/dcc/README.md).
+DCC_VECTORS = REPO / "tests" / "data" / "dcc"
 
 
 # -- QR frames ---------------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import SHARED_TESTDATA, write_frame
+from .conftest import DCC_VECTORS, write_frame
 
 DECLARATION_TOML = """\
 [person]
@@ -165,9 +165,7 @@ def test_verify_usage_errors(tmp_path: Path) -> None:
 
 
 def test_verify_a_dcc_vector_with_its_certificate_and_clock(tmp_path: Path) -> None:
-    path = SHARED_TESTDATA / "dcc" / "common" / "2DCode" / "raw" / "CO3.json"
-    if not path.exists():
-        pytest.skip(f"shared DCC test vectors not present at {SHARED_TESTDATA}")
+    path = DCC_VECTORS / "common" / "CO3.json"
     case = json.loads(path.read_text())
     cert = tmp_path / "signer.der"
     cert.write_bytes(base64.b64decode(case["TESTCTX"]["CERTIFICATE"]))

@@ -24,7 +24,7 @@ from edge.trust import (
     trust_list,
 )
 
-from .conftest import SHARED_TESTDATA
+from .conftest import DCC_VECTORS
 
 VACCINATION_EKU = "1.3.6.1.4.1.1847.2021.1.2"
 
@@ -159,9 +159,7 @@ def test_extended_key_usage_strict_and_lenient_agree() -> None:
 
 def test_lenient_reading_of_a_certificate_strict_parsers_refuse() -> None:
     """CO15's signer certificate has an extension cryptography refuses outright."""
-    path = SHARED_TESTDATA / "dcc" / "common" / "2DCode" / "raw" / "CO15.json"
-    if not path.exists():
-        pytest.skip(f"shared DCC test vectors not present at {SHARED_TESTDATA}")
+    path = DCC_VECTORS / "common" / "CO15.json"
     der = base64.b64decode(json.loads(path.read_text())["TESTCTX"]["CERTIFICATE"])
     cert = x509.load_der_x509_certificate(der)
     with pytest.raises(ValueError, match="asn1"):
