@@ -13,24 +13,16 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from edge.scan import base45, cbor, cose, declaration
+from edge.scan import declaration
 from edge.scan.claims import Declaration, Place
 from edge.scan.credentials import verify_payload
-from edge.scan.envelope import deflate
+from edge.scan.testkit import certificate, dcc_claims, sign_dcc
 from edge.trust import (
     DccSigner,
     IssuerKey,
@@ -69,61 +61,6 @@ def make_declaration() -> Declaration:
     )
 
 
-def certificate(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "VN")])
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(NOW - timedelta(days=1))
-        .not_valid_after(NOW + timedelta(days=365))
-        .sign(key, hashes.SHA256())
-    )
-
-
-def dcc_payload(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, kid: bytes) -> str:
-    claims = {
-        1: "VN",
-        6: int((NOW - timedelta(days=10)).timestamp()),
-        4: int((NOW + timedelta(days=300)).timestamp()),
-        -260: {
-            1: {
-                "ver": "1.3.0",
-                "nam": {"fn": "Nguyễn", "gn": "Văn Bình", "fnt": "NGUYEN", "gnt": "VAN<BINH"},
-                "dob": "1990-08-15",
-                "v": [
-                    {
-                        "tg": "840539006",
-                        "vp": "1119349007",
-                        "mp": "EU/1/20/1528",
-                        "ma": "ORG-100030215",
-                        "dn": 2,
-                        "sd": 2,
-                        "dt": "2021-09-01",
-                        "co": "VN",
-                        "is": "Ministry of Health",
-                        "ci": "URN:UVCI:01:VN:0123456789ABCDEF#X",
-                    }
-                ],
-            }
-        },
-    }
-    payload = cbor.dumps(claims)
-    alg = cose.PS256 if isinstance(key, rsa.RSAPrivateKey) else cose.ES256
-    protected = cbor.dumps({cose.HEADER_ALG: alg, cose.HEADER_KID: kid})
-    tbs = cose.sig_structure(protected, payload)
-    if isinstance(key, rsa.RSAPrivateKey):
-        pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
-        signature = key.sign(tbs, pss, hashes.SHA256())
-    else:
-        r, s = decode_dss_signature(key.sign(tbs, ec.ECDSA(hashes.SHA256())))
-        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
-    signed = cbor.dumps(cbor.Tag(18, [protected, {}, payload, signature]))
-    return "HC1:" + base45.encode(deflate(signed))
-
-
 def cases() -> tuple[TrustStore, dict[str, bytes]]:
     issuers: dict[bytes, tuple[IssuerKey, ...]] = {}
     signers: dict[bytes, tuple[DccSigner, ...]] = {}
@@ -142,7 +79,7 @@ def cases() -> tuple[TrustStore, dict[str, bytes]]:
         cert = certificate(dkey)
         kid = kid_of_certificate(cert)
         signers[kid] = (DccSigner(kid, cert),)
-        payloads[name] = dcc_payload(dkey, kid).encode()
+        payloads[name] = sign_dcc(dcc_claims(), dkey, kid).encode()
     payloads["ID card"] = (
         "079190012345|123456789|Nguyễn Văn Bình|15081990|Nam|"
         "Số 1 Lê Lợi, Phường Bến Nghé, Quận 1, TP Hồ Chí Minh|20042021"

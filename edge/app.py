@@ -96,8 +96,8 @@ class App:
         )
         if cfg.policy.replay_window_s:
             since = datetime.now(UTC) - timedelta(seconds=cfg.policy.replay_window_s)
-            for sha256, ts in self.outbox.approved_since(since):
-                lane.remember(sha256, ts)
+            for ref, ts in self.outbox.approved_since(since):
+                lane.remember(ref, ts)
         self.runner = LaneRunner(lane, effects=self)
         self.panel = Panel(
             cfg.gpio,

@@ -43,9 +43,9 @@ NO_CREDENTIAL = "no_credential"
 SURGE = "surge"
 
 MODES = ("officer", "auto", "surge")
-# Kinds whose second use within the replay window is flagged (an ID card is
-# the person, not the permission: it is checked through the declaration).
-REPLAY_KINDS = frozenset({"declaration", "dcc"})
+# Replays are recognised by Credential.ref (issuer and id of a declaration or
+# DCC), not by the payload bytes: re-encoding a signed code changes its bytes.
+# An ID card has no ref: it is the person, not the permission.
 
 
 class State(enum.Enum):
@@ -212,7 +212,7 @@ class Lane:
         self._pending: Credential | None = None
         self._token = 0
         self._timers: dict[type, int] = {}
-        self._approved: dict[str, datetime] = {}  # sha256 -> last approval, for replay checks
+        self._approved: dict[str, datetime] = {}  # Credential.ref -> last approval
 
     # -- public ------------------------------------------------------------
 
@@ -222,10 +222,10 @@ class Lane:
             return self._enter_surge()
         return [CloseBarrier(), Signal("ready"), Show("ready")]
 
-    def remember(self, sha256: str, approved_at: datetime) -> None:
-        """An approved passage from before a restart, for replay checks."""
-        if self._approved.get(sha256, approved_at) <= approved_at:
-            self._approved[sha256] = approved_at
+    def remember(self, ref: str, approved_at: datetime) -> None:
+        """A credential (its ``ref``) approved before a restart, for replay checks."""
+        if self._approved.get(ref, approved_at) <= approved_at:
+            self._approved[ref] = approved_at
 
     def handle(self, event: Event, now: datetime) -> list[Action]:  # noqa: PLR0911 - one per event
         """Apply one event at wall-clock time ``now``; return the actions to carry out."""
@@ -253,15 +253,26 @@ class Lane:
         """Enter failsafe after an internal error; cannot itself fail.
 
         The lane forgets what it was doing (its state may be inconsistent),
-        closes the barrier, and retries after ``failsafe_retry_s``.
+        closes the barrier, records a traveller who was being decided as
+        denied, and retries after ``failsafe_retry_s``.
         """
-        self._current = None
+        deciding, self._current = self._current, None
         self._pending = None
         self._timers.clear()
         self.faults[INTERNAL_FAULT] = reason
         self.state = State.FAILSAFE
+        actions: list[Action] = [CloseBarrier()]
+        if deciding is not None:
+            reasons = (*deciding.verdict.reasons, reason)
+            actions.append(
+                RecordPassage(
+                    self._draft(
+                        now, "denied", "policy", reasons, deciding.credentials, deciding.verdict
+                    )
+                )
+            )
         return [
-            CloseBarrier(),
+            *actions,
             Signal("fault"),
             Show("failsafe", (reason,)),
             self._start(FailsafeRetryDue, self.failsafe_retry_s),
@@ -385,9 +396,7 @@ class Lane:
         window = self.replay_window
         if window:
             self._approved = {s: t for s, t in self._approved.items() if now - t <= window}
-        replayed = [
-            c.sha256 for c in credentials if c.kind in REPLAY_KINDS and c.sha256 in self._approved
-        ]
+        replayed = [c.ref for c in credentials if c.ref is not None and c.ref in self._approved]
         return self.policy.evaluate(credentials, now, replayed)
 
     def _decide_current(
@@ -411,8 +420,8 @@ class Lane:
 
     def _approve(self, draft: PassageDraft, by: str) -> list[Action]:
         for c in draft.credentials:
-            if c.kind in REPLAY_KINDS:
-                self._approved[c.sha256] = draft.ts
+            if c.ref is not None:
+                self._approved[c.ref] = draft.ts
         self.state = State.OPEN
         reasons = draft.reasons
         return [

@@ -9,6 +9,8 @@ and only the traveller fields the config chooses.
 from __future__ import annotations
 
 import hashlib
+import hmac
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +22,7 @@ Decision = Literal["approved", "denied"]
 DecidedBy = Literal["officer", "policy"]
 
 PASSAGE_SCHEMA_VERSION = 1
+_LOG_KEY = secrets.token_bytes(16)
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,24 @@ class Credential:
 
     @property
     def short_id(self) -> str:
-        """A short, non-identifying handle for logs (the first hex digits of the hash)."""
-        return self.sha256[:10]
+        """A short handle for logs: stable within this process, so that log lines about
+        one scan can be followed, but keyed with a per-process secret, so that it
+        links nobody across restarts or kiosks (an ID card's code never changes)."""
+        return hmac.new(_LOG_KEY, self.sha256.encode(), "sha256").hexdigest()[:10]
+
+    @property
+    def ref(self) -> str | None:
+        """What makes this credential the same credential, for replay checks: a hash of
+        its issuer and identifier (declaration id, DCC certificate id), so that a
+        re-encoded copy of the same signed code is still the same; None when it
+        has none (ID cards, unrecognised, unverified codes)."""
+        if isinstance(self.claims, Declaration):
+            key = f"declaration/{self.claims.issuer}/{self.claims.declaration_id}"
+        elif isinstance(self.claims, Dcc):
+            key = f"dcc/{self.claims.certificate_id}"
+        else:
+            return None
+        return hashlib.sha256(key.encode()).hexdigest()
 
     @property
     def reference(self) -> str:
@@ -135,7 +154,13 @@ class Passage:
             "mode": d.mode,
             "verdict": d.verdict,
             "credentials": [
-                {"kind": c.kind, "sha256": c.sha256, "valid": c.valid, "reasons": list(c.reasons)}
+                {
+                    "kind": c.kind,
+                    "sha256": c.sha256,
+                    "ref": c.ref,
+                    "valid": c.valid,
+                    "reasons": list(c.reasons),
+                }
                 for c in d.credentials
             ],
             "traveller": traveller(d.credentials, fields),

@@ -12,15 +12,17 @@ stable; they are published in passages.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Protocol, TypeVar
 
 from edge.config import PolicyConfig
 from edge.model import Credential, Verdict
 from edge.scan.claims import Dcc, Declaration, IdCard
 from edge.scan.reasons import (
+    DCC_HOLDER_MISMATCH,
     DCC_ONLY,
     DECLARATION_TOO_OLD,
     EXPOSURE,
@@ -30,9 +32,13 @@ from edge.scan.reasons import (
     ID_MISMATCH,
     ISSUER_NOT_ACCEPTED,
     PROOF_REQUIRED,
+    RECOVERY_NOT_VALID,
     REPLAYED,
     SYMPTOMS,
+    TEST_POSITIVE,
+    TEST_TOO_OLD,
     UNRECOGNISED,
+    VACCINATION_INCOMPLETE,
 )
 
 __all__ = ["UNRECOGNISED", "BasicPolicy", "Policy", "RulePolicy"]
@@ -42,7 +48,8 @@ class Policy(Protocol):
     def evaluate(
         self, credentials: Sequence[Credential], now: datetime, replayed: Iterable[str] = ()
     ) -> Verdict:
-        """The outcome for what was presented; ``replayed`` holds sha256s seen too recently."""
+        """The outcome for what was presented; ``replayed`` holds the refs
+        (:attr:`Credential.ref`) approved at this lane too recently."""
         ...
 
 
@@ -80,7 +87,7 @@ class RulePolicy:
                 found.deny.append(UNRECOGNISED)
             elif not c.valid:
                 found.deny.extend(c.reasons)
-            if c.sha256 in seen_too_recently:
+            if c.ref is not None and c.ref in seen_too_recently:
                 found.deny.append(REPLAYED)
         decl = _first(credentials, Declaration)
         dcc = _first(credentials, Dcc)
@@ -88,13 +95,11 @@ class RulePolicy:
         if decl is not None:
             self._declaration(decl, dcc, now, found)
         elif dcc is not None and "dcc" in self.cfg.accept:
-            pass  # a vaccination certificate alone is enough here
+            found.deny.extend(self._dcc_shortfalls(dcc, now))  # it must stand on its own
         elif card is not None or dcc is not None:
             found.refer_for(ID_CARD_ONLY if dcc is None else DCC_ONLY, "declaration")
-        if card is not None and decl is not None:
-            if decl.id_number not in (card.id_number, card.old_id):
-                found.deny.append(ID_MISMATCH)
-        elif card is None and self.cfg.require_id_card and (decl or dcc):
+        self._same_person(decl, dcc, card, found)
+        if card is None and self.cfg.require_id_card and (decl or dcc):
             found.refer_for(ID_CARD_REQUIRED, "id_card")
         return found.verdict()
 
@@ -115,24 +120,60 @@ class RulePolicy:
         if decl.origin.province in cfg.proof_zones and not self._has_proof(dcc, decl, now):
             found.refer_for(PROOF_REQUIRED, "proof")
 
+    @staticmethod
+    def _same_person(
+        decl: Declaration | None, dcc: Dcc | None, card: IdCard | None, found: _Findings
+    ) -> None:
+        """Every code shown must be the same traveller's."""
+        if (
+            decl is not None
+            and card is not None
+            and decl.id_number
+            not in (
+                card.id_number,
+                card.old_id,
+            )
+        ):
+            found.deny.append(ID_MISMATCH)
+        if dcc is not None:
+            holder = decl or card
+            if holder is not None and not _same_holder(dcc, holder.name, holder.birth_date):
+                found.deny.append(DCC_HOLDER_MISMATCH)
+
+    def _dcc_shortfalls(self, dcc: Dcc, now: datetime) -> list[str]:
+        """Why a (valid) DCC does not prove vaccination, a recent negative test or recovery."""
+        cfg = self.cfg
+        if dcc.type == "v":
+            complete = dcc.dose >= cfg.proof_doses or (dcc.doses > 0 and dcc.dose >= dcc.doses)
+            return [] if complete else [VACCINATION_INCOMPLETE]
+        if dcc.type == "t":
+            if not dcc.test_negative:
+                return [TEST_POSITIVE]
+            sampled = dcc.sampled_at
+            max_age = timedelta(hours=cfg.proof_test_max_age_h)
+            skew = timedelta(seconds=cfg.clock_skew_s)
+            if sampled is None or not now - max_age <= sampled <= now + skew:
+                return [TEST_TOO_OLD]
+            return []
+        try:
+            valid_from = date.fromisoformat(dcc.recovery_from)
+            valid_until = date.fromisoformat(dcc.recovery_until)
+        except ValueError:
+            return [RECOVERY_NOT_VALID]
+        return [] if valid_from <= now.date() <= valid_until else [RECOVERY_NOT_VALID]
+
     def _has_proof(self, dcc: Dcc | None, decl: Declaration, now: datetime) -> bool:
         """A vaccination, a recent negative test or a recovery (certified; declared if allowed)."""
         cfg = self.cfg
-        test_age = timedelta(hours=cfg.proof_test_max_age_h)
-        if dcc is not None:
-            if dcc.type == "v" and (
-                dcc.dose >= cfg.proof_doses or (dcc.doses and dcc.dose >= dcc.doses)
-            ):
-                return True
-            if dcc.type == "t" and dcc.test_negative and dcc.sampled_at is not None:
-                return now - dcc.sampled_at <= test_age
-            if dcc.type == "r":
-                return True  # within its own validity, checked by the verifier
+        if dcc is not None and not self._dcc_shortfalls(dcc, now):
+            return True
         if cfg.accept_declared_health:
             if decl.vaccine_doses >= cfg.proof_doses:
                 return True
             if decl.test_result == "negative" and decl.test_date is not None:
-                return (now.date() - decl.test_date).days * 24 <= cfg.proof_test_max_age_h
+                # counted from the start of the test's day: the earliest it can have been
+                taken = datetime.combine(decl.test_date, time(0), tzinfo=UTC)
+                return now - taken <= timedelta(hours=cfg.proof_test_max_age_h)
         return False
 
 
@@ -161,6 +202,21 @@ def _first(credentials: Sequence[Credential], cls: type[T]) -> T | None:
         if c.valid and isinstance(c.claims, cls):
             return c.claims
     return None
+
+
+def _name_tokens(name: str) -> list[str]:
+    """A name as sorted, accent-free, upper-case words ("Nguyễn Văn Bình" ~ "BINH NGUYEN VAN")."""
+    plain = unicodedata.normalize("NFD", name.replace("đ", "d").replace("Đ", "D"))
+    letters = "".join(ch for ch in plain if not unicodedata.combining(ch))
+    words = "".join(ch if ch.isalnum() else " " for ch in letters.upper()).split()
+    return sorted(words)
+
+
+def _same_holder(dcc: Dcc, name: str, birth_date: date) -> bool:
+    """The DCC's holder has this name and birth date (a DCC may give only YYYY or YYYY-MM)."""
+    if dcc.birth_date and not birth_date.isoformat().startswith(dcc.birth_date):
+        return False
+    return _name_tokens(dcc.name) == _name_tokens(name)
 
 
 def _unique(reasons: Iterable[str]) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-DEVICE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+DEVICE_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 LaneMode = Literal["officer", "auto", "surge"]
 DecoderName = Literal["auto", "zxing", "pyzbar"]
@@ -47,7 +47,7 @@ def _doc(text: str, parse: Parser | None = None) -> dict[str, Any]:
 
 
 def _parse_device_id(value: Any, _base: Path) -> str:
-    if not isinstance(value, str) or not DEVICE_ID_RE.match(value):
+    if not isinstance(value, str) or not DEVICE_ID_RE.fullmatch(value):
         raise ValueError(
             "must be 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit"
         )
@@ -286,7 +286,7 @@ def _subset(allowed: tuple[str, ...]) -> Parser:
 
 
 def _province_codes(value: Any, _base: Path) -> tuple[str, ...]:
-    bad = [v for v in value if not re.fullmatch(r"\d{2}", v)]
+    bad = [v for v in value if not re.fullmatch(r"[0-9]{2}", v)]
     if bad:
         raise ValueError(f"province codes are 2 digits (got {', '.join(map(repr, bad))})")
     return tuple(value)

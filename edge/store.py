@@ -182,7 +182,7 @@ class Outbox:
             self._passages.update({"state": SENT}, doc_ids=present)
 
     def approved_since(self, since: datetime) -> list[tuple[str, datetime]]:
-        """(credential sha256, time) of every approved passage at or after ``since``."""
+        """(credential ref, time) of every approved passage at or after ``since``."""
         with self._lock:
             docs = self._passages.all()
         out = []
@@ -195,7 +195,7 @@ class Outbox:
             except (KeyError, ValueError, AttributeError):
                 continue
             if ts >= since:
-                out += [(c["sha256"], ts) for c in msg.get("credentials", []) if "sha256" in c]
+                out += [(c["ref"], ts) for c in msg.get("credentials", []) if c.get("ref")]
         return out
 
     def get(self, seq: int) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ import atheris
 with atheris.instrument_imports():
     from edge.scan import cbor
     from edge.scan.credentials import verify_payload
-    from edge.scan.fuzzing import NOW, PREFIXES, FuzzKit
+    from edge.scan.testkit import NOW, PREFIXES, FuzzKit
 
 KIT = FuzzKit()
 

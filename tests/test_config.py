@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -39,6 +40,12 @@ def test_minimal_config_gets_documented_defaults(tmp_path: Path) -> None:
     assert cfg.lane.mode == "officer"
     assert cfg.mqtt.port == 1883
     assert cfg.store.dir == Path("/var/lib/checkpoint-edge")
+
+
+def test_device_id_is_a_whole_topic_level(tmp_path: Path) -> None:
+    for bad in ("lane 1", "lane/1", "lane-1\n", "Lane-1", "lane+1", "-lane"):
+        found = problems(tmp_path, f"[device]\nid = {json.dumps(bad)}\n")
+        assert found[0].startswith("device.id: must be 1-63 characters"), bad
 
 
 def test_device_id_is_required(tmp_path: Path) -> None:

@@ -15,11 +15,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from edge.credtools import render_qr
 from edge.errors import CredentialRejected
-from edge.scan import base45, cbor, declaration
+from edge.scan import base45, cbor, cose, declaration
 from edge.scan.claims import Declaration, Place
 from edge.scan.credentials import Verifier, verify_payload
 from edge.scan.decoder import PyzbarDecoder, ZxingDecoder
-from edge.scan.envelope import StageLog
+from edge.scan.envelope import StageLog, deflate
 from edge.trust import IssuerKey, TrustStore, kid_of_public_key
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
@@ -239,3 +239,34 @@ def test_stage_log_of_a_good_declaration(issuer: tuple[object, bytes, TrustStore
         "revocation",
     ]
     assert all(log.stages.values())
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"origin": Place("79\n", "", "")},  # '$' would match before a newline
+        {"origin": Place("\u0667\u0669", "", "")},  # Arabic-Indic 7 9: digits to \\d
+        {"origin": Place("\uff17\uff19", "", "")},  # so are full-width ones
+        {"declaration_id": "ABCD-EFGH\n"},
+        {"id_number": "07919001234\n"},
+    ],
+)
+def test_lookalike_digits_and_trailing_newlines_are_bad_fields(change: dict[str, object]) -> None:
+    """Else an issuer built on this code would sign an origin "79\\n" that no proof zone
+    "79" matches, or a declaration id no revocation list names."""
+    with pytest.raises(CredentialRejected) as info:
+        declaration.validate(make_declaration(**change))
+    assert info.value.reason == "bad_fields"
+
+
+def test_dates_must_be_written_yyyy_mm_dd(issuer: tuple[object, bytes, TrustStore]) -> None:
+    key, kid, trust = issuer
+    claims = declaration.to_claims(make_declaration())
+    claims[declaration.CLAIM_DECLARATION]["b"] = "19900131"  # fromisoformat alone takes it
+    signed = cose.sign(cbor.dumps(claims), key, kid)  # type: ignore[arg-type]
+    assert read("MD1:" + base45.encode(deflate(signed)), trust)[1] == ("bad_fields",)
+
+
+def test_a_test_dated_after_the_declaration_is_bad_fields() -> None:
+    with pytest.raises(CredentialRejected, match="test date"):
+        declaration.validate(make_declaration(test_date=date(2026, 12, 1)))

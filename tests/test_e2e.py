@@ -144,6 +144,7 @@ def test_auto_mode_qr_to_broker(
         {
             "kind": "unrecognised",
             "sha256": hashlib.sha256(PERSON.encode()).hexdigest(),
+            "ref": None,
             "valid": False,
             "reasons": ["unrecognised"],
         }

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from edge.scan import cbor
 from edge.scan.credentials import KINDS, verify_payload
-from edge.scan.fuzzing import NOW, PREFIXES, FuzzKit
+from edge.scan.testkit import NOW, PREFIXES, FuzzKit
 
 from .conftest import REPO
 

@@ -66,6 +66,7 @@ def test_empty_old_id_female_bom_and_line_endings() -> None:
         SEVEN.replace("|Nam|", "|Male|"),
         SEVEN.replace("|Nguyễn Văn Bình|", "||"),
         SEVEN.replace("20042021", "01011980"),  # issued before birth
+        SEVEN.replace("|123456789|", "|12345678\uff19|"),  # a full-width digit
     ],
 )
 def test_malformed_cards_are_bad_fields(text: str) -> None:

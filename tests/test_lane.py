@@ -31,6 +31,8 @@ from edge.lane import (
 from edge.model import Credential, Verdict
 from edge.policy import BasicPolicy
 
+from .test_declaration import make_declaration
+
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 
 
@@ -58,6 +60,12 @@ def lane(mode: str = "officer", policy: object = None) -> Lane:
 
 def cred(text: bytes = b"payload", kind: str = "unrecognised") -> Credential:
     return Credential.from_raw(kind, text)
+
+
+def signed_declaration(raw: bytes) -> Credential:
+    """A verified declaration (claims present): replay checks know it by its issuer and id."""
+    claims = make_declaration()
+    return Credential.from_raw("declaration", raw, valid=True, claims=claims)
 
 
 def kinds(actions: list[Action]) -> list[type]:
@@ -364,11 +372,14 @@ def test_replay_within_the_window_is_flagged_and_expires() -> None:
         failsafe_retry_s=10,
         replay_window_s=600,
     )
-    decl = cred(b"decl", "declaration")
+    decl = signed_declaration(b"original encoding")
     close = timer(ln.handle(CredentialScanned(decl), T0))
     ln.handle(close.event, T0 + timedelta(seconds=5))
-    ln.handle(CredentialScanned(decl), T0 + timedelta(seconds=60))
-    assert policy.seen[-1][1] == [decl.sha256]
+    # the same declaration, encoded differently (other bytes, same issuer and id)
+    again = signed_declaration(b"re-encoded copy")
+    assert again.sha256 != decl.sha256
+    ln.handle(CredentialScanned(again), T0 + timedelta(seconds=60))
+    assert policy.seen[-1][1] == [decl.ref]
     ln.handle(OfficerDenied(), T0 + timedelta(seconds=61))  # close early
     ln.handle(CredentialScanned(decl), T0 + timedelta(seconds=700))
     assert policy.seen[-1][1] == []  # outside the window
@@ -384,10 +395,11 @@ def test_replay_memory_survives_a_restart_through_remember() -> None:
         failsafe_retry_s=10,
         replay_window_s=600,
     )
-    decl = cred(b"decl", "declaration")
-    ln.remember(decl.sha256, T0)
+    decl = signed_declaration(b"decl")
+    assert decl.ref is not None
+    ln.remember(decl.ref, T0)
     ln.handle(CredentialScanned(decl), T0 + timedelta(seconds=30))
-    assert policy.seen[-1][1] == [decl.sha256]
+    assert policy.seen[-1][1] == [decl.ref]
 
 
 def test_id_cards_are_not_replay_checked() -> None:
@@ -459,3 +471,21 @@ def test_the_right_code_after_a_wrong_one_replaces_it() -> None:
     (rec,) = only(ln.handle(CredentialScanned(decl), T0), RecordPassage)
     assert rec.draft.credentials == (decl,)
     assert rec.draft.decision == "approved"
+
+
+def test_internal_failure_records_the_traveller_being_decided() -> None:
+    ln = lane("officer")
+    decl = cred(b"decl", "declaration")
+    ln.handle(CredentialScanned(decl), T0)
+    actions = ln.fail(T0)
+    (rec,) = only(actions, RecordPassage)
+    assert rec.draft.credentials == (decl,)
+    assert rec.draft.decision == "denied"
+    assert rec.draft.reasons[-1] == "internal_error"
+    assert kinds(actions).index(CloseBarrier) < kinds(actions).index(RecordPassage)
+
+
+def test_log_handles_do_not_reveal_the_payload_hash() -> None:
+    c = cred(b"079190012345|...")
+    assert c.short_id == cred(b"079190012345|...").short_id  # stable within a run
+    assert c.short_id not in c.sha256

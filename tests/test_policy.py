@@ -25,19 +25,22 @@ def decl(**changes: Any) -> Credential:
 
 
 def card(number: str = "079190012345", old: str = "") -> Credential:
-    claims = IdCard(number, old, "X", NOW.date().replace(year=1990), "M", "", NOW.date(), 7)
+    holder = make_declaration()
+    claims = IdCard(number, old, holder.name, holder.birth_date, "F", "", NOW.date(), 7)
     return Credential.from_raw("id_card", b"card" + number.encode(), valid=True, claims=claims)
 
 
 def dcc(**fields: Any) -> Credential:
+    holder = make_declaration()
     base: dict[str, Any] = {
         "issuer": "VN",
         "issued_at": NOW - timedelta(days=30),
         "expires_at": NOW + timedelta(days=300),
         "type": "v",
         "certificate_id": "URN:UVCI:01:VN:1",
-        "name": "X",
-        "birth_date": "1990",
+        # the DCC's own spelling: family name apart, maybe without accents
+        "name": "Hoang Thi Thu Nguyet Phuong Thao TON NU",
+        "birth_date": holder.birth_date.isoformat()[:7],
         "dose": 2,
         "doses": 2,
     }
@@ -67,7 +70,9 @@ def test_invalid_and_unrecognised_codes_deny_with_their_reasons() -> None:
 
 def test_replayed_is_denied() -> None:
     d = decl()
-    assert outcome(policy(), d, replayed=(d.sha256,)) == ("deny", "replayed")
+    assert d.ref is not None
+    assert outcome(policy(), d, replayed=(d.ref,)) == ("deny", "replayed")
+    assert outcome(policy(), d, replayed=(d.sha256,)) == ("approve",)  # bytes are not identity
 
 
 @pytest.mark.parametrize(
@@ -104,7 +109,9 @@ def test_proof_zone_needs_a_certificate_or_a_recent_negative_test() -> None:
     assert outcome(p, decl(), negative) == ("approve",)
     stale = dcc(type="t", test_negative=True, sampled_at=NOW - timedelta(hours=100))
     assert outcome(p, decl(), stale) == ("refer", "proof_required")
-    assert outcome(p, decl(), dcc(type="r")) == ("approve",)
+    recovered = dcc(type="r", recovery_from="2026-10-01", recovery_until="2027-03-01")
+    assert outcome(p, decl(), recovered) == ("approve",)
+    assert outcome(p, decl(), dcc(type="r")) == ("refer", "proof_required")  # no dates
     other_origin = decl(origin=Place("01", "", ""))
     assert outcome(p, other_origin) == ("approve",)
 
@@ -144,3 +151,59 @@ def test_basic_policy_never_approves() -> None:
     assert BasicPolicy().evaluate(
         [replace(decl(), valid=False, reasons=("expired",))], NOW
     ).reasons == ("expired",)
+
+
+def test_a_dcc_must_be_its_holders() -> None:
+    p = policy(proof_zones=("79",))
+    other = dcc(name="Nguyen Van An")
+    assert outcome(p, decl(), other) == ("deny", "dcc_holder_mismatch")
+    born_later = dcc(birth_date="1991-01-31")
+    assert outcome(p, decl(), born_later) == ("deny", "dcc_holder_mismatch")
+    alone = policy(accept=("dcc",), require_id_card=True)
+    assert outcome(alone, dcc(), card()) == ("approve",)
+    someone_else = IdCard(
+        "001090000001", "", "Le Van B", NOW.date().replace(year=1980), "M", "", NOW.date(), 7
+    )
+    other_card = Credential.from_raw("id_card", b"other", valid=True, claims=someone_else)
+    assert outcome(alone, dcc(), other_card) == ("deny", "dcc_holder_mismatch")
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"dose": 1}, "vaccination_incomplete"),
+        ({"type": "t", "test_negative": False, "sampled_at": NOW}, "test_positive"),
+        (
+            {"type": "t", "test_negative": True, "sampled_at": NOW - timedelta(days=8)},
+            "test_too_old",
+        ),
+        (
+            {"type": "t", "test_negative": True, "sampled_at": NOW + timedelta(days=1)},
+            "test_too_old",
+        ),
+        (
+            {"type": "r", "recovery_from": "2026-01-01", "recovery_until": "2026-06-01"},
+            "recovery_not_valid",
+        ),
+        ({"type": "r", "recovery_from": "", "recovery_until": ""}, "recovery_not_valid"),
+    ],
+)
+def test_a_dcc_alone_must_prove_something(fields: dict[str, Any], reason: str) -> None:
+    assert outcome(policy(accept=("dcc",)), dcc(**fields)) == ("deny", reason)
+
+
+def test_a_dcc_alone_that_proves_something() -> None:
+    p = policy(accept=("dcc",))
+    assert outcome(p, dcc()) == ("approve",)
+    assert outcome(p, dcc(type="t", test_negative=True, sampled_at=NOW - timedelta(hours=5))) == (
+        "approve",
+    )
+    recovered = dcc(type="r", recovery_from="2026-11-01", recovery_until="2027-05-01")
+    assert outcome(p, recovered) == ("approve",)
+
+
+def test_a_declared_test_counts_from_the_start_of_its_day() -> None:
+    p = policy(proof_zones=("79",), accept_declared_health=True, proof_test_max_age_h=24.0)
+    yesterday = NOW.date() - timedelta(days=1)
+    tested = decl(vaccine_doses=0, test_result="negative", test_date=yesterday)
+    assert outcome(p, tested) == ("refer", "proof_required")  # possibly 32 h old at 08:00

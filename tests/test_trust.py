@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.x509.oid import NameOID
 
 from edge.errors import TrustError
+from edge.scan import testkit
 from edge.trust import (
     TrustHolder,
     _eku_from_der,
@@ -30,23 +30,7 @@ VACCINATION_EKU = "1.3.6.1.4.1.1847.2021.1.2"
 
 
 def certificate(eku: list[str] | None = None) -> x509.Certificate:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "VN")])
-    now = datetime.now(UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=365))
-    )
-    if eku:
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage([x509.ObjectIdentifier(o) for o in eku]), critical=False
-        )
-    return builder.sign(key, hashes.SHA256())
+    return testkit.certificate(ec.generate_private_key(ec.SECP256R1()), eku=eku)
 
 
 def test_every_file_kind_loads_and_is_indexed_by_kid(tmp_path: Path) -> None:

@@ -90,6 +90,16 @@ def parse_sign1(data: bytes) -> Sign1:
     protected = cbor.loads(protected_raw) if protected_raw else {}
     if not isinstance(protected, dict):
         raise CredentialRejected(BAD_COSE, "COSE protected header is not a map")
+    for header in (protected, unprotected):
+        alg = header.get(HEADER_ALG)
+        if alg is not None and (not isinstance(alg, int) or isinstance(alg, bool)):
+            raise CredentialRejected(BAD_COSE, "COSE alg must be an integer")
+        kid = header.get(HEADER_KID)
+        if kid is not None and not isinstance(kid, bytes):
+            raise CredentialRejected(BAD_COSE, "COSE kid must be a byte string")
+    both = HEADER_ALG in protected and HEADER_ALG in unprotected
+    if both and protected[HEADER_ALG] != unprotected[HEADER_ALG]:
+        raise CredentialRejected(BAD_COSE, "COSE alg differs between the headers")
     return Sign1(protected_raw, protected, unprotected, payload, signature)
 
 

@@ -37,8 +37,8 @@ DCC = "dcc"
 ID_CARD = "id_card"
 KINDS = (DECLARATION, DCC, ID_CARD, UNRECOGNISED)
 
-_DCC_FAMILY = re.compile(r"^H[CL]\d:")
-_DECLARATION_FAMILY = re.compile(r"^MD\d+:")
+_DCC_FAMILY = re.compile(r"H[CL][0-9]:")
+_DECLARATION_FAMILY = re.compile(r"MD[0-9]+:")
 
 
 @dataclass(frozen=True)

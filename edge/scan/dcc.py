@@ -80,6 +80,7 @@ def check(
                 raise CredentialRejected(NOT_YET_VALID, "issued after the validation time")
             if dcc.expires_at is not None and dcc.expires_at < now:
                 raise CredentialRejected(EXPIRED, "expired before the validation time")
+            _signed_while_signer_valid(signer, dcc)
         with log.stage("key_usage"):
             check_key_usage(signer.certificate, dcc.type)
         with log.stage("revocation"):
@@ -89,6 +90,17 @@ def check(
         exc.claims = dcc  # signed and parsed: what it says is still worth recording
         raise
     return dcc
+
+
+def _signed_while_signer_valid(signer: DccSigner, dcc: Dcc) -> None:
+    """A DCC issued outside its signer certificate's validity is not to be trusted."""
+    if dcc.issued_at is None:
+        return
+    cert = signer.certificate
+    if dcc.issued_at > cert.not_valid_after_utc:
+        raise CredentialRejected(EXPIRED, "issued after the signer certificate expired")
+    if dcc.issued_at < cert.not_valid_before_utc:
+        raise CredentialRejected(NOT_YET_VALID, "issued before the signer certificate was valid")
 
 
 def verify_signature(sign1: cose.Sign1, trust: TrustStore) -> DccSigner:
@@ -143,6 +155,8 @@ def parse_claims(claims: dict[Any, Any], payload: dict[Any, Any]) -> Dcc:
     name = payload.get("nam")
     if not isinstance(name, dict):
         raise CredentialRejected(BAD_FIELDS, "nam missing")
+    if timestamp(claims, CWT_EXP) is None or timestamp(claims, CWT_IAT) is None:
+        raise CredentialRejected(BAD_FIELDS, "a DCC must carry iat and exp")
     issuer = claims.get(CWT_ISS, "")
     fields: dict[str, Any] = {
         "issuer": issuer if isinstance(issuer, str) else "",
@@ -192,7 +206,10 @@ def _datetime(value: Any) -> datetime | None:
         return None
     try:
         if isinstance(value, str):
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if parsed.tzinfo is None:
+                raise CredentialRejected(BAD_FIELDS, "sample time has no time zone")
+            return parsed
         if isinstance(value, int | float) and not isinstance(value, bool):
             return datetime.fromtimestamp(value, UTC)
     except (ValueError, OverflowError, OSError) as exc:

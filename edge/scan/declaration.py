@@ -42,12 +42,13 @@ TRANSPORT_MODES = ("car", "motorbike", "truck", "bus", "bicycle", "foot", "other
 SEXES = ("M", "F", "X")
 TEST_RESULTS = {"": "", "N": "negative", "P": "positive"}
 
-_ID_NUMBER = re.compile(r"^(\d{9}|\d{12})$")
-_PROVINCE = re.compile(r"^\d{2}$")
-_DISTRICT = re.compile(r"^(\d{3})?$")
-_PHONE = re.compile(r"^\+?[0-9]{0,15}$")
-_DECLARATION_ID = re.compile(r"^[A-Za-z0-9-]{4,40}$")
-_ISSUER = re.compile(r"^[A-Za-z0-9.-]{1,40}$")
+_ID_NUMBER = re.compile(r"[0-9]{9}|[0-9]{12}")
+_PROVINCE = re.compile(r"[0-9]{2}")
+_DISTRICT = re.compile(r"([0-9]{3})?")
+_PHONE = re.compile(r"\+?[0-9]{0,15}")
+_DECLARATION_ID = re.compile(r"[A-Za-z0-9-]{4,40}")
+_ISSUER = re.compile(r"[A-Za-z0-9.-]{1,40}")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def read(
@@ -178,14 +179,17 @@ def from_claims(claims: dict[Any, Any]) -> Declaration:
 def validate(decl: Declaration) -> None:
     """Every field in range; raise ``bad_fields`` naming the first that is not."""
     checks: list[tuple[bool, str]] = [
-        (bool(_ISSUER.match(decl.issuer)), "issuer: 1-40 of A-Z a-z 0-9 . -"),
+        (bool(_ISSUER.fullmatch(decl.issuer)), "issuer: 1-40 of A-Z a-z 0-9 . -"),
         (decl.expires_at > decl.issued_at, "expiry must be after issue"),
-        (bool(_DECLARATION_ID.match(decl.declaration_id)), "declaration id: 4-40 of A-Z a-z 0-9 -"),
+        (
+            bool(_DECLARATION_ID.fullmatch(decl.declaration_id)),
+            "declaration id: 4-40 of A-Za-z0-9-",
+        ),
         (0 < len(decl.name.strip()) <= 100, "name: 1-100 characters"),
-        (bool(_ID_NUMBER.match(decl.id_number)), "ID number: 12 digits (or 9 for the old card)"),
+        (bool(_ID_NUMBER.fullmatch(decl.id_number)), "ID number: 12 digits (9 for the old card)"),
         (date(1900, 1, 1) <= decl.birth_date <= decl.issued_at.date(), "birth date out of range"),
         (decl.sex in SEXES, "sex: M, F or X"),
-        (bool(_PHONE.match(decl.phone)), "phone: up to 15 digits, optional +"),
+        (bool(_PHONE.fullmatch(decl.phone)), "phone: up to 15 digits, optional +"),
         (len(decl.plate) <= 15, "plate: at most 15 characters"),
         (decl.transport in TRANSPORT_MODES, f"transport: one of {', '.join(TRANSPORT_MODES)}"),
         (len(decl.purpose) <= 100, "purpose: at most 100 characters"),
@@ -193,11 +197,15 @@ def validate(decl: Declaration) -> None:
         (0 <= decl.vaccine_doses <= 10, "vaccine doses: 0-10"),
         (decl.test_result in TEST_RESULTS.values(), "test result: negative, positive or none"),
         ((decl.test_result == "") == (decl.test_date is None), "test result and date go together"),
+        (
+            decl.test_date is None or decl.test_date <= decl.issued_at.date(),
+            "test date must not be after the declaration was issued",
+        ),
     ]
     for place, label in ((decl.origin, "origin"), (decl.destination, "destination")):
         checks += [
-            (bool(_PROVINCE.match(place.province)), f"{label} province: 2 digits"),
-            (bool(_DISTRICT.match(place.district)), f"{label} district: 3 digits or empty"),
+            (bool(_PROVINCE.fullmatch(place.province)), f"{label} province: 2 digits"),
+            (bool(_DISTRICT.fullmatch(place.district)), f"{label} district: 3 digits or empty"),
             (len(place.text) <= 200, f"{label} text: at most 200 characters"),
         ]
     for ok, message in checks:
@@ -228,8 +236,11 @@ def _int(value: Any, name: str) -> int:
 
 
 def _date(value: Any, name: str) -> date:
+    text = _str(value, name)
+    if not _DATE.fullmatch(text):  # fromisoformat alone also takes 19900131 and 2026-W48-4
+        raise CredentialRejected(BAD_FIELDS, f"{name} must be a date YYYY-MM-DD")
     try:
-        return date.fromisoformat(_str(value, name))
+        return date.fromisoformat(text)
     except ValueError as exc:
         raise CredentialRejected(BAD_FIELDS, f"{name} must be a date YYYY-MM-DD") from exc
 

@@ -23,9 +23,9 @@ from edge.scan.envelope import StageLog
 from edge.scan.reasons import BAD_FIELDS
 
 FORMS = (7, 10, 11)
-_SHAPE = re.compile(r"^\d{12}\|")
-_ID = re.compile(r"^\d{12}$")
-_OLD_ID = re.compile(r"^(\d{9}|\d{12})?$")
+_SHAPE = re.compile(r"[0-9]{12}\|")
+_ID = re.compile(r"[0-9]{12}")
+_OLD_ID = re.compile(r"([0-9]{9}|[0-9]{12})?")
 _SEX = {"nam": "M", "nữ": "F", "nu": "F", "khác": "X"}
 MAX_LENGTH = 1024
 
@@ -48,9 +48,9 @@ def read(text: str, log: StageLog) -> IdCard:
         if len(parts) not in FORMS:
             raise CredentialRejected(BAD_FIELDS, f"{len(parts)} fields (7, 10 or 11 expected)")
         number, old, name, born, sex, address, issued = (p.strip() for p in parts[:7])
-        if not _ID.match(number):
+        if not _ID.fullmatch(number):
             raise CredentialRejected(BAD_FIELDS, "ID number must be 12 digits")
-        if not _OLD_ID.match(old):
+        if not _OLD_ID.fullmatch(old):
             raise CredentialRejected(BAD_FIELDS, "old ID number must be 9 or 12 digits or empty")
         if not name:
             raise CredentialRejected(BAD_FIELDS, "name is empty")
@@ -72,7 +72,7 @@ def read(text: str, log: StageLog) -> IdCard:
 
 
 def _date(text: str, what: str) -> date:
-    if not re.fullmatch(r"\d{8}", text):
+    if not re.fullmatch(r"[0-9]{8}", text):
         raise CredentialRejected(BAD_FIELDS, f"{what} must be DDMMYYYY")
     try:
         return date(int(text[4:]), int(text[2:4]), int(text[:2]))
