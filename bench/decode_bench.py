@@ -77,7 +77,7 @@ def scan_to_decision_ms(decoder_name: str, decisions: int, workdir: Path) -> flo
             "scan": {"decoder": decoder_name},
             "gpio": {"pin_factory": "mock"},
             "lane": {"mode": "auto"},
-            "mqtt": {"host": "127.0.0.1", "port": 9},
+            "mqtt": {"host": "127.0.0.1", "port": 9, "ack": "broker"},
             "store": {"dir": str(workdir / f"store-{decoder_name}")},
         },
         base_dir=workdir,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from gpiozero.pins.mock import MockFactory
@@ -40,7 +40,7 @@ from edge.lane import (
     SetMode,
 )
 from edge.model import Passage, PassageDraft
-from edge.mqtt.link import MqttLink
+from edge.mqtt.device import DeviceLink
 from edge.mqtt.publisher import Publisher
 from edge.policy import RulePolicy
 from edge.runner import LaneRunner
@@ -48,6 +48,7 @@ from edge.scan.credentials import Verifier
 from edge.scan.decoder import Decoder, make_decoder
 from edge.scan.scanner import ScanThread
 from edge.store import Outbox
+from edge.store_thread import StoreThread
 from edge.trust import TrustHolder
 
 log = logging.getLogger(__name__)
@@ -70,11 +71,23 @@ class App:
         self._store_faulted = threading.Event()
         self._barrier_faulted = threading.Event()
         self._stopping = False
-        self.outbox = Outbox(cfg.store.dir, cfg.device.id, cfg.device.site, cfg.passage.fields)
+        self._purged_on: date | None = None
+        box = Outbox(
+            cfg.store.dir,
+            cfg.device.id,
+            cfg.device.site,
+            cfg.passage.fields,
+            segment_size=cfg.store.segment_size,
+            retention_days=cfg.store.retention_days,
+        )
+        for alert in box.alerts:
+            log.critical("edge: %s", alert)
+        self.outbox = StoreThread(box)
+        self.outbox.start()
         try:
             self._build(pin_factory, source, decoder)
         except BaseException:
-            self.outbox.close()
+            self.outbox.stop()
             raise
 
     def _build(self, pin_factory: Any, source: FrameSource | None, decoder: Decoder | None) -> None:
@@ -119,29 +132,29 @@ class App:
             on_scan=lambda credential: self.runner.post(CredentialScanned(credential)),
             read=self.verifier.read,
         )
-        self.publisher = Publisher(self.outbox, cfg.device.id, window=cfg.mqtt.inflight)
-        self.link = MqttLink(
-            cfg.mqtt,
+        self.publisher = Publisher(
+            self.outbox,
             cfg.device.id,
-            on_connected=self.publisher.wake,
-            on_puback=self.publisher.on_puback,
+            window=cfg.mqtt.inflight,
+            ack_mode=cfg.mqtt.ack,
+            ack_timeout_s=cfg.mqtt.ack_timeout_s,
         )
-        self.publisher.link = self.link
+        self.link = DeviceLink(cfg.mqtt, cfg.device.id, self.publisher)
 
     # -- lifecycle --------------------------------------------------------
 
     def start(self) -> None:
-        counts = self.outbox.counts()
+        status = self.outbox.status()
         log.info(
             "edge: device %s, lane %s mode, camera %s, decoder %s, store %s "
-            "(%d unsent, last seq %d)",
+            "(%d awaiting the ingest, last seq %d)",
             self.cfg.device.id,
             self.cfg.lane.mode,
             self.source.description,
             self.decoder.name,
-            self.outbox.path,
-            counts.stored,
-            counts.last_seq,
+            self.cfg.store.dir,
+            status.depth,
+            status.last_seq,
         )
         self.runner.start()
         self.publisher.start()
@@ -181,10 +194,22 @@ class App:
                 log.info("barrier: closing works again")
                 self._barrier_faulted.clear()
                 self.runner.post(FaultCleared("barrier"))
-        dead = [t.name for t in (self.runner, self.publisher, self.scanner) if not t.is_alive()]
-        if dead and not self._stopping:
+        if self._stopping:
+            return True
+        if not self.link.link.alive:
+            self.link.link.restart()  # the network thread is replaceable; the rest is not
+        threads = (self.runner, self.publisher, self.scanner, self.outbox)
+        dead = [t.name for t in threads if not t.is_alive()]
+        if dead:
             log.critical("edge: thread(s) %s stopped unexpectedly; restarting", ", ".join(dead))
             return False
+        today = datetime.now(UTC).date()
+        if self._purged_on != today:
+            self._purged_on = today
+            try:
+                self.outbox.purge(today)
+            except (EdgeError, OSError) as exc:
+                log.error("edge: archive purge failed: %s", exc)  # noqa: TRY400
         return True
 
     def stop(self, flush_s: float = 3.0) -> None:
@@ -209,7 +234,7 @@ class App:
             self.publisher.join(timeout=2.0)
         self.link.stop()
         self.panel.close()
-        self.outbox.close()
+        self.outbox.stop()
         log.info("edge: stopped")
 
     # -- officer input from a keyboard (simulation) -----------------------
@@ -239,7 +264,7 @@ class App:
             self._store_faulted.set()
             raise
         log.info("passage seq=%d stored: %s by %s", passage.seq, draft.decision, draft.decided_by)
-        self.publisher.wake()
+        self.publisher.stored(passage.seq)
         return passage
 
     def set_barrier(self, open_: bool) -> None:

@@ -239,16 +239,38 @@ class MqttConfig:
             "File holding the password (never the password itself).", _parse_existing_file
         ),
     )
-    reconnect_min_s: int = field(
-        default=1, metadata=_doc("First reconnect delay in seconds.", _positive)
+    reconnect_min_s: float = field(
+        default=1.0,
+        metadata=_doc("Reconnect backoff base in seconds (waits are jittered).", _positive),
     )
-    reconnect_max_s: int = field(
-        default=30, metadata=_doc("Longest reconnect delay in seconds.", _positive)
+    reconnect_max_s: float = field(
+        default=30.0, metadata=_doc("Longest reconnect wait in seconds.", _positive)
     )
     inflight: int = field(
         default=10,
         metadata=_doc("Passages sent and awaiting PUBACK at most at once.", _positive),
     )
+    ack: Literal["ingest", "broker"] = field(
+        default="ingest",
+        metadata=_doc(
+            "Who confirms a passage before it leaves the outbox: the central ingest "
+            "(cp/v1/<id>/ack), or the broker's PUBACK (no ingest: simulation, tests)."
+        ),
+    )
+    ack_timeout_s: float = field(
+        default=120.0,
+        metadata=_doc(
+            "A passage the broker accepted but the ingest has not acknowledged this long "
+            "(while the ingest is online) is sent again.",
+            _positive,
+        ),
+    )
+
+
+def _segment_size(value: Any, _base: Path) -> int:
+    if not 10 <= value <= 1000:
+        raise ValueError(f"must be 10 to 1000 (got {value})")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -256,6 +278,19 @@ class StoreConfig:
     dir: Path = field(
         default=Path("/var/lib/checkpoint-edge"),
         metadata=_doc("Directory of the passage store.", _parse_path),
+    )
+    retention_days: int = field(
+        default=30,
+        metadata=_doc(
+            "Days acknowledged passages are kept in the local archive (personal data).", _positive
+        ),
+    )
+    segment_size: int = field(
+        default=100,
+        metadata=_doc(
+            "Passages per outbox segment file (bounds the bytes written per passage).",
+            _segment_size,
+        ),
     )
 
 

@@ -1,226 +1,470 @@
-"""The passage outbox: a TinyDB database that survives crashes and power cuts.
+"""The passage outbox: every passage until the central ingest has it, then the archive.
 
-TinyDB rewrites its whole file on every write and, with its stock JSON
-storage, not atomically. :class:`AtomicJSONStorage` writes a temp file,
-fsyncs it, ``os.replace``s it over the old one and fsyncs the directory, so
-the file on disk is always either the old or the new complete state.
+On disk, under ``[store] dir``::
 
-The :class:`Outbox` numbers passages (``seq``: monotonic per device, never
-repeated across restarts) and tracks their delivery state. A passage is on
-disk before :meth:`Outbox.append` returns. All methods are thread-safe; one
-lock serialises access to the database.
+    meta.json                    last_seq (the floor for numbering), last_ack
+    outbox/seg-00000042.json     TinyDB: passages with seq 4201..4300 not yet acknowledged
+    archive/2026-11-26.jsonl     acknowledged passages of that day (by passage time)
+    quarantine/                  damaged files, moved aside with a timestamp
 
-On disk: ``<dir>/outbox.json``, table ``passages`` (document id = ``seq``,
-``{"msg": <passage message>, "state": "stored" | "sent"}``) and table
-``meta`` (``last_seq``, kept for when delivered passages leave the outbox).
+The live outbox is segmented: a new passage rewrites only its own segment
+(``segment_size`` passages at most), so the bytes written per passage stay
+bounded however long the ingest is away. Acknowledged passages leave their
+segment for the day archive; an emptied segment is deleted. Day archives
+older than ``retention_days`` are deleted: personal data does not outlive
+them. Every file is written through :mod:`edge.storage` (atomic, fsynced,
+with a last good copy).
+
+``seq`` is monotonic per device and never repeats: the next one is 1 + the
+highest of ``meta.last_seq`` and every seq still in a segment; ``meta`` is
+brought up to date before a segment is deleted.
+
+:class:`Outbox` is not thread-safe: one thread owns it (:class:`StoreThread`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tinydb import TinyDB, where
+from tinydb import TinyDB
 from tinydb.storages import Storage
 from tinydb.table import Document
 
+from edge import storage
 from edge.errors import StoreCorrupt, StoreError
-from edge.model import Passage, PassageDraft
+from edge.model import Passage, PassageDraft, iso_utc
+
+log = logging.getLogger(__name__)
 
 STORED = "stored"
 SENT = "sent"
+TABLE = "passages"
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename or a new file in ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+class SegmentStorage(Storage):
+    """TinyDB storage for one segment: read once, then served from memory;
+    written with :func:`edge.storage.replace_file`."""
 
-
-def replace_file(path: Path, data: bytes) -> None:
-    """Put ``data`` in place of ``path`` (temp file, fsync, rename); the rename still
-    needs :func:`fsync_dir` to survive a power cut."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-class AtomicJSONStorage(Storage):
-    """TinyDB storage: JSON, written atomically and durably, read from memory.
-
-    One process owns the file, so the last written text is kept in memory and
-    ``read`` parses it again (TinyDB mutates what ``read`` returns, so each
-    caller needs a fresh copy). A file that is not a JSON object raises
-    :class:`StoreCorrupt` and is left untouched.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], data: dict[str, Any] | None = None) -> None:
         self.path = Path(path)
-        try:
-            self._text: str | None = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            self._text = None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise StoreCorrupt(f"cannot read store {self.path}: {exc}") from exc
-        if self._text is not None:
-            self._parse()  # fail now, at open, not at the first passage
-
-    def _parse(self) -> dict[str, dict[str, Any]] | None:
-        if self._text is None:
-            return None
-        try:
-            data = json.loads(self._text)
-        except ValueError as exc:
-            raise StoreCorrupt(f"store {self.path} is not valid JSON: {exc}") from exc
-        if not isinstance(data, dict) or not all(isinstance(t, dict) for t in data.values()):
-            raise StoreCorrupt(f"store {self.path} does not hold TinyDB tables")
-        return data
+        self._text = json.dumps(data) if data is not None else None
 
     def read(self) -> dict[str, dict[str, Any]] | None:
-        return self._parse()
+        if self._text is None:
+            return None
+        data: dict[str, dict[str, Any]] = json.loads(self._text)
+        return data
 
     def write(self, data: dict[str, dict[str, Any]]) -> None:
         text = json.dumps(data, separators=(",", ":"), sort_keys=True)
         try:
-            replace_file(self.path, text.encode("utf-8"))
-        except OSError as exc:
-            raise StoreError(f"cannot write store {self.path}: {exc.strerror or exc}") from exc
-        self._text = text  # the new file is in place: memory must agree with it
-        try:
-            fsync_dir(self.path.parent)
-        except OSError as exc:
-            raise StoreError(f"store {self.path} written but not synced: {exc.strerror}") from exc
+            storage.replace_file(self.path, text.encode("utf-8"))
+        except StoreError:
+            if self.path.exists() and self.path.read_text(encoding="utf-8") == text:
+                self._text = text  # in place after all; only its sync failed
+            raise
+        self._text = text
 
     def close(self) -> None:
         pass
 
 
+@dataclass
+class Entry:
+    """What the outbox keeps in memory of a live passage (the message stays on disk)."""
+
+    pid: str
+    state: str
+    ts: str
+    approved: bool
+    refs: tuple[str, ...]
+
+
 @dataclass(frozen=True)
-class OutboxCounts:
-    stored: int
-    sent: int
+class OutboxStatus:
+    depth: int  # passages not yet acknowledged
+    stored: int  # ... of which never accepted by the broker
+    sent: int  # ... of which accepted by the broker (PUBACK), awaiting the ingest
+    oldest: str | None  # time of the oldest unacknowledged passage
     last_seq: int
+    last_ack: str | None
+    archive_days: int
+    alerts: tuple[str, ...] = ()
+
+
+@dataclass
+class _Meta:
+    last_seq: int = 0
+    last_ack: str | None = None
+
+
+def _check_meta(data: Any) -> None:
+    if not isinstance(data, dict) or not isinstance(data.get("last_seq", 0), int):
+        raise TypeError("meta.json is not {last_seq: int, ...}")
+
+
+def _check_segment(data: Any) -> None:
+    if not isinstance(data, dict) or not isinstance(data.get(TABLE, {}), dict):
+        raise TypeError("not a TinyDB segment")
+    for key, doc in data.get(TABLE, {}).items():
+        if not key.isdigit() or not isinstance(doc, dict) or not isinstance(doc.get("msg"), dict):
+            raise ValueError(f"malformed passage {key!r}")
+        if doc.get("state") not in (STORED, SENT):
+            raise ValueError(f"passage {key} has no valid state")
+
+
+@dataclass
+class _Segments:
+    """Open segment databases, least recently used closed first."""
+
+    limit: int
+    open: OrderedDict[int, TinyDB] = field(default_factory=OrderedDict)
+
+    def close_all(self) -> None:
+        for db in self.open.values():
+            db.close()
+        self.open.clear()
 
 
 class Outbox:
-    """Durable, numbered passages awaiting delivery."""
-
-    FILE = "outbox.json"
+    """The live, segmented outbox and the day archive of one device."""
 
     def __init__(
-        self, directory: Path, device: str, site: str, fields: tuple[str, ...] = ()
+        self,
+        directory: Path,
+        device: str,
+        site: str,
+        fields: tuple[str, ...] = (),
+        *,
+        segment_size: int = 100,
+        retention_days: int = 30,
     ) -> None:
         self.directory = directory
         self.device = device
         self.site = site
         self.fields = fields
+        self.segment_size = segment_size
+        self.retention_days = retention_days
+        self.segment_dir = directory / "outbox"
+        self.archive_dir = directory / "archive"
+        self.meta_path = directory / "meta.json"
+        for d in (directory, self.segment_dir, self.archive_dir):
+            storage.ensure_dir(d)
+        self.alerts: list[str] = []
+        self._index: dict[int, Entry] = {}
+        self._by_pid: dict[str, int] = {}
+        self._segments = _Segments(limit=8)
+        self._meta = self._load_meta()
+        self._load_segments()
+        self._migrate_single_file()
+        floor = self._meta.last_seq
+        if not floor and self.alerts:
+            floor = self._archived_max_seq()  # meta was lost: the archive still knows
+        self._last_seq = max([floor, *self._index])
+
+    # -- loading ---------------------------------------------------------
+
+    def _load_meta(self) -> _Meta:
+        loaded = self._read(self.meta_path, _check_meta)
+        if loaded is None or loaded.data is None:
+            return _Meta()
+        return _Meta(int(loaded.data.get("last_seq", 0)), loaded.data.get("last_ack"))
+
+    def _read(self, path: Path, check: Any) -> storage.Loaded | None:
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            loaded = storage.read_json(path, check)
         except OSError as exc:
-            raise StoreError(f"cannot create store directory {directory}: {exc.strerror}") from exc
-        self.path = directory / self.FILE
-        self._lock = threading.Lock()
-        self._db = TinyDB(self.path, storage=AtomicJSONStorage)
-        self._passages = self._db.table("passages", cache_size=0)
-        self._meta = self._db.table("meta", cache_size=0)
-        try:
-            meta = self._meta.get(doc_id=1)
-            floor = int(meta["last_seq"]) if isinstance(meta, Mapping) else 0
-            docs = self._passages.all()
-        except (ValueError, KeyError, TypeError) as exc:
-            raise StoreCorrupt(f"store {self.path} has malformed tables: {exc!r}") from exc
-        for doc in docs:
-            if not isinstance(doc.get("msg"), dict) or doc.get("state") not in (STORED, SENT):
-                raise StoreCorrupt(f"store {self.path}: passage {doc.doc_id} is malformed")
-        self._last_seq = max([floor, *(doc.doc_id for doc in docs)])
+            raise StoreCorrupt(f"cannot read {path}: {exc.strerror or exc}") from exc
+        if loaded is not None and loaded.recovered:
+            self.alerts.append(f"store_corrupt: {path.name} recovered from its last good copy")
+        if loaded is not None and loaded.lost:
+            self.alerts.append(f"store_corrupt: {path.name} damaged, no good copy; moved aside")
+        return loaded
+
+    def _load_segments(self) -> None:
+        for path in sorted(self.segment_dir.glob("seg-*.json")):
+            loaded = self._read(path, _check_segment)
+            if loaded is None or loaded.data is None:
+                continue
+            for key, doc in loaded.data.get(TABLE, {}).items():
+                self._remember(int(key), doc)
+
+    def _remember(self, seq: int, doc: Mapping[str, Any]) -> None:
+        msg = doc["msg"]
+        approved = msg.get("decision") == "approved"
+        refs = tuple(c["ref"] for c in msg.get("credentials", []) if c.get("ref"))
+        self._index[seq] = Entry(
+            str(msg.get("pid")), doc["state"], str(msg.get("ts")), approved, refs
+        )
+        self._by_pid[str(msg.get("pid"))] = seq
+
+    def _migrate_single_file(self) -> None:
+        """Passages of the first store layout (one ``outbox.json``) move into segments."""
+        old = self.directory / "outbox.json"
+        loaded = self._read(old, _check_segment) if old.exists() else None
+        if loaded is None or loaded.data is None:
+            return
+        docs = sorted(loaded.data.get(TABLE, {}).items(), key=lambda kv: int(kv[0]))
+        for key, doc in docs:
+            seq = int(key)
+            if seq not in self._index:
+                self._db(self._segment_of(seq)).table(TABLE).insert(Document(doc, seq))
+                self._remember(seq, doc)
+        os.replace(old, old.with_name("outbox.json.migrated"))
+        storage.fsync_dir(self.directory)
+        log.info("store: moved %d passage(s) from outbox.json into segments", len(docs))
+
+    def _archived_max_seq(self) -> int:
+        best = 0
+        for path in self.archive_dir.glob("*.jsonl"):
+            for msg in _read_archive(path):
+                best = max(best, int(msg.get("seq", 0)))
+        return best
+
+    # -- segments --------------------------------------------------------
+
+    def _segment_of(self, seq: int) -> int:
+        return (seq - 1) // self.segment_size
+
+    def _segment_path(self, index: int) -> Path:
+        return self.segment_dir / f"seg-{index:08d}.json"
+
+    def _db(self, index: int) -> TinyDB:
+        seg = self._segments
+        db = seg.open.get(index)
+        if db is not None:
+            seg.open.move_to_end(index)
+            return db
+        path = self._segment_path(index)
+        loaded = storage.read_json(path, _check_segment)
+        data = loaded.data if loaded is not None and loaded.data is not None else None
+        db = TinyDB(path, storage=SegmentStorage, data=data)
+        seg.open[index] = db
+        if len(seg.open) > seg.limit:
+            _, oldest = seg.open.popitem(last=False)
+            oldest.close()
+        return db
+
+    # -- the operations --------------------------------------------------
 
     def append(self, draft: PassageDraft) -> Passage:
         """Number the passage and write it durably; return it as stored."""
-        with self._lock:
-            seq = self._last_seq + 1
-            passage = Passage(
-                pid=str(uuid.uuid4()), seq=seq, device=self.device, site=self.site, draft=draft
-            )
-            msg = passage.to_message(self.fields)
-            try:
-                self._passages.insert(Document({"msg": msg, "state": STORED}, seq))
-            except StoreError:
-                if self._passages.contains(doc_id=seq):
-                    self._last_seq = seq  # on disk after all (only its sync failed): never reuse
-                raise
-            self._last_seq = seq
-            return passage
+        seq = self._last_seq + 1
+        passage = Passage(
+            pid=str(uuid.uuid4()), seq=seq, device=self.device, site=self.site, draft=draft
+        )
+        doc = {"msg": passage.to_message(self.fields), "state": STORED}
+        table = self._db(self._segment_of(seq)).table(TABLE)
+        try:
+            table.insert(Document(doc, seq))
+        except StoreError:
+            if table.contains(doc_id=seq):
+                self._last_seq = seq  # on disk after all (only its sync failed): never reuse
+                self._remember(seq, doc)
+            raise
+        self._last_seq = seq
+        self._remember(seq, doc)
+        return passage
 
-    def unsent(self, limit: int, exclude: Iterable[int] = ()) -> list[dict[str, Any]]:
-        """Up to ``limit`` unsent passage messages, oldest first, skipping ``exclude`` seqs."""
-        skip = set(exclude)
-        with self._lock:
-            docs = self._passages.search(where("state") == STORED)
-        docs.sort(key=lambda d: d.doc_id)
-        return [dict(d["msg"]) for d in docs if d.doc_id not in skip][:limit]
+    def entries(self) -> dict[int, Entry]:
+        """The live passages by seq (a copy), oldest first."""
+        return {seq: self._index[seq] for seq in sorted(self._index)}
 
-    def mark_sent(self, seqs: Iterable[int]) -> None:
-        """Record that the broker accepted these passages (a successful PUBACK)."""
-        ids = sorted(set(seqs))
-        if not ids:
-            return
-        with self._lock:
-            present = [i for i in ids if self._passages.contains(doc_id=i)]
-            self._passages.update({"state": SENT}, doc_ids=present)
-
-    def approved_since(self, since: datetime) -> list[tuple[str, datetime]]:
-        """(credential ref, time) of every approved passage at or after ``since``."""
-        with self._lock:
-            docs = self._passages.all()
+    def messages(self, seqs: Iterable[int]) -> list[dict[str, Any]]:
+        """The stored messages of these live passages, in the order asked."""
         out = []
-        for doc in docs:
-            msg = doc["msg"]
-            if msg.get("decision") != "approved":
+        for seq in seqs:
+            if seq not in self._index:
                 continue
-            try:
-                ts = datetime.fromisoformat(msg["ts"].replace("Z", "+00:00"))
-            except (KeyError, ValueError, AttributeError):
-                continue
-            if ts >= since:
-                out += [(c["ref"], ts) for c in msg.get("credentials", []) if c.get("ref")]
+            doc = self._db(self._segment_of(seq)).table(TABLE).get(doc_id=seq)
+            if isinstance(doc, Mapping):
+                out.append(dict(doc["msg"]))
         return out
 
     def get(self, seq: int) -> dict[str, Any] | None:
-        """The stored record of one passage (``msg`` and ``state``), or None."""
-        with self._lock:
-            doc = self._passages.get(doc_id=seq)
+        """The stored record of one live passage (``msg`` and ``state``), or None."""
+        if seq not in self._index:
+            return None
+        doc = self._db(self._segment_of(seq)).table(TABLE).get(doc_id=seq)
         return dict(doc) if isinstance(doc, Mapping) else None
 
-    def counts(self) -> OutboxCounts:
-        with self._lock:
-            docs = self._passages.all()
-        stored = sum(1 for d in docs if d["state"] == STORED)
-        return OutboxCounts(stored=stored, sent=len(docs) - stored, last_seq=self._last_seq)
+    def mark_sent(self, seqs: Iterable[int]) -> None:
+        """Record that the broker accepted these passages (a successful PUBACK)."""
+        todo = sorted(s for s in set(seqs) if s in self._index and self._index[s].state == STORED)
+        for index, group in _by_segment(todo, self._segment_of):
+            self._db(index).table(TABLE).update({"state": SENT}, doc_ids=group)
+            for seq in group:
+                self._index[seq].state = SENT
+
+    def acknowledge(self, pids: Iterable[str], now: datetime) -> list[int]:
+        """The ingest has stored these: archive them and take them out of the outbox.
+
+        Returns the seqs acknowledged; unknown pids (already archived) are ignored.
+        """
+        seqs = sorted({self._by_pid[p] for p in pids if p in self._by_pid})
+        if not seqs:
+            return []
+        for index, group in _by_segment(seqs, self._segment_of):
+            table = self._db(index).table(TABLE)
+            lines: dict[str, list[str]] = {}
+            for seq in group:
+                doc = table.get(doc_id=seq)
+                if not isinstance(doc, Mapping):
+                    continue
+                msg = doc["msg"]
+                day = _day_of(msg)
+                record = {"msg": msg, "acked_at": iso_utc(now)}
+                lines.setdefault(day, []).append(json.dumps(record, separators=(",", ":")))
+            for day, day_lines in lines.items():
+                storage.append_lines(self.archive_dir / f"{day}.jsonl", day_lines)
+            table.remove(
+                doc_ids=group
+            )  # after the archive holds them: a crash duplicates, never loses
+            for seq in group:
+                entry = self._index.pop(seq)
+                self._by_pid.pop(entry.pid, None)
+            if not table.all() and index != self._segment_of(self._last_seq + 1):
+                self._drop_segment(index)
+        self._meta.last_ack = iso_utc(now)
+        self._write_meta()
+        return seqs
+
+    def _drop_segment(self, index: int) -> None:
+        self._meta.last_seq = max(self._meta.last_seq, self._last_seq)
+        self._write_meta()  # first: the floor must cover the seqs leaving with the segment
+        db = self._segments.open.pop(index, None)
+        if db is not None:
+            db.close()
+        path = self._segment_path(index)
+        for p in (path, storage.prev_of(path)):
+            p.unlink(missing_ok=True)
+        storage.fsync_dir(self.segment_dir)
+
+    def _write_meta(self) -> None:
+        doc = {
+            "device": self.device,
+            "last_seq": self._meta.last_seq,
+            "last_ack": self._meta.last_ack,
+        }
+        storage.replace_file(self.meta_path, json.dumps(doc).encode())
+
+    def approved_since(self, since: datetime) -> list[tuple[str, datetime]]:
+        """(credential ref, time) of approved passages at or after ``since``: live and archived."""
+        out: list[tuple[str, datetime]] = []
+        for entry in self._index.values():
+            ts = _parse_ts(entry.ts)
+            if entry.approved and ts is not None and ts >= since:
+                out += [(ref, ts) for ref in entry.refs]
+        first_day = since.astimezone(UTC).date()
+        for path in sorted(self.archive_dir.glob("*.jsonl")):
+            if _day_from_name(path) is None or _day_from_name(path) < first_day:  # type: ignore[operator]
+                continue
+            for msg in _read_archive(path):
+                ts = _parse_ts(str(msg.get("ts")))
+                if msg.get("decision") == "approved" and ts is not None and ts >= since:
+                    out += [(c["ref"], ts) for c in msg.get("credentials", []) if c.get("ref")]
+        return out
+
+    def status(self) -> OutboxStatus:
+        entries = list(self._index.values())
+        stored = sum(1 for e in entries if e.state == STORED)
+        oldest = min((e.ts for e in entries), default=None)
+        return OutboxStatus(
+            depth=len(entries),
+            stored=stored,
+            sent=len(entries) - stored,
+            oldest=oldest,
+            last_seq=self._last_seq,
+            last_ack=self._meta.last_ack,
+            archive_days=len(list(self.archive_dir.glob("*.jsonl"))),
+            alerts=tuple(self.alerts),
+        )
+
+    def purge(self, today: date) -> list[str]:
+        """Delete day archives older than ``retention_days``; the names deleted."""
+        limit = today - timedelta(days=self.retention_days)
+        gone = []
+        for path in sorted(self.archive_dir.glob("*.jsonl")):
+            day = _day_from_name(path)
+            if day is not None and day < limit:
+                path.unlink()
+                gone.append(path.name)
+        if gone:
+            storage.fsync_dir(self.archive_dir)
+            log.info("store: archive days past retention deleted: %s", ", ".join(gone))
+        return gone
 
     def check_writable(self) -> None:
-        """Raise StoreError unless the whole store can be rewritten durably right now.
+        """Raise StoreError unless the head segment can be rewritten durably right now."""
+        table = self._db(self._segment_of(self._last_seq + 1)).table(TABLE)
+        storage_ = table.storage
+        data = storage_.read()
+        storage_.write(data if data is not None else {})
 
-        It rewrites the store as it is, so it needs (and proves) the space a
-        real append needs.
-        """
-        with self._lock:
-            storage = self._db.storage
-            data = storage.read()
-            storage.write(data if data is not None else {})
+    @property
+    def last_seq(self) -> int:
+        return self._last_seq
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        if self._meta.last_seq < self._last_seq:
+            try:
+                self._meta.last_seq = self._last_seq
+                self._write_meta()
+            except StoreError as exc:
+                log.warning("store: could not update meta.json at close: %s", exc)
+        self._segments.close_all()
+
+
+def _by_segment(seqs: list[int], segment_of: Any) -> list[tuple[int, list[int]]]:
+    groups: dict[int, list[int]] = {}
+    for seq in seqs:
+        groups.setdefault(segment_of(seq), []).append(seq)
+    return sorted(groups.items())
+
+
+def _parse_ts(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _day_of(msg: Mapping[str, Any]) -> str:
+    ts = _parse_ts(str(msg.get("ts")))
+    return (ts or datetime.now(UTC)).astimezone(UTC).date().isoformat()
+
+
+def _day_from_name(path: Path) -> date | None:
+    try:
+        return date.fromisoformat(path.stem)
+    except ValueError:
+        return None
+
+
+def _read_archive(path: Path) -> Iterable[dict[str, Any]]:
+    """The messages of a day archive, tolerating a torn last line (a power cut mid-append)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    out = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("msg"), dict):
+            out.append(record["msg"])
+    return out
+
+
+read_archive = _read_archive

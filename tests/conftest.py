@@ -107,7 +107,14 @@ def make_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
         "camera": {"source": f"images:{tmp_path / 'frames'}", "fps": 20, "hold_s": 1.0},
         "gpio": {"pin_factory": "mock"},
         "lane": {"mode": "auto", "open_s": 1.0, "decision_timeout_s": 5},
-        "mqtt": {"host": "127.0.0.1", "port": 1, "reconnect_min_s": 1, "reconnect_max_s": 2},
+        # the broker's PUBACK ends delivery unless a test brings an ingest
+        "mqtt": {
+            "host": "127.0.0.1",
+            "port": 1,
+            "reconnect_min_s": 0.5,
+            "reconnect_max_s": 2,
+            "ack": "broker",
+        },
         "store": {"dir": str(tmp_path / "store")},
     }
     for name, values in sections.items():
@@ -327,3 +334,24 @@ def frames_dir(tmp_path: Path) -> Path:
 
 def env_without_proxy() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+
+
+# -- reading a device's store from outside (as the outbox command does) --------
+
+
+def live_records(store_dir: Path) -> dict[int, dict[str, Any]]:
+    """Every passage still in the outbox segments: seq -> {"msg", "state"}."""
+    out: dict[int, dict[str, Any]] = {}
+    for seg in sorted((store_dir / "outbox").glob("seg-*.json")):
+        for key, doc in json.loads(seg.read_text()).get("passages", {}).items():
+            out[int(key)] = doc
+    return out
+
+
+def archived_messages(store_dir: Path) -> list[dict[str, Any]]:
+    from edge.store import read_archive
+
+    out: list[dict[str, Any]] = []
+    for day in sorted((store_dir / "archive").glob("*.jsonl")):
+        out += read_archive(day)
+    return out

@@ -37,6 +37,8 @@ from .conftest import (
     REPO,
     Mosquitto,
     Subscriber,
+    archived_messages,
+    live_records,
     make_config,
     watched_factory,
     write_frame,
@@ -154,10 +156,8 @@ def test_auto_mode_qr_to_broker(
     kiosk.stop()
     assert kiosk.relay.states[-1].state is False
     assert len(kiosk.relay.states) == 1  # denied: the barrier never moved
-    record = Outbox(cfg.store.dir, "lane-test", "").get(1)
-    assert record is not None
-    assert record["state"] == "sent"
-    assert record["msg"] == passage
+    assert live_records(cfg.store.dir) == {}  # the broker took it: done (ack = "broker")
+    assert archived_messages(cfg.store.dir) == [passage]
     rest = sub.drain_until_marker()
     assert [m.json()["state"] for m in rest if m.topic.endswith("/status")] == ["stopped"]
     assert not [m for m in rest if m.topic.endswith("/passage")]
@@ -228,7 +228,7 @@ def test_broker_down_at_start_then_up_delivers_exactly_once(
     draft = kiosk.wait_recorded()
     assert draft.decision == "denied"
     assert not kiosk.app.link.connected
-    assert kiosk.app.outbox.counts().stored == 1  # waiting in the outbox
+    assert kiosk.app.outbox.status().stored == 1  # waiting in the outbox
 
     broker.start()
     try:
@@ -255,8 +255,8 @@ def test_failed_puback_leaves_the_passage_stored(
         kiosk = kiosks(cfg).start()
         assert kiosk.app.publisher.wait_until(lambda p: p.refused >= 1, 10)
         assert kiosk.app.publisher.published == 0
-        assert kiosk.app.outbox.counts().stored == 1
-        assert kiosk.app.outbox.counts().sent == 0
+        assert kiosk.app.outbox.status().stored == 1
+        assert kiosk.app.outbox.status().sent == 0
     finally:
         broker.stop()
 
@@ -334,7 +334,7 @@ def test_store_failure_keeps_the_barrier_closed_until_the_store_recovers(
     kiosk.press(cfg.gpio.approve_pin)
     assert kiosk.wait_recorded().reasons == ("no_credential",)
     assert kiosk.relay.wait_for(True)
-    assert kiosk.app.outbox.counts().last_seq == 1
+    assert kiosk.app.outbox.status().last_seq == 1
 
 
 def test_internal_lane_error_is_failsafe(tmp_path: Path, kiosks: Callable[[Config], Kiosk]) -> None:
@@ -386,7 +386,7 @@ def test_no_personal_data_in_logs_store_or_messages(
     assert second["traveller"] == {}
     kiosk.stop()
     logs = caplog.text
-    stored = (cfg.store.dir / "outbox.json").read_text()
+    stored = "".join(p.read_text() for p in cfg.store.dir.rglob("*.json*"))
     published = "".join(m.payload.decode() for m in sub.drain_until_marker())
     published += json.dumps([first, second])
     for secret in ("012345678901", "Nguyen", "Minh", "Ly Thuong Kiet", "01011990", "123456789"):
@@ -412,7 +412,7 @@ def test_broker_going_away_mid_run_delays_but_loses_nothing_and_keeps_order(
             kiosk.press(cfg.gpio.approve_pin)
             kiosk.wait_recorded()
             kiosk.wait_state(State.READY)
-        assert kiosk.app.outbox.counts().stored == 3
+        assert kiosk.app.outbox.status().stored == 3
         broker.start()
         assert kiosk.app.publisher.wait_until(lambda p: p.published == 3, 20)
         kiosk.stop()

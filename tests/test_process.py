@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import pty
 import queue
@@ -18,7 +17,7 @@ import pytest
 
 from edge.cli import simulation_config_path
 
-from .conftest import Mosquitto, Subscriber, free_port, toml_text, write_frame
+from .conftest import Mosquitto, Subscriber, free_port, live_records, toml_text, write_frame
 
 
 class Daemon:
@@ -80,7 +79,13 @@ def write_config(tmp_path: Path, port: int, **overrides: dict[str, Any]) -> Path
         "camera": {"source": "images:frames", "fps": 20, "hold_s": 0.5, "gap_s": 0.5},
         "gpio": {"pin_factory": "mock"},
         "lane": {"mode": "auto"},
-        "mqtt": {"host": "127.0.0.1", "port": port, "reconnect_min_s": 1, "reconnect_max_s": 1},
+        "mqtt": {
+            "host": "127.0.0.1",
+            "port": port,
+            "reconnect_min_s": 0.5,
+            "reconnect_max_s": 1,
+            "ack": "broker",
+        },
         "store": {"dir": "store"},
     }
     for name, values in overrides.items():
@@ -103,10 +108,10 @@ def test_sigkill_between_store_and_publish_loses_nothing(
     daemons.append(first)
     first.wait_for("passage seq=1 stored")
     first.kill()
-    stored = json.loads((tmp_path / "store" / "outbox.json").read_text())["passages"]
-    assert list(stored) == ["1"]
-    assert stored["1"]["state"] == "stored"
-    pid = stored["1"]["msg"]["pid"]
+    stored = live_records(tmp_path / "store")
+    assert list(stored) == [1]
+    assert stored[1]["state"] == "stored"
+    pid = stored[1]["msg"]["pid"]
 
     broker = Mosquitto(tmp_path / "broker", port=port).start()
     sub = Subscriber(port, ["cp/v1/lane-proc/#"]).connect()
@@ -181,21 +186,22 @@ def test_unreadable_image_folder_keeps_the_daemon_up(tmp_path: Path, daemons: li
     assert "Traceback" not in "\n".join(d.log)
 
 
-def test_corrupt_store_refuses_to_start_and_keeps_the_file(
+def test_a_damaged_store_file_is_quarantined_and_the_kiosk_starts(
     tmp_path: Path, daemons: list[Daemon]
 ) -> None:
     (tmp_path / "frames").mkdir()
-    (tmp_path / "store").mkdir()
-    (tmp_path / "store" / "outbox.json").write_text('{"passages": {"1": ')
+    segments = tmp_path / "store" / "outbox"
+    segments.mkdir(parents=True)
+    (segments / "seg-00000000.json").write_text('{"passages": {"1": ')
     config = write_config(tmp_path, free_port())
     d = Daemon(config)
     daemons.append(d)
-    assert d.proc.wait(30) == 1
-    log = "\n".join(d.log)
-    assert "cannot start" in log
-    assert "is not valid JSON" in log
-    assert "Traceback" not in log
-    assert (tmp_path / "store" / "outbox.json").read_text() == '{"passages": {"1": '
+    d.wait_for("store_corrupt: seg-00000000.json damaged, no good copy")
+    d.wait_for("camera: images:")  # it runs on
+    assert d.terminate() == 0
+    (kept,) = (segments / "quarantine").iterdir()
+    assert kept.read_text() == '{"passages": {"1": '  # evidence kept, never deleted
+    assert "Traceback" not in "\n".join(d.log)
 
 
 def test_officer_keys_on_a_terminal(tmp_path: Path, daemons: list[Daemon]) -> None:

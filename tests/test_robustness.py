@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable
@@ -14,16 +13,16 @@ from gpiozero.exc import GPIOZeroError
 from gpiozero.pins.mock import MockFactory
 
 from edge import config as config_mod
-from edge import store as store_mod
+from edge import storage
 from edge.app import App
 from edge.config import Config
-from edge.errors import ConfigError, StoreCorrupt, StoreError
+from edge.errors import ConfigError, StoreError
 from edge.lane import CredentialScanned, OfficerApproved, RecordPassage, State
 from edge.model import Credential
 from edge.runner import LaneRunner
 from edge.store import Outbox
 
-from .conftest import Mosquitto, Subscriber, WatchedPin, make_config
+from .conftest import Mosquitto, Subscriber, WatchedPin, live_records, make_config
 from .test_e2e import Kiosk
 from .test_store import draft
 
@@ -59,7 +58,7 @@ def test_officer_press_at_the_last_moment_beats_the_timeout(
         now[0] += cfg.lane.decision_timeout_s + 1  # the decision timer is due...
         runner.post(OfficerApproved())  # ...but the officer's press was already queued
         runner.step(0)
-        assert app.outbox.counts().last_seq == 1
+        assert app.outbox.status().last_seq == 1
         record = app.outbox.get(1)
         assert record is not None
         assert (record["msg"]["decision"], record["msg"]["decided_by"]) == ("approved", "officer")
@@ -67,7 +66,7 @@ def test_officer_press_at_the_last_moment_beats_the_timeout(
         assert app.panel.barrier_open
     finally:
         app.panel.close()
-        app.outbox.close()
+        app.outbox.stop()
 
 
 def test_a_relay_driver_error_is_a_barrier_fault_that_clears_when_the_relay_works(
@@ -102,16 +101,16 @@ def test_acknowledged_passages_are_not_republished_while_the_store_cannot_record
     sub = subscriber_factory(broker.port, ["cp/v1/+/passage"])
     cfg = make_config(tmp_path, mqtt={"port": broker.port}, camera={"source": quiet_frames})
     kiosk = Kiosk(cfg)
-    real_mark_sent = kiosk.app.outbox.mark_sent
+    real_acknowledge = kiosk.app.outbox.acknowledge
     failures = [2]
 
-    def disk_full(seqs: Any) -> None:
+    def disk_full(pids: Any, now: Any) -> Any:
         if failures[0]:
             failures[0] -= 1
             raise StoreError("cannot write store: No space left on device")
-        real_mark_sent(seqs)
+        return real_acknowledge(pids, now)
 
-    kiosk.app.outbox.mark_sent = disk_full  # type: ignore[method-assign]
+    kiosk.app.outbox.acknowledge = disk_full  # type: ignore[method-assign]
     kiosk.start()
     try:
         kiosk.press(cfg.gpio.approve_pin)
@@ -176,25 +175,9 @@ def test_a_rename_that_happened_keeps_its_seq_even_if_the_sync_failed(
     def broken_sync(path: Path) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(store_mod, "fsync_dir", broken_sync)
+    monkeypatch.setattr(storage, "fsync_dir", broken_sync)
     with pytest.raises(StoreError, match="written but not synced"):
         box.append(draft())
     monkeypatch.undo()
-    on_disk = json.loads((tmp_path / "outbox.json").read_text())
-    assert list(on_disk["passages"]) == ["1"]
+    assert list(live_records(tmp_path)) == [1]
     assert box.append(draft()).seq == 2  # never the seq of a passage already on disk
-
-
-@pytest.mark.parametrize(
-    "content",
-    [
-        '{"passages": {"x": {"msg": {}, "state": "stored"}}}',
-        '{"passages": {"1": {"msg": {}, "state": "lost"}}}',
-        '{"passages": {"1": {"state": "stored"}}}',
-        '{"meta": {"1": {"last_seq": "many"}}}',
-    ],
-)
-def test_malformed_store_tables_are_store_corrupt(tmp_path: Path, content: str) -> None:
-    (tmp_path / "outbox.json").write_text(content)
-    with pytest.raises(StoreCorrupt):
-        Outbox(tmp_path, "lane-1", "")

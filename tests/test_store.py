@@ -1,78 +1,135 @@
-"""The outbox: durable, numbered, atomic, and honest about corruption."""
+"""The outbox: durable, numbered, segmented, archived, and honest about damage."""
 
 from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from edge.errors import StoreCorrupt, StoreError
+from edge import storage
+from edge.errors import StoreError
 from edge.model import Credential, PassageDraft
-from edge.store import Outbox
+from edge.store import SENT, STORED, Outbox, read_archive
+
+from .test_declaration import make_declaration
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 
 
-def draft(decision: str = "denied") -> PassageDraft:
+def draft(decision: str = "denied", ts: datetime = T0) -> PassageDraft:
     return PassageDraft(
-        T0,
-        decision,
+        ts,
+        decision,  # type: ignore[arg-type]
         "policy",
         ("unrecognised",),
         (Credential.from_raw("unrecognised", b"x"),),
-        "auto",  # type: ignore[arg-type]
+        "auto",
     )
 
 
-def test_append_numbers_and_persists(tmp_path: Path) -> None:
-    box = Outbox(tmp_path, "lane-1", "site-a")
-    first = box.append(draft())
-    second = box.append(draft("approved"))
-    assert (first.seq, second.seq) == (1, 2)
-    assert first.pid != second.pid
-    on_disk = json.loads((tmp_path / "outbox.json").read_text())
-    assert on_disk["passages"]["1"]["msg"]["pid"] == first.pid
-    assert on_disk["passages"]["2"]["state"] == "stored"
-    box.close()
+def box(path: Path, **kw: object) -> Outbox:
+    return Outbox(path, "lane-1", "site-a", **kw)  # type: ignore[arg-type]
+
+
+def segment_files(path: Path) -> list[str]:
+    return sorted(p.name for p in (path / "outbox").glob("seg-*.json"))
+
+
+def archived(path: Path) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
+    for day in sorted((path / "archive").glob("*.jsonl")):
+        out += read_archive(day)
+    return out
+
+
+def test_append_numbers_and_persists_in_segments(tmp_path: Path) -> None:
+    b = box(tmp_path, segment_size=10)
+    passages = [b.append(draft()) for _ in range(25)]
+    assert [p.seq for p in passages] == list(range(1, 26))
+    assert len({p.pid for p in passages}) == 25
+    assert segment_files(tmp_path) == [
+        "seg-00000000.json",
+        "seg-00000001.json",
+        "seg-00000002.json",
+    ]
+    on_disk = json.loads((tmp_path / "outbox" / "seg-00000001.json").read_text())["passages"]
+    assert sorted(map(int, on_disk)) == list(range(11, 21))
+    assert on_disk["11"]["msg"]["pid"] == passages[10].pid
+    assert on_disk["11"]["state"] == STORED
+    b.close()
 
 
 def test_seq_continues_after_reopen_and_never_repeats(tmp_path: Path) -> None:
-    box = Outbox(tmp_path, "lane-1", "")
-    box.append(draft())
-    box.append(draft())
-    box.close()
-    box = Outbox(tmp_path, "lane-1", "")
-    assert box.append(draft()).seq == 3
-    assert box.counts().last_seq == 3
+    b = box(tmp_path, segment_size=10)
+    for _ in range(12):
+        b.append(draft())
+    pids = [e.pid for e in b.entries().values()]
+    b.acknowledge(pids, T0)  # everything leaves the outbox
+    b.close()
+    assert segment_files(tmp_path) == ["seg-00000001.json"]  # the head segment stays
+    b = box(tmp_path, segment_size=10)
+    assert b.append(draft()).seq == 13
+    b.close()
 
 
-def test_unsent_in_order_and_mark_sent(tmp_path: Path) -> None:
-    box = Outbox(tmp_path, "lane-1", "")
-    for _ in range(5):
-        box.append(draft())
-    assert [m["seq"] for m in box.unsent(limit=3)] == [1, 2, 3]
-    assert [m["seq"] for m in box.unsent(limit=10, exclude={1, 3})] == [2, 4, 5]
-    box.mark_sent([2, 4, 99])
-    assert [m["seq"] for m in box.unsent(limit=10)] == [1, 3, 5]
-    counts = box.counts()
-    assert (counts.stored, counts.sent) == (3, 2)
-    box.close()
-    reopened = Outbox(tmp_path, "lane-1", "")
-    assert [m["seq"] for m in reopened.unsent(limit=10)] == [1, 3, 5]
+def test_meta_survives_losing_every_segment(tmp_path: Path) -> None:
+    b = box(tmp_path, segment_size=10)
+    for _ in range(20):
+        b.append(draft())
+    b.acknowledge([e.pid for e in b.entries().values()], T0)
+    b.close()
+    for seg in (tmp_path / "outbox").iterdir():
+        seg.unlink()
+    assert box(tmp_path, segment_size=10).append(draft()).seq == 21
 
 
-def test_message_holds_no_raw_payload(tmp_path: Path) -> None:
-    box = Outbox(tmp_path, "lane-1", "")
+def test_delivery_states_and_acknowledgement_to_the_archive(tmp_path: Path) -> None:
+    b = box(tmp_path, segment_size=10)
+    for i in range(5):
+        b.append(draft(ts=T0 + timedelta(days=i % 2)))
+    b.mark_sent([2, 4, 99])
+    assert {s: e.state for s, e in b.entries().items()} == {
+        1: STORED,
+        2: SENT,
+        3: STORED,
+        4: SENT,
+        5: STORED,
+    }
+    pids = {s: e.pid for s, e in b.entries().items()}
+    assert b.acknowledge([pids[2], pids[3], "unknown-pid"], T0) == [2, 3]
+    assert sorted(b.entries()) == [1, 4, 5]
+    status = b.status()
+    assert (status.depth, status.stored, status.sent, status.last_seq) == (3, 2, 1, 5)
+    assert status.last_ack == "2026-11-26T08:00:00.000Z"
+    days = sorted(p.name for p in (tmp_path / "archive").iterdir())
+    assert days == ["2026-11-26.jsonl", "2026-11-27.jsonl"]  # by passage day
+    assert sorted(m["seq"] for m in archived(tmp_path)) == [2, 3]  # type: ignore[type-var]
+    b.close()
+    reopened = box(tmp_path, segment_size=10)
+    assert sorted(reopened.entries()) == [1, 4, 5]
+    assert reopened.entries()[4].state == SENT
+
+
+def test_messages_come_from_disk_in_the_order_asked(tmp_path: Path) -> None:
+    b = box(tmp_path, segment_size=10)
+    for _ in range(15):
+        b.append(draft())
+    assert [m["seq"] for m in b.messages([12, 3, 15, 99])] == [12, 3, 15]
+
+
+def test_no_raw_payload_is_stored(tmp_path: Path) -> None:
+    b = box(tmp_path)
     secret = b"NGUYEN VAN A|012345678901"
-    box.append(
+    b.append(
         PassageDraft(
             T0, "denied", "policy", (), (Credential.from_raw("unrecognised", secret),), "auto"
         )
     )
-    text = (tmp_path / "outbox.json").read_text()
+    b.close()
+    text = "".join(p.read_text() for p in tmp_path.rglob("*.json"))
     assert "NGUYEN" not in text
     assert "012345678901" not in text
 
@@ -80,43 +137,131 @@ def test_message_holds_no_raw_payload(tmp_path: Path) -> None:
 def test_failed_write_keeps_the_previous_file_and_raises(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    box = Outbox(tmp_path, "lane-1", "")
-    box.append(draft())
-    before = (tmp_path / "outbox.json").read_bytes()
+    b = box(tmp_path)
+    b.append(draft())
+    seg = tmp_path / "outbox" / "seg-00000000.json"
+    before = seg.read_bytes()
 
     def broken_replace(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(StoreError, match="No space left"):
-        box.append(draft())
+        b.append(draft())
     monkeypatch.undo()
-    assert (tmp_path / "outbox.json").read_bytes() == before
-    # the seq of the failed append is not burned, and the store still works
-    assert box.append(draft()).seq == 2
+    assert seg.read_bytes() == before
+    assert b.append(draft()).seq == 2  # the failed append burned no seq
 
 
-def test_corrupt_store_is_refused_and_left_untouched(tmp_path: Path) -> None:
-    (tmp_path / "outbox.json").write_text('{"passages": {"1": {"msg"')
-    with pytest.raises(StoreCorrupt, match="not valid JSON"):
-        Outbox(tmp_path, "lane-1", "")
-    assert (tmp_path / "outbox.json").read_text() == '{"passages": {"1": {"msg"'
-    (tmp_path / "outbox.json").write_text("[1, 2]")
-    with pytest.raises(StoreCorrupt, match="TinyDB tables"):
-        Outbox(tmp_path, "lane-1", "")
+def test_a_damaged_segment_is_quarantined_and_its_last_good_copy_used(tmp_path: Path) -> None:
+    b = box(tmp_path)
+    b.append(draft())
+    b.append(draft())  # the segment's .prev now holds the version with seq 1 only
+    b.close()
+    seg = tmp_path / "outbox" / "seg-00000000.json"
+    seg.write_text('{"passages": {"1": {"msg"')  # bit rot
+    reopened = box(tmp_path)
+    assert sorted(reopened.entries()) == [1]
+    assert reopened.alerts == ["store_corrupt: seg-00000000.json recovered from its last good copy"]
+    (damaged,) = (tmp_path / "outbox" / "quarantine").iterdir()
+    assert damaged.read_text() == '{"passages": {"1": {"msg"'  # kept as evidence
+    assert reopened.append(draft()).seq == 3  # seq 2 is never reused
 
 
-def test_leftover_temp_file_from_a_crash_is_harmless(tmp_path: Path) -> None:
-    box = Outbox(tmp_path, "lane-1", "")
-    box.append(draft())
-    box.close()
-    (tmp_path / "outbox.json.tmp").write_text("half a wri")
-    box = Outbox(tmp_path, "lane-1", "")
-    assert box.append(draft()).seq == 2
-    assert not (tmp_path / "outbox.json.tmp").exists()
+def test_a_damaged_file_without_a_good_copy_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "outbox").mkdir()
+    (tmp_path / "outbox" / "seg-00000000.json").write_text("[1, 2]")
+    b = box(tmp_path)
+    assert b.entries() == {}
+    assert b.alerts == ["store_corrupt: seg-00000000.json damaged, no good copy; moved aside"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"passages": {"x": {"msg": {}, "state": "stored"}}}',
+        '{"passages": {"1": {"msg": {}, "state": "lost"}}}',
+        '{"passages": {"1": {"state": "stored"}}}',
+    ],
+)
+def test_malformed_segments_are_damaged_files(tmp_path: Path, content: str) -> None:
+    (tmp_path / "outbox").mkdir()
+    (tmp_path / "outbox" / "seg-00000000.json").write_text(content)
+    assert box(tmp_path).alerts[0].startswith("store_corrupt: seg-00000000.json")
+
+
+def test_leftover_temp_files_from_a_crash_are_harmless(tmp_path: Path) -> None:
+    b = box(tmp_path)
+    b.append(draft())
+    b.close()
+    (tmp_path / "outbox" / "seg-00000000.json.tmp").write_text("half a wri")
+    b = box(tmp_path)
+    assert b.append(draft()).seq == 2
+    assert not (tmp_path / "outbox" / "seg-00000000.json.tmp").exists()
+
+
+def test_the_first_store_layout_moves_into_segments(tmp_path: Path) -> None:
+    old = {"passages": {"1": {"msg": {"pid": "p1", "seq": 1, "ts": "2026-11-26T08:00:00.000Z",
+                                      "decision": "denied"}, "state": "stored"}}}  # fmt: skip
+    (tmp_path / "outbox.json").write_text(json.dumps(old))
+    b = box(tmp_path)
+    assert b.entries()[1].pid == "p1"
+    assert b.append(draft()).seq == 2
+    assert (tmp_path / "outbox.json.migrated").exists()
+
+
+def test_archive_days_past_retention_are_purged(tmp_path: Path) -> None:
+    b = box(tmp_path, retention_days=30)
+    for days_ago in (40, 31, 30, 1):
+        b.append(draft(ts=T0 - timedelta(days=days_ago)))
+    b.acknowledge([e.pid for e in b.entries().values()], T0)
+    gone = b.purge(T0.date())
+    assert gone == ["2026-10-17.jsonl", "2026-10-26.jsonl"]
+    left = sorted(p.name for p in (tmp_path / "archive").iterdir())
+    assert left == ["2026-10-27.jsonl", "2026-11-25.jsonl"]
+
+
+def test_approved_since_reads_live_and_archived_passages(tmp_path: Path) -> None:
+    b = box(tmp_path)
+
+    def approved(decl_id: str, ts: datetime) -> PassageDraft:
+        claims = make_declaration(declaration_id=decl_id)
+        cred = Credential.from_raw("declaration", decl_id.encode(), valid=True, claims=claims)
+        return PassageDraft(ts, "approved", "policy", (), (cred,), "auto")
+
+    archived_one = b.append(approved("AAAA-0001", T0 - timedelta(minutes=2)))
+    live_one = b.append(approved("AAAA-0002", T0 - timedelta(minutes=1)))
+    b.append(approved("AAAA-0003", T0 - timedelta(hours=2)))  # too long ago
+    b.append(draft("denied"))
+    b.acknowledge([archived_one.pid], T0)
+    refs = dict(b.approved_since(T0 - timedelta(minutes=5)))
+    expected = {p.draft.credentials[0].ref: p.draft.ts for p in (archived_one, live_one)}
+    assert refs == expected
 
 
 def test_check_writable(tmp_path: Path) -> None:
-    box = Outbox(tmp_path / "s", "lane-1", "")
-    box.check_writable()
-    assert not (tmp_path / "s" / ".probe").exists()
+    b = box(tmp_path)
+    b.check_writable()
+    b.append(draft())
+    b.check_writable()
+    assert b.entries()[1].state == STORED
+
+
+def test_a_torn_archive_line_costs_only_itself(tmp_path: Path) -> None:
+    day = tmp_path / "d.jsonl"
+    storage.append_lines(day, [json.dumps({"msg": {"seq": 1}})])
+    with open(day, "a") as fh:
+        fh.write('{"msg": {"se')  # a power cut mid-append
+    storage.append_lines(day, [json.dumps({"msg": {"seq": 2}})])
+    assert [m["seq"] for m in read_archive(day)] == [1, 2]
+
+
+def test_bytes_written_per_passage_stay_bounded_by_the_segment(tmp_path: Path) -> None:
+    b = box(tmp_path, segment_size=50)
+    for _ in range(120):
+        b.append(draft())
+    storage.written.bytes = 0
+    b.append(draft())
+    one = storage.written.bytes
+    seg = max((tmp_path / "outbox").glob("seg-*.json"), key=lambda p: p.stat().st_size)
+    assert one <= seg.stat().st_size + 64  # one segment rewritten, not the whole outbox

@@ -1,72 +1,105 @@
-"""The device's MQTT connection (paho-mqtt 2.x, MQTT v5).
+"""An MQTT v5 connection (paho-mqtt 2.x) that keeps itself up.
 
-One :class:`MqttLink` owns the paho client and its network thread. The will
-(``status`` = offline, retained) is set before the first connect; every
-successful connect publishes ``status`` = online; a clean stop publishes
-``stopped`` before disconnecting. A broker that is absent at start-up or goes
-away is retried by paho's network thread with the configured backoff; the
-daemon works on meanwhile.
+One :class:`MqttLink` owns a paho client and the network thread that drives
+it (``loop()``). When the broker is away at start-up or goes away later, the
+thread reconnects with *jittered* exponential backoff: the wait before attempt
+``n`` is uniform in ``[0, min(max, min * 2**n)]`` seconds, so that a fleet does
+not reconnect in step after a broker restart (paho's own reconnect has no
+jitter). The supervisor can see a dead network thread and :meth:`restart` it.
 
-Callbacks run on paho's thread: they never block and never raise (a raise
-would kill the network thread); they only hand results to the handlers given.
+Callbacks run on the network thread: they never block and never raise (a raise
+would end the thread); they only hand results to the handlers given. Both the
+device and the central ingest use this class.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import random
 import ssl
+import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge import __version__
-from edge.config import MqttConfig
 from edge.errors import ConfigError
-from edge.model import iso_utc
-from edge.mqtt import topics
+from edge.sections import MqttConfig
 
 log = logging.getLogger(__name__)
 
 PubackHandler = Callable[[int, bool, str], None]
+MessageHandler = Callable[[mqtt.MQTTMessage], None]
 
 
-def status_payload(state: str) -> bytes:
-    return json.dumps(
-        {"state": state, "ts": iso_utc(datetime.now(UTC)), "version": __version__},
-        separators=(",", ":"),
-    ).encode()
+def backoff(attempt: int, low: float, high: float, rng: random.Random) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(high, low * 2**attempt)]."""
+    return rng.uniform(0.0, min(high, low * 2 ** min(attempt, 30)))
+
+
+@dataclass(frozen=True)
+class Will:
+    topic: str
+    payload: bytes
+    retain: bool = True
+
+
+@dataclass
+class LinkOptions:
+    """What differs between the device's connection and the ingest's."""
+
+    client_id: str
+    will: Will | None = None
+    clean_start: bool = True  # False: a persistent session (with session_expiry_s)
+    session_expiry_s: int = 0
+    subscriptions: list[tuple[str, int]] = field(default_factory=list)
+    manual_ack: bool = False  # PUBACK a received message only when told (ack())
+    max_queued: int = 1000
 
 
 class MqttLink:
-    """A paho client configured for a device; ``publish`` never blocks."""
+    """A paho client, its network thread, and reconnection with jitter."""
 
     def __init__(
         self,
         cfg: MqttConfig,
-        device_id: str,
-        on_connected: Callable[[], None],
-        on_puback: PubackHandler,
-        max_queued: int = 1000,
+        options: LinkOptions,
+        *,
+        on_connected: Callable[[], None] = lambda: None,
+        on_puback: PubackHandler = lambda mid, ok, reason: None,
+        on_message: MessageHandler = lambda msg: None,
+        rng: random.Random | None = None,
     ) -> None:
         self.cfg = cfg
-        self.device_id = device_id
+        self.options = options
         self._on_connected = on_connected
         self._on_puback = on_puback
+        self._on_message = on_message
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client = self._make_client()
+        self.connects = 0
+        self.failures = 0
+        self._connected_once = False
+
+    def _make_client(self) -> mqtt.Client:
+        cfg, opts = self.cfg, self.options
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=device_id,
+            client_id=opts.client_id,
             protocol=mqtt.MQTTv5,
+            manual_ack=opts.manual_ack,
         )
-        client.will_set(topics.status(device_id), status_payload("offline"), qos=1, retain=True)
-        client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)
+        if opts.will is not None:
+            client.will_set(opts.will.topic, opts.will.payload, qos=1, retain=opts.will.retain)
         client.max_inflight_messages_set(cfg.inflight)
-        client.max_queued_messages_set(max_queued)
+        client.max_queued_messages_set(opts.max_queued)
         if cfg.tls:
             client.tls_set(
                 ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
@@ -79,43 +112,121 @@ class MqttLink:
         client.on_connect = self._guard(self._handle_connect)
         client.on_disconnect = self._guard(self._handle_disconnect)
         client.on_publish = self._guard(self._handle_publish)
-        client.on_connect_fail = self._guard(self._handle_connect_fail)
-        self._client = client
-        self.connects = 0
-        self._failures = 0
+        client.on_message = self._guard(self._handle_message)
+        return client
+
+    # -- lifecycle ---------------------------------------------------------
 
     @property
     def connected(self) -> bool:
         return self._client.is_connected()
 
+    @property
+    def alive(self) -> bool:
+        """The network thread is running (False before start and after stop)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
-        """Connect in the background; returns at once even if the broker is away."""
-        log.info("mqtt: connecting to %s:%d as %s", self.cfg.host, self.cfg.port, self.device_id)
-        self._client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
-        self._client.loop_start()
+        """Start the network thread; returns at once even if the broker is away."""
+        log.info(
+            "mqtt: connecting to %s:%d as %s", self.cfg.host, self.cfg.port, self.options.client_id
+        )
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
+        self._thread.start()
+
+    def restart(self) -> None:
+        """Start a new network thread after the old one died (the supervisor's job)."""
+        log.warning("mqtt: network thread restarted")
+        self.start()
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int | None:
-        """Queue a message; its mid, or None when paho refused it (queue full)."""
+        """Queue a message (never blocks); its mid, or None when paho refused it."""
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             log.warning("mqtt: publish to %s refused: %s", topic, mqtt.error_string(info.rc))
             return None
         return info.mid
 
-    def stop(self, timeout: float = 2.0) -> None:
-        """Publish ``stopped``, disconnect cleanly (no will), stop the network thread."""
-        if self.connected:
-            info = self._client.publish(
-                topics.status(self.device_id), status_payload("stopped"), qos=1, retain=True
-            )
-            try:
-                info.wait_for_publish(timeout)
-            except (RuntimeError, ValueError) as exc:
-                log.warning("mqtt: could not publish stopped status: %s", exc)
-        self._client.disconnect()
-        self._client.loop_stop()
+    def publish_and_wait(self, topic: str, payload: bytes, retain: bool, timeout: float) -> bool:
+        """Publish at QoS 1 and wait for the PUBACK (only while connected)."""
+        if not self.connected:
+            return False
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        try:
+            info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError):
+            return False
+        return info.is_published()
 
-    # -- paho callbacks (network thread) ----------------------------------
+    def ack(self, mid: int, qos: int) -> None:
+        """PUBACK a received message (with ``manual_ack``): after it is safely stored."""
+        self._client.ack(mid, qos)
+
+    def stop(self) -> None:
+        """Disconnect cleanly (no will) and end the network thread."""
+        self._stop.set()
+        if self._client.is_connected():
+            self._client.disconnect()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+
+    # -- the network thread ----------------------------------------------
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            if self._try_connect():
+                # the socket is open: drive it until the connection ends
+                while not self._stop.is_set():
+                    if self._client.loop(timeout=0.2) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                        break
+                    if self._client.is_connected():
+                        attempt = 0
+            if self._stop.wait(self._backoff(attempt)):
+                break
+            attempt += 1
+        try:
+            self._client.loop(timeout=0.1)  # let a DISCONNECT go out
+        except Exception:
+            log.debug("mqtt: error while closing", exc_info=True)
+
+    def _backoff(self, attempt: int) -> float:
+        return backoff(attempt, self.cfg.reconnect_min_s, self.cfg.reconnect_max_s, self._rng)
+
+    def _try_connect(self) -> bool:
+        """One connection attempt (TCP, TLS, CONNECT); False when it failed at once."""
+        try:
+            if not self._connected_once:
+                props = None
+                if self.options.session_expiry_s:
+                    make: Any = Properties  # paho's Properties has no type hints
+                    props = make(PacketTypes.CONNECT)
+                    props.SessionExpiryInterval = self.options.session_expiry_s
+                self._client.connect(
+                    self.cfg.host,
+                    self.cfg.port,
+                    keepalive=self.cfg.keepalive_s,
+                    clean_start=self.options.clean_start,
+                    properties=props,
+                )
+                self._connected_once = True
+            else:
+                self._client.reconnect()
+        except (OSError, ValueError) as exc:  # refused, unreachable, DNS, TLS (ssl: OSError)
+            self.failures += 1
+            if self.failures == 1 or self.failures % 10 == 0:
+                log.warning(
+                    "mqtt: cannot reach %s:%d (attempt %d): %s; retrying with backoff",
+                    self.cfg.host,
+                    self.cfg.port,
+                    self.failures,
+                    exc,
+                )
+            return False
+        return True
+
+    # -- paho callbacks (network thread) ---------------------------------
 
     def _guard(self, fn: Callable[..., None]) -> Callable[..., None]:
         def guarded(*args: Any) -> None:
@@ -123,7 +234,7 @@ class MqttLink:
                 fn(*args)
             except Exception:
                 log.exception(
-                    "mqtt: error in %s (ignored to keep the network thread alive)", fn.__name__
+                    "mqtt: error in %s (ignored: the network thread lives on)", fn.__name__
                 )
 
         return guarded
@@ -142,22 +253,11 @@ class MqttLink:
             )
             return
         self.connects += 1
-        self._failures = 0
+        self.failures = 0
         log.info("mqtt: connected to %s:%d", self.cfg.host, self.cfg.port)
-        client.publish(topics.status(self.device_id), status_payload("online"), qos=1, retain=True)
+        if self.options.subscriptions:
+            client.subscribe(self.options.subscriptions)
         self._on_connected()
-
-    def _handle_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
-        """The TCP/TLS connection could not be made (broker down, DNS, TLS): say so once,
-        then every tenth attempt, so an outage neither hides nor floods the log."""
-        self._failures += 1
-        if self._failures == 1 or self._failures % 10 == 0:
-            log.warning(
-                "mqtt: cannot reach %s:%d (attempt %d); retrying with backoff",
-                self.cfg.host,
-                self.cfg.port,
-                self._failures,
-            )
 
     def _handle_disconnect(
         self,
@@ -168,7 +268,7 @@ class MqttLink:
         _props: Properties | None,
     ) -> None:
         if reason.is_failure:
-            log.warning("mqtt: disconnected: %s; retrying", reason)
+            log.warning("mqtt: disconnected: %s; reconnecting with backoff", reason)
         else:
             log.info("mqtt: disconnected")
 
@@ -181,6 +281,9 @@ class MqttLink:
         _props: Properties | None,
     ) -> None:
         self._on_puback(mid, not reason.is_failure, str(reason))
+
+    def _handle_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self._on_message(msg)
 
 
 def _read_secret(cfg: MqttConfig) -> str | None:

@@ -31,3 +31,21 @@ def device_of(topic: str) -> str | None:
     if len(parts) < 4 or "/".join(parts[:2]) != PREFIX or not parts[2]:
         return None
     return parts[2]
+
+
+def ack(device_id: str) -> str:
+    """The ingest's acknowledgements to one device: ``{"pids": [...]}``."""
+    return f"{PREFIX}/{device_id}/ack"
+
+
+CENTRAL = "$central"
+
+
+def central_status() -> str:
+    """Retained ``{"state": "online" | "offline"}`` of the central ingest (its will: offline)."""
+    return f"{PREFIX}/{CENTRAL}/status"
+
+
+def shared(group: str, topic_filter: str) -> str:
+    """An MQTT v5 shared subscription: one member of ``group`` gets each message."""
+    return f"$share/{group}/{topic_filter}"

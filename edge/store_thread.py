@@ -1,0 +1,106 @@
+"""The one thread that owns the outbox.
+
+Every other thread asks it to do outbox work and waits for the answer. New
+passages go first: the lane waits on an append before the barrier may move,
+so an append overtakes queued delivery bookkeeping (acknowledgements,
+``sent`` marks) and maintenance.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from datetime import date, datetime
+from typing import Any, TypeVar
+
+from edge.model import Passage, PassageDraft
+from edge.store import Entry, Outbox, OutboxStatus
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+APPEND, READ, BOOKKEEPING, MAINTENANCE = 0, 1, 2, 3
+
+
+class StoreThread(threading.Thread):
+    """Runs outbox operations in priority order on its own thread."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        super().__init__(name="store", daemon=True)
+        self.outbox = outbox
+        self._queue: queue.PriorityQueue[tuple[int, int, Callable[[], Any] | None, Future[Any]]] = (
+            queue.PriorityQueue()
+        )
+        self._order = itertools.count()
+
+    def _call(self, priority: int, work: Callable[[], T]) -> T:
+        if not self.is_alive():
+            raise RuntimeError("the store thread is not running")
+        future: Future[T] = Future()
+        self._queue.put((priority, next(self._order), work, future))
+        return future.result()
+
+    def run(self) -> None:
+        while True:
+            _, _, work, future = self._queue.get()
+            if work is None:
+                future.set_result(None)
+                return
+            try:
+                future.set_result(work())
+            except Exception as exc:  # noqa: BLE001 - the caller gets it, the thread lives on
+                future.set_exception(exc)
+
+    def stop(self) -> None:
+        """Finish what is queued, close the outbox, end."""
+        if not self.is_alive():
+            return
+        done: Future[Any] = Future()
+        self._queue.put((MAINTENANCE + 1, next(self._order), None, done))
+        done.result()
+        self.join(timeout=5)
+        self.outbox.close()
+
+    # -- the outbox, through the thread ---------------------------------
+
+    def append(self, draft: PassageDraft) -> Passage:
+        return self._call(APPEND, lambda: self.outbox.append(draft))
+
+    def entries(self) -> dict[int, Entry]:
+        return self._call(READ, self.outbox.entries)
+
+    def messages(self, seqs: Iterable[int]) -> list[dict[str, Any]]:
+        wanted = list(seqs)
+        return self._call(READ, lambda: self.outbox.messages(wanted))
+
+    def get(self, seq: int) -> dict[str, Any] | None:
+        return self._call(READ, lambda: self.outbox.get(seq))
+
+    def status(self) -> OutboxStatus:
+        return self._call(READ, self.outbox.status)
+
+    def approved_since(self, since: datetime) -> list[tuple[str, datetime]]:
+        return self._call(READ, lambda: self.outbox.approved_since(since))
+
+    def mark_sent(self, seqs: Iterable[int]) -> None:
+        wanted = list(seqs)
+        self._call(BOOKKEEPING, lambda: self.outbox.mark_sent(wanted))
+
+    def acknowledge(self, pids: Iterable[str], now: datetime) -> list[int]:
+        wanted = list(pids)
+        return self._call(BOOKKEEPING, lambda: self.outbox.acknowledge(wanted, now))
+
+    def purge(self, today: date) -> list[str]:
+        return self._call(MAINTENANCE, lambda: self.outbox.purge(today))
+
+    def check_writable(self) -> None:
+        self._call(MAINTENANCE, self.outbox.check_writable)
+
+    @property
+    def last_seq(self) -> int:
+        return self.outbox.last_seq
