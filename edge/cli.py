@@ -1,6 +1,7 @@
 """Command line of checkpoint-edge.
 
-``run`` (the kiosk), ``check-config``, ``keys new``, ``issue``, ``verify``.
+``run`` (the kiosk), ``check-config``, ``keys new``, ``issue``, ``verify``,
+``outbox`` (what a kiosk holds), ``ingest`` (the central worker), ``trace``.
 Exit codes: 0 success (``verify``: valid), 1 a runtime failure (``verify``:
 invalid), 2 an invalid config or usage.
 """
@@ -12,10 +13,11 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from edge import __version__, credtools
 from edge import config as config_mod
@@ -37,19 +39,21 @@ def simulation_config_path() -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {
+        "run": lambda a: _run(a.config, a.log_level),
+        "check-config": lambda a: _check_config(a.file),
+        "keys": _keys_new,
+        "issue": _issue,
+        "verify": _verify,
+        "outbox": _outbox,
+        "ingest": _ingest,
+        "trace": _trace,
+    }
     try:
-        if args.command == "check-config":
-            return _check_config(args.file)
-        if args.command == "keys":
-            return _keys_new(args)
-        if args.command == "issue":
-            return _issue(args)
-        if args.command == "verify":
-            return _verify(args)
+        return commands[args.command](args)
     except UsageError as exc:
         print(f"checkpoint-edge {args.command}: {exc}", file=sys.stderr)
         return 2
-    return _run(args.config, args.log_level)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -96,6 +100,12 @@ def _parser() -> argparse.ArgumentParser:
     issue.add_argument("--png", type=Path, help="write the QR code as PNG")
     issue.add_argument("--svg", type=Path, help="write the QR code as SVG")
 
+    _add_verify(sub)
+    _add_central(sub)
+    return parser
+
+
+def _add_verify(sub: Any) -> None:
     verify = sub.add_parser("verify", help="decode and verify a code, stage by stage")
     source = verify.add_mutually_exclusive_group(required=True)
     source.add_argument("--image", type=Path, help="an image holding a QR code")
@@ -107,7 +117,33 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--at", type=_timestamp, help="verify at this ISO 8601 time")
     verify.add_argument("--json", action="store_true", help="one JSON object")
     verify.add_argument("--show", action="store_true", help="also print the decoded content")
-    return parser
+
+
+def _add_central(sub: Any) -> None:
+    ingest = sub.add_parser("ingest", help="run a central ingest worker")
+    ingest.add_argument("-c", "--config", type=Path, required=True, help="ingest config file")
+    ingest.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+    trace = sub.add_parser("trace", help="query the central store for contact tracing")
+    trace.add_argument("--database", required=True, help="sqlite:///PATH or postgresql:// URL")
+    trace.add_argument("--device")
+    trace.add_argument("--id-number")
+    trace.add_argument("--declaration", help="declaration id")
+    trace.add_argument("--checkpoint", help="site, as in the devices' [device] site")
+    trace.add_argument("--decision", choices=["approved", "denied"])
+    trace.add_argument("--from", dest="since", type=_timestamp, help="ISO 8601 (inclusive)")
+    trace.add_argument("--to", dest="until", type=_timestamp, help="ISO 8601 (inclusive)")
+    trace.add_argument("--format", choices=["table", "csv", "json"], default="table")
+
+    outbox = sub.add_parser("outbox", help="what this kiosk holds (works while it runs)")
+    outbox.add_argument("-c", "--config", type=Path, help="device config (default: simulation)")
+    outbox_sub = outbox.add_subparsers(dest="outbox_command", required=True)
+    ostatus = outbox_sub.add_parser("status", help="depth, oldest, last ack")
+    ostatus.add_argument("--json", action="store_true")
+    oexport = outbox_sub.add_parser("export", help="every passage held, for an audit")
+    oexport.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    oexport.add_argument("--from", dest="since", type=date.fromisoformat, help="YYYY-MM-DD")
+    oexport.add_argument("--to", dest="until", type=date.fromisoformat, help="YYYY-MM-DD")
 
 
 def _timestamp(text: str) -> datetime:
@@ -193,6 +229,73 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if report["valid"] else 1
 
 
+def _ingest(args: argparse.Namespace) -> int:
+    from edge.central.db import DatabaseError  # noqa: PLC0415 - only the ingest needs these
+    from edge.central.ingest import Ingest  # noqa: PLC0415
+
+    try:
+        cfg = config_mod.load_as(args.config, config_mod.IngestFile)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    logging.basicConfig(level=(args.log_level or cfg.log.level).upper(), format=LOG_FORMAT)
+    try:
+        ingest = Ingest(cfg)
+    except DatabaseError as exc:
+        log.error("ingest: cannot start: %s", exc)  # noqa: TRY400 - a reason, not a bug
+        return 1
+    return ingest.run(_stop_on_signals())
+
+
+def _trace(args: argparse.Namespace) -> int:
+    from edge.central import trace  # noqa: PLC0415
+    from edge.central.db import DatabaseError, Query  # noqa: PLC0415
+
+    query = Query(
+        device=args.device,
+        id_number=args.id_number,
+        declaration_id=args.declaration,
+        site=args.checkpoint,
+        decision=args.decision,
+        since=args.since,
+        until=args.until,
+    )
+    try:
+        found = trace.find(args.database, query)
+    except DatabaseError as exc:
+        raise UsageError(str(exc)) from exc
+    trace.write(found, args.format)
+    return 0
+
+
+def _outbox(args: argparse.Namespace) -> int:
+    from edge import outbox_tool  # noqa: PLC0415
+
+    try:
+        cfg = config_mod.load(args.config or simulation_config_path())
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+    if not cfg.store.dir.is_dir():
+        raise UsageError(f"no store at {cfg.store.dir}")
+    if args.outbox_command == "status":
+        outbox_tool.status(cfg.store.dir, as_json=args.json)
+    else:
+        outbox_tool.export(cfg.store.dir, args.format, args.since, args.until)
+    return 0
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("edge: %s received", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return stop
+
+
 def _check_config(path: Path) -> int:
     try:
         cfg = config_mod.load(path)
@@ -231,15 +334,7 @@ def _run(path: Path | None, level: str | None) -> int:
         log.error("edge: cannot start: %s", exc)  # noqa: TRY400 - a reason, not a bug
         return 1
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("edge: %s received", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-
+    stop = _stop_on_signals()
     keys = None
     if KeyboardThread.available():
 

@@ -24,6 +24,7 @@ from edge.sections import (
     CameraConfig,
     DeviceConfig,
     GpioConfig,
+    IngestConfig,
     LaneConfig,
     LogConfig,
     MqttConfig,
@@ -42,6 +43,8 @@ __all__ = [
     "Config",
     "DeviceConfig",
     "GpioConfig",
+    "IngestConfig",
+    "IngestFile",
     "LaneConfig",
     "LogConfig",
     "MqttConfig",
@@ -54,6 +57,7 @@ __all__ = [
     "describe_keys",
     "from_mapping",
     "load",
+    "load_as",
     "loads",
 ]
 
@@ -73,32 +77,44 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
 
 
-SECTIONS: dict[str, type[Any]] = {
-    "device": DeviceConfig,
-    "camera": CameraConfig,
-    "scan": ScanConfig,
-    "gpio": GpioConfig,
-    "lane": LaneConfig,
-    "mqtt": MqttConfig,
-    "store": StoreConfig,
-    "trust": TrustConfig,
-    "policy": PolicyConfig,
-    "passage": PassageConfig,
-    "log": LogConfig,
-}
+@dataclass(frozen=True)
+class IngestFile:
+    """The central ingest's config file: the same ``[mqtt]`` as a device's, and ``[ingest]``."""
+
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+def sections_of(schema: type[Any]) -> dict[str, type[Any]]:
+    hints = get_type_hints(schema)
+    return {f.name: hints[f.name] for f in fields(schema)}
+
+
+SECTIONS: dict[str, type[Any]] = sections_of(Config)
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 
 def load(path: Path) -> Config:
-    """Read and validate a config file; raise :class:`ConfigError` listing every problem."""
+    """Read and validate a device config file; raise :class:`ConfigError` listing every problem."""
+    return load_as(path, Config)
+
+
+def load_as(path: Path, schema: type[S]) -> S:
+    """Read and validate a config file of ``schema`` (:class:`Config`, :class:`IngestFile`)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"cannot read file: {exc.strerror or exc}"], str(path)) from exc
     except UnicodeDecodeError as exc:
         raise ConfigError([f"not UTF-8 text: {exc.reason}"], str(path)) from exc
-    return loads(text, base_dir=path.resolve().parent, source=str(path))
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"not valid TOML: {exc}"], str(path)) from exc
+    return _from_mapping(data, path.resolve().parent, str(path), schema)
 
 
 def loads(text: str, base_dir: Path, source: str = "config") -> Config:
@@ -112,12 +128,17 @@ def loads(text: str, base_dir: Path, source: str = "config") -> Config:
 
 def from_mapping(data: Mapping[str, Any], base_dir: Path, source: str = "config") -> Config:
     """Validate already-parsed TOML data (a file, or a config pushed over MQTT later)."""
+    return _from_mapping(data, base_dir, source, Config)
+
+
+def _from_mapping(data: Mapping[str, Any], base_dir: Path, source: str, schema: type[S]) -> S:
+    sections = sections_of(schema)
     problems: list[str] = []
     built: dict[str, Any] = {}
     for name in data:
-        if name not in SECTIONS:
-            problems.append(f"{name}: unknown section (known: {', '.join(SECTIONS)})")
-    for name, cls in SECTIONS.items():
+        if name not in sections:
+            problems.append(f"{name}: unknown section (known: {', '.join(sections)})")
+    for name, cls in sections.items():
         table = data.get(name, {})
         if not isinstance(table, dict):
             problems.append(f"{name}: must be a table ([{name}])")
@@ -129,7 +150,7 @@ def from_mapping(data: Mapping[str, Any], base_dir: Path, source: str = "config"
         problems.extend(_cross_checks(built))
     if problems:
         raise ConfigError(problems, source)
-    return Config(**built)
+    return schema(**built)
 
 
 def _build_section(
@@ -194,9 +215,9 @@ def _check_type(value: Any, hint: Any) -> Any:
 
 def _cross_checks(built: dict[str, Any]) -> list[str]:
     problems: list[str] = []
-    gpio: GpioConfig = built["gpio"]
+    gpio: GpioConfig | None = built.get("gpio")
     pins: dict[int, str] = {}
-    for f in fields(gpio):
+    for f in fields(gpio) if gpio is not None else ():
         if f.name.endswith("_pin"):
             pin = getattr(gpio, f.name)
             if pin in pins:

@@ -420,3 +420,64 @@ class PassageConfig:
 @dataclass(frozen=True)
 class LogConfig:
     level: LogLevel = field(default="info", metadata=_doc("Log level."))
+
+
+def _database_url(value: Any, base: Path) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    if value.startswith("sqlite:///"):
+        path = value.removeprefix("sqlite:///")
+        if not path:
+            raise ValueError("sqlite:///PATH needs a path")
+        return "sqlite:///" + str(_resolve(path, base))  # relative to the config file
+    if value.startswith(("postgresql://", "postgres://")):
+        return value
+    raise ValueError(f"must be sqlite:///PATH or a postgresql:// URL (got {value!r})")
+
+
+def _client_id(value: Any, base: Path) -> str:
+    return _parse_device_id(value, base)
+
+
+def _group(value: Any, _base: Path) -> str:
+    if value and not DEVICE_ID_RE.fullmatch(value):
+        raise ValueError("must be empty or a-z, 0-9, '-' (an MQTT topic level)")
+    return str(value)
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    database: str = field(
+        default="sqlite:///passages.db",
+        metadata=_doc(
+            "sqlite:///PATH (relative to this file; sqlite:////abs/path for an absolute one) "
+            "or a postgresql:// URL.",
+            _database_url,
+        ),
+    )
+    client_id: str = field(
+        default="ingest-1",
+        metadata=_doc("MQTT client id of this worker (each worker its own).", _client_id),
+    )
+    group: str = field(
+        default="ingest",
+        metadata=_doc(
+            "Shared-subscription group: workers with the same group share the passages "
+            "($share/<group>/cp/v1/+/passage); empty = every worker gets every passage.",
+            _group,
+        ),
+    )
+    session_expiry_s: int = field(
+        default=7 * 24 * 3600,
+        metadata=_doc(
+            "How long the broker keeps this worker's session and queue while it is away.",
+            _positive,
+        ),
+    )
+    batch_size: int = field(
+        default=200, metadata=_doc("Passages stored per database transaction at most.", _positive)
+    )
+    batch_wait_s: float = field(
+        default=0.1,
+        metadata=_doc("Seconds to wait for more passages before a transaction.", _positive),
+    )

@@ -24,6 +24,8 @@ brought up to date before a segment is deleted.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -159,6 +161,7 @@ class Outbox:
         self.meta_path = directory / "meta.json"
         for d in (directory, self.segment_dir, self.archive_dir):
             storage.ensure_dir(d)
+        self._lock_file = _lock(directory)
         self.alerts: list[str] = []
         self._index: dict[int, Entry] = {}
         self._by_pid: dict[str, int] = {}
@@ -422,6 +425,18 @@ class Outbox:
             except StoreError as exc:
                 log.warning("store: could not update meta.json at close: %s", exc)
         self._segments.close_all()
+        self._lock_file.close()  # releases the lock
+
+
+def _lock(directory: Path) -> Any:
+    """Hold ``<dir>/lock`` while open: two kiosks writing one store would corrupt it."""
+    fh = open(directory / "lock", "a+")  # noqa: SIM115 - held until close()
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        fh.close()
+        raise StoreError(f"the store {directory} is in use by another kiosk process") from exc
+    return fh
 
 
 def _by_segment(seqs: list[int], segment_of: Any) -> list[tuple[int, list[int]]]:
@@ -468,3 +483,47 @@ def _read_archive(path: Path) -> Iterable[dict[str, Any]]:
 
 
 read_archive = _read_archive
+
+
+# -- reading a store from another process (``checkpoint-edge outbox``) ----------
+
+
+@dataclass(frozen=True)
+class StoreSnapshot:
+    """What a store holds, read without taking it from the daemon that owns it."""
+
+    live: dict[int, dict[str, Any]]  # seq -> {"msg", "state"}
+    archived: list[dict[str, Any]]  # messages, one per pid, oldest day first
+    last_seq: int
+    last_ack: str | None
+    archive_days: list[str]
+
+
+def snapshot(directory: Path) -> StoreSnapshot:
+    """Read a store's files as they are now. Files are only ever replaced whole, so each
+    one read is complete; one removed meanwhile (acknowledged) is read from the archive."""
+    meta: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+    live: dict[int, dict[str, Any]] = {}
+    for seg in sorted((directory / "outbox").glob("seg-*.json")):
+        try:
+            docs = json.loads(seg.read_text(encoding="utf-8")).get(TABLE, {})
+        except (OSError, ValueError):
+            continue  # gone (acknowledged) or damaged (the daemon reports it)
+        for key, doc in docs.items():
+            if key.isdigit() and isinstance(doc, dict) and isinstance(doc.get("msg"), dict):
+                live[int(key)] = doc
+    days = sorted((directory / "archive").glob("*.jsonl"))
+    archived: dict[str, dict[str, Any]] = {}
+    for day in days:
+        for msg in _read_archive(day):
+            archived.setdefault(str(msg.get("pid")), msg)  # a crash may have written it twice
+    last_seq = max([int(meta.get("last_seq", 0) or 0), *live])
+    return StoreSnapshot(
+        live=dict(sorted(live.items())),
+        archived=list(archived.values()),
+        last_seq=last_seq,
+        last_ack=meta.get("last_ack"),
+        archive_days=[d.stem for d in days],
+    )

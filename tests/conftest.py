@@ -164,6 +164,9 @@ class Mosquitto:
             f"user {getpass.getuser()}\n"
             f"persistence_location {workdir}/\n"
             "log_dest stderr\n"
+            # sized for an ingest that may be away (docs/architecture.md, broker facts)
+            "max_queued_messages 100000\n"
+            "max_inflight_messages 100\n"
             "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
             f"{extra}\n"
         )

@@ -265,3 +265,11 @@ def test_bytes_written_per_passage_stay_bounded_by_the_segment(tmp_path: Path) -
     one = storage.written.bytes
     seg = max((tmp_path / "outbox").glob("seg-*.json"), key=lambda p: p.stat().st_size)
     assert one <= seg.stat().st_size + 64  # one segment rewritten, not the whole outbox
+
+
+def test_one_store_one_kiosk(tmp_path: Path) -> None:
+    first = box(tmp_path)
+    with pytest.raises(StoreError, match="in use by another kiosk process"):
+        box(tmp_path)
+    first.close()
+    box(tmp_path).close()  # free again

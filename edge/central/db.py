@@ -1,0 +1,360 @@
+"""The central passage store: SQLite by default, PostgreSQL (psycopg 3) when configured.
+
+One row per passage, keyed by ``pid``: storing the same passage again (a
+device re-sends what it is not sure arrived) changes nothing, so any number of
+ingest workers can write at once without double rows. The whole message is
+kept as JSON; the columns tracing queries need are copied out of it.
+
+Messages from outside are checked before they are stored; one that is not a
+passage goes to the ``rejected`` table with the reason, whole, so nothing is
+silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from edge.errors import EdgeError
+from edge.model import iso_utc
+
+COLUMNS = (
+    "pid",
+    "device",
+    "seq",
+    "site",
+    "ts",
+    "decision",
+    "decided_by",
+    "mode",
+    "verdict",
+    "id_number",
+    "declaration_id",
+    "name",
+    "message",
+    "received_at",
+)
+
+
+class DatabaseError(EdgeError, RuntimeError):
+    """The central database cannot be opened or written."""
+
+
+class BadPassage(EdgeError, ValueError):
+    """A message on a passage topic that is not a passage (the reason says why)."""
+
+
+@dataclass(frozen=True)
+class Query:
+    """What tracing asks for; every field narrows the result."""
+
+    device: str | None = None
+    id_number: str | None = None
+    declaration_id: str | None = None
+    site: str | None = None
+    decision: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def check_passage(msg: Any, device: str) -> dict[str, Any]:
+    """The message if it is a passage of ``device``; raise BadPassage otherwise."""
+    if not isinstance(msg, dict):
+        raise BadPassage("not a JSON object")
+    rules: list[tuple[str, type | tuple[type, ...]]] = [
+        ("pid", str),
+        ("seq", int),
+        ("device", str),
+        ("site", str),
+        ("ts", str),
+        ("decision", str),
+        ("decided_by", str),
+        ("mode", str),
+        ("reasons", list),
+        ("credentials", list),
+        ("traveller", dict),
+    ]
+    for key, kind in rules:
+        if not isinstance(msg.get(key), kind) or isinstance(msg.get(key), bool):
+            raise BadPassage(f"{key} missing or of the wrong type")
+    if not 0 < len(msg["pid"]) <= 64 or msg["seq"] < 1:
+        raise BadPassage("pid or seq out of range")
+    if msg["device"] != device:
+        raise BadPassage(f"device {msg['device']!r} published on the topic of {device!r}")
+    if msg["decision"] not in ("approved", "denied"):
+        raise BadPassage("decision must be approved or denied")
+    if _ts(msg["ts"]) is None:
+        raise BadPassage("ts is not an ISO 8601 time")
+    return msg
+
+
+def _ts(text: str) -> datetime | None:
+    try:
+        ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return ts if ts.tzinfo else None
+
+
+def row_of(msg: dict[str, Any], received_at: datetime) -> tuple[Any, ...]:
+    traveller = msg["traveller"]
+    ts = _ts(msg["ts"])
+    assert ts is not None
+    return (
+        msg["pid"],
+        msg["device"],
+        msg["seq"],
+        msg["site"],
+        iso_utc(ts),
+        msg["decision"],
+        msg["decided_by"],
+        msg["mode"],
+        msg.get("verdict"),
+        traveller.get("id_number"),
+        traveller.get("declaration_id"),
+        traveller.get("name"),
+        json.dumps(msg, ensure_ascii=False, separators=(",", ":")),
+        iso_utc(received_at),
+    )
+
+
+class PassageDB(Protocol):
+    def store(self, messages: Sequence[dict[str, Any]]) -> int:
+        """Store passages idempotently in one transaction; how many were new."""
+        ...
+
+    def reject(self, topic: str, payload: bytes, reason: str) -> None: ...
+
+    def find(self, query: Query) -> list[dict[str, Any]]:
+        """The stored messages matching ``query``, in time order (then device, seq)."""
+        ...
+
+    def count(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class SqliteDB:
+    """SQLite in WAL mode; one connection, serialised by a lock."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.executescript(_SCHEMA_SQLITE)
+        except (sqlite3.Error, OSError) as exc:
+            raise DatabaseError(f"cannot open {path}: {exc}") from exc
+        self._lock = threading.Lock()
+
+    def store(self, messages: Sequence[dict[str, Any]]) -> int:
+        rows = [row_of(m, datetime.now(UTC)) for m in messages]
+        with self._lock:
+            try:
+                before = self._conn.total_changes
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.executemany(_insert("?"), rows)
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise DatabaseError(f"cannot store passages: {exc}") from exc
+            return self._conn.total_changes - before
+
+    def reject(self, topic: str, payload: bytes, reason: str) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO rejected (topic, payload, reason, received_at) VALUES (?, ?, ?, ?)",
+                (topic, payload, reason, iso_utc(datetime.now(UTC))),
+            )
+
+    def find(self, query: Query) -> list[dict[str, Any]]:
+        where, params = _where(query, "?")
+        sql = f"SELECT message FROM passages {where} ORDER BY ts, device, seq"  # noqa: S608
+        with self._lock:
+            rows = self._conn.execute(sql, params).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT count(*) FROM passages").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class PostgresDB:
+    """PostgreSQL through psycopg 3; one connection, serialised by a lock."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            import psycopg  # noqa: PLC0415 - optional: only PostgreSQL deployments need it
+        except ImportError as exc:
+            raise DatabaseError(
+                "PostgreSQL needs psycopg 3: pip install 'checkpoint-edge[postgres]'"
+            ) from exc
+        self._psycopg: Any = psycopg
+        try:
+            self._conn: Any = psycopg.connect(url, connect_timeout=10)
+            with self._conn.transaction():
+                self._conn.execute(_SCHEMA_POSTGRES)
+        except psycopg.Error as exc:
+            raise DatabaseError(f"cannot open the PostgreSQL database: {exc}") from exc
+        self._lock = threading.Lock()
+
+    def store(self, messages: Sequence[dict[str, Any]]) -> int:
+        rows = [row_of(m, datetime.now(UTC)) for m in messages]
+        sql = _insert("%s")
+        with self._lock:
+            try:
+                with self._conn.transaction(), self._conn.cursor() as cur:
+                    new = 0
+                    for row in rows:
+                        cur.execute(sql, row)
+                        new += cur.rowcount
+                    return new
+            except self._psycopg.Error as exc:
+                raise DatabaseError(f"cannot store passages: {exc}") from exc
+
+    def reject(self, topic: str, payload: bytes, reason: str) -> None:
+        with self._lock, self._conn.transaction():
+            self._conn.execute(
+                "INSERT INTO rejected (topic, payload, reason, received_at) "
+                "VALUES (%s, %s, %s, now())",
+                (topic, payload, reason),
+            )
+
+    def find(self, query: Query) -> list[dict[str, Any]]:
+        where, params = _where(query, "%s")
+        sql = f"SELECT message FROM passages {where} ORDER BY ts, device, seq"  # noqa: S608
+        with self._lock, self._conn.transaction():
+            rows = self._conn.execute(sql, params).fetchall()
+        return [json.loads(r[0]) if isinstance(r[0], str) else r[0] for r in rows]
+
+    def count(self) -> int:
+        with self._lock, self._conn.transaction():
+            return int(self._conn.execute("SELECT count(*) FROM passages").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+def _insert(mark: str) -> str:
+    """The idempotent INSERT (``mark``: the driver's placeholder)."""
+    columns = ", ".join(COLUMNS)
+    marks = ", ".join([mark] * len(COLUMNS))
+    return f"INSERT INTO passages ({columns}) VALUES ({marks}) ON CONFLICT (pid) DO NOTHING"  # noqa: S608
+
+
+# Query text is built from constant column names and placeholders only; every
+# value is a bound parameter.
+def _where(query: Query, mark: str) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("device", query.device),
+        ("id_number", query.id_number),
+        ("declaration_id", query.declaration_id),
+        ("site", query.site),
+        ("decision", query.decision),
+    ):
+        if value is not None:
+            clauses.append(f"{column} = {mark}")
+            params.append(value)
+    if query.since is not None:
+        clauses.append(f"ts >= {mark}")
+        params.append(iso_utc(query.since))
+    if query.until is not None:
+        clauses.append(f"ts <= {mark}")
+        params.append(iso_utc(query.until))
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def open_db(url: str) -> PassageDB:
+    """The database a URL names: ``sqlite:///PATH`` or ``postgresql://...``."""
+    if url.startswith("sqlite:///"):
+        return SqliteDB(Path(url.removeprefix("sqlite:///")))
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresDB(url)
+    raise DatabaseError(f"unsupported database URL (sqlite:/// or postgresql://): {url[:40]}")
+
+
+def unique(messages: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One message per pid (a batch may hold the same passage twice)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for m in messages:
+        seen.setdefault(m["pid"], m)
+    return list(seen.values())
+
+
+# ts is ISO 8601 UTC with milliseconds and Z: text order is time order.
+_SCHEMA_SQLITE = """
+CREATE TABLE IF NOT EXISTS passages (
+    pid TEXT PRIMARY KEY,
+    device TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    site TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    decided_by TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    verdict TEXT,
+    id_number TEXT,
+    declaration_id TEXT,
+    name TEXT,
+    message TEXT NOT NULL,
+    received_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS passages_device_seq ON passages (device, seq);
+CREATE INDEX IF NOT EXISTS passages_ts ON passages (ts);
+CREATE INDEX IF NOT EXISTS passages_id_number ON passages (id_number, ts);
+CREATE INDEX IF NOT EXISTS passages_declaration ON passages (declaration_id);
+CREATE INDEX IF NOT EXISTS passages_site ON passages (site, ts);
+CREATE TABLE IF NOT EXISTS rejected (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    received_at TEXT NOT NULL
+);
+"""
+
+_SCHEMA_POSTGRES = """
+CREATE TABLE IF NOT EXISTS passages (
+    pid TEXT PRIMARY KEY,
+    device TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    site TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    decided_by TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    verdict TEXT,
+    id_number TEXT,
+    declaration_id TEXT,
+    name TEXT,
+    message TEXT NOT NULL,
+    received_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS passages_device_seq ON passages (device, seq);
+CREATE INDEX IF NOT EXISTS passages_ts ON passages (ts);
+CREATE INDEX IF NOT EXISTS passages_id_number ON passages (id_number, ts);
+CREATE INDEX IF NOT EXISTS passages_declaration ON passages (declaration_id);
+CREATE INDEX IF NOT EXISTS passages_site ON passages (site, ts);
+CREATE TABLE IF NOT EXISTS rejected (
+    id BIGSERIAL PRIMARY KEY,
+    topic TEXT NOT NULL,
+    payload BYTEA NOT NULL,
+    reason TEXT NOT NULL,
+    received_at TIMESTAMPTZ NOT NULL
+);
+"""

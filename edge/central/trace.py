@@ -1,0 +1,75 @@
+"""Contact tracing over the central store: who passed where, and when.
+
+``checkpoint-edge trace`` prints the passages matching every filter given, in
+time order: as a table (for a person at a terminal), CSV (for a spreadsheet)
+or JSON lines (for other tools: each line is the passage message itself,
+with ``pid``, ``seq``, ``device``, ...).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from edge.central.db import Query, open_db
+
+COLUMNS = (
+    "ts",
+    "site",
+    "device",
+    "seq",
+    "decision",
+    "decided_by",
+    "verdict",
+    "reasons",
+    "declaration_id",
+    "id_number",
+    "name",
+    "origin",
+    "destination",
+    "plate",
+)
+
+
+def flat(msg: dict[str, Any]) -> dict[str, str]:
+    """One passage as table cells."""
+    traveller = msg.get("traveller", {})
+    cells: dict[str, str] = {}
+    for column in COLUMNS:
+        value = msg.get(column, traveller.get(column))
+        if isinstance(value, dict):  # a place
+            value = "/".join(v for v in (value.get("province"), value.get("district")) if v)
+        elif isinstance(value, list):
+            value = ",".join(map(str, value))
+        cells[column] = "" if value is None else str(value)
+    return cells
+
+
+def find(url: str, query: Query) -> list[dict[str, Any]]:
+    db = open_db(url)
+    try:
+        return db.find(query)
+    finally:
+        db.close()
+
+
+def write(messages: Sequence[dict[str, Any]], fmt: str, out: TextIO = sys.stdout) -> None:
+    if fmt == "json":
+        for msg in messages:
+            out.write(json.dumps(msg, ensure_ascii=False) + "\n")
+        return
+    rows = [flat(m) for m in messages]
+    if fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    widths = {c: max([len(c), *(len(r[c]) for r in rows)]) for c in COLUMNS}
+    shown = [c for c in COLUMNS if any(r[c] for r in rows)] or list(COLUMNS[:5])
+    out.write("  ".join(c.ljust(widths[c]) for c in shown).rstrip() + "\n")
+    for r in rows:
+        out.write("  ".join(r[c].ljust(widths[c]) for c in shown).rstrip() + "\n")
+    out.write(f"({len(rows)} passage{'s' if len(rows) != 1 else ''})\n")
