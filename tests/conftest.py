@@ -13,8 +13,10 @@ import json
 import os
 import queue
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -358,3 +360,59 @@ def archived_messages(store_dir: Path) -> list[dict[str, Any]]:
     for day in sorted((store_dir / "archive").glob("*.jsonl")):
         out += read_archive(day)
     return out
+
+
+# -- the daemon as a process -----------------------------------------------------
+
+
+class Daemon:
+    """``python -m edge run -c FILE`` with its log lines readable as they come."""
+
+    def __init__(self, config: Path, stdin: int = subprocess.DEVNULL) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edge", "run", "-c", str(config)],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.log: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.log.append(line.rstrip())
+            self.lines.put(line.rstrip())
+        self.lines.put(None)
+
+    def wait_for(self, text: str, timeout: float = 15.0) -> str:
+        while True:
+            try:
+                line = self.lines.get(timeout=timeout)
+            except queue.Empty:
+                pytest.fail(
+                    f"no log line with {text!r} within {timeout} s:\n" + "\n".join(self.log)
+                )
+            if line is None:
+                pytest.fail(f"daemon exited before {text!r}:\n" + "\n".join(self.log))
+            if text in line:
+                return line
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Daemon]]:
+    running: list[Daemon] = []
+    yield running
+    for d in running:
+        if d.proc.poll() is None:
+            d.kill()

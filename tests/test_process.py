@@ -4,73 +4,22 @@ from __future__ import annotations
 
 import os
 import pty
-import queue
-import signal
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from edge.cli import simulation_config_path
 
-from .conftest import Mosquitto, Subscriber, free_port, live_records, toml_text, write_frame
-
-
-class Daemon:
-    """``python -m edge run -c FILE`` with its log lines readable as they come."""
-
-    def __init__(self, config: Path, stdin: int = subprocess.DEVNULL) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edge", "run", "-c", str(config)],
-            stdin=stdin,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.log: list[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.log.append(line.rstrip())
-            self.lines.put(line.rstrip())
-        self.lines.put(None)
-
-    def wait_for(self, text: str, timeout: float = 15.0) -> str:
-        while True:
-            try:
-                line = self.lines.get(timeout=timeout)
-            except queue.Empty:
-                pytest.fail(
-                    f"no log line with {text!r} within {timeout} s:\n" + "\n".join(self.log)
-                )
-            if line is None:
-                pytest.fail(f"daemon exited before {text!r}:\n" + "\n".join(self.log))
-            if text in line:
-                return line
-
-    def terminate(self, timeout: float = 15.0) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    running: list[Daemon] = []
-    yield running
-    for d in running:
-        if d.proc.poll() is None:
-            d.kill()
+from .conftest import (
+    Daemon,
+    Mosquitto,
+    Subscriber,
+    free_port,
+    live_records,
+    toml_text,
+    write_frame,
+)
 
 
 def write_config(tmp_path: Path, port: int, **overrides: dict[str, Any]) -> Path:

@@ -1,0 +1,115 @@
+"""trace and outbox as people and other tools run them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from edge.central.db import open_db
+
+from .conftest import Daemon, free_port, write_frame
+from .test_process import write_config
+
+
+def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edge", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def passage(device: str, seq: int, ts: str, site: str, **traveller: Any) -> dict[str, Any]:
+    return {
+        "v": 1, "pid": str(uuid.uuid4()), "seq": seq, "device": device, "site": site, "ts": ts,
+        "decision": "approved", "decided_by": "policy", "reasons": [], "mode": "auto",
+        "verdict": "approve", "credentials": [], "traveller": traveller,
+    }  # fmt: skip
+
+
+def test_trace_queries(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'central.db'}"
+    db = open_db(url)
+    stored = [
+        passage("lane-1", 1, "2026-11-20T08:00:00.000Z", "QL1", id_number="001190000001", name="A"),
+        passage("lane-1", 2, "2026-11-21T09:00:00.000Z", "QL1", id_number="001190000002"),
+        passage(
+            "lane-2",
+            1,
+            "2026-11-21T10:00:00.000Z",
+            "QL5",
+            id_number="001190000001",
+            declaration_id="DECL-0001",
+        ),
+        passage("lane-2", 2, "2026-11-25T10:00:00.000Z", "QL5", id_number="001190000001"),
+    ]
+    assert db.store(stored) == 4
+    db.close()
+
+    person = cli("trace", "--database", url, "--id-number", "001190000001",
+                 "--from", "2026-11-20T00:00:00Z", "--to", "2026-11-22T00:00:00Z",
+                 "--format", "json")  # fmt: skip
+    assert person.returncode == 0, person.stderr
+    found = [json.loads(line) for line in person.stdout.splitlines()]
+    assert [(m["device"], m["seq"]) for m in found] == [("lane-1", 1), ("lane-2", 1)]
+    assert found[0]["pid"] == stored[0]["pid"]  # the passage's own fields
+
+    decl = cli("trace", "--database", url, "--declaration", "DECL-0001", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(decl.stdout)))
+    assert [(r["device"], r["seq"], r["site"]) for r in rows] == [("lane-2", "1", "QL5")]
+
+    site = cli("trace", "--database", url, "--checkpoint", "QL1")
+    assert site.returncode == 0
+    assert "(2 passages)" in site.stdout
+    assert site.stdout.splitlines()[0].split()[:3] == ["ts", "site", "device"]
+
+    nothing = cli("trace", "--database", url, "--device", "lane-9")
+    assert "(0 passages)" in nothing.stdout
+    bad = cli("trace", "--database", "mysql://nope")
+    assert bad.returncode == 2
+    assert "unsupported database URL" in bad.stderr
+
+
+def test_outbox_status_and_export_while_the_kiosk_runs(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    write_frame(frames / "01.png", b"first traveller")
+    write_frame(frames / "02.png", b"second traveller")
+    config = write_config(tmp_path, free_port(), mqtt={"ack": "ingest"})  # nobody to ack
+    d = Daemon(config)
+    daemons.append(d)
+    d.wait_for("passage seq=2 stored")
+    status = cli("outbox", "-c", config, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert (report["depth"], report["stored"], report["last_seq"]) == (2, 2, 2)
+    assert report["last_ack"] is None
+    human = cli("outbox", "-c", config, "status")
+    assert "2 awaiting the ingest" in human.stdout
+    export = cli("outbox", "-c", config, "export", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(export.stdout)))
+    assert [(r["seq"], r["state"], r["decision"]) for r in rows] == [
+        ("1", "stored", "denied"),
+        ("2", "stored", "denied"),
+    ]
+    lines = cli("outbox", "-c", config, "export", "--format", "jsonl").stdout.splitlines()
+    assert [json.loads(line)["seq"] for line in lines] == [1, 2]
+    assert d.proc.poll() is None  # it ran on throughout
+    assert d.terminate() == 0
+
+
+def test_outbox_without_a_store(tmp_path: Path) -> None:
+    config = write_config(tmp_path, 1)
+    run = cli("outbox", "-c", config, "status")
+    assert run.returncode == 2
+    assert "no store at" in run.stderr
