@@ -328,13 +328,12 @@ def _run(path: Path | None, level: str | None) -> int:
     from edge.keys import KeyboardThread  # noqa: PLC0415
 
     log.info("edge: checkpoint-edge %s, config %s", __version__, path)
+    stop = _stop_on_signals()  # from here on, SIGTERM is a clean stop even during start-up
     try:
         app = App(cfg)
     except EdgeError as exc:
         log.error("edge: cannot start: %s", exc)  # noqa: TRY400 - a reason, not a bug
         return 1
-
-    stop = _stop_on_signals()
     keys = None
     if KeyboardThread.available():
 

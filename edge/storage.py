@@ -33,12 +33,45 @@ from edge.errors import StoreError
 log = logging.getLogger(__name__)
 
 
+CRASH_ENV = "CHECKPOINT_EDGE_CRASH_AT"
+
+
 def _no_crash(step: str) -> None:
     pass
 
 
-# Set by tests to raise at a named step (a simulated power cut).
-crash: Callable[[str], None] = _no_crash
+def _crash_from_env() -> Callable[[str], None]:
+    """Fault injection for the power-cut tests: ``CHECKPOINT_EDGE_CRASH_AT=step:n``
+    ends the process, as a power cut would, the n-th time a write reaches
+    ``step``. Unset (always, outside those tests), it does nothing."""
+    spec = os.environ.get(CRASH_ENV, "")
+    step, _, nth = spec.partition(":")
+    if not step or not nth.isdigit():
+        return _no_crash
+    seen = [0]
+
+    def cut(reached: str) -> None:
+        if reached == step:
+            seen[0] += 1
+            if seen[0] == int(nth):
+                os._exit(137)
+
+    return cut
+
+
+# Tests set this to stop a write at a named step (a simulated power cut).
+crash: Callable[[str], None] = _crash_from_env()
+STEPS = (
+    "temp-open",
+    "temp-half",
+    "temp-written",
+    "temp-synced",
+    "prev-kept",
+    "replaced",
+    "dir-synced",
+    "append-half",
+    "appended",
+)
 
 
 @dataclass

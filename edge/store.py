@@ -316,6 +316,11 @@ class Outbox:
         seqs = sorted({self._by_pid[p] for p in pids if p in self._by_pid})
         if not seqs:
             return []
+        if self._meta.last_seq < self._last_seq:
+            # First: once these leave the outbox, meta.json is what remembers how far
+            # the numbering went (a kill right after would otherwise reuse seqs).
+            self._meta.last_seq = self._last_seq
+            self._write_meta()
         for index, group in _by_segment(seqs, self._segment_of):
             table = self._db(index).table(TABLE)
             lines: dict[str, list[str]] = {}
@@ -342,8 +347,6 @@ class Outbox:
         return seqs
 
     def _drop_segment(self, index: int) -> None:
-        self._meta.last_seq = max(self._meta.last_seq, self._last_seq)
-        self._write_meta()  # first: the floor must cover the seqs leaving with the segment
         db = self._segments.open.pop(index, None)
         if db is not None:
             db.close()

@@ -206,6 +206,13 @@ class Mosquitto:
             self.proc.wait(10)
             self.proc = None
 
+    def kill(self) -> None:
+        """SIGKILL: no chance to save anything not yet on disk."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Mosquitto]:
@@ -368,9 +375,13 @@ def archived_messages(store_dir: Path) -> list[dict[str, Any]]:
 class Daemon:
     """``python -m edge run -c FILE`` with its log lines readable as they come."""
 
-    def __init__(self, config: Path, stdin: int = subprocess.DEVNULL) -> None:
+    def __init__(
+        self, config: Path, stdin: int = subprocess.DEVNULL, env: dict[str, str] | None = None
+    ) -> None:
+        self.config = config
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "edge", "run", "-c", str(config)],
+            env={**os.environ, **(env or {})},
             stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -399,6 +410,13 @@ class Daemon:
                 pytest.fail(f"daemon exited before {text!r}:\n" + "\n".join(self.log))
             if text in line:
                 return line
+
+    def next_line(self, timeout: float = 15.0) -> str | None:
+        """The next log line (None once the daemon has exited)."""
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"no log line within {timeout} s:\n" + "\n".join(self.log))
 
     def terminate(self, timeout: float = 15.0) -> int:
         self.proc.send_signal(signal.SIGTERM)

@@ -273,3 +273,12 @@ def test_one_store_one_kiosk(tmp_path: Path) -> None:
         box(tmp_path)
     first.close()
     box(tmp_path).close()  # free again
+
+
+def test_seq_never_repeats_after_a_kill_once_everything_was_acknowledged(tmp_path: Path) -> None:
+    b = box(tmp_path)
+    for _ in range(3):
+        b.append(draft())
+    b.acknowledge([e.pid for e in b.entries().values()], T0)
+    b._lock_file.close()  # killed: no close(), only the kernel releasing the lock
+    assert box(tmp_path).append(draft()).seq == 4

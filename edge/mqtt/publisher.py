@@ -267,6 +267,8 @@ class Publisher(threading.Thread):
             self.acknowledged += len(seqs)
             self.last_ack = datetime.now(UTC)
             log.info("passage(s) acknowledged by the ingest: seq %s", _ranges(seqs))
+            if not self._unacked:
+                log.info("outbox empty: every passage is with the ingest")
 
     def _forget(self, seq: int) -> None:
         self._unacked.pop(seq, None)

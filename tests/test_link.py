@@ -1,0 +1,91 @@
+"""The MQTT link: jittered reconnection, and recovery of a dead network thread."""
+
+from __future__ import annotations
+
+import random
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from edge.config import MqttConfig
+from edge.mqtt.link import LinkOptions, MqttLink, backoff
+
+from .conftest import Mosquitto, make_config
+from .test_e2e import Kiosk
+
+
+def test_backoff_is_jittered_and_bounded() -> None:
+    for attempt in range(12):
+        waits = [backoff(attempt, 1.0, 30.0, random.Random(seed)) for seed in range(200)]
+        cap = min(30.0, 2.0**attempt)
+        assert all(0.0 <= w <= cap for w in waits)
+        assert statistics.pstdev(waits) > cap / 8  # spread over the range, not in step
+    assert backoff(1000, 1.0, 30.0, random.Random(1)) <= 30.0  # no overflow
+
+
+def test_a_fleet_does_not_reconnect_in_step_after_a_broker_restart(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path / "broker").start()
+    cfg = MqttConfig(host="127.0.0.1", port=broker.port, reconnect_min_s=0.5, reconnect_max_s=2)
+    connected_at: dict[str, list[float]] = {}
+    ready = threading.Condition()
+
+    def on_connected(name: str) -> Callable[[], None]:
+        def record() -> None:
+            with ready:
+                connected_at.setdefault(name, []).append(time.monotonic())
+                ready.notify_all()
+
+        return record
+
+    names = [f"lane-{n}" for n in range(8)]
+    links = [
+        MqttLink(cfg, LinkOptions(client_id=n), on_connected=on_connected(n), rng=random.Random(i))
+        for i, n in enumerate(names)
+    ]
+    try:
+        for link in links:
+            link.start()
+        with ready:
+            assert ready.wait_for(lambda: len(connected_at) == len(names), 10)
+        broker.stop()
+        broker.start()
+        with ready:
+            assert ready.wait_for(lambda: all(len(connected_at[n]) == 2 for n in names), 20), (
+                "not every link came back"
+            )
+        again = sorted(connected_at[n][1] for n in names)
+        assert again[-1] - again[0] > 0.3  # spread out, not a thundering herd
+    finally:
+        for link in links:
+            link.stop()
+        broker.stop()
+
+
+def test_a_dead_network_thread_is_restarted_by_the_supervisor(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    (tmp_path / "frames").mkdir()
+    kiosk = Kiosk(make_config(tmp_path, mqtt={"port": broker.port})).start()
+    link = kiosk.app.link.link
+    try:
+        assert kiosk.app.publisher.wait_until(lambda p: link.connected, 10)
+        real_loop = link._client.loop
+        died = threading.Event()
+
+        def broken_loop(timeout: float = 1.0) -> object:
+            died.set()
+            raise RuntimeError("network thread bug")
+
+        link._client.loop = broken_loop  # type: ignore[method-assign]
+        assert died.wait(10)
+        link._thread.join(5)  # type: ignore[union-attr]
+        assert not link.alive
+        link._client.loop = real_loop  # type: ignore[method-assign]
+        assert kiosk.app.supervise()  # notices, restarts
+        assert link.alive
+        kiosk.press(kiosk.cfg.gpio.approve_pin)
+        assert kiosk.app.publisher.wait_until(lambda p: p.published == 1, 15)
+    finally:
+        kiosk.stop()
