@@ -54,6 +54,9 @@ from edge.trust import TrustHolder
 log = logging.getLogger(__name__)
 
 STORE_PROBE_S = 5.0
+# paho keeps [mqtt] inflight messages awaiting PUBACK; the publisher hands it ten
+# times that, so that paho refills the window itself (no thread hop per PUBACK).
+QUEUED_PER_INFLIGHT = 10
 
 
 class App:
@@ -135,7 +138,7 @@ class App:
         self.publisher = Publisher(
             self.outbox,
             cfg.device.id,
-            window=cfg.mqtt.inflight,
+            window=cfg.mqtt.inflight * QUEUED_PER_INFLIGHT,
             ack_mode=cfg.mqtt.ack,
             ack_timeout_s=cfg.mqtt.ack_timeout_s,
         )
@@ -174,6 +177,11 @@ class App:
         finally:
             self.stop()
         return code
+
+    @property
+    def store_faulted(self) -> bool:
+        """The last write of a passage failed and no probe has succeeded since."""
+        return self._store_faulted.is_set()
 
     def supervise(self) -> bool:
         """Periodic health work on the main thread; False when the kiosk must restart."""

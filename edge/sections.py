@@ -478,6 +478,8 @@ class IngestConfig:
         default=200, metadata=_doc("Passages stored per database transaction at most.", _positive)
     )
     batch_wait_s: float = field(
-        default=0.1,
-        metadata=_doc("Seconds to wait for more passages before a transaction.", _positive),
+        default=0.01,
+        metadata=_doc(
+            "Seconds a transaction waits for more passages once the queue is empty.", _positive
+        ),
     )

@@ -180,6 +180,7 @@ class Loaded:
     data: Any
     recovered: bool = False  # the file was damaged; the last good copy was used
     lost: bool = False  # the file was damaged and no good copy was left
+    text: str = ""  # the file's text, when data was read
 
 
 def read_json(path: Path, check: Callable[[Any], None] | None = None) -> Loaded | None:
@@ -188,7 +189,8 @@ def read_json(path: Path, check: Callable[[Any], None] | None = None) -> Loaded 
     ``check`` may raise ValueError or TypeError to declare well-formed JSON unusable.
     """
     try:
-        return Loaded(_parse(path, check))
+        data, text = _parse(path, check)
+        return Loaded(data, text=text)
     except FileNotFoundError:
         return None
     except (ValueError, TypeError, OSError) as exc:
@@ -196,7 +198,7 @@ def read_json(path: Path, check: Callable[[Any], None] | None = None) -> Loaded 
     quarantine(path, why)
     prev = prev_of(path)
     try:
-        data = _parse(prev, check)
+        data, text = _parse(prev, check)
     except FileNotFoundError:
         return Loaded(None, lost=True)
     except (ValueError, TypeError, OSError) as exc:
@@ -205,15 +207,15 @@ def read_json(path: Path, check: Callable[[Any], None] | None = None) -> Loaded 
     log.warning("store: recovered %s from its last good copy", path)
     os.link(prev, path)  # the damaged file was moved away: the copy takes its place
     fsync_dir(path.parent)
-    return Loaded(data, recovered=True)
+    return Loaded(data, recovered=True, text=text)
 
 
-def _parse(path: Path, check: Callable[[Any], None] | None) -> Any:
+def _parse(path: Path, check: Callable[[Any], None] | None) -> tuple[Any, str]:
     text = path.read_text(encoding="utf-8")
     data = json.loads(text)
     if check is not None:
         check(data)
-    return data
+    return data, text
 
 
 def ensure_dir(path: Path) -> None:

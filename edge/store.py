@@ -7,6 +7,10 @@ On disk, under ``[store] dir``::
     archive/2026-11-26.jsonl     acknowledged passages of that day (by passage time)
     quarantine/                  damaged files, moved aside with a timestamp
 
+A passage's message is kept as the exact JSON text that is published (a
+string in its TinyDB document): a resend is byte for byte the first send,
+and a drain neither re-encodes it nor parses it to publish or archive it.
+
 The live outbox is segmented: a new passage rewrites only its own segment
 (``segment_size`` passages at most), so the bytes written per passage stay
 bounded however long the ingest is away. Acknowledged passages leave their
@@ -50,15 +54,24 @@ log = logging.getLogger(__name__)
 STORED = "stored"
 SENT = "sent"
 TABLE = "passages"
+META_EVERY = timedelta(seconds=5)
 
 
 class SegmentStorage(Storage):
     """TinyDB storage for one segment: read once, then served from memory;
-    written with :func:`edge.storage.replace_file`."""
+    written with :func:`edge.storage.replace_file`.
 
-    def __init__(self, path: str | os.PathLike[str], data: dict[str, Any] | None = None) -> None:
+    TinyDB changes what ``read`` returns before it writes, so ``read`` hands out
+    a fresh copy; the outbox's own lookups use :meth:`peek` (the parsed data
+    of the last successful write, never to be changed) and pay no copy.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], loaded: storage.Loaded | None = None) -> None:
         self.path = Path(path)
-        self._text = json.dumps(data) if data is not None else None
+        self._text: str | None = None
+        self._data: dict[str, dict[str, Any]] = {}
+        if loaded is not None and loaded.data is not None:
+            self._text, self._data = loaded.text, loaded.data
 
     def read(self) -> dict[str, dict[str, Any]] | None:
         if self._text is None:
@@ -66,15 +79,24 @@ class SegmentStorage(Storage):
         data: dict[str, dict[str, Any]] = json.loads(self._text)
         return data
 
+    def peek(self) -> dict[str, dict[str, Any]]:
+        """The passages as last written (read-only)."""
+        return self._data.get(TABLE, {})
+
+    def rewrite(self, docs: dict[str, Any]) -> None:
+        """Write the segment with these passages (TinyDB's layout), without TinyDB's
+        read-modify-write copy: for bulk bookkeeping on a drain."""
+        self.write({**self._data, TABLE: docs})
+
     def write(self, data: dict[str, dict[str, Any]]) -> None:
         text = json.dumps(data, separators=(",", ":"), sort_keys=True)
         try:
             storage.replace_file(self.path, text.encode("utf-8"))
         except StoreError:
             if self.path.exists() and self.path.read_text(encoding="utf-8") == text:
-                self._text = text  # in place after all; only its sync failed
+                self._text, self._data = text, data  # in place after all; only its sync failed
             raise
-        self._text = text
+        self._text, self._data = text, data
 
     def close(self) -> None:
         pass
@@ -89,6 +111,15 @@ class Entry:
     ts: str
     approved: bool
     refs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Payload:
+    """A live passage ready to publish: its seq, pid and message as stored."""
+
+    seq: int
+    pid: str
+    data: bytes
 
 
 @dataclass(frozen=True)
@@ -114,14 +145,44 @@ def _check_meta(data: Any) -> None:
         raise TypeError("meta.json is not {last_seq: int, ...}")
 
 
-def _check_segment(data: Any) -> None:
+def _check_segment(data: Any, parsed: dict[int, dict[str, Any]] | None = None) -> None:
+    """Raise unless ``data`` is a well-formed segment. With ``parsed``, every message is
+    parsed too (start-up: the index needs them) and left there by seq; without, only
+    the shape is checked (reopening a segment this process already checked)."""
     if not isinstance(data, dict) or not isinstance(data.get(TABLE, {}), dict):
         raise TypeError("not a TinyDB segment")
+    if parsed is not None:
+        parsed.clear()  # a damaged file's partial results must not outlive it
     for key, doc in data.get(TABLE, {}).items():
-        if not key.isdigit() or not isinstance(doc, dict) or not isinstance(doc.get("msg"), dict):
+        if not key.isdigit() or not isinstance(doc, dict):
             raise ValueError(f"malformed passage {key!r}")
         if doc.get("state") not in (STORED, SENT):
             raise ValueError(f"passage {key} has no valid state")
+        if parsed is None:
+            if not isinstance(doc.get("msg"), str | dict):
+                raise ValueError(f"passage {key} has no message")
+            continue
+        msg = message_of(doc)
+        if msg is None:
+            raise ValueError(f"passage {key} has no readable message")
+        parsed[int(key)] = msg
+
+
+def message_of(doc: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A stored passage's message as an object (None if unreadable). It is stored as
+    its JSON text; stores written before that hold the object itself."""
+    msg = doc.get("msg")
+    if isinstance(msg, str):
+        try:
+            msg = json.loads(msg)
+        except ValueError:
+            return None
+    return msg if isinstance(msg, dict) else None
+
+
+def _payload_of(doc: Mapping[str, Any]) -> str:
+    msg = doc["msg"]
+    return msg if isinstance(msg, str) else json.dumps(msg, separators=(",", ":"))
 
 
 @dataclass
@@ -167,6 +228,7 @@ class Outbox:
         self._by_pid: dict[str, int] = {}
         self._segments = _Segments(limit=8)
         self._meta = self._load_meta()
+        self._meta_written = datetime.min.replace(tzinfo=UTC)
         self._load_segments()
         self._migrate_single_file()
         floor = self._meta.last_seq
@@ -195,33 +257,44 @@ class Outbox:
 
     def _load_segments(self) -> None:
         for path in sorted(self.segment_dir.glob("seg-*.json")):
-            loaded = self._read(path, _check_segment)
+            parsed: dict[int, dict[str, Any]] = {}
+            loaded = self._read(path, lambda data, out=parsed: _check_segment(data, out))
             if loaded is None or loaded.data is None:
                 continue
             for key, doc in loaded.data.get(TABLE, {}).items():
-                self._remember(int(key), doc)
+                self._remember(int(key), parsed[int(key)], doc["state"])
+            index = path.stem.removeprefix("seg-")
+            seg = self._segments
+            if len(seg.open) < seg.limit and index.isdigit() and int(index) not in seg.open:
+                # the oldest segments stay open: a drain reads them first
+                seg.open[int(index)] = TinyDB(path, storage=SegmentStorage, loaded=loaded)
 
-    def _remember(self, seq: int, doc: Mapping[str, Any]) -> None:
-        msg = doc["msg"]
+    def _remember(self, seq: int, msg: Mapping[str, Any], state: str) -> None:
         approved = msg.get("decision") == "approved"
-        refs = tuple(c["ref"] for c in msg.get("credentials", []) if c.get("ref"))
-        self._index[seq] = Entry(
-            str(msg.get("pid")), doc["state"], str(msg.get("ts")), approved, refs
+        credentials = msg.get("credentials")
+        refs = tuple(
+            str(c["ref"])
+            for c in (credentials if isinstance(credentials, list) else [])
+            if isinstance(c, dict) and c.get("ref")
         )
+        self._index[seq] = Entry(str(msg.get("pid")), state, str(msg.get("ts")), approved, refs)
         self._by_pid[str(msg.get("pid"))] = seq
 
     def _migrate_single_file(self) -> None:
         """Passages of the first store layout (one ``outbox.json``) move into segments."""
         old = self.directory / "outbox.json"
-        loaded = self._read(old, _check_segment) if old.exists() else None
+        parsed: dict[int, dict[str, Any]] = {}
+        check = lambda data: _check_segment(data, parsed)  # noqa: E731
+        loaded = self._read(old, check) if old.exists() else None
         if loaded is None or loaded.data is None:
             return
         docs = sorted(loaded.data.get(TABLE, {}).items(), key=lambda kv: int(kv[0]))
         for key, doc in docs:
             seq = int(key)
             if seq not in self._index:
-                self._db(self._segment_of(seq)).table(TABLE).insert(Document(doc, seq))
-                self._remember(seq, doc)
+                stored = {"msg": _payload_of(doc), "state": doc["state"]}
+                self._db(self._segment_of(seq)).table(TABLE).insert(Document(stored, seq))
+                self._remember(seq, parsed[seq], doc["state"])
         os.replace(old, old.with_name("outbox.json.migrated"))
         storage.fsync_dir(self.directory)
         log.info("store: moved %d passage(s) from outbox.json into segments", len(docs))
@@ -248,9 +321,7 @@ class Outbox:
             seg.open.move_to_end(index)
             return db
         path = self._segment_path(index)
-        loaded = storage.read_json(path, _check_segment)
-        data = loaded.data if loaded is not None and loaded.data is not None else None
-        db = TinyDB(path, storage=SegmentStorage, data=data)
+        db = TinyDB(path, storage=SegmentStorage, loaded=self._read(path, _check_segment))
         seg.open[index] = db
         if len(seg.open) > seg.limit:
             _, oldest = seg.open.popitem(last=False)
@@ -265,17 +336,18 @@ class Outbox:
         passage = Passage(
             pid=str(uuid.uuid4()), seq=seq, device=self.device, site=self.site, draft=draft
         )
-        doc = {"msg": passage.to_message(self.fields), "state": STORED}
+        msg = passage.to_message(self.fields)
+        doc = {"msg": json.dumps(msg, separators=(",", ":")), "state": STORED}
         table = self._db(self._segment_of(seq)).table(TABLE)
         try:
             table.insert(Document(doc, seq))
         except StoreError:
             if table.contains(doc_id=seq):
                 self._last_seq = seq  # on disk after all (only its sync failed): never reuse
-                self._remember(seq, doc)
+                self._remember(seq, msg, STORED)
             raise
         self._last_seq = seq
-        self._remember(seq, doc)
+        self._remember(seq, msg, STORED)
         return passage
 
     def entries(self) -> dict[int, Entry]:
@@ -286,25 +358,51 @@ class Outbox:
         """The stored messages of these live passages, in the order asked."""
         out = []
         for seq in seqs:
-            if seq not in self._index:
-                continue
-            doc = self._db(self._segment_of(seq)).table(TABLE).get(doc_id=seq)
-            if isinstance(doc, Mapping):
-                out.append(dict(doc["msg"]))
+            doc = self._peek(seq)
+            msg = message_of(doc) if doc is not None else None
+            if msg is not None:
+                out.append(msg)
         return out
+
+    def payloads(self, seqs: Iterable[int]) -> list[Payload]:
+        """What to publish for these live passages, in the order asked: the stored text."""
+        out = []
+        for seq in seqs:
+            doc = self._peek(seq)
+            if doc is not None:
+                out.append(Payload(seq, self._index[seq].pid, _payload_of(doc).encode()))
+        return out
+
+    def pids(self, seqs: Iterable[int]) -> list[str]:
+        """The pids of these live passages (the unknown are left out)."""
+        return [self._index[s].pid for s in seqs if s in self._index]
+
+    def _peek(self, seq: int) -> Mapping[str, Any] | None:
+        """A live passage's record, from memory, without copying (never change it)."""
+        if seq not in self._index:
+            return None
+        return self._segment(self._segment_of(seq)).peek().get(str(seq))
+
+    def _segment(self, index: int) -> SegmentStorage:
+        segment = self._db(index).storage
+        assert isinstance(segment, SegmentStorage)
+        return segment
 
     def get(self, seq: int) -> dict[str, Any] | None:
         """The stored record of one live passage (``msg`` and ``state``), or None."""
-        if seq not in self._index:
-            return None
-        doc = self._db(self._segment_of(seq)).table(TABLE).get(doc_id=seq)
-        return dict(doc) if isinstance(doc, Mapping) else None
+        doc = self._peek(seq)
+        msg = message_of(doc) if doc is not None else None
+        return {"msg": msg, "state": doc["state"]} if doc is not None and msg is not None else None
 
     def mark_sent(self, seqs: Iterable[int]) -> None:
         """Record that the broker accepted these passages (a successful PUBACK)."""
         todo = sorted(s for s in set(seqs) if s in self._index and self._index[s].state == STORED)
         for index, group in _by_segment(todo, self._segment_of):
-            self._db(index).table(TABLE).update({"state": SENT}, doc_ids=group)
+            segment = self._segment(index)
+            marked = {str(s) for s in group}
+            segment.rewrite(
+                {k: ({**d, "state": SENT} if k in marked else d) for k, d in segment.peek().items()}
+            )
             for seq in group:
                 self._index[seq].state = SENT
 
@@ -322,28 +420,29 @@ class Outbox:
             self._meta.last_seq = self._last_seq
             self._write_meta()
         for index, group in _by_segment(seqs, self._segment_of):
-            table = self._db(index).table(TABLE)
+            segment = self._segment(index)
             lines: dict[str, list[str]] = {}
+            acked_at = json.dumps(iso_utc(now))
             for seq in group:
-                doc = table.get(doc_id=seq)
-                if not isinstance(doc, Mapping):
+                doc = self._peek(seq)
+                if doc is None:
                     continue
-                msg = doc["msg"]
-                day = _day_of(msg)
-                record = {"msg": msg, "acked_at": iso_utc(now)}
-                lines.setdefault(day, []).append(json.dumps(record, separators=(",", ":")))
+                # {"msg": <the text as published>, "acked_at": ...}: no re-encoding
+                record = f'{{"msg":{_payload_of(doc)},"acked_at":{acked_at}}}'
+                lines.setdefault(_day_of_ts(self._index[seq].ts), []).append(record)
             for day, day_lines in lines.items():
                 storage.append_lines(self.archive_dir / f"{day}.jsonl", day_lines)
-            table.remove(
-                doc_ids=group
-            )  # after the archive holds them: a crash duplicates, never loses
+            # after the archive holds them: a crash duplicates, never loses
+            leaving = {str(s) for s in group}
+            segment.rewrite({k: d for k, d in segment.peek().items() if k not in leaving})
             for seq in group:
                 entry = self._index.pop(seq)
                 self._by_pid.pop(entry.pid, None)
-            if not table.all() and index != self._segment_of(self._last_seq + 1):
+            if not segment.peek() and index != self._segment_of(self._last_seq + 1):
                 self._drop_segment(index)
         self._meta.last_ack = iso_utc(now)
-        self._write_meta()
+        if now - self._meta_written > META_EVERY:  # last_ack is for people: not every batch
+            self._write_meta()
         return seqs
 
     def _drop_segment(self, index: int) -> None:
@@ -356,6 +455,7 @@ class Outbox:
         storage.fsync_dir(self.segment_dir)
 
     def _write_meta(self) -> None:
+        self._meta_written = datetime.now(UTC)
         doc = {
             "device": self.device,
             "last_seq": self._meta.last_seq,
@@ -421,12 +521,11 @@ class Outbox:
         return self._last_seq
 
     def close(self) -> None:
-        if self._meta.last_seq < self._last_seq:
-            try:
-                self._meta.last_seq = self._last_seq
-                self._write_meta()
-            except StoreError as exc:
-                log.warning("store: could not update meta.json at close: %s", exc)
+        try:
+            self._meta.last_seq = max(self._meta.last_seq, self._last_seq)
+            self._write_meta()
+        except StoreError as exc:
+            log.warning("store: could not update meta.json at close: %s", exc)
         self._segments.close_all()
         self._lock_file.close()  # releases the lock
 
@@ -456,8 +555,8 @@ def _parse_ts(text: str) -> datetime | None:
         return None
 
 
-def _day_of(msg: Mapping[str, Any]) -> str:
-    ts = _parse_ts(str(msg.get("ts")))
+def _day_of_ts(text: str) -> str:
+    ts = _parse_ts(text)
     return (ts or datetime.now(UTC)).astimezone(UTC).date().isoformat()
 
 
@@ -515,8 +614,9 @@ def snapshot(directory: Path) -> StoreSnapshot:
         except (OSError, ValueError):
             continue  # gone (acknowledged) or damaged (the daemon reports it)
         for key, doc in docs.items():
-            if key.isdigit() and isinstance(doc, dict) and isinstance(doc.get("msg"), dict):
-                live[int(key)] = doc
+            msg = message_of(doc) if key.isdigit() and isinstance(doc, dict) else None
+            if msg is not None:
+                live[int(key)] = {"msg": msg, "state": doc.get("state")}
     days = sorted((directory / "archive").glob("*.jsonl"))
     archived: dict[str, dict[str, Any]] = {}
     for day in days:

@@ -18,7 +18,7 @@ from datetime import date, datetime
 from typing import Any, TypeVar
 
 from edge.model import Passage, PassageDraft
-from edge.store import Entry, Outbox, OutboxStatus
+from edge.store import Entry, Outbox, OutboxStatus, Payload
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,15 @@ class StoreThread(threading.Thread):
         self._order = itertools.count()
 
     def _call(self, priority: int, work: Callable[[], T]) -> T:
+        return self.submit(priority, work).result()
+
+    def submit(self, priority: int, work: Callable[[], T]) -> Future[T]:
+        """Queue ``work`` for the store thread; its future (for callers that go on)."""
         if not self.is_alive():
             raise RuntimeError("the store thread is not running")
         future: Future[T] = Future()
         self._queue.put((priority, next(self._order), work, future))
-        return future.result()
+        return future
 
     def run(self) -> None:
         while True:
@@ -77,6 +81,10 @@ class StoreThread(threading.Thread):
     def messages(self, seqs: Iterable[int]) -> list[dict[str, Any]]:
         wanted = list(seqs)
         return self._call(READ, lambda: self.outbox.messages(wanted))
+
+    def payloads(self, seqs: Iterable[int]) -> list[Payload]:
+        wanted = list(seqs)
+        return self._call(READ, lambda: self.outbox.payloads(wanted))
 
     def get(self, seq: int) -> dict[str, Any] | None:
         return self._call(READ, lambda: self.outbox.get(seq))

@@ -356,7 +356,8 @@ def live_records(store_dir: Path) -> dict[int, dict[str, Any]]:
     out: dict[int, dict[str, Any]] = {}
     for seg in sorted((store_dir / "outbox").glob("seg-*.json")):
         for key, doc in json.loads(seg.read_text()).get("passages", {}).items():
-            out[int(key)] = doc
+            msg = doc["msg"]  # stored as the JSON text published
+            out[int(key)] = {**doc, "msg": json.loads(msg) if isinstance(msg, str) else msg}
     return out
 
 

@@ -41,3 +41,30 @@ def test_decode_bench_runs_and_reports_both_decoders() -> None:
     assert len(rows["zxing"]) == 3
     assert len(rows["pyzbar"]) == 3
     assert all(float(x) > 0 for x in rows["zxing"] + rows["pyzbar"])
+
+
+def run_bench(*args: str, timeout: float = 240) -> str:
+    run = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def test_outbox_bench_reports_every_case() -> None:
+    out = run_bench(
+        str(REPO / "bench" / "outbox_bench.py"), "--appends", "5", "--waiting", "300",
+        "--archived", "200",
+    )  # fmt: skip
+    rows = [line.split() for line in out.splitlines() if line.split()[0].isdigit()]
+    assert [(r[0], r[1]) for r in rows] == [("0", "0"), ("300", "0"), ("300", "0"), ("300", "200")]
+    assert all(float(r[4]) > 0 for r in rows)  # bytes written per passage were counted
+    assert "median with 300 waiting / median with none" in out
+
+
+def test_drain_bench_drains_through_a_real_ingest() -> None:
+    out = run_bench(
+        str(REPO / "bench" / "drain_bench.py"), "--passages", "300", "--rounds", "1",
+    )  # fmt: skip
+    assert "ack=ingest" in out
+    assert "drain / raw = " in out

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import queue
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -73,9 +74,10 @@ class Kiosk:
     def wait(
         self, what: Callable[[Event, list[Action], State], bool], timeout: float = 10.0
     ) -> tuple[Event, list[Action], State]:
+        deadline = time.monotonic() + timeout
         while True:
             try:
-                item = self.events.get(timeout=timeout)
+                item = self.events.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 pytest.fail(f"lane did not get there within {timeout} s")
             if what(*item):

@@ -21,6 +21,7 @@ import errno
 import json
 import random
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -308,19 +309,21 @@ def test_ingest_away_for_a_while(fleet: Fleet) -> None:
 def test_disk_full_while_writing(fleet: Fleet, caplog: pytest.LogCaptureFixture) -> None:
     kiosk = fleet.add_kiosk("lane-d")
     produced_at_least(fleet, 3)()
-    left = [4]
+    full = threading.Event()
+    full.set()
 
     def disk_full(step: str) -> None:
-        if step == "temp-written" and left[0]:
-            left[0] -= 1
+        if step == "temp-written" and full.is_set():
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    storage.crash = disk_full
+    storage.crash = disk_full  # every write fails, whichever thread makes it
     try:
         event, _, _ = kiosk.wait(lambda e, _a, _s: isinstance(e, FaultRaised), timeout=30)
         assert event.name == "store"
-        while left[0]:
+        for _ in range(3):
             kiosk.app.supervise()  # each probe of the full disk fails
+        assert kiosk.app.store_faulted
+        full.clear()
     finally:
         storage.crash = storage._no_crash
     kiosk.app.supervise()  # the disk has room again: the fault clears

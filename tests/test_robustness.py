@@ -101,7 +101,8 @@ def test_acknowledged_passages_are_not_republished_while_the_store_cannot_record
     sub = subscriber_factory(broker.port, ["cp/v1/+/passage"])
     cfg = make_config(tmp_path, mqtt={"port": broker.port}, camera={"source": quiet_frames})
     kiosk = Kiosk(cfg)
-    real_acknowledge = kiosk.app.outbox.acknowledge
+    outbox = kiosk.app.outbox.outbox  # the publisher's bookkeeping runs on the store thread
+    real_acknowledge = outbox.acknowledge
     failures = [2]
 
     def disk_full(pids: Any, now: Any) -> Any:
@@ -110,12 +111,13 @@ def test_acknowledged_passages_are_not_republished_while_the_store_cannot_record
             raise StoreError("cannot write store: No space left on device")
         return real_acknowledge(pids, now)
 
-    kiosk.app.outbox.acknowledge = disk_full  # type: ignore[method-assign]
+    outbox.acknowledge = disk_full  # type: ignore[method-assign]
     kiosk.start()
     try:
         kiosk.press(cfg.gpio.approve_pin)
-        assert kiosk.app.publisher.wait_until(lambda p: p.published == 1, 20)
-        assert failures == [0]
+        assert kiosk.app.publisher.wait_until(
+            lambda p: p.published == 1 and failures == [0] and not kiosk.app.outbox.entries(), 20
+        )
         kiosk.stop()
         seqs = [sub.get().json()["seq"]] + [m.json()["seq"] for m in sub.drain_until_marker()]
         assert seqs == [1]  # once, although the store failed twice to record it

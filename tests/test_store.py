@@ -57,7 +57,7 @@ def test_append_numbers_and_persists_in_segments(tmp_path: Path) -> None:
     ]
     on_disk = json.loads((tmp_path / "outbox" / "seg-00000001.json").read_text())["passages"]
     assert sorted(map(int, on_disk)) == list(range(11, 21))
-    assert on_disk["11"]["msg"]["pid"] == passages[10].pid
+    assert json.loads(on_disk["11"]["msg"])["pid"] == passages[10].pid  # the text published
     assert on_disk["11"]["state"] == STORED
     b.close()
 
@@ -182,6 +182,8 @@ def test_a_damaged_file_without_a_good_copy_is_reported(tmp_path: Path) -> None:
         '{"passages": {"x": {"msg": {}, "state": "stored"}}}',
         '{"passages": {"1": {"msg": {}, "state": "lost"}}}',
         '{"passages": {"1": {"state": "stored"}}}',
+        '{"passages": {"1": {"msg": "{\\"pid\\": ", "state": "stored"}}}',  # torn message text
+        '{"passages": {"1": {"msg": "[1, 2]", "state": "stored"}}}',
     ],
 )
 def test_malformed_segments_are_damaged_files(tmp_path: Path, content: str) -> None:
@@ -208,6 +210,37 @@ def test_the_first_store_layout_moves_into_segments(tmp_path: Path) -> None:
     assert b.entries()[1].pid == "p1"
     assert b.append(draft()).seq == 2
     assert (tmp_path / "outbox.json.migrated").exists()
+    assert (
+        b.payloads([1])[0].data == json.dumps(old["passages"]["1"]["msg"]).replace(" ", "").encode()
+    )
+
+
+def test_segments_holding_message_objects_still_load(tmp_path: Path) -> None:
+    """Stores written before messages were kept as text: read, published, archived."""
+    msg = {"pid": "p1", "seq": 1, "ts": "2026-11-26T08:00:00.000Z", "decision": "approved"}
+    (tmp_path / "outbox").mkdir()
+    seg = {"passages": {"1": {"msg": msg, "state": "sent"}}}
+    (tmp_path / "outbox" / "seg-00000000.json").write_text(json.dumps(seg))
+    b = box(tmp_path)
+    assert b.entries()[1].state == SENT
+    assert json.loads(b.payloads([1])[0].data) == msg
+    assert b.acknowledge(["p1"], T0) == [1]
+    assert read_archive(tmp_path / "archive" / "2026-11-26.jsonl") == [msg]
+
+
+def test_what_is_published_is_the_text_stored(tmp_path: Path) -> None:
+    b = box(tmp_path)
+    p = b.append(draft())
+    b.close()
+    b = box(tmp_path)  # after a restart too: byte for byte, no re-encoding
+    [payload] = b.payloads([p.seq])
+    on_disk = json.loads((tmp_path / "outbox" / "seg-00000000.json").read_text())
+    assert payload.data.decode() == on_disk["passages"]["1"]["msg"]
+    assert (payload.seq, payload.pid) == (1, p.pid)
+    assert json.loads(payload.data) == p.to_message(b.fields)
+    b.acknowledge([p.pid], T0)
+    line = (tmp_path / "archive" / f"{p.draft.ts.date()}.jsonl").read_text()
+    assert json.loads(line)["msg"] == json.loads(payload.data)
 
 
 def test_archive_days_past_retention_are_purged(tmp_path: Path) -> None:

@@ -169,12 +169,17 @@ class Ingest:
             return []
         if first is None:
             return []
+        # Whatever is already waiting joins the batch; beyond that, wait only
+        # briefly: the batch grows with the load and costs no latency when quiet.
         batch = [first]
         while len(batch) < self.cfg.ingest.batch_size:
             try:
-                item = self._inbox.get(timeout=self.cfg.ingest.batch_wait_s)
+                item = self._inbox.get_nowait()
             except queue.Empty:
-                break
+                try:
+                    item = self._inbox.get(timeout=self.cfg.ingest.batch_wait_s)
+                except queue.Empty:
+                    break
             if item is None:
                 break
             batch.append(item)

@@ -33,7 +33,8 @@ from edge.sections import MqttConfig
 
 log = logging.getLogger(__name__)
 
-PubackHandler = Callable[[int, bool, str], None]
+# (mid, ok, reason) of every PUBACK read in one pass of the network loop
+PubackHandler = Callable[[list[tuple[int, bool, str]]], None]
 MessageHandler = Callable[[mqtt.MQTTMessage], None]
 
 
@@ -71,7 +72,7 @@ class MqttLink:
         options: LinkOptions,
         *,
         on_connected: Callable[[], None] = lambda: None,
-        on_puback: PubackHandler = lambda mid, ok, reason: None,
+        on_puback: PubackHandler = lambda acks: None,
         on_message: MessageHandler = lambda msg: None,
         rng: random.Random | None = None,
     ) -> None:
@@ -79,6 +80,7 @@ class MqttLink:
         self.options = options
         self._on_connected = on_connected
         self._on_puback = on_puback
+        self._pubacks: list[tuple[int, bool, str]] = []  # of the current loop pass
         self._on_message = on_message
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._stop = threading.Event()
@@ -179,7 +181,9 @@ class MqttLink:
             if self._try_connect():
                 # the socket is open: drive it until the connection ends
                 while not self._stop.is_set():
-                    if self._client.loop(timeout=0.2) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    rc = self._client.loop(timeout=0.2)
+                    self._deliver_pubacks()
+                    if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                         break
                     if self._client.is_connected():
                         attempt = 0
@@ -190,6 +194,16 @@ class MqttLink:
             self._client.loop(timeout=0.1)  # let a DISCONNECT go out
         except Exception:
             log.debug("mqtt: error while closing", exc_info=True)
+
+    def _deliver_pubacks(self) -> None:
+        """Hand over the PUBACKs of a loop pass at once: one wake-up for the receiver,
+        not one per message."""
+        if self._pubacks:
+            acks, self._pubacks = self._pubacks, []
+            try:
+                self._on_puback(acks)
+            except Exception:
+                log.exception("mqtt: PUBACK handler failed (ignored: the network thread lives on)")
 
     def _backoff(self, attempt: int) -> float:
         return backoff(attempt, self.cfg.reconnect_min_s, self.cfg.reconnect_max_s, self._rng)
@@ -280,7 +294,8 @@ class MqttLink:
         reason: ReasonCode,
         _props: Properties | None,
     ) -> None:
-        self._on_puback(mid, not reason.is_failure, str(reason))
+        failed = reason.is_failure
+        self._pubacks.append((mid, not failed, str(reason) if failed else "Success"))
 
     def _handle_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self._on_message(msg)

@@ -27,21 +27,23 @@ queued there; this thread does the work.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from edge.mqtt import topics
 from edge.mqtt.link import MqttLink
-from edge.store import SENT, STORED
-from edge.store_thread import StoreThread
+from edge.store import SENT, STORED, Payload
+from edge.store_thread import BOOKKEEPING, StoreThread
 
 log = logging.getLogger(__name__)
+
+READ_AHEAD = 500  # passages fetched from the store at once during a drain
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,11 @@ class _Puback:
     mid: int
     ok: bool
     reason: str
+
+
+@dataclass(frozen=True)
+class _Pubacks:
+    acks: tuple[_Puback, ...]
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,23 @@ class _Stored:
     seq: int
 
 
-_Item = _Puback | _Acked | _Central | _Connected | _Stored | None
+@dataclass(frozen=True)
+class _Flushed:
+    """The store finished (or failed) a batch of delivery bookkeeping."""
+
+    batch: _Batch
+    acknowledged: tuple[int, ...] = ()
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class _Batch:
+    sent: tuple[int, ...]  # mark sent
+    acked: tuple[str, ...]  # pids the ingest acknowledged: archive them
+    finished: tuple[int, ...]  # broker mode: PUBACKed seqs to archive
+
+
+_Item = _Pubacks | _Acked | _Central | _Connected | _Stored | _Flushed | None
 
 
 class Publisher(threading.Thread):
@@ -106,9 +129,19 @@ class Publisher(threading.Thread):
         self._sent_at: dict[int, float] = {}
         self._inflight: dict[int, int] = {}  # mid -> seq
         self._held: dict[int, float] = {}  # seq -> not before (after a refused PUBACK)
-        self._unrecorded: set[int] = set()  # PUBACKed, not yet marked sent in the store
+        # PUBACKed, not yet written to the store (written in batches: see _flush)
+        self._to_mark_sent: set[int] = set()
+        self._to_finish: set[int] = set()  # broker mode: done, to move to the archive
+        self._to_ack: list[str] = []  # acknowledged by the ingest, to move to the archive
+        self._flushing: Future[tuple[int, ...]] | None = None
+        self._pid_seq: dict[str, int] = {}  # of passages published by this process
+        self._last_flush = 0.0
         self._central_online = ack_mode == "broker"
         self._central_since = 0.0
+        self._order: list[int] = []  # unacknowledged seqs, ascending (acknowledged ones linger)
+        self._cursor = 0  # where the backlog walk goes on
+        self._read_ahead: dict[int, Payload] = {}  # fetched early
+        self._last_sweep = 0.0
         # observable progress
         self.idle = threading.Event()
         self.published = 0
@@ -131,8 +164,9 @@ class Publisher(threading.Thread):
     def connected(self) -> None:
         self._wake(_Connected())
 
-    def on_puback(self, mid: int, ok: bool, reason: str) -> None:
-        self._inbox.put(_Puback(mid, ok, reason))
+    def on_puback(self, acks: list[tuple[int, bool, str]]) -> None:
+        """The PUBACKs of one pass of the network loop: queue only."""
+        self._inbox.put(_Pubacks(tuple(_Puback(*a) for a in acks)))
 
     def on_ack(self, pids: list[str]) -> None:
         self._wake(_Acked(tuple(pids)))
@@ -172,6 +206,7 @@ class Publisher(threading.Thread):
     def run(self) -> None:
         try:
             self._unacked = {seq: e.state for seq, e in self.store.entries().items()}
+            self._order = sorted(self._unacked)
         except Exception:
             log.exception("publisher: cannot read the outbox; nothing will be sent")
             return
@@ -188,6 +223,7 @@ class Publisher(threading.Thread):
                     break
             try:
                 self._absorb(items)
+                self._flush(self.monotonic(), force=not self._inflight)
                 self._fill()
             except Exception:
                 # A store or encoding error must not end delivery: try again soon.
@@ -195,80 +231,153 @@ class Publisher(threading.Thread):
                 self._stopping.wait(1.0)
             with self._progress:
                 self._progress.notify_all()
+        try:
+            if self._flushing is not None:
+                self._flushing.result(timeout=10)
+            self._flush(self.monotonic(), force=True)
+            if self._flushing is not None:
+                self._flushing.result(timeout=10)
+        except Exception:
+            log.exception("publisher: could not record the last deliveries; they go again")
 
     def _absorb(self, items: list[_Item]) -> None:
-        done: list[int] = sorted(self._unrecorded)
+        done: list[int] = []
         acked: list[str] = []
         now = self.monotonic()
         for item in items:
             match item:
                 case _Stored(seq=seq):
-                    self._unacked.setdefault(seq, STORED)
+                    if seq not in self._unacked:
+                        self._unacked[seq] = STORED
+                        self._order.append(seq)  # seqs only grow
                     self._fresh.add(seq)
                 case _Connected():
                     # whatever was sent before may be gone with the old connection
                     self._due |= {s for s, st in self._unacked.items() if st == SENT}
                     self._fresh.clear()
                     self._central_since = now
+                    self._rewind()
                 case _Central(online=online):
                     self._central_changed(online, now)
                 case _Acked(pids=pids):
                     acked.extend(pids)
-                case _Puback(mid=mid, ok=ok, reason=reason) if mid in self._inflight:
-                    seq = self._inflight.pop(mid)
-                    if ok:
-                        done.append(seq)
-                    else:
-                        log.warning("publisher: broker refused passage seq=%d: %s", seq, reason)
-                        self.refused += 1
-                        self._held[seq] = now + self.retry_s
+                case _Flushed() as flushed:
+                    self._flushed(flushed)
+                case _Pubacks(acks=acks):
+                    done.extend(self._pubacks(acks, now))
         if done:
             self._record_sent(sorted(set(done)), now)
         if acked:
             self._record_acked(acked)
+
+    def _pubacks(self, acks: tuple[_Puback, ...], now: float) -> list[int]:
+        """The seqs the broker accepted; refused ones are held back for ``retry_s``."""
+        done = []
+        for ack in acks:
+            if ack.mid not in self._inflight:
+                continue  # a status or other message, not a passage
+            seq = self._inflight.pop(ack.mid)
+            if ack.ok:
+                done.append(seq)
+                continue
+            log.warning("publisher: broker refused passage seq=%d: %s", seq, ack.reason)
+            self.refused += 1
+            self._held[seq] = now + self.retry_s
+            self._rewind()
+        return done
 
     def _central_changed(self, online: bool, now: float) -> None:
         if self.ack_mode == "broker":
             return  # no ingest: the broker is the end of the line
         if online and not self._central_online:
             self._central_since = now
+            self._rewind()
             log.info("publisher: central ingest online; backlog %d", len(self._unacked))
         elif not online and self._central_online:
             log.info("publisher: central ingest offline; holding the backlog")
         self._central_online = online
 
     def _record_sent(self, seqs: list[int], now: float) -> None:
-        # Until the store records them they must not look unsent: that would
-        # publish them again and again while the disk is full.
-        self._unrecorded = set(seqs)
-        if self.ack_mode == "broker":
-            pids = [m["pid"] for m in self.store.messages(seqs)]
-            self.store.acknowledge(pids, datetime.now(UTC))
-            for seq in seqs:
+        # Memory is updated at once (so nothing is published twice); the store in
+        # batches (_flush): its "sent" mark is for people, the outbox's delivery
+        # does not depend on it, and a disk that cannot take it now loses nothing.
+        for seq in seqs:
+            if self.ack_mode == "broker":
                 self._forget(seq)
-        else:
-            self.store.mark_sent(seqs)
-            for seq in seqs:
-                if seq in self._unacked:
-                    self._unacked[seq] = SENT
+                self._to_finish.add(seq)
+            elif seq in self._unacked:
+                self._unacked[seq] = SENT
                 self._sent_at[seq] = now
                 self._fresh.discard(seq)
                 self._due.discard(seq)
-        self._unrecorded.clear()
+                self._to_mark_sent.add(seq)
         self.published += len(seqs)
         for seq in seqs:
             log.info("passage seq=%d published", seq)
 
+    def _flush(self, now: float, force: bool = False) -> None:
+        """Hand delivery bookkeeping to the store thread, in batches (every half second
+        or 500 passages), one batch at a time, without waiting for the disk."""
+        pending = len(self._to_mark_sent) + len(self._to_finish) + len(self._to_ack)
+        if not pending or (self._flushing is not None and not self._flushing.done()):
+            return
+        if not force and now - self._last_flush < 0.5 and pending < 500:
+            return
+        # a passage the ingest has acknowledged meanwhile leaves the outbox: marking
+        # it sent first would rewrite its segment for nothing (the usual case in a drain)
+        still_out = sorted(s for s in self._to_mark_sent if s in self._unacked)
+        batch = _Batch(tuple(still_out), tuple(self._to_ack), tuple(sorted(self._to_finish)))
+        self._to_mark_sent.clear()
+        self._to_ack.clear()
+        self._to_finish.clear()
+        self._last_flush = now
+        future = self.store.submit(BOOKKEEPING, lambda: self._bookkeep(batch))
+        self._flushing = future
+
+        def done(f: Future[tuple[int, ...]]) -> None:
+            error = f.exception()
+            self._inbox.put(_Flushed(batch, () if error else f.result(), error))
+
+        future.add_done_callback(done)
+
+    def _bookkeep(self, batch: _Batch) -> tuple[int, ...]:
+        """On the store thread: the writes a batch needs; the seqs that left the outbox."""
+        outbox = self.store.outbox
+        now = datetime.now(UTC)
+        outbox.mark_sent(batch.sent)
+        pids = list(batch.acked)
+        if batch.finished:
+            pids += outbox.pids(batch.finished)
+        return tuple(outbox.acknowledge(pids, now)) if pids else ()
+
+    def _flushed(self, item: _Flushed) -> None:
+        if item.error is not None:
+            # nothing is lost: try the same writes again with the next batch
+            log.error("publisher: could not record delivery: %s; retrying", item.error)
+            self._to_mark_sent.update(item.batch.sent)
+            self._to_ack.extend(item.batch.acked)
+            self._to_finish.update(item.batch.finished)
+            self._last_flush = self.monotonic() + 1.0  # not at once: the disk may need a while
+            return
+        late = [s for s in item.acknowledged if s in self._unacked]
+        self._count_acknowledged(late)  # acknowledged passages this process had not published
+
     def _record_acked(self, pids: list[str]) -> None:
-        seqs = self.store.acknowledge(pids, datetime.now(UTC))
+        """The ingest has them: done in memory now, in the store with the next batch."""
+        self._to_ack.extend(pids)
+        known = [self._pid_seq.pop(p) for p in pids if p in self._pid_seq]
+        self._count_acknowledged([s for s in known if s in self._unacked])
+
+    def _count_acknowledged(self, seqs: list[int]) -> None:
+        if not seqs:
+            return
         for seq in seqs:
             self._forget(seq)
-        if seqs:
-            self.acknowledged += len(seqs)
-            self.last_ack = datetime.now(UTC)
-            log.info("passage(s) acknowledged by the ingest: seq %s", _ranges(seqs))
-            if not self._unacked:
-                log.info("outbox empty: every passage is with the ingest")
+        self.acknowledged += len(seqs)
+        self.last_ack = datetime.now(UTC)
+        log.info("passage(s) acknowledged by the ingest: seq %s", _ranges(sorted(seqs)))
+        if not self._unacked:
+            log.info("outbox empty: every passage is with the ingest")
 
     def _forget(self, seq: int) -> None:
         self._unacked.pop(seq, None)
@@ -277,25 +386,73 @@ class Publisher(threading.Thread):
         self._sent_at.pop(seq, None)
         self._held.pop(seq, None)
 
-    def _candidates(self, now: float) -> list[int]:
-        """What may be sent now, in order: fresh first, then the backlog if the ingest is up."""
-        busy = set(self._inflight.values()) | self._unrecorded
-        self._held = {s: t for s, t in self._held.items() if t > now}
-        busy |= set(self._held)
+    def _candidates(self, now: float, room: int) -> list[int]:
+        """Up to ``room`` passages to send now, in order: fresh first, then the backlog
+        if the ingest is up. The backlog is walked from a cursor, not sorted each time:
+        a drain of thousands costs no more per message than a single passage."""
+        if room <= 0:
+            return []
+        busy = set(self._inflight.values())
+        if self._held:
+            released = [s for s, t in self._held.items() if t <= now]
+            for seq in released:
+                del self._held[seq]
+            if released:
+                self._rewind()
+            busy |= set(self._held)
         fresh = sorted(s for s in self._fresh if s not in busy and self._unacked.get(s) == STORED)
-        if not self._central_online:
-            return fresh
-        if self.ack_mode == "ingest":
-            since = max(self._central_since, 0.0)
-            for seq, at in self._sent_at.items():
-                if now - max(at, since) > self.ack_timeout_s:
-                    self._due.add(seq)
-        backlog = sorted(
-            s
-            for s, state in self._unacked.items()
-            if s not in busy and s not in self._fresh and (state == STORED or s in self._due)
-        )
-        return fresh + backlog
+        chosen = fresh[:room]
+        if not self._central_online or len(chosen) >= room:
+            return chosen
+        self._sweep_ack_timeouts(now)
+        order = self._order
+        while self._cursor < len(order) and len(chosen) < room:
+            seq = order[self._cursor]
+            state = self._unacked.get(seq)
+            eligible = state == STORED or (state == SENT and seq in self._due)
+            if state is None or not eligible or seq in self._fresh:
+                self._cursor += 1  # acknowledged, sent and not due, or fresh: past it
+                continue
+            if seq in busy:
+                self._cursor += 1
+                continue
+            chosen.append(seq)
+            self._cursor += 1
+        return chosen
+
+    def _payloads(self, seqs: list[int]) -> list[Payload]:
+        """What to publish, read from the store ahead in chunks: a drain asks the store
+        thread once per READ_AHEAD passages, not once per PUBACK."""
+        missing = [s for s in seqs if s not in self._read_ahead]
+        if missing:
+            ahead = self._order[self._cursor : self._cursor + READ_AHEAD]
+            wanted = sorted({*missing, *(s for s in ahead if s in self._unacked)})
+            for payload in self.store.payloads(wanted):
+                self._read_ahead[payload.seq] = payload
+        out = [self._read_ahead.pop(s) for s in seqs if s in self._read_ahead]
+        if len(self._read_ahead) > 4 * READ_AHEAD:  # the walk moved on (a rewind): start afresh
+            self._read_ahead.clear()
+        return out
+
+    def _rewind(self) -> None:
+        """Something before the cursor may be sendable again: walk from the start."""
+        if len(self._order) > 2 * len(self._unacked) + 64:
+            self._order = sorted(self._unacked)  # drop the acknowledged
+        self._cursor = 0
+
+    def _sweep_ack_timeouts(self, now: float) -> None:
+        """Sent passages the ingest has not acknowledged in time are due again (at most
+        once a second: it looks at every one)."""
+        if self.ack_mode != "ingest" or now - self._last_sweep < 1.0:
+            return
+        self._last_sweep = now
+        since = max(self._central_since, 0.0)
+        late = [s for s, at in self._sent_at.items() if now - max(at, since) > self.ack_timeout_s]
+        if late:
+            self._due.update(late)
+            for seq in late:
+                self._sent_at[seq] = now  # due once more, not at every sweep
+            self._rewind()
 
     def _fill(self) -> None:
         link = self.link
@@ -304,18 +461,22 @@ class Publisher(threading.Thread):
         seen_wake = self._last_wake
         now = self.monotonic()
         room = self.window - len(self._inflight)
-        candidates = self._candidates(now)
-        chosen = candidates[: max(room, 0)]
-        for msg in self.store.messages(chosen):
-            payload = json.dumps(msg, separators=(",", ":")).encode()
-            mid = link.publish(self.topic, payload, qos=1)
+        fresh_waiting = any(self._unacked.get(s) == STORED for s in self._fresh)
+        if room < self.window // 2 and not fresh_waiting:
+            return  # paho still holds half a window: top it up in bulk later, not per PUBACK
+        chosen = self._candidates(now, room)
+        for payload in self._payloads(chosen):
+            mid = link.publish(self.topic, payload.data, qos=1)
             if mid is None:
                 break
-            seq = int(msg["seq"])
-            self._inflight[mid] = seq
-            self._due.discard(seq)
-        fresh_left = any(s in self._fresh for s in candidates[len(chosen) :])
-        if self._inflight or self._unrecorded or fresh_left:
+            self._inflight[mid] = payload.seq
+            self._due.discard(payload.seq)
+            if self.ack_mode == "ingest":
+                self._pid_seq[payload.pid] = payload.seq
+        fresh_left = any(self._unacked.get(s) == STORED for s in self._fresh)
+        flushing = self._flushing is not None and not self._flushing.done()
+        pending = self._to_mark_sent or self._to_finish or self._to_ack or flushing
+        if self._inflight or fresh_left or pending:
             self.idle.clear()
         elif seen_wake == self._last_wake:  # no wake() since this round looked at the outbox
             self.idle.set()
