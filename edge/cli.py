@@ -239,12 +239,13 @@ def _ingest(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
     logging.basicConfig(level=(args.log_level or cfg.log.level).upper(), format=LOG_FORMAT)
+    stop = _stop_on_signals()  # a stop while the database opens is a clean one too
     try:
         ingest = Ingest(cfg)
     except DatabaseError as exc:
         log.error("ingest: cannot start: %s", exc)  # noqa: TRY400 - a reason, not a bug
         return 1
-    return ingest.run(_stop_on_signals())
+    return ingest.run(stop)
 
 
 def _trace(args: argparse.Namespace) -> int:
@@ -327,8 +328,8 @@ def _run(path: Path | None, level: str | None) -> int:
     from edge.app import App  # noqa: PLC0415 - keeps check-config light
     from edge.keys import KeyboardThread  # noqa: PLC0415
 
-    log.info("edge: checkpoint-edge %s, config %s", __version__, path)
     stop = _stop_on_signals()  # from here on, SIGTERM is a clean stop even during start-up
+    log.info("edge: checkpoint-edge %s, config %s", __version__, path)  # (after: tests wait for it)
     try:
         app = App(cfg)
     except EdgeError as exc:

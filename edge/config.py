@@ -233,10 +233,11 @@ def _cross_checks(built: dict[str, Any]) -> list[str]:
     return problems
 
 
-def describe_keys() -> list[tuple[str, str, str]]:
-    """Every key as (``section.key``, default as TOML, description), for docs and tests."""
+def describe_keys(schema: type[Any] = Config) -> list[tuple[str, str, str]]:
+    """Every key of a config file (the device's by default; :class:`IngestFile`) as
+    (``section.key``, default as TOML, description), for docs and tests."""
     rows = []
-    for name, cls in SECTIONS.items():
+    for name, cls in sections_of(schema).items():
         for f in fields(cls):
             if f.default is MISSING:
                 default = "(required)"

@@ -36,6 +36,10 @@ def status(directory: Path, out: TextIO = sys.stdout, as_json: bool = False) -> 
         "last_ack": snap.last_ack,
         "archived": len(snap.archived),
         "archive_days": len(snap.archive_days),
+        # damaged files moved aside at a start (each also raised a store_corrupt alert)
+        "quarantined": sorted(
+            str(p.relative_to(directory)) for p in directory.glob("**/quarantine/*")
+        ),
     }
     if as_json:
         out.write(json.dumps(report) + "\n")
@@ -51,6 +55,11 @@ def status(directory: Path, out: TextIO = sys.stdout, as_json: bool = False) -> 
     out.write(f"last seq     {snap.last_seq}\n")
     out.write(f"last ack     {snap.last_ack or 'never'}\n")
     out.write(f"archive      {len(snap.archived)} passages over {len(snap.archive_days)} day(s)\n")
+    if report["quarantined"]:
+        out.write(
+            f"quarantine   {len(report['quarantined'])} damaged file(s) moved aside, "
+            f"({', '.join(report['quarantined'])})\n"
+        )
     return report
 
 

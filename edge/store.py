@@ -5,7 +5,7 @@ On disk, under ``[store] dir``::
     meta.json                    last_seq (the floor for numbering), last_ack
     outbox/seg-00000042.json     TinyDB: passages with seq 4201..4300 not yet acknowledged
     archive/2026-11-26.jsonl     acknowledged passages of that day (by passage time)
-    quarantine/                  damaged files, moved aside with a timestamp
+    [outbox/]quarantine/         damaged files, moved aside with a timestamp
 
 A passage's message is kept as the exact JSON text that is published (a
 string in its TinyDB document): a resend is byte for byte the first send,
@@ -111,6 +111,7 @@ class Entry:
     ts: str
     approved: bool
     refs: tuple[str, ...]
+    device: str = ""  # the device id the passage was stored under
 
 
 @dataclass(frozen=True)
@@ -235,6 +236,15 @@ class Outbox:
         if not floor and self.alerts:
             floor = self._archived_max_seq()  # meta was lost: the archive still knows
         self._last_seq = max([floor, *self._index])
+        foreign = sorted({e.device for e in self._index.values() if e.device != device})
+        if foreign:
+            # the device id changed with passages waiting: the ingest would refuse them
+            # (a device speaks only for itself), so they are kept, not sent
+            count = sum(1 for e in self._index.values() if e.device != device)
+            self.alerts.append(
+                f"store_foreign: {count} passage(s) stored as {', '.join(foreign)} cannot be "
+                f"delivered as {device}; kept (checkpoint-edge outbox export)"
+            )
 
     # -- loading ---------------------------------------------------------
 
@@ -277,7 +287,9 @@ class Outbox:
             for c in (credentials if isinstance(credentials, list) else [])
             if isinstance(c, dict) and c.get("ref")
         )
-        self._index[seq] = Entry(str(msg.get("pid")), state, str(msg.get("ts")), approved, refs)
+        self._index[seq] = Entry(
+            str(msg.get("pid")), state, str(msg.get("ts")), approved, refs, str(msg.get("device"))
+        )
         self._by_pid[str(msg.get("pid"))] = seq
 
     def _migrate_single_file(self) -> None:

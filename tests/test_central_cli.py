@@ -11,7 +11,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from edge import outbox_tool
 from edge.central.db import open_db
+from edge.store import Outbox
 
 from .conftest import Daemon, free_port, write_frame
 from .test_process import write_config
@@ -113,3 +115,20 @@ def test_outbox_without_a_store(tmp_path: Path) -> None:
     run = cli("outbox", "-c", config, "status")
     assert run.returncode == 2
     assert "no store at" in run.stderr
+
+
+def test_outbox_status_names_damaged_files_moved_aside(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    (store / "outbox").mkdir(parents=True)
+    (store / "outbox" / "seg-00000000.json").write_text('{"passages": {"1": {"ms')  # bit rot
+    Outbox(store, "lane-1", "QL1").close()  # a start: the file is quarantined
+    out = io.StringIO()
+    report = outbox_tool.status(store, out)
+    [moved] = report["quarantined"]
+    assert moved.startswith("outbox/quarantine/seg-00000000.json.")
+    assert "1 damaged file(s) moved aside" in out.getvalue()
+    clean = tmp_path / "clean"
+    Outbox(clean, "lane-1", "QL1").close()
+    out = io.StringIO()
+    assert outbox_tool.status(clean, out)["quarantined"] == []
+    assert "quarantine" not in out.getvalue()

@@ -166,3 +166,27 @@ def test_every_key_is_documented() -> None:
         assert re.search(rf"^\| `{name}` \| `{re.escape(default)}`", doc, re.M), (
             f"{key} (default {default}) not documented"
         )
+
+
+def test_every_ingest_key_is_documented() -> None:
+    doc = (REPO / "docs" / "central.md").read_text()
+    keys = [
+        k for k in config_mod.describe_keys(config_mod.IngestFile) if k[0].startswith("ingest.")
+    ]
+    assert keys
+    for key, default, description in keys:
+        row = f"| `{key.split('.')[1]}` | `{default}` | {description} |"
+        assert row in doc, f"{key} (default {default}) not documented as it is in the code"
+
+
+def test_the_documented_ingest_example_is_valid(tmp_path: Path) -> None:
+    doc = (REPO / "docs" / "central.md").read_text()
+    example = re.search(r"```toml\n(.*?)```", doc, re.S)
+    assert example is not None
+    for name in ("ca.crt", "ingest-1.crt", "ingest-1.key"):
+        (tmp_path / name).write_text("-----BEGIN CERTIFICATE-----\n")  # only their presence counts
+    path = tmp_path / "ingest.toml"
+    path.write_text(example.group(1))
+    cfg = config_mod.load_as(path, config_mod.IngestFile)
+    assert cfg.ingest.database.startswith("postgresql://")
+    assert (cfg.ingest.client_id, cfg.ingest.group, cfg.mqtt.tls) == ("ingest-1", "ingest", True)

@@ -11,17 +11,20 @@ drain, and then checks:
   was not already on disk (a relay pin that checks the store when it closes
   the circuit).
 
-Counts are kept small enough for the suite to stay within minutes; bench/
-runs the same scenarios with the counts of the issue.
+Counts are kept small enough for the suite to stay within minutes;
+``bench/fault_bench.py`` runs the same scenarios with higher counts (set
+through the environment below) and prints the figures each test reports.
 """
 
 from __future__ import annotations
 
 import errno
 import json
+import os
 import random
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -44,7 +47,27 @@ from .conftest import Daemon, Mosquitto, Subscriber, WatchedPin, toml_text, writ
 from .test_declaration import make_declaration
 from .test_e2e import Kiosk
 
-RNG = random.Random(20261126)
+RNG = random.Random(int(os.environ.get("CHECKPOINT_EDGE_FAULT_SEED", "20261126")))
+BROKER_RESTARTS = int(os.environ.get("CHECKPOINT_EDGE_FAULT_BROKER_RESTARTS", "10"))
+KIOSK_KILLS = int(os.environ.get("CHECKPOINT_EDGE_FAULT_KIOSK_KILLS", "20"))
+REPORT = os.environ.get("CHECKPOINT_EDGE_FAULT_REPORT")  # a JSON-lines file for bench/
+
+
+def report(test: str, fleet: Fleet, counts: dict[str, int], started: float, **more: int) -> None:
+    """Figures of a fault run, for bench/fault_bench.py (nothing without REPORT)."""
+    if REPORT is None:
+        return
+    ingest = fleet.ingest
+    figures = {
+        "test": test,
+        "seconds": round(time.monotonic() - started, 1),
+        "passages": sum(counts.values()),
+        "devices": len(counts),
+        "duplicates_removed": ingest.duplicates if ingest is not None else None,
+        **more,
+    }
+    with open(REPORT, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(figures) + "\n")
 
 
 # -- the fleet ------------------------------------------------------------------
@@ -250,24 +273,28 @@ def produced_at_least(fleet: Fleet, n: int) -> Callable[[], None]:
 # -- the faults ---------------------------------------------------------------
 
 
-def test_broker_killed_and_restarted_ten_times(fleet: Fleet) -> None:
+def test_broker_killed_and_restarted_repeatedly(fleet: Fleet) -> None:
+    started = time.monotonic()
     for name in ("lane-a", "lane-b"):
         fleet.add_kiosk(name)
-    for round_ in range(10):
-        target = 2 * (round_ + 1)
+    target = 0
+    for _ in range(BROKER_RESTARTS):
+        target += RNG.randint(1, 3)  # a random moment: one to three passages later
         produced_at_least(fleet, target)()
         fleet.broker.kill()
         fleet.broker.start()
     counts_before = {k.cfg.device.id: k.app.outbox.last_seq for k in fleet.kiosks}
     fleet.drain()
     counts = fleet.check()
-    assert all(counts[d] >= counts_before[d] >= 20 for d in counts)
+    assert all(counts[d] >= counts_before[d] >= BROKER_RESTARTS for d in counts)
+    report("broker restarts", fleet, counts, started, faults=BROKER_RESTARTS)
 
 
-def test_kiosk_killed_twenty_times(fleet: Fleet) -> None:
+def test_kiosk_killed_repeatedly(fleet: Fleet) -> None:
+    started = time.monotonic()
     config = fleet.add_daemon("lane-k")
     seen = 0
-    for _ in range(20):
+    for _ in range(KIOSK_KILLS):
         daemon = fleet.daemons[-1]
         daemon.wait_for(f"passage seq={seen + 1} stored", 30)  # it made at least one more
         for _ in range(RNG.randint(0, 5)):  # then a random moment: a few events later
@@ -277,7 +304,8 @@ def test_kiosk_killed_twenty_times(fleet: Fleet) -> None:
         fleet.add_daemon("lane-k")
     fleet.drain()
     counts = fleet.check()
-    assert counts["lane-k"] >= 20
+    assert counts["lane-k"] >= KIOSK_KILLS
+    report("kiosk kills", fleet, counts, started, faults=KIOSK_KILLS)
 
 
 @pytest.mark.parametrize("step", storage.STEPS)

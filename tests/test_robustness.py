@@ -183,3 +183,31 @@ def test_a_rename_that_happened_keeps_its_seq_even_if_the_sync_failed(
     monkeypatch.undo()
     assert list(live_records(tmp_path)) == [1]
     assert box.append(draft()).seq == 2  # never the seq of a passage already on disk
+
+
+def test_passages_of_a_former_device_id_are_kept_not_sent(
+    tmp_path: Path,
+    broker: Mosquitto,
+    subscriber_factory: Callable[..., Subscriber],
+    quiet_frames: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The kiosk's id changed with passages waiting: the ingest would refuse them for
+    ever (a device speaks only for itself), so they stay in the store, with an alert."""
+    old = Outbox(tmp_path / "store", "lane-old", "test-site")
+    old_pids = {old.append(draft()).pid for _ in range(2)}
+    old.close()
+    sub = subscriber_factory(broker.port, ["cp/v1/+/passage"])
+    cfg = make_config(tmp_path, mqtt={"port": broker.port}, camera={"source": quiet_frames})
+    kiosk = Kiosk(cfg).start()
+    try:
+        assert "store_foreign: 2 passage(s) stored as lane-old" in caplog.text
+        kiosk.press(cfg.gpio.approve_pin)  # a new passage, as lane-test
+        assert kiosk.app.publisher.wait_until(lambda p: p.published == 1, 20)
+        kiosk.stop()
+        sent = [sub.get().json()] + [m.json() for m in sub.drain_until_marker()]
+        assert [(m["device"], m["seq"]) for m in sent] == [("lane-test", 3)]
+        kept = {r["msg"]["pid"] for r in live_records(tmp_path / "store").values()}
+        assert kept == old_pids  # still there, for `checkpoint-edge outbox export`
+    finally:
+        kiosk.stop()

@@ -315,3 +315,16 @@ def test_seq_never_repeats_after_a_kill_once_everything_was_acknowledged(tmp_pat
     b.acknowledge([e.pid for e in b.entries().values()], T0)
     b._lock_file.close()  # killed: no close(), only the kernel releasing the lock
     assert box(tmp_path).append(draft()).seq == 4
+
+
+def test_passages_of_another_device_id_raise_an_alert(tmp_path: Path) -> None:
+    b = box(tmp_path)
+    b.append(draft())
+    b.close()
+    b = Outbox(tmp_path, "lane-2", "site-a")
+    assert b.alerts == [
+        "store_foreign: 1 passage(s) stored as lane-1 cannot be delivered as lane-2; "
+        "kept (checkpoint-edge outbox export)"
+    ]
+    assert [e.device for e in b.entries().values()] == ["lane-1"]
+    assert b.append(draft()).seq == 2

@@ -43,6 +43,7 @@ from edge.store_thread import BOOKKEEPING, StoreThread
 
 log = logging.getLogger(__name__)
 
+SENT_MARK_S = 1.0  # a passage PUBACKed but not acknowledged this long is marked sent
 READ_AHEAD = 500  # passages fetched from the store at once during a drain
 
 
@@ -113,6 +114,7 @@ class Publisher(threading.Thread):
     ) -> None:
         super().__init__(name="publisher", daemon=True)
         self.store = store
+        self.device_id = device_id
         self.topic = topics.passage(device_id)
         self.window = window
         self.ack_mode = ack_mode
@@ -130,12 +132,12 @@ class Publisher(threading.Thread):
         self._inflight: dict[int, int] = {}  # mid -> seq
         self._held: dict[int, float] = {}  # seq -> not before (after a refused PUBACK)
         # PUBACKed, not yet written to the store (written in batches: see _flush)
-        self._to_mark_sent: set[int] = set()
+        self._to_mark_sent: dict[int, float] = {}  # seq -> when PUBACKed
         self._to_finish: set[int] = set()  # broker mode: done, to move to the archive
         self._to_ack: list[str] = []  # acknowledged by the ingest, to move to the archive
         self._flushing: Future[tuple[int, ...]] | None = None
         self._pid_seq: dict[str, int] = {}  # of passages published by this process
-        self._last_flush = 0.0
+        self._flush_after = 0.0  # after a failed flush: not before this
         self._central_online = ack_mode == "broker"
         self._central_since = 0.0
         self._order: list[int] = []  # unacknowledged seqs, ascending (acknowledged ones linger)
@@ -205,7 +207,11 @@ class Publisher(threading.Thread):
 
     def run(self) -> None:
         try:
-            self._unacked = {seq: e.state for seq, e in self.store.entries().items()}
+            self._unacked = {
+                seq: e.state
+                for seq, e in self.store.entries().items()
+                if e.device == self.device_id  # others: kept, with a store_foreign alert
+            }
             self._order = sorted(self._unacked)
         except Exception:
             log.exception("publisher: cannot read the outbox; nothing will be sent")
@@ -223,7 +229,7 @@ class Publisher(threading.Thread):
                     break
             try:
                 self._absorb(items)
-                self._flush(self.monotonic(), force=not self._inflight)
+                self._flush(self.monotonic())
                 self._fill()
             except Exception:
                 # A store or encoding error must not end delivery: try again soon.
@@ -310,27 +316,31 @@ class Publisher(threading.Thread):
                 self._sent_at[seq] = now
                 self._fresh.discard(seq)
                 self._due.discard(seq)
-                self._to_mark_sent.add(seq)
+                self._to_mark_sent[seq] = now
         self.published += len(seqs)
         for seq in seqs:
             log.info("passage seq=%d published", seq)
 
     def _flush(self, now: float, force: bool = False) -> None:
-        """Hand delivery bookkeeping to the store thread, in batches (every half second
-        or 500 passages), one batch at a time, without waiting for the disk."""
-        pending = len(self._to_mark_sent) + len(self._to_finish) + len(self._to_ack)
-        if not pending or (self._flushing is not None and not self._flushing.done()):
+        """Hand delivery bookkeeping to the store thread, one batch at a time, without
+        waiting for the disk: whatever gathered while the last batch was written goes
+        in the next (so a drain writes in large batches, a quiet lane at once)."""
+        for seq in [s for s in self._to_mark_sent if s not in self._unacked]:
+            del self._to_mark_sent[seq]  # acknowledged meanwhile: it leaves the outbox
+        # the "sent" mark is for people (outbox status); the ingest's ack usually comes
+        # within milliseconds, so marking at once would rewrite a segment for nothing
+        marks = [s for s, at in self._to_mark_sent.items() if force or now - at >= SENT_MARK_S]
+        if not (marks or self._to_finish or self._to_ack):
             return
-        if not force and now - self._last_flush < 0.5 and pending < 500:
+        if self._flushing is not None and not self._flushing.done():
             return
-        # a passage the ingest has acknowledged meanwhile leaves the outbox: marking
-        # it sent first would rewrite its segment for nothing (the usual case in a drain)
-        still_out = sorted(s for s in self._to_mark_sent if s in self._unacked)
-        batch = _Batch(tuple(still_out), tuple(self._to_ack), tuple(sorted(self._to_finish)))
-        self._to_mark_sent.clear()
+        if now < self._flush_after and not force:
+            return
+        batch = _Batch(tuple(sorted(marks)), tuple(self._to_ack), tuple(sorted(self._to_finish)))
+        for seq in marks:
+            del self._to_mark_sent[seq]
         self._to_ack.clear()
         self._to_finish.clear()
-        self._last_flush = now
         future = self.store.submit(BOOKKEEPING, lambda: self._bookkeep(batch))
         self._flushing = future
 
@@ -354,10 +364,10 @@ class Publisher(threading.Thread):
         if item.error is not None:
             # nothing is lost: try the same writes again with the next batch
             log.error("publisher: could not record delivery: %s; retrying", item.error)
-            self._to_mark_sent.update(item.batch.sent)
+            self._to_mark_sent.update(dict.fromkeys(item.batch.sent, 0.0))
             self._to_ack.extend(item.batch.acked)
             self._to_finish.update(item.batch.finished)
-            self._last_flush = self.monotonic() + 1.0  # not at once: the disk may need a while
+            self._flush_after = self.monotonic() + 1.0  # not at once: the disk may need a while
             return
         late = [s for s in item.acknowledged if s in self._unacked]
         self._count_acknowledged(late)  # acknowledged passages this process had not published
