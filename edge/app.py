@@ -20,24 +20,35 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from gpiozero.pins.mock import MockFactory
 
+from edge import logbuffer
+from edge.alerts import FAULT_ALERTS, STORE_CORRUPT, STORE_FOREIGN, Alerts
 from edge.config import Config
 from edge.devices.camera import CaptureThread, FrameSource, make_source
 from edge.devices.frames import LatestFrame
 from edge.devices.gpio import Panel, make_pin_factory
 from edge.errors import EdgeError, TrustError
+from edge.fleet import handlers
+from edge.fleet.agent import FleetAgent
+from edge.fleet.remote import RemoteConfig
+from edge.fleet.view import KioskView
 from edge.lane import (
+    Action,
     CredentialScanned,
+    Event,
     FaultCleared,
     FaultRaised,
     Lane,
     OfficerApproved,
     OfficerDenied,
+    RecordPassage,
     SetMode,
+    State,
 )
 from edge.model import Passage, PassageDraft
 from edge.mqtt.device import DeviceLink
@@ -57,6 +68,7 @@ STORE_PROBE_S = 5.0
 # paho keeps [mqtt] inflight messages awaiting PUBACK; the publisher hands it ten
 # times that, so that paho refills the window itself (no thread hop per PUBACK).
 QUEUED_PER_INFLIGHT = 10
+RESTART = 3  # run()'s code when a new config must be applied: the caller builds a new App
 
 
 class App:
@@ -66,11 +78,18 @@ class App:
         self,
         cfg: Config,
         *,
+        remote: RemoteConfig | None = None,
         pin_factory: Any = None,
         source: FrameSource | None = None,
         decoder: Decoder | None = None,
     ) -> None:
         self.cfg = cfg
+        self.started = time.monotonic()  # for uptime
+        self.logs = logbuffer.install()
+        self.alerts = Alerts()
+        self.counts = {"approved": 0, "denied": 0}
+        self._restart = threading.Event()
+        self._restart_reason = ""
         self._store_faulted = threading.Event()
         self._barrier_faulted = threading.Event()
         self._stopping = False
@@ -85,9 +104,13 @@ class App:
         )
         for alert in box.alerts:
             log.critical("edge: %s", alert)
+            kind, _, detail = alert.partition(": ")
+            name = STORE_FOREIGN if kind == "store_foreign" else STORE_CORRUPT
+            self.alerts.raise_(name, detail, "critical")
         self.outbox = StoreThread(box)
         self.outbox.start()
         try:
+            self.remote = remote or RemoteConfig.from_config(cfg)
             self._build(pin_factory, source, decoder)
         except BaseException:
             self.outbox.stop()
@@ -98,7 +121,7 @@ class App:
         self.decoder = decoder or make_decoder(cfg.scan.decoder)
         self.source = source or make_source(cfg.camera)
         self.pin_factory = pin_factory or make_pin_factory(cfg.gpio.pin_factory)
-        self.trust = TrustHolder(cfg.trust.files)
+        self.trust = TrustHolder(self.remote.trust_files())
         with contextlib.suppress(TrustError):  # logged; the kiosk runs on and trusts nothing
             self.trust.reload()
         self.verifier = Verifier(lambda: self.trust.store, skew_s=cfg.policy.clock_skew_s)
@@ -115,6 +138,7 @@ class App:
             for ref, ts in self.outbox.approved_since(since):
                 lane.remember(ref, ts)
         self.runner = LaneRunner(lane, effects=self)
+        self.runner.add_listener(self._lane_event)
         self.panel = Panel(
             cfg.gpio,
             self.pin_factory,
@@ -142,7 +166,27 @@ class App:
             ack_mode=cfg.mqtt.ack,
             ack_timeout_s=cfg.mqtt.ack_timeout_s,
         )
-        self.link = DeviceLink(cfg.mqtt, cfg.device.id, self.publisher)
+        self.view = view = KioskView(self)
+        self.agent = FleetAgent(
+            cfg.device.id,
+            self.remote,
+            self.alerts,
+            handlers.build(view),
+            meta=view.meta,
+            telemetry=view.telemetry,
+            on_config=self.request_restart,
+            on_trust=view.pushed_trust,
+            store_dir=cfg.store.dir,
+            trust_age=view.trust_age,
+            trust_error=lambda: self.trust.last_error,
+        )
+        self.link = DeviceLink(
+            cfg.mqtt,
+            cfg.device.id,
+            self.publisher,
+            agent=self.agent,
+            session=self.remote.next_session,
+        )
 
     # -- lifecycle --------------------------------------------------------
 
@@ -161,6 +205,7 @@ class App:
         )
         self.runner.start()
         self.publisher.start()
+        self.agent.start()
         self.link.start()
         self.scanner.start()
         self.capture.start()
@@ -169,14 +214,27 @@ class App:
         """Start, supervise until ``stop`` is set, then stop cleanly; the exit code."""
         self.start()
         code = 0
+        next_check = time.monotonic()
         try:
-            while not stop.wait(1.0):
-                if not self.supervise():
-                    code = 1
+            while not stop.wait(0.2):
+                # an officer deciding is not interrupted: the decision timeout bounds the wait
+                if self._restart.is_set() and self.runner.state is not State.AWAITING_DECISION:
+                    log.info("edge: restarting to apply %s", self._restart_reason)
+                    code = RESTART
                     break
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + 1.0
+                    if not self.supervise():
+                        code = 1
+                        break
         finally:
             self.stop()
         return code
+
+    def request_restart(self, reason: str) -> None:
+        """Stop and come back with the new config (any thread); see :data:`RESTART`."""
+        self._restart_reason = reason
+        self._restart.set()
 
     @property
     def store_faulted(self) -> bool:
@@ -206,7 +264,7 @@ class App:
             return True
         if not self.link.link.alive:
             self.link.link.restart()  # the network thread is replaceable; the rest is not
-        threads = (self.runner, self.publisher, self.scanner, self.outbox)
+        threads = (self.runner, self.publisher, self.scanner, self.outbox, self.agent)
         dead = [t.name for t in threads if not t.is_alive()]
         if dead:
             log.critical("edge: thread(s) %s stopped unexpectedly; restarting", ", ".join(dead))
@@ -240,6 +298,9 @@ class App:
         self.publisher.stop()
         if self.publisher.is_alive():
             self.publisher.join(timeout=2.0)
+        self.agent.stop()
+        if self.agent.is_alive():
+            self.agent.join(timeout=2.0)
         self.link.stop()
         self.panel.close()
         self.outbox.stop()
@@ -292,3 +353,15 @@ class App:
 
     def show(self, screen: str, reasons: tuple[str, ...]) -> None:
         log.debug("screen: %s %s", screen, ",".join(reasons))
+
+    # -- the fleet side (the rest: edge/fleet/view.py) ---------------------
+
+    def _lane_event(self, event: Event, actions: list[Action], _state: State) -> None:
+        """On the lane thread: counts for telemetry, faults as alerts."""
+        for action in actions:
+            if isinstance(action, RecordPassage):
+                self.counts[action.draft.decision] += 1
+        if isinstance(event, FaultRaised) and event.name in FAULT_ALERTS:
+            self.alerts.raise_(FAULT_ALERTS[event.name], event.reason, "critical")
+        elif isinstance(event, FaultCleared) and event.name in FAULT_ALERTS:
+            self.alerts.clear(FAULT_ALERTS[event.name])

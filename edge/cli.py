@@ -1,7 +1,8 @@
 """Command line of checkpoint-edge.
 
 ``run`` (the kiosk), ``check-config``, ``keys new``, ``issue``, ``verify``,
-``outbox`` (what a kiosk holds), ``ingest`` (the central worker), ``trace``.
+``outbox`` (what a kiosk holds), ``ingest`` (the central worker), ``trace``,
+``fleet`` (the operator's tool), ``pki`` (the broker's certificates and ACL).
 Exit codes: 0 success (``verify``: valid), 1 a runtime failure (``verify``:
 invalid), 2 an invalid config or usage.
 """
@@ -19,10 +20,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from edge import __version__, credtools
+from edge import __version__, credtools, pki_cli
 from edge import config as config_mod
 from edge.credtools import UsageError
 from edge.errors import ConfigError, EdgeError, TrustError
+from edge.fleet import cli as fleet_cli
 from edge.scan.declaration import TRANSPORT_MODES
 from edge.scan.declaration import issue as issue_declaration
 from edge.trust import load_trust
@@ -48,6 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "outbox": _outbox,
         "ingest": _ingest,
         "trace": _trace,
+        "fleet": fleet_cli.main,
+        "pki": pki_cli.main,
     }
     try:
         return commands[args.command](args)
@@ -101,6 +105,8 @@ def _parser() -> argparse.ArgumentParser:
     issue.add_argument("--svg", type=Path, help="write the QR code as SVG")
 
     _add_verify(sub)
+    fleet_cli.register(sub)
+    pki_cli.register(sub)
     _add_central(sub)
     return parser
 
@@ -317,42 +323,58 @@ def _check_config(path: Path) -> int:
 
 def _run(path: Path | None, level: str | None) -> int:
     path = path or simulation_config_path()
+    from edge.fleet.remote import RemoteConfig  # noqa: PLC0415 - keeps check-config light
+
     try:
-        cfg = config_mod.load(path)
+        remote = RemoteConfig.from_file(path)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    except EdgeError as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
+        return 1
+    cfg = remote.effective
     logging.basicConfig(level=(level or cfg.log.level).upper(), format=LOG_FORMAT)
     logging.getLogger("PIL").setLevel(logging.WARNING)
 
-    from edge.app import App  # noqa: PLC0415 - keeps check-config light
+    from edge.app import RESTART, App  # noqa: PLC0415
     from edge.keys import KeyboardThread  # noqa: PLC0415
 
     stop = _stop_on_signals()  # from here on, SIGTERM is a clean stop even during start-up
     log.info("edge: checkpoint-edge %s, config %s", __version__, path)  # (after: tests wait for it)
-    try:
-        app = App(cfg)
-    except EdgeError as exc:
-        log.error("edge: cannot start: %s", exc)  # noqa: TRY400 - a reason, not a bug
-        return 1
+    current: list[App] = []
+
+    def on_key(key: str) -> None:
+        if not current:
+            return
+        if key == "a":
+            current[0].press("approve")
+        elif key == "d":
+            current[0].press("deny")
+        elif key == "s":
+            current[0].toggle_surge(by="officer")
+        elif key == "q":
+            stop.set()
+
     keys = None
     if KeyboardThread.available():
-
-        def on_key(key: str) -> None:
-            if key == "a":
-                app.press("approve")
-            elif key == "d":
-                app.press("deny")
-            elif key == "s":
-                app.toggle_surge(by="officer")
-            elif key == "q":
-                stop.set()
-
         keys = KeyboardThread(on_key)
         keys.start()
         log.info("edge: keys: a = approve, d = deny, s = surge on/off, q = quit")
     try:
-        return app.run(stop)
+        while True:
+            cfg = remote.effective
+            if level is None:
+                logging.getLogger().setLevel(cfg.log.level.upper())
+            try:
+                app = App(cfg, remote=remote)
+            except EdgeError as exc:
+                log.error("edge: cannot start: %s", exc)  # noqa: TRY400 - a reason, not a bug
+                return 1
+            current[:] = [app]
+            code = app.run(stop)
+            if code != RESTART or stop.is_set():
+                return code
     finally:
         if keys is not None:
             keys.stop()

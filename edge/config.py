@@ -23,6 +23,7 @@ from edge.sections import (
     TRAVELLER_FIELDS,
     CameraConfig,
     DeviceConfig,
+    FleetConfig,
     GpioConfig,
     IngestConfig,
     LaneConfig,
@@ -42,12 +43,14 @@ __all__ = [
     "CameraConfig",
     "Config",
     "DeviceConfig",
+    "FleetConfig",
     "GpioConfig",
     "IngestConfig",
     "IngestFile",
     "LaneConfig",
     "LogConfig",
     "MqttConfig",
+    "OperatorFile",
     "PassageConfig",
     "PolicyConfig",
     "ScanConfig",
@@ -56,9 +59,12 @@ __all__ = [
     "TrustConfig",
     "describe_keys",
     "from_mapping",
+    "from_mapping_as",
     "load",
     "load_as",
     "loads",
+    "read_toml",
+    "to_mapping",
 ]
 
 
@@ -74,6 +80,7 @@ class Config:
     trust: TrustConfig = field(default_factory=TrustConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     passage: PassageConfig = field(default_factory=PassageConfig)
+    fleet: FleetConfig = field(default_factory=FleetConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -83,6 +90,14 @@ class IngestFile:
 
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+@dataclass(frozen=True)
+class OperatorFile:
+    """An operator's config file for ``checkpoint-edge fleet``: the ``[mqtt]`` of a device's."""
+
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -104,6 +119,11 @@ def load(path: Path) -> Config:
 
 def load_as(path: Path, schema: type[S]) -> S:
     """Read and validate a config file of ``schema`` (:class:`Config`, :class:`IngestFile`)."""
+    return _from_mapping(read_toml(path), path.resolve().parent, str(path), schema)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML data of a config file, not yet validated; ConfigError when unreadable."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -111,10 +131,9 @@ def load_as(path: Path, schema: type[S]) -> S:
     except UnicodeDecodeError as exc:
         raise ConfigError([f"not UTF-8 text: {exc.reason}"], str(path)) from exc
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"not valid TOML: {exc}"], str(path)) from exc
-    return _from_mapping(data, path.resolve().parent, str(path), schema)
 
 
 def loads(text: str, base_dir: Path, source: str = "config") -> Config:
@@ -129,6 +148,11 @@ def loads(text: str, base_dir: Path, source: str = "config") -> Config:
 def from_mapping(data: Mapping[str, Any], base_dir: Path, source: str = "config") -> Config:
     """Validate already-parsed TOML data (a file, or a config pushed over MQTT later)."""
     return _from_mapping(data, base_dir, source, Config)
+
+
+def from_mapping_as(data: Mapping[str, Any], base_dir: Path, source: str, schema: type[S]) -> S:
+    """Validate already-parsed data of any config file ``schema``."""
+    return _from_mapping(data, base_dir, source, schema)
 
 
 def _from_mapping(data: Mapping[str, Any], base_dir: Path, source: str, schema: type[S]) -> S:
@@ -231,6 +255,27 @@ def _cross_checks(built: dict[str, Any]) -> list[str]:
     if mqtt.reconnect_min_s > mqtt.reconnect_max_s:
         problems.append("mqtt.reconnect_min_s: must not exceed mqtt.reconnect_max_s")
     return problems
+
+
+def to_mapping(cfg: Any) -> dict[str, dict[str, Any]]:
+    """A validated config as TOML-like data (paths absolute) that loads back to an equal one."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in sections_of(type(cfg)):
+        section = getattr(cfg, name)
+        table: dict[str, Any] = {}
+        for f in fields(section):
+            value = getattr(section, f.name)
+            if isinstance(value, SourceSpec):
+                value = value.describe()
+            elif isinstance(value, Path):
+                value = str(value)
+            elif value is None:
+                value = ""
+            elif isinstance(value, tuple):
+                value = [str(v) if isinstance(v, Path) else v for v in value]
+            table[f.name] = value
+        out[name] = table
+    return out
 
 
 def describe_keys(schema: type[Any] = Config) -> list[tuple[str, str, str]]:

@@ -13,6 +13,8 @@ States::
       |                    v
       +-- auto mode -----> READY (denied) or OPEN (approved)
     SURGE: barrier held open; every scan is verified and recorded at once
+    closed mode: READY with the barrier shut; every scan is recorded as denied
+    an operator's open-barrier command: READY --> OPEN (recorded, by operator)
     any --fault--> FAILSAFE --all faults cleared--> READY (or SURGE)
 
 A traveller may show several codes (declaration, vaccination certificate, ID
@@ -41,8 +43,10 @@ from edge.scan.reasons import UNRECOGNISED
 NO_DECISION = "no_decision"
 NO_CREDENTIAL = "no_credential"
 SURGE = "surge"
+CLOSED = "closed"
+OPERATOR_OPEN = "operator_open"
 
-MODES = ("officer", "auto", "surge")
+MODES = ("officer", "auto", "surge", "closed")
 # Replays are recognised by Credential.ref (issuer and id of a declaration or
 # DCC), not by the payload bytes: re-encoding a signed code changes its bytes.
 # An ID card has no ref: it is the person, not the permission.
@@ -83,6 +87,13 @@ class SetMode:
 
 
 @dataclass(frozen=True)
+class OperatorOpen:
+    """An operator opens the barrier remotely for one passage (a pulse of ``open_s``)."""
+
+    by: str = "operator"
+
+
+@dataclass(frozen=True)
 class DecisionTimedOut:
     token: int
 
@@ -116,6 +127,7 @@ Event = (
     | OfficerApproved
     | OfficerDenied
     | SetMode
+    | OperatorOpen
     | TimerEvent
     | FaultRaised
     | FaultCleared
@@ -220,7 +232,7 @@ class Lane:
         """The actions that put the hardware in the lane's initial state."""
         if self.mode == "surge":
             return self._enter_surge()
-        return [CloseBarrier(), Signal("ready"), Show("ready")]
+        return [CloseBarrier(), *self._ready_feedback()]
 
     def remember(self, ref: str, approved_at: datetime) -> None:
         """A credential (its ``ref``) approved before a restart, for replay checks."""
@@ -247,6 +259,8 @@ class Lane:
                 return self._officer(approve=False, now=now)
             case SetMode(mode=mode, by=by):
                 return self._set_mode(mode, by, now)
+            case OperatorOpen(by=by):
+                return self._operator_open(by, now)
         raise TypeError(f"unknown event {event!r}")  # pragma: no cover - exhaustive
 
     def fail(self, now: datetime, reason: str = "internal_error") -> list[Action]:
@@ -281,7 +295,7 @@ class Lane:
 
     # -- transitions -------------------------------------------------------
 
-    def _scanned(self, credential: Credential, now: datetime) -> list[Action]:
+    def _scanned(self, credential: Credential, now: datetime) -> list[Action]:  # noqa: PLR0911 - a return per lane state
         tag = _tag(credential)
         if self.state is State.FAILSAFE:
             return [Note(f"scan ignored in failsafe: {tag}")]
@@ -298,6 +312,16 @@ class Lane:
         if self.state is not State.READY:
             return self._queue(credential)
         verdict = self._evaluate([credential], now)
+        if self.mode == "closed":
+            draft = self._draft(
+                now, "denied", "policy", (*verdict.reasons, CLOSED), [credential], verdict
+            )
+            return [
+                Note(f"closed: scanned {tag}: denied"),
+                RecordPassage(draft),
+                Signal("denied"),
+                Show("closed", (CLOSED,)),
+            ]
         note = Note(f"scanned {tag}: policy {verdict.outcome} {','.join(verdict.reasons)}")
         self._current = _Pending([credential], verdict)
         if self.mode == "auto" and verdict.outcome != "refer":
@@ -345,6 +369,8 @@ class Lane:
         if self.state is State.AWAITING_DECISION:
             self._timers.pop(DecisionTimedOut, None)
             return self._decide_current(approve, "officer", now)
+        if self.state is State.READY and approve and self.mode == "closed":
+            return [Note("officer approve ignored: the checkpoint is closed")]
         if self.state is State.READY and approve:
             # The officer lets someone through without a code: still a passage.
             draft = self._draft(now, "approved", "officer", (NO_CREDENTIAL,), [], None)
@@ -363,7 +389,7 @@ class Lane:
             return self._clear(INTERNAL_FAULT, now)
         return []  # pragma: no cover - tokens are dropped on every state change
 
-    def _set_mode(self, mode: str, by: str, now: datetime) -> list[Action]:
+    def _set_mode(self, mode: str, by: str, now: datetime) -> list[Action]:  # noqa: PLR0911 - a return per case
         if mode not in MODES:
             return [Note(f"mode {mode!r} refused: not one of {', '.join(MODES)}")]
         if mode == self.mode:
@@ -372,6 +398,13 @@ class Lane:
         note = Note(f"mode {was} -> {mode} by {by}")
         if self.state is State.FAILSAFE:
             return [note]  # applies once the faults clear
+        if mode == "closed":
+            closing: list[Action] = [note]
+            self._timers.pop(CloseDue, None)
+            if self.state is State.AWAITING_DECISION:
+                self._timers.pop(DecisionTimedOut, None)
+                closing += self._decide_current(False, "policy", now, extra=(CLOSED,))
+            return closing + self._to_ready(now)
         if mode == "surge":
             actions: list[Action] = [note]
             if self.state is State.AWAITING_DECISION and self._current is not None:
@@ -384,9 +417,15 @@ class Lane:
                 actions.append(RecordPassage(draft))
             self._timers.clear()
             return actions + self._enter_surge()
-        if was == "surge":
+        if was == "surge" or (was == "closed" and self.state is State.READY):
             return [note, *self._to_ready(now)]
         return [note]
+
+    def _operator_open(self, by: str, now: datetime) -> list[Action]:
+        if self.state is not State.READY:
+            return [Note(f"operator open refused while {self.state.value}")]
+        draft = self._draft(now, "approved", "operator", (OPERATOR_OPEN,), [], None)
+        return self._approve(draft, f"operator {by}")
 
     def _enter_surge(self) -> list[Action]:
         self.state = State.SURGE
@@ -456,7 +495,12 @@ class Lane:
         if self.mode == "surge":
             return self._enter_surge()
         self.state = State.READY
-        return [CloseBarrier(), Signal("ready"), Show("ready"), *self._take_pending(now)]
+        return [CloseBarrier(), *self._ready_feedback(), *self._take_pending(now)]
+
+    def _ready_feedback(self) -> list[Action]:
+        if self.mode == "closed":
+            return [Signal("closed"), Show("closed")]
+        return [Signal("ready"), Show("ready")]
 
     def _take_pending(self, now: datetime) -> list[Action]:
         credential, self._pending = self._pending, None

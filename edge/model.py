@@ -19,7 +19,7 @@ from typing import Any, Literal
 from edge.scan.claims import Claims, Dcc, Declaration, IdCard, Place
 
 Decision = Literal["approved", "denied"]
-DecidedBy = Literal["officer", "policy"]
+DecidedBy = Literal["officer", "policy", "operator"]
 
 PASSAGE_SCHEMA_VERSION = 1
 _LOG_KEY = secrets.token_bytes(16)

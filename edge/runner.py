@@ -18,6 +18,8 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -66,6 +68,22 @@ class _Stop:
     pass
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What one event did: the lane's actions, whether all were carried out, the state after."""
+
+    actions: list[Action]
+    completed: bool
+    state: State
+    mode: str
+
+
+@dataclass(frozen=True)
+class _Call:
+    event: Event
+    future: Future[Outcome]
+
+
 class LaneRunner(threading.Thread):
     """Owns the lane; ``post`` is the only way in."""
 
@@ -81,7 +99,7 @@ class LaneRunner(threading.Thread):
         self.effects = effects
         self.clock = clock
         self.monotonic = monotonic
-        self._queue: queue.Queue[Event | _Stop] = queue.Queue()
+        self._queue: queue.Queue[Event | _Call | _Stop] = queue.Queue()
         self._timers: dict[type, tuple[float, TimerEvent]] = {}
         self._listeners: list[Listener] = []
         self.events = 0
@@ -97,6 +115,15 @@ class LaneRunner(threading.Thread):
     def post(self, event: Event) -> None:
         """Hand an event to the lane (any thread)."""
         self._queue.put(event)
+
+    def call(self, event: Event, timeout: float = 5.0) -> Outcome:
+        """Post ``event`` and wait until the lane has handled it (any thread but the lane's).
+
+        Raises TimeoutError when the lane did not get to it in time.
+        """
+        future: Future[Outcome] = Future()
+        self._queue.put(_Call(event, future))
+        return future.result(timeout)
 
     def stop(self) -> None:
         """Finish the events already posted, then end."""
@@ -118,13 +145,17 @@ class LaneRunner(threading.Thread):
         # An event already taken from the queue happened before any timer that
         # is due now was looked at: it goes first (an officer's press at the
         # last moment beats the decision timeout).
-        if item is not None:
+        if isinstance(item, _Call):
+            self._guarded(self._handle, item.event, item.future)
+            if not item.future.done():
+                item.future.set_exception(RuntimeError("the lane failed on this event"))
+        elif item is not None:
             self._guarded(self._handle, item)
         for event in self._due_timers():
             self._guarded(self._handle, event)
         return True
 
-    def _guarded(self, work: Callable[..., None], *args: Any) -> None:
+    def _guarded(self, work: Callable[..., object], *args: Any) -> None:
         """Nothing may end the lane thread: an error here is a lane failure, not a crash."""
         try:
             work(*args)
@@ -148,7 +179,7 @@ class LaneRunner(threading.Thread):
             del self._timers[type(ev)]
         return [ev for _, ev in due]
 
-    def _handle(self, event: Event) -> None:
+    def _handle(self, event: Event, future: Future[Outcome] | None = None) -> None:
         self.events += 1
         now = self.clock()
         try:
@@ -157,14 +188,17 @@ class LaneRunner(threading.Thread):
             log.exception("lane: internal error on %s", type(event).__name__)
             actions = self.lane.fail(now)
             self._timers.clear()
-        self._execute(actions)
+        completed = self._execute(actions)
+        if future is not None:
+            future.set_result(Outcome(actions, completed, self.lane.state, self.lane.mode))
         for listener in self._listeners:
             try:
                 listener(event, actions, self.lane.state)
             except Exception:
                 log.exception("lane: listener failed")
 
-    def _execute(self, actions: list[Action]) -> None:
+    def _execute(self, actions: list[Action]) -> bool:
+        """Carry out ``actions`` in order; False when one failed and the rest were skipped."""
         for action in actions:
             try:
                 self._perform(action)
@@ -177,7 +211,8 @@ class LaneRunner(threading.Thread):
                 # Skip the rest of this decision: above all, never open the
                 # barrier for a passage that is not on disk.
                 self._handle(FaultRaised(name, type(exc).__name__))
-                return
+                return False
+        return True
 
     def _perform(self, action: Action) -> None:
         match action:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 DEVICE_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
-LaneMode = Literal["officer", "auto", "surge"]
+LaneMode = Literal["officer", "auto", "surge", "closed"]
 DecoderName = Literal["auto", "zxing", "pyzbar"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -194,7 +194,8 @@ class LaneConfig:
         default="officer",
         metadata=_doc(
             "officer: the officer decides; auto: the policy decides alone; "
-            "surge: the barrier stays open and every code is still verified and recorded."
+            "surge: the barrier stays open and every code is still verified and recorded; "
+            "closed: the checkpoint is closed, the barrier stays shut and codes are denied."
         ),
     )
     decision_timeout_s: float = field(
@@ -414,6 +415,43 @@ class PassageConfig:
             "Traveller fields recorded in each passage (personal data: only what tracing needs).",
             _subset(TRAVELLER_FIELDS),
         ),
+    )
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    telemetry_s: float = field(
+        default=60.0,
+        metadata=_doc("Seconds between telemetry messages (cp/v1/<id>/telemetry).", _positive),
+    )
+    keys: tuple[Path, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Fleet public keys (PEM) that sign trust-list and policy pushes; "
+            "empty = every push is refused.",
+            _paths,
+        ),
+    )
+    remote_config: bool = field(
+        default=True,
+        metadata=_doc("Apply a newer valid config/desired from operators (else report refused)."),
+    )
+    disk_low_mb: float = field(
+        default=200.0,
+        metadata=_doc(
+            "Raise the disk-low alert below this much free space at the store (MB).", _non_negative
+        ),
+    )
+    trust_max_age_h: float = field(
+        default=168.0,
+        metadata=_doc(
+            "Raise trust-stale when the newest trust file or push is older (hours; 0 = off).",
+            _non_negative,
+        ),
+    )
+    clock_check: bool = field(
+        default=True,
+        metadata=_doc("Raise clock-unsynchronised when the kernel says the clock is not synced."),
     )
 
 

@@ -489,3 +489,96 @@ def test_log_handles_do_not_reveal_the_payload_hash() -> None:
     c = cred(b"079190012345|...")
     assert c.short_id == cred(b"079190012345|...").short_id  # stable within a run
     assert c.short_id not in c.sha256
+
+
+# -- closed mode and the operator's remote opening (issue 5) -------------------------
+
+
+def test_closed_mode_keeps_the_barrier_shut_and_records_scans_as_denied() -> None:
+    ln = lane("closed")
+    start = ln.start(T0)
+    assert CloseBarrier() in start
+    assert Show("closed") in start
+    acts = ln.handle(CredentialScanned(cred(b"a")), T0)
+    assert OpenBarrier() not in acts
+    (rec,) = only(acts, RecordPassage)
+    assert rec.draft.decision == "denied"
+    assert "closed" in rec.draft.reasons
+    assert rec.draft.mode == "closed"
+    assert ln.state is State.READY
+    # the officer cannot let anyone through a closed checkpoint
+    acts = ln.handle(OfficerApproved(), T0)
+    assert not only(acts, RecordPassage)
+    assert OpenBarrier() not in acts
+
+
+def test_closing_while_a_traveller_is_decided_denies_them_and_closes() -> None:
+    ln = lane("officer")
+    ln.handle(CredentialScanned(cred(b"a")), T0)
+    assert ln.state is State.AWAITING_DECISION
+    acts = ln.handle(SetMode("closed"), T0)
+    (rec,) = only(acts, RecordPassage)
+    assert rec.draft.decision == "denied"
+    assert "closed" in rec.draft.reasons
+    assert CloseBarrier() in acts
+    assert ln.state is State.READY
+    assert Show("closed") in acts
+
+
+def test_closing_an_open_barrier_shuts_it_and_reopening_the_lane_shows_ready() -> None:
+    ln = lane("officer")
+    ln.handle(OfficerApproved(), T0)
+    assert ln.state is State.OPEN
+    acts = ln.handle(SetMode("closed"), T0)
+    assert CloseBarrier() in acts
+    assert ln.state is State.READY
+    acts = ln.handle(SetMode("officer"), T0)
+    assert Show("ready") in acts
+    assert Signal("ready") in acts
+
+
+def test_surge_to_closed_closes_the_barrier() -> None:
+    ln = lane("surge")
+    ln.start(T0)
+    assert ln.state is State.SURGE
+    acts = ln.handle(SetMode("closed"), T0)
+    assert CloseBarrier() in acts
+    assert ln.state is State.READY
+
+
+def test_operator_open_records_before_opening_then_closes_on_time() -> None:
+    from edge.lane import OperatorOpen
+
+    ln = lane("closed")
+    acts = ln.handle(OperatorOpen(by="command 1"), T0)
+    assert kinds(acts).index(RecordPassage) < kinds(acts).index(OpenBarrier)
+    (rec,) = only(acts, RecordPassage)
+    assert rec.draft.decided_by == "operator"
+    assert rec.draft.reasons == ("operator_open",)
+    assert rec.draft.credentials == ()
+    assert ln.state is State.OPEN
+    close = timer(acts)
+    assert close.delay_s == 5
+    acts = ln.handle(close.event, T0 + timedelta(seconds=5))
+    assert CloseBarrier() in acts
+    assert Show("closed") in acts  # back to the closed checkpoint
+
+
+@pytest.mark.parametrize("setup", ["awaiting", "open", "surge", "failsafe"])
+def test_operator_open_is_refused_unless_the_lane_is_ready(setup: str) -> None:
+    from edge.lane import OperatorOpen
+
+    ln = lane("surge" if setup == "surge" else "officer")
+    ln.start(T0)
+    if setup == "awaiting":
+        ln.handle(CredentialScanned(cred(b"a")), T0)
+    elif setup == "open":
+        ln.handle(OfficerApproved(), T0)
+    elif setup == "failsafe":
+        ln.handle(FaultRaised("camera", "gone"), T0)
+    before = ln.state
+    acts = ln.handle(OperatorOpen(), T0)
+    assert not only(acts, RecordPassage)
+    assert OpenBarrier() not in acts
+    assert ln.state is before
+    assert any("refused" in n.text for n in only(acts, Note))

@@ -118,7 +118,7 @@ def test_broken_config_is_a_clear_message_not_a_traceback(tmp_path: Path) -> Non
         check=False,
     )
     assert run.returncode == 2
-    assert "lane.mode: must be one of officer, auto, surge (got 'party')" in run.stderr
+    assert "lane.mode: must be one of officer, auto, surge, closed (got 'party')" in run.stderr
     assert "gpio.barrier_pin: must be a BCM GPIO number 0-27 (got 99)" in run.stderr
     assert "Traceback" not in run.stderr
 

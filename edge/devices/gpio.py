@@ -96,7 +96,8 @@ class Panel:
         self.barrier.off()
 
     def signal(self, pattern: str) -> None:
-        """Show a lane state on the LEDs and buzzer: ready, reading, approved, denied, fault."""
+        """Show a lane state on the LEDs and buzzer: ready, reading, approved, denied,
+        surge, closed, fault."""
         if pattern == "ready":
             self.green.off()
             self.red.off()
@@ -112,6 +113,12 @@ class Panel:
             self.green.off()
             self.red.blink(on_time=DENIED_SHOW_S, off_time=0.01, n=1)
             self.buzzer.beep(on_time=0.1, off_time=0.1, n=3)
+        elif pattern == "surge":  # barrier held open: green steady
+            self.red.off()
+            self.green.on()
+        elif pattern == "closed":  # checkpoint closed: red steady
+            self.green.off()
+            self.red.on()
         elif pattern == "fault":
             self.green.off()
             self.red.blink(on_time=0.5, off_time=0.5)

@@ -1,22 +1,29 @@
-"""The device's MQTT side: status and will, passages out, acknowledgements in.
+"""The device's MQTT side: status and will, passages out, acknowledgements and
+operators' messages in.
 
 ``cp/v1/<id>/status`` is retained: ``online`` on every connect, ``offline``
-as the will (an unclean end), ``stopped`` on a clean shutdown. The device
-subscribes, inside every connect, to its acknowledgements and to the central
-ingest's retained status, and hands both to the publisher. Anything malformed
-from outside is logged (without content) and dropped.
+as the will (an unclean end), ``stopped`` on a clean shutdown, each with the
+connection's session number. The device subscribes, inside every connect, to
+its acknowledgements and the central ingest's retained status (for the
+publisher), and to its commands, the fleet-wide commands, its desired config
+and the fleet-wide signed pushes (for the fleet agent, which handles them on
+its own thread). Anything malformed from outside is logged (without content)
+and dropped.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from edge import __version__
+from edge.fleet.agent import FleetAgent, Inbound
 from edge.model import iso_utc
 from edge.mqtt import topics
 from edge.mqtt.link import LinkOptions, MqttLink, Will
@@ -28,9 +35,15 @@ log = logging.getLogger(__name__)
 MAX_ACK_PIDS = 10_000
 
 
-def status_payload(state: str) -> bytes:
+def status_payload(state: str, session: int = 0) -> bytes:
+    """``{"state": online|offline|stopped, "session": N, "ts": ..., "version": ...}``."""
     return json.dumps(
-        {"state": state, "ts": iso_utc(datetime.now(UTC)), "version": __version__},
+        {
+            "state": state,
+            "session": session,
+            "ts": iso_utc(datetime.now(UTC)),
+            "version": __version__,
+        },
         separators=(",", ":"),
     ).encode()
 
@@ -64,19 +77,43 @@ def parse_central(payload: bytes) -> bool | None:
 
 
 class DeviceLink:
-    """MQTT for one kiosk: an :class:`MqttLink` wired to the publisher."""
+    """MQTT for one kiosk: an :class:`MqttLink` wired to the publisher and the fleet agent.
 
-    def __init__(self, cfg: MqttConfig, device_id: str, publisher: Publisher) -> None:
+    ``session`` gives a new session number for each connection attempt (saved
+    by the caller before use): the will and the ``online`` status of one
+    connection carry the same number, so an operator can tell a late will of
+    an earlier connection from the current state.
+    """
+
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        device_id: str,
+        publisher: Publisher,
+        *,
+        agent: FleetAgent | None = None,
+        session: Callable[[], int] | None = None,
+    ) -> None:
         self.device_id = device_id
         self.publisher = publisher
+        self.agent = agent
+        self._next_session = session or itertools.count(1).__next__
+        self.session = 0
         self.ack_topic = topics.ack(device_id)
         self.central_topic = topics.central_status()
         subscriptions = (
             [(self.ack_topic, 1), (self.central_topic, 1)] if cfg.ack == "ingest" else []
         )
+        if agent is not None:
+            subscriptions += [
+                (topics.commands(device_id), 1),
+                (topics.commands(topics.ALL), 1),
+                (topics.config_desired(device_id), 1),
+                *((topics.fleet_push(kind), 1) for kind in topics.PUSH_KINDS),
+            ]
         options = LinkOptions(
             client_id=device_id,
-            will=Will(topics.status(device_id), status_payload("offline")),
+            will_factory=self._will,
             subscriptions=subscriptions,
         )
         self.link = MqttLink(
@@ -87,6 +124,8 @@ class DeviceLink:
             on_message=self._message,
         )
         publisher.link = self.link
+        if agent is not None:
+            agent.transport = self
 
     @property
     def connected(self) -> bool:
@@ -97,14 +136,33 @@ class DeviceLink:
 
     def stop(self, timeout: float = 2.0) -> None:
         """Publish ``stopped``, disconnect cleanly (no will)."""
-        status = status_payload("stopped")
+        status = status_payload("stopped", self.session)
         if not self.link.publish_and_wait(topics.status(self.device_id), status, True, timeout):
             log.warning("mqtt: could not publish the stopped status")
         self.link.stop()
 
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        retain: bool = False,
+        response_to: tuple[str, bytes | None] | None = None,
+    ) -> None:
+        """Publish for the fleet agent (replies carry the request's correlation data)."""
+        correlation = response_to[1] if response_to is not None else None
+        self.link.publish(topic, payload, qos, retain, correlation)
+
+    def _will(self) -> Will:
+        self.session = self._next_session()
+        return Will(topics.status(self.device_id), status_payload("offline", self.session))
+
     def _connected(self) -> None:
-        self.link.publish(topics.status(self.device_id), status_payload("online"), retain=True)
+        status = status_payload("online", self.session)
+        self.link.publish(topics.status(self.device_id), status, retain=True)
         self.publisher.connected()
+        if self.agent is not None:
+            self.agent.connected()
 
     def _message(self, msg: mqtt.MQTTMessage) -> None:
         if msg.topic == self.ack_topic:
@@ -119,5 +177,18 @@ class DeviceLink:
                 log.warning("mqtt: malformed central status dropped")
                 return
             self.publisher.on_central(online)
+        elif self.agent is not None:
+            props: Any = msg.properties
+            response = getattr(props, "ResponseTopic", None)
+            correlation = getattr(props, "CorrelationData", None)
+            self.agent.post(
+                Inbound(
+                    msg.topic,
+                    bytes(msg.payload),
+                    bool(msg.retain),
+                    response if isinstance(response, str) else None,
+                    bytes(correlation) if isinstance(correlation, bytes | bytearray) else None,
+                )
+            )
         else:
             log.debug("mqtt: message on %s ignored", msg.topic)

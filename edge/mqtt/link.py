@@ -56,6 +56,8 @@ class LinkOptions:
 
     client_id: str
     will: Will | None = None
+    # called before every connection attempt: a will that changes per connection
+    will_factory: Callable[[], Will] | None = None
     clean_start: bool = True  # False: a persistent session (with session_expiry_s)
     session_expiry_s: int = 0
     subscriptions: list[tuple[str, int]] = field(default_factory=list)
@@ -142,9 +144,24 @@ class MqttLink:
         log.warning("mqtt: network thread restarted")
         self.start()
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int | None:
-        """Queue a message (never blocks); its mid, or None when paho refused it."""
-        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        retain: bool = False,
+        correlation: bytes | None = None,
+    ) -> int | None:
+        """Queue a message (never blocks); its mid, or None when paho refused it.
+
+        ``correlation``: MQTT v5 correlation data, echoed in a reply to a request.
+        """
+        props = None
+        if correlation is not None:
+            make: Any = Properties  # paho's Properties has no type hints
+            props = make(PacketTypes.PUBLISH)
+            props.CorrelationData = correlation
+        info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=props)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             log.warning("mqtt: publish to %s refused: %s", topic, mqtt.error_string(info.rc))
             return None
@@ -211,6 +228,10 @@ class MqttLink:
     def _try_connect(self) -> bool:
         """One connection attempt (TCP, TLS, CONNECT); False when it failed at once."""
         try:
+            factory = self.options.will_factory
+            if factory is not None:
+                will = factory()
+                self._client.will_set(will.topic, will.payload, qos=1, retain=will.retain)
             if not self._connected_once:
                 props = None
                 if self.options.session_expiry_s:

@@ -1,28 +1,168 @@
 """Every MQTT topic of the fleet, built and parsed here and nowhere else.
 
-Namespace ``cp/v1/<device_id>/...`` (see ``docs/architecture.md``). Device ids
-are validated by the config (``[a-z0-9-]+``), so they never contain MQTT
-wildcards or separators.
+Namespace ``cp/v1/<device_id>/...`` (the table in ``docs/architecture.md``).
+Device ids are validated by the config (``[a-z0-9-]+``), so they never contain
+MQTT wildcards or separators; names of alerts and commands are checked by
+:func:`valid_name` before they become topic levels. Two pseudo devices start
+with ``$`` and so can never be a device id: ``$all`` (fleet-wide commands and
+pushes) and ``$central`` (the ingest).
+
+Up (device -> broker): ``status``, ``meta``, ``passage``, ``telemetry``,
+``alert/<name>``, ``res/<cmd>``, ``config/reported``.
+Down (operators and ingest -> device): ``cmd/<cmd>``, ``config/desired``,
+``ack``; fleet-wide ``$all/cmd/<cmd>``, ``$all/trust``, ``$all/policy``;
+``$central/status``.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 PREFIX = "cp/v1"
+ALL = "$all"
+CENTRAL = "$central"
+
+_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+
+
+def valid_name(name: str) -> bool:
+    """A device id, command or alert name: 1-63 of ``a-z 0-9 -``, no wildcard or separator."""
+    return bool(_NAME_RE.fullmatch(name))
+
+
+def _join(device_id: str, *rest: str) -> str:
+    return "/".join((PREFIX, device_id, *rest))
+
+
+# -- up ------------------------------------------------------------------------
 
 
 def status(device_id: str) -> str:
-    """Retained ``online`` / ``offline`` (the will) / ``stopped``."""
-    return f"{PREFIX}/{device_id}/status"
+    """Retained ``online`` / ``offline`` (the will) / ``stopped``, with a session counter."""
+    return _join(device_id, "status")
+
+
+def meta(device_id: str) -> str:
+    """Retained: version, site, lane, camera, config version."""
+    return _join(device_id, "meta")
 
 
 def passage(device_id: str) -> str:
     """One passage per message, QoS 1, in sequence order."""
-    return f"{PREFIX}/{device_id}/passage"
+    return _join(device_id, "passage")
+
+
+def telemetry(device_id: str) -> str:
+    """QoS 0, not retained, every ``[fleet] telemetry_s``."""
+    return _join(device_id, "telemetry")
+
+
+def alert(device_id: str, name: str) -> str:
+    """Retained while raised; an empty retained payload clears it."""
+    return _join(device_id, "alert", name)
+
+
+def reply(device_id: str, command: str) -> str:
+    """The reply to a command: ``id``, ``status``, ``data``, ``error``."""
+    return _join(device_id, "res", command)
+
+
+def reply_prefix(device_id: str) -> str:
+    """Where a command's MQTT v5 response topic may point (the device's own replies)."""
+    return _join(device_id, "res") + "/"
+
+
+def config_reported(device_id: str) -> str:
+    """Retained: the applied config version, or why a desired one was rejected."""
+    return _join(device_id, "config", "reported")
+
+
+# -- down ----------------------------------------------------------------------
+
+
+def command(device_id: str, name: str) -> str:
+    """A command to one device (never retained); ``device_id`` may be :data:`ALL`."""
+    return _join(device_id, "cmd", name)
+
+
+def commands(device_id: str) -> str:
+    """Subscription filter for a device's commands (or the fleet-wide ones, with :data:`ALL`)."""
+    return _join(device_id, "cmd", "+")
+
+
+def config_desired(device_id: str) -> str:
+    """Retained, versioned config for one device."""
+    return _join(device_id, "config", "desired")
+
+
+def ack(device_id: str) -> str:
+    """The ingest's acknowledgements to one device: ``{"pids": [...]}``."""
+    return _join(device_id, "ack")
+
+
+def fleet_push(kind: str) -> str:
+    """Retained, signed fleet-wide push: ``trust`` (a trust list) or ``policy``."""
+    return _join(ALL, kind)
+
+
+PUSH_KINDS = ("trust", "policy")
+
+
+def central_status() -> str:
+    """Retained ``{"state": "online" | "offline"}`` of the central ingest (its will: offline)."""
+    return _join(CENTRAL, "status")
+
+
+# -- filters for the ingest and operators --------------------------------------
 
 
 def all_passages() -> str:
     """Subscription filter for every device's passages."""
-    return f"{PREFIX}/+/passage"
+    return _join("+", "passage")
+
+
+def every(leaf: str) -> str:
+    """Subscription filter for one kind of topic of every device (``status``, ``alert/+``)."""
+    return _join("+", leaf)
+
+
+def shared(group: str, topic_filter: str) -> str:
+    """An MQTT v5 shared subscription: one member of ``group`` gets each message."""
+    return f"$share/{group}/{topic_filter}"
+
+
+# -- parsing -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A fleet topic taken apart: ``cp/v1/<device>/<kind>[/<name>]``."""
+
+    device: str
+    kind: str  # status, meta, passage, telemetry, alert, res, cmd, config, ack, trust, policy
+    name: str = ""  # alert or command name; "desired"/"reported" for config
+
+
+_KINDS_WITH_NAME = {"alert", "res", "cmd", "config"}
+_KINDS = {"status", "meta", "passage", "telemetry", "ack", "trust", "policy"}
+
+
+def parse(topic: str) -> Parsed | None:
+    """The parts of a fleet topic, or None for anything not of this scheme."""
+    parts = topic.split("/")
+    if len(parts) < 4 or f"{parts[0]}/{parts[1]}" != PREFIX:
+        return None
+    device, kind, rest = parts[2], parts[3], parts[4:]
+    if not (valid_name(device) or device in (ALL, CENTRAL)):
+        return None
+    if kind in _KINDS and not rest:
+        return Parsed(device, kind)
+    if kind in _KINDS_WITH_NAME and len(rest) == 1 and valid_name(rest[0]):
+        return Parsed(device, kind, rest[0])
+    if kind == "res" and len(rest) > 1 and valid_name(rest[0]):
+        return Parsed(device, kind, rest[0])  # a response topic below res/<cmd>/
+    return None
 
 
 def device_of(topic: str) -> str | None:
@@ -31,21 +171,3 @@ def device_of(topic: str) -> str | None:
     if len(parts) < 4 or "/".join(parts[:2]) != PREFIX or not parts[2]:
         return None
     return parts[2]
-
-
-def ack(device_id: str) -> str:
-    """The ingest's acknowledgements to one device: ``{"pids": [...]}``."""
-    return f"{PREFIX}/{device_id}/ack"
-
-
-CENTRAL = "$central"
-
-
-def central_status() -> str:
-    """Retained ``{"state": "online" | "offline"}`` of the central ingest (its will: offline)."""
-    return f"{PREFIX}/{CENTRAL}/status"
-
-
-def shared(group: str, topic_filter: str) -> str:
-    """An MQTT v5 shared subscription: one member of ``group`` gets each message."""
-    return f"$share/{group}/{topic_filter}"

@@ -1,0 +1,391 @@
+"""``checkpoint-edge fleet ...``: the operator's tool (see docs/fleet.md).
+
+``status`` (a table of every device; ``--json``), ``watch`` (passages and
+alerts live, personal data masked unless ``--show-personal``), ``send DEVICE|--all
+CMD [KEY=VALUE ...]`` (prints the reply, or names who did not answer),
+``config DEVICE FILE`` (a versioned desired config), ``trust push FILE --key KEY``
+and ``policy push FILE --key KEY`` (signed fleet-wide pushes). Exit codes: 0 done,
+1 a device answered with an error, refused, or did not answer, 2 bad usage or
+no broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+import tomllib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from edge import config as config_mod
+from edge.config import OperatorFile
+from edge.errors import ConfigError, EdgeError, TrustError
+from edge.fleet import signing
+from edge.fleet.operator import DeviceView, FleetClient, FleetError, Message
+from edge.mqtt import topics
+from edge.sections import MqttConfig
+from edge.trust import load_trust
+
+
+def register(sub: Any) -> None:
+    fleet = sub.add_parser("fleet", help="operate the fleet over MQTT")
+    fleet.add_argument("-c", "--config", type=Path, help="operator config ([mqtt] as a device's)")
+    fleet.add_argument("--host", help="broker host (overrides the config)")
+    fleet.add_argument("--port", type=int, help="broker port (overrides the config)")
+    fleet.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for replies")
+    cmds = fleet.add_subparsers(dest="fleet_command", required=True)
+
+    status = cmds.add_parser("status", help="every device: state, mode, outbox, alerts")
+    status.add_argument("--json", action="store_true", help="one JSON document")
+    status.add_argument(
+        "--no-live", action="store_true", help="retained state only (no get-status round)"
+    )
+
+    watch = cmds.add_parser("watch", help="passages and alerts as they happen")
+    watch.add_argument("--device", default="+", help="one device (default: all)")
+    watch.add_argument("--show-personal", action="store_true", help="show traveller data unmasked")
+    watch.add_argument("--count", type=int, default=0, help="stop after this many messages")
+
+    send = cmds.add_parser("send", help="send a command and print the reply")
+    send.add_argument("device", nargs="?", help="device id (or --all)")
+    send.add_argument("cmd", help="ping, get-status, set-mode, open-barrier, ...")
+    send.add_argument("args", nargs="*", help="KEY=VALUE arguments (VALUE as JSON if it parses)")
+    send.add_argument("--all", action="store_true", help="fleet-wide ($all)")
+    send.add_argument(
+        "--no-wait", dest="wait", action="store_false", help="send and return at once"
+    )
+
+    cfg = cmds.add_parser("config", help="publish a versioned desired config to a device")
+    cfg.add_argument("device")
+    cfg.add_argument("file", type=Path, help="TOML with the sections to set")
+    cfg.add_argument("--version", type=int, help="default: the applied version + 1")
+
+    for kind in topics.PUSH_KINDS:
+        group = cmds.add_parser(kind, help=f"signed fleet-wide {kind} push")
+        group_cmds = group.add_subparsers(dest=f"{kind}_command", required=True)
+        push = group_cmds.add_parser("push", help="sign FILE and push it to every kiosk")
+        push.add_argument("file", type=Path)
+        push.add_argument("--key", type=Path, required=True, help="the fleet signing key (PEM)")
+        push.add_argument("--version", type=int, help="default: seconds since the epoch")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        mqtt_cfg = _mqtt_config(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    command = args.fleet_command
+    try:
+        if command in topics.PUSH_KINDS:
+            body = _push_body(command, args.file)  # check the file before connecting
+            key = signing.load_signing_key(args.key)
+        client = FleetClient(mqtt_cfg).connect(args.timeout)
+    except (FleetError, TrustError, ConfigError) as exc:
+        print(f"checkpoint-edge fleet {command}: {exc}", file=sys.stderr)
+        return 2
+    actions: dict[str, Callable[[], int]] = {
+        "status": lambda: _status(client, args),
+        "watch": lambda: _watch(client, args),
+        "send": lambda: _send(client, args),
+        "config": lambda: _config(client, args),
+    }
+    try:
+        if command in topics.PUSH_KINDS:
+            return _push(client, command, body, key, args)
+        return actions[command]()
+    except (FleetError, EdgeError, OSError) as exc:
+        print(f"checkpoint-edge fleet {command}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+
+
+def _mqtt_config(args: argparse.Namespace) -> MqttConfig:
+    if args.config is not None:
+        mqtt_cfg = config_mod.load_as(args.config, OperatorFile).mqtt
+    else:
+        mqtt_cfg = MqttConfig()
+    data = config_mod.to_mapping(OperatorFile(mqtt=mqtt_cfg))
+    if args.host:
+        data["mqtt"]["host"] = args.host
+    if args.port:
+        data["mqtt"]["port"] = args.port
+    return config_mod.from_mapping_as(data, Path("/"), "command line", OperatorFile).mqtt
+
+
+# -- status ------------------------------------------------------------------------
+
+
+def _progress(out: TextIO) -> Callable[[int, int], None]:
+    last = [-1]
+
+    def show(got: int, expected: int) -> None:
+        if got != last[0] and out.isatty():
+            out.write(f"\rwaiting for replies: {got}/{expected}")
+            out.flush()
+        last[0] = got
+
+    return show
+
+
+def _status(client: FleetClient, args: argparse.Namespace) -> int:
+    devices = client.devices
+    online = {d.id for d in devices.values() if d.state == "online"}
+    missing: set[str] = set()
+    if online and not args.no_live:
+        cid = client.command(topics.ALL, "get-status", expires_s=args.timeout)
+        got = client.collect(cid, online, args.timeout, _progress(sys.stderr))
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")
+        missing = online - set(got)
+    rows = [_row(devices[name]) for name in sorted(devices)]
+    if args.json:
+        print(json.dumps({"devices": rows, "no_reply": sorted(missing)}, indent=1))
+    else:
+        _table(rows)
+    if missing:
+        print(
+            f"{len(missing)} online device(s) did not answer within {args.timeout:g} s: "
+            + ", ".join(sorted(missing)),
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _row(view: DeviceView) -> dict[str, Any]:
+    live, tele = view.live, view.telemetry
+    outbox = live.get("outbox", {})
+    seen = [str(x) for x in (view.status.get("ts"), tele.get("ts")) if x]
+    return {
+        "device": view.id,
+        "state": view.state,
+        "session": view.status.get("session"),
+        "last_seen": max(seen, default=None),
+        "version": view.meta.get("version") or view.status.get("version"),
+        "site": view.meta.get("site"),
+        "mode": live.get("mode") or tele.get("mode") or view.meta.get("mode"),
+        "lane": live.get("state") or tele.get("state"),
+        "outbox_depth": outbox.get("depth", tele.get("outbox_depth")),
+        "oldest_unacked_s": outbox.get("oldest_age_s", tele.get("oldest_unacked_s")),
+        "config_version": view.reported.get("version"),
+        "alerts": sorted(view.alerts),
+    }
+
+
+def _table(rows: list[dict[str, Any]]) -> None:
+    head = ("DEVICE", "STATE", "LAST SEEN", "VERSION", "MODE", "OUTBOX", "OLDEST", "ALERTS")
+    lines = [head]
+    for r in rows:
+        oldest = r["oldest_unacked_s"]
+        lines.append(
+            (
+                r["device"],
+                r["state"],
+                (r["last_seen"] or "-")[:19].replace("T", " "),
+                r["version"] or "-",
+                r["mode"] or "-",
+                "-" if r["outbox_depth"] is None else str(r["outbox_depth"]),
+                "-" if oldest is None else _duration(float(oldest)),
+                ",".join(r["alerts"]) or "-",
+            )
+        )
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
+    for line in lines:
+        print("  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
+    if not rows:
+        print("(no devices have reported to this broker)")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+# -- watch ---------------------------------------------------------------------------
+
+
+def mask_passage(doc: dict[str, Any]) -> dict[str, Any]:
+    """A passage with its traveller data masked: initials, the last digits of numbers."""
+    out = dict(doc)
+    traveller = doc.get("traveller")
+    if isinstance(traveller, dict):
+        out["traveller"] = {k: _mask_value(k, v) for k, v in traveller.items()}
+    return out
+
+
+def _mask_value(key: str, value: Any) -> Any:
+    if key in ("transport", "purpose", "sex"):
+        return value
+    if key == "name" and isinstance(value, str):
+        return " ".join(part[0] + "." for part in value.split() if part)
+    if isinstance(value, str):
+        keep = 3 if len(value) > 6 else 0
+        return "*" * (len(value) - keep) + value[len(value) - keep :]
+    if isinstance(value, dict):
+        return {k: (v if k == "province" else "***") for k, v in value.items()}
+    return "***"
+
+
+def _watch(client: FleetClient, args: argparse.Namespace) -> int:
+    done = threading.Event()
+    seen = [0]
+
+    def show(msg: Message) -> None:
+        parsed = topics.parse(msg.topic)
+        if parsed is None or parsed.kind not in ("passage", "alert") or msg.retained:
+            return
+        doc = None if not msg.payload else json.loads(msg.payload)
+        if parsed.kind == "passage" and isinstance(doc, dict) and not args.show_personal:
+            doc = mask_passage(doc)
+        what = parsed.kind if parsed.kind == "passage" else f"alert {parsed.name}"
+        state = "cleared" if doc is None else json.dumps(doc, ensure_ascii=False)
+        print(f"{parsed.device} {what}: {state}", flush=True)
+        seen[0] += 1
+        if args.count and seen[0] >= args.count:
+            done.set()
+
+    device = args.device
+    client.watch(show, [topics.passage(device), topics.alert(device, "+")])
+    print(
+        f"watching passages and alerts of {device if device != '+' else 'every device'}",
+        file=sys.stderr,
+    )
+    try:
+        while not done.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+# -- send ----------------------------------------------------------------------------
+
+
+def parse_args(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise FleetError(f"argument {pair!r}: use KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def _send(client: FleetClient, args: argparse.Namespace) -> int:
+    if args.all == (args.device is not None):
+        raise FleetError("give one DEVICE or --all")
+    cmd_args = parse_args(args.args)
+    target = topics.ALL if args.all else args.device
+    if not topics.valid_name(args.cmd) or not (args.all or topics.valid_name(target)):
+        raise FleetError("device ids and command names are a-z, 0-9 and '-'")
+    cid = client.command(target, args.cmd, cmd_args, expires_s=max(args.timeout, 5.0))
+    if not args.wait:
+        print(cid)
+        return 0
+    if args.all:
+        expect = {d.id for d in client.devices.values() if d.state == "online"}
+        got = client.collect(cid, expect, args.timeout, _progress(sys.stderr))
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")
+        for device in sorted(got):
+            print(json.dumps({"device": device, **got[device]}, ensure_ascii=False))
+        missing = expect - set(got)
+        if missing:
+            print(
+                f"no reply within {args.timeout:g} s from: {', '.join(sorted(missing))}",
+                file=sys.stderr,
+            )
+        failed = [d for d, r in got.items() if r.get("status") != "ok"]
+        return 1 if missing or failed else 0
+    one = client.reply(cid, args.timeout)
+    if one is None:
+        print(f"{target}: no reply to {args.cmd} within {args.timeout:g} s", file=sys.stderr)
+        return 1
+    print(json.dumps(one[1], indent=1, ensure_ascii=False))
+    if one[1].get("status") != "ok":
+        print(
+            f"{target}: {args.cmd} {one[1].get('status')}: {one[1].get('error', '')}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+# -- config and pushes ---------------------------------------------------------------
+
+
+def _read_table(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"cannot read: {exc.strerror}"], str(path)) from exc
+    try:
+        return json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(
+            [f"not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}"], str(path)
+        ) from exc
+
+
+def _config(client: FleetClient, args: argparse.Namespace) -> int:
+    device = args.device
+    table = _read_table(args.file)
+    view = client.devices.get(device)
+    applied = int((view.reported.get("version") if view else 0) or 0)
+    version = args.version or applied + 1
+    payload = json.dumps({"version": version, "config": table}).encode()
+    client.publish_retained(topics.config_desired(device), payload)
+    print(f"{device}: config version {version} published", file=sys.stderr)
+
+    def reported() -> dict[str, Any]:
+        view = client.devices.get(device)
+        last: dict[str, Any] = (view.reported.get("last", {}) if view else {}).get("desired", {})
+        return last
+
+    if client.wait_for(lambda: reported().get("version") == version, args.timeout):
+        last = reported()
+        print(json.dumps(last, indent=1))
+        if last.get("state") == "applied":
+            return 0
+        print(f"{device}: config version {version} rejected: {last.get('detail')}", file=sys.stderr)
+        return 1
+    print(
+        f"{device}: did not report config version {version} within {args.timeout:g} s "
+        "(it stays retained: an offline kiosk applies it when it reconnects)",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _push_body(kind: str, path: Path) -> bytes:
+    if kind == "trust":
+        load_trust([path])  # TrustError: a file no kiosk could load is not pushed
+        return path.read_bytes()
+    table = _read_table(path)
+    policy = table.get("policy", table)
+    if not isinstance(policy, dict):
+        raise ConfigError(["[policy] must be a table"], str(path))
+    config_mod.from_mapping({"device": {"id": "check"}, "policy": policy}, path.parent, str(path))
+    return json.dumps(policy).encode()
+
+
+def _push(
+    client: FleetClient, kind: str, body: bytes, key: signing.SigningKey, args: argparse.Namespace
+) -> int:
+    version = args.version or int(time.time())
+    envelope = signing.sign(kind, version, body, key, datetime.now(UTC))
+    client.publish_retained(topics.fleet_push(kind), envelope)
+    print(f"{kind} push version {version} published to every kiosk ({len(body)} bytes)")
+    return 0

@@ -1,0 +1,304 @@
+"""The operator's side of the fleet: what ``checkpoint-edge fleet`` is built on.
+
+A :class:`FleetClient` is one MQTT v5 connection with the operator's account.
+On connect it subscribes to every device's retained state (status, meta,
+config/reported, alerts) at QoS 0, then to one more filter: mosquitto sends a
+subscription's retained messages before it handles the next SUBSCRIBE, and QoS
+0 messages are not held back by the in-flight window, so once the second
+SUBACK is in, the snapshot of the fleet is complete (no waiting by the clock).
+
+Commands go to ``cp/v1/<id>/cmd/<name>`` (or ``cp/v1/$all/cmd/<name>``) with a
+fresh id and an expiry; a command to one device asks for its reply on an MQTT
+v5 response topic inside that device's namespace, with the id as correlation
+data. Replies are matched by id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge.errors import EdgeError
+from edge.model import iso_utc
+from edge.mqtt import topics
+from edge.sections import MqttConfig
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT = ("status", "meta", "config/reported", "alert/+")
+
+
+class FleetError(EdgeError, RuntimeError):
+    """The operator's connection or request failed; the message says which and why."""
+
+
+@dataclass
+class DeviceView:
+    """What the operator knows of one device."""
+
+    id: str
+    status: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    reported: dict[str, Any] = field(default_factory=dict)
+    alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    telemetry: dict[str, Any] = field(default_factory=dict)
+    live: dict[str, Any] = field(default_factory=dict)  # the last get-status reply's data
+
+    @property
+    def state(self) -> str:
+        return str(self.status.get("state", "unknown"))
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    payload: bytes
+    retained: bool
+
+
+def _json(payload: bytes) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+class FleetClient:
+    """An operator's connection to the broker."""
+
+    def __init__(self, cfg: MqttConfig, client_id: str | None = None) -> None:
+        self.cfg = cfg
+        self.client_id = client_id or f"{cfg.username or 'operator'}-{uuid.uuid4().hex[:8]}"
+        self.devices: dict[str, DeviceView] = {}
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # notified on every message
+        self._replies: dict[str, queue.Queue[tuple[str, dict[str, Any]]]] = {}
+        self._watchers: list[Callable[[Message], None]] = []
+        self._subacks: queue.Queue[int] = queue.Queue()
+        self._connected = threading.Event()
+        self._filters: list[tuple[str, int]] = []  # subscribed again after a reconnect
+        self._refused: str | None = None
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=mqtt.MQTTv5,
+        )
+        if cfg.tls:
+            self.client.tls_set(
+                ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
+                certfile=str(cfg.cert_file) if cfg.cert_file else None,
+                keyfile=str(cfg.key_file) if cfg.key_file else None,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        if cfg.username:
+            password = None
+            if cfg.password_file is not None:
+                password = cfg.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+            self.client.username_pw_set(cfg.username, password)
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+
+    # -- connection --------------------------------------------------------------
+
+    def connect(self, timeout: float = 10.0, extra: Iterable[str] = ()) -> FleetClient:
+        """Connect and take the snapshot of every device's retained state."""
+        where = f"{self.cfg.host}:{self.cfg.port}"
+        try:
+            self.client.connect(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
+        except (OSError, ValueError) as exc:
+            raise FleetError(f"cannot reach the broker at {where}: {exc}") from exc
+        self.client.loop_start()
+        if not self._connected.wait(timeout):
+            self.close()
+            raise FleetError(f"no answer from the broker at {where} within {timeout:g} s")
+        if self._refused:
+            self.close()
+            raise FleetError(f"the broker at {where} refused the connection: {self._refused}")
+        filters = [(topics.every(leaf), 0) for leaf in SNAPSHOT]
+        filters += [(topics.every("telemetry"), 0), (topics.every("res/#"), 1)]
+        filters += [(f, 1) for f in extra]
+        self._subscribe(filters, timeout)
+        self._subscribe([(topics.central_status(), 0)], timeout)  # the snapshot is complete
+        return self
+
+    def _subscribe(self, filters: list[tuple[str, int]], timeout: float) -> None:
+        self._filters += filters
+        result, mid = self.client.subscribe(filters)
+        if result != mqtt.MQTT_ERR_SUCCESS:
+            raise FleetError(f"subscribe failed: {mqtt.error_string(result)}")
+        while True:
+            try:
+                got = self._subacks.get(timeout=timeout)
+            except queue.Empty:
+                raise FleetError(
+                    f"the broker did not confirm the subscription within {timeout:g} s"
+                ) from None
+            if got == mid:
+                return
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def watch(self, callback: Callable[[Message], None], filters: Iterable[str]) -> None:
+        """Hand every message on ``filters`` to ``callback`` (on the network thread)."""
+        self._watchers.append(callback)
+        self._subscribe([(f, 1) for f in filters], 10.0)
+
+    # -- requests ------------------------------------------------------------------
+
+    def command(
+        self,
+        device: str,
+        name: str,
+        args: dict[str, Any] | None = None,
+        *,
+        expires_s: float = 60.0,
+        command_id: str | None = None,
+    ) -> str:
+        """Send a command to one device (or ``$all``); its id."""
+        cid = command_id or uuid.uuid4().hex
+        doc = {
+            "id": cid,
+            "expires": iso_utc(datetime.now(UTC) + timedelta(seconds=expires_s)),
+            "args": args or {},
+        }
+        props = None
+        if device != topics.ALL:
+            make: Any = Properties
+            props = make(PacketTypes.PUBLISH)
+            props.ResponseTopic = f"{topics.reply(device, name)}/{self.client_id}"
+            props.CorrelationData = cid.encode()
+        with self._lock:
+            self._replies[cid] = queue.Queue()
+        info = self.client.publish(
+            topics.command(device, name), json.dumps(doc).encode(), qos=1, properties=props
+        )
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise FleetError(f"{device}: {name} not sent: {mqtt.error_string(info.rc)}")
+        return cid
+
+    def reply(self, cid: str, timeout: float) -> tuple[str, dict[str, Any]] | None:
+        """(device, reply) of command ``cid``, or None after ``timeout``."""
+        with self._lock:
+            q = self._replies.get(cid)
+        if q is None:
+            return None
+        try:
+            return q.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def collect(
+        self,
+        cid: str,
+        expect: set[str],
+        timeout: float,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        """The replies to a fleet-wide command ``cid``: until every device in ``expect``
+        has answered or ``timeout`` has passed; ``progress(got, expected)`` as they come."""
+        deadline = time.monotonic() + timeout
+        got: dict[str, dict[str, Any]] = {}
+        while not expect <= set(got):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            one = self.reply(cid, min(left, 0.5))
+            if one is not None:
+                got[one[0]] = one[1]
+            if progress is not None:
+                progress(len(got), len(expect))
+        return got
+
+    def send(
+        self, device: str, name: str, args: dict[str, Any] | None = None, timeout: float = 10.0
+    ) -> dict[str, Any]:
+        """A command to one device and its reply; FleetError naming the device on a timeout."""
+        cid = self.command(device, name, args, expires_s=max(timeout, 5.0))
+        got = self.reply(cid, timeout)
+        if got is None:
+            raise FleetError(f"{device}: no reply to {name} within {timeout:g} s")
+        return got[1]
+
+    def publish_retained(self, topic: str, payload: bytes, timeout: float = 10.0) -> None:
+        info = self.client.publish(topic, payload, qos=1, retain=True)
+        try:
+            info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError) as exc:
+            raise FleetError(f"{topic}: not published: {exc}") from exc
+        if not info.is_published():
+            raise FleetError(f"{topic}: the broker did not confirm within {timeout:g} s")
+
+    # -- paho callbacks (network thread) --------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            self._refused = str(reason)
+        elif self._filters:  # paho reconnected (a clean session): subscribe again
+            log.warning("fleet: reconnected to the broker; subscribing again")
+            client.subscribe(list(self._filters))
+        self._connected.set()
+
+    def _on_subscribe(self, _c: Any, _u: Any, mid: int, _codes: Any, _p: Any) -> None:
+        self._subacks.put(mid)
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            self._absorb(Message(msg.topic, bytes(msg.payload), bool(msg.retain)))
+        except Exception:
+            log.exception("fleet: message on %s not understood", msg.topic)
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``predicate()`` (checked after every message) holds; False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(predicate, timeout)
+
+    def _absorb(self, msg: Message) -> None:
+        for watcher in self._watchers:
+            watcher(msg)
+        parsed = topics.parse(msg.topic)
+        if parsed is None or parsed.device in (topics.ALL, topics.CENTRAL):
+            return
+        with self._changed:
+            self._changed.notify_all()
+            view = self.devices.setdefault(parsed.device, DeviceView(parsed.device))
+            if parsed.kind == "alert":
+                doc = _json(msg.payload)
+                if doc is None:
+                    view.alerts.pop(parsed.name, None)  # cleared
+                else:
+                    view.alerts[parsed.name] = doc
+                return
+            doc = _json(msg.payload)
+            if doc is None:
+                return
+            if parsed.kind in ("status", "meta", "telemetry"):
+                setattr(view, parsed.kind, doc)
+            elif parsed.kind == "config" and parsed.name == "reported":
+                view.reported = doc
+            elif parsed.kind == "res":
+                self._reply_in(view, parsed.name, doc)
+
+    def _reply_in(self, view: DeviceView, name: str, doc: dict[str, Any]) -> None:
+        cid = doc.get("id")
+        if name == "get-status" and doc.get("status") == "ok":
+            view.live = dict(doc.get("data") or {})
+        if isinstance(cid, str) and cid in self._replies:
+            self._replies[cid].put((view.id, doc))

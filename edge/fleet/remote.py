@@ -1,0 +1,341 @@
+"""The kiosk's configuration as operators change it: layers, versions, persistence.
+
+The effective config is three layers, each validated exactly as the file is
+(:func:`edge.config.from_mapping`)::
+
+    the local file  <  the fleet-wide signed policy push  <  this device's config/desired
+
+Operators may change only the sections in :data:`REMOTE_SECTIONS` (lane, policy,
+passage, scan, log, fleet timings): identity, broker, store, pins, camera and
+trust files stay as the installer set them in the file, so a bad push can never
+cut a kiosk off its broker or its store. A desired config or push is applied
+only when its version is newer than the one applied and the result is valid;
+otherwise it is reported as rejected and the last good config stays.
+
+What was applied survives restarts: ``<store dir>/fleet/state.json`` (written
+atomically), with the pushed trust list beside it in ``trust-push.json``. The
+same file keeps the MQTT session counter and which alerts were last published.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import tempfile
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from edge import config as config_mod
+from edge.config import Config
+from edge.errors import ConfigError, EdgeError, StoreError, TrustError
+from edge.fleet.signing import Push, PushRejected, VerifyKey, load_verify_keys, verify
+from edge.model import iso_utc
+from edge.storage import ensure_dir, read_json, replace_file
+from edge.trust import load_trust
+
+log = logging.getLogger(__name__)
+
+REMOTE_SECTIONS = ("lane", "policy", "passage", "scan", "log", "fleet")
+LOCAL_ONLY_KEYS = {"fleet.keys", "fleet.remote_config"}  # who may push, and whether
+MAX_DESIRED_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What became of a desired config or push: ``changed`` = the kiosk must apply it
+    (restart for config and policy, reload for trust)."""
+
+    changed: bool
+    state: str  # applied, rejected, unchanged
+    detail: str = ""
+
+
+def _merge(base: Mapping[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(base))
+    for section, table in layer.items():
+        merged = dict(out.get(section, {}))
+        merged.update(table)
+        out[section] = merged
+    return out
+
+
+def _check_remote(doc: Any) -> dict[str, dict[str, Any]]:
+    """The sections of a remote layer, or ConfigError naming what may not be set."""
+    if not isinstance(doc, dict):
+        raise ConfigError(["config must be a JSON object of sections"], "config/desired")
+    problems: list[str] = []
+    for section, table in doc.items():
+        if section not in REMOTE_SECTIONS:
+            problems.append(
+                f"{section}: cannot be set remotely (only {', '.join(REMOTE_SECTIONS)}; "
+                "the rest is the local file's)"
+            )
+        elif not isinstance(table, dict):
+            problems.append(f"{section}: must be a table")
+        else:
+            problems += [
+                f"{section}.{key}: cannot be set remotely"
+                for key in table
+                if f"{section}.{key}" in LOCAL_ONLY_KEYS
+            ]
+    if problems:
+        raise ConfigError(problems, "config/desired")
+    return doc
+
+
+class RemoteConfig:
+    """The layers, their versions, and the state file. Thread-safe."""
+
+    def __init__(self, base: Mapping[str, Any], base_dir: Path, source: str) -> None:
+        self.base = dict(base)
+        self.base_dir = base_dir
+        self.source = source
+        self.file_config = config_mod.from_mapping(base, base_dir, source)  # ConfigError
+        self.dir = self.file_config.store.dir / "fleet"
+        self.state_path = self.dir / "state.json"
+        self.trust_path = self.dir / "trust-push.json"
+        self._lock = threading.Lock()
+        self._state: dict[str, Any] = {}
+        self.keys: list[VerifyKey] = []
+        self.key_error = ""
+        try:
+            self.keys = load_verify_keys(self.file_config.fleet.keys)
+        except TrustError as exc:
+            self.key_error = str(exc)
+            log.error("fleet: %s; every push will be refused", exc)  # noqa: TRY400
+        ensure_dir(self.dir)
+        loaded = read_json(self.state_path, _check_state)
+        if loaded is not None and isinstance(loaded.data, dict):
+            self._state = loaded.data
+        self.effective = self._build_effective()
+
+    @classmethod
+    def from_file(cls, path: Path) -> RemoteConfig:
+        return cls(config_mod.read_toml(path), path.resolve().parent, str(path))
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> RemoteConfig:
+        """For a config built in code (tests, tools): the config itself is the file layer."""
+        return cls(config_mod.to_mapping(cfg), Path("/"), "config")
+
+    # -- layers -------------------------------------------------------------
+
+    def _layered(
+        self, policy: Mapping[str, Any] | None, desired: Mapping[str, Any] | None
+    ) -> Config:
+        data = self.base
+        if policy:
+            data = _merge(data, {"policy": policy})
+        if desired:
+            data = _merge(data, desired)
+        return config_mod.from_mapping(data, self.base_dir, self.source)
+
+    def _build_effective(self) -> Config:
+        policy = self._state.get("policy", {}).get("policy")
+        desired = self._state.get("desired", {}).get("config")
+        if not self.file_config.fleet.remote_config:
+            desired = None
+        for layers in ((policy, desired), (policy, None), (None, None)):
+            try:
+                return self._layered(*layers)
+            except ConfigError as exc:
+                log.error("fleet: the stored remote config no longer fits the file: %s", exc)  # noqa: TRY400
+                self._note("desired", self.config_version, "rejected", "; ".join(exc.problems))
+        return self.file_config  # pragma: no cover - (None, None) is the file itself
+
+    @property
+    def config_version(self) -> int:
+        return int(self._state.get("desired", {}).get("version", 0))
+
+    @property
+    def policy_version(self) -> int:
+        return int(self._state.get("policy", {}).get("version", 0))
+
+    @property
+    def trust_version(self) -> int:
+        return int(self._state.get("trust", {}).get("version", 0))
+
+    @property
+    def trust_issued(self) -> datetime | None:
+        issued = self._state.get("trust", {}).get("issued")
+        return datetime.fromisoformat(issued) if isinstance(issued, str) else None
+
+    def trust_files(self) -> tuple[Path, ...]:
+        """The file's trust files, and the pushed trust list when there is one."""
+        pushed = (self.trust_path,) if self.trust_path.is_file() else ()
+        return (*self.effective.trust.files, *pushed)
+
+    # -- offers ---------------------------------------------------------------
+
+    def offer_desired(self, payload: bytes) -> Offer:
+        """A retained ``config/desired`` message."""
+        with self._lock:
+            try:
+                version, layer = self._parse_desired(payload)
+            except ConfigError as exc:
+                return self._reject("desired", None, "; ".join(exc.problems))
+            if version == self.config_version:
+                return Offer(False, "unchanged")  # the retained copy, again after a reconnect
+            if version < self.config_version:
+                return self._reject(
+                    "desired", version, f"version {version} is older than {self.config_version}"
+                )
+            if not self.file_config.fleet.remote_config:
+                return self._reject("desired", version, "remote config is off on this kiosk")
+            try:
+                policy = self._state.get("policy", {}).get("policy")
+                self.effective = self._layered(policy, layer)
+            except ConfigError as exc:
+                return self._reject("desired", version, "; ".join(exc.problems))
+            self._state["desired"] = {"version": version, "config": layer}
+            self._note("desired", version, "applied")
+            self._save()
+            log.info("fleet: config version %d applied", version)
+            return Offer(True, "applied")
+
+    def _parse_desired(self, payload: bytes) -> tuple[int, dict[str, dict[str, Any]]]:
+        if len(payload) > MAX_DESIRED_BYTES:
+            raise ConfigError([f"too large ({len(payload)} bytes)"], "config/desired")
+        if not payload:
+            raise ConfigError(["empty (cleared)"], "config/desired")
+        try:
+            doc = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            raise ConfigError(["not JSON"], "config/desired") from None
+        if not isinstance(doc, dict) or set(doc) - {"version", "config"}:
+            raise ConfigError(['must be {"version": N, "config": {...}}'], "config/desired")
+        version = doc.get("version")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise ConfigError(["version must be a positive integer"], "config/desired")
+        return version, _check_remote(doc.get("config", {}))
+
+    def offer_push(self, kind: str, payload: bytes) -> Offer:
+        """A retained signed push on ``cp/v1/$all/<kind>`` (trust or policy)."""
+        with self._lock:
+            if not payload:
+                return Offer(False, "unchanged")  # cleared: keep what was applied
+            try:
+                if self.key_error:
+                    raise PushRejected("no_fleet_key", self.key_error)
+                push = verify(payload, kind, self.keys)
+            except PushRejected as exc:
+                log.warning("fleet: %s push refused: %s", kind, exc)
+                return self._reject(kind, None, str(exc))
+            held = self.trust_version if kind == "trust" else self.policy_version
+            if push.version == held:
+                return Offer(False, "unchanged")
+            if push.version < held:
+                return self._reject(
+                    kind, push.version, f"version {push.version} is older than {held}"
+                )
+            try:
+                if kind == "trust":
+                    self._apply_trust(push)
+                else:
+                    self._apply_policy(push)
+            except (ConfigError, TrustError) as exc:
+                return self._reject(kind, push.version, str(exc))
+            self._note(kind, push.version, "applied")
+            self._save()
+            log.info("fleet: %s push version %d applied", kind, push.version)
+            return Offer(True, "applied")
+
+    def _apply_trust(self, push: Push) -> None:
+        with tempfile.NamedTemporaryFile(dir=self.dir, suffix=".json", delete=False) as tmp:
+            tmp.write(push.body)
+        candidate = Path(tmp.name)
+        try:
+            load_trust([*self.effective.trust.files, candidate])  # TrustError: refused
+        finally:
+            candidate.unlink(missing_ok=True)
+        replace_file(self.trust_path, push.body)
+        self._state["trust"] = {"version": push.version, "issued": iso_utc(push.issued)}
+
+    def _apply_policy(self, push: Push) -> None:
+        try:
+            table = json.loads(push.body)
+        except (ValueError, UnicodeDecodeError):
+            raise ConfigError(["policy push: body is not JSON"], "policy push") from None
+        if not isinstance(table, dict):
+            raise ConfigError(["policy push: body must be a [policy] table"], "policy push")
+        self._layered(table, None)  # valid on its own, not only where a device overrides it
+        desired = self._state.get("desired", {}).get("config")
+        self.effective = self._layered(table, desired)
+        self._state["policy"] = {
+            "version": push.version,
+            "issued": iso_utc(push.issued),
+            "policy": table,
+        }
+
+    # -- reporting ------------------------------------------------------------
+
+    def _reject(self, what: str, version: int | None, detail: str) -> Offer:
+        log.warning("fleet: %s version %s rejected: %s", what, version, detail)
+        self._note(what, version, "rejected", detail)
+        try:
+            self._save()
+        except EdgeError as exc:
+            log.error("fleet: cannot save state: %s", exc)  # noqa: TRY400
+        return Offer(False, "rejected", detail)
+
+    def _note(self, what: str, version: int | None, state: str, detail: str = "") -> None:
+        last = {"version": version, "state": state, "ts": iso_utc(datetime.now(UTC))}
+        if detail:
+            last["detail"] = detail
+        self._state.setdefault("last", {})[what] = last
+
+    def reported(self) -> dict[str, Any]:
+        """The retained ``config/reported`` payload: what is applied, and the last outcome
+        of each kind of offer."""
+        with self._lock:
+            return {
+                "version": self.config_version,
+                "policy_version": self.policy_version,
+                "trust_version": self.trust_version,
+                "remote_config": self.file_config.fleet.remote_config,
+                "last": copy.deepcopy(self._state.get("last", {})),
+            }
+
+    # -- the rest of the state file ---------------------------------------------
+
+    def next_session(self) -> int:
+        """A new MQTT session number (one per connection attempt), saved before use."""
+        with self._lock:
+            session = int(self._state.get("session", 0)) + 1
+            self._state["session"] = session
+            try:
+                self._save()
+            except StoreError as exc:
+                log.error("fleet: session counter not saved: %s", exc)  # noqa: TRY400
+            return session
+
+    @property
+    def session(self) -> int:
+        return int(self._state.get("session", 0))
+
+    def published_alerts(self) -> list[str]:
+        with self._lock:
+            return list(self._state.get("alerts", []))
+
+    def set_published_alerts(self, names: list[str]) -> None:
+        with self._lock:
+            if sorted(names) == sorted(self._state.get("alerts", [])):
+                return
+            self._state["alerts"] = sorted(names)
+            try:
+                self._save()
+            except StoreError as exc:
+                log.error("fleet: cannot save state: %s", exc)  # noqa: TRY400
+
+    def _save(self) -> None:
+        replace_file(self.state_path, json.dumps(self._state, indent=1).encode())
+
+
+def _check_state(data: Any) -> None:
+    if not isinstance(data, dict):
+        raise TypeError("the fleet state must be a JSON object")

@@ -1,0 +1,147 @@
+"""What the fleet side sees of a running kiosk: meta, status, telemetry, and the
+:class:`~edge.fleet.handlers.Kiosk` operations, read from the shell's parts."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from edge import __version__
+from edge.errors import TrustError
+from edge.fleet.agent import cpu_temperature
+from edge.lane import OperatorOpen, SetMode
+from edge.model import iso_utc
+from edge.mqtt import topics
+from edge.mqtt.device import status_payload
+from edge.runner import Outcome
+
+if TYPE_CHECKING:
+    from edge.app import App
+
+
+class KioskView:
+    """The fleet's window on one :class:`~edge.app.App`."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._frames_seen = (time.monotonic(), 0)
+
+    def lane_call(self, event: SetMode | OperatorOpen, timeout: float) -> Outcome:
+        return self.app.runner.call(event, timeout)
+
+    def uptime_s(self) -> float:
+        return time.monotonic() - self.app.started
+
+    def log_lines(self, count: int, level: int) -> list[str]:
+        return self.app.logs.lines(count, level)
+
+    def rebirth(self) -> None:
+        self.app.link.link.publish(
+            topics.status(self.app.cfg.device.id),
+            status_payload("online", self.app.link.session),
+            retain=True,
+        )
+        self.app.agent.rebirth()
+
+    def reload_trust(self) -> str:
+        self.app.trust.paths = self.app.remote.trust_files()
+        return self.app.trust.reload().describe()
+
+    def pushed_trust(self) -> None:
+        with contextlib.suppress(TrustError):  # logged; the last good store stays
+            self.reload_trust()
+
+    def trust_age(self) -> datetime | None:
+        """When the newest trust source was made: a push's issue time, or a file's mtime."""
+        times = [self.app.remote.trust_issued] if self.app.remote.trust_issued else []
+        for path in self.app.cfg.trust.files:
+            with contextlib.suppress(OSError):
+                times.append(datetime.fromtimestamp(os.stat(path).st_mtime, UTC))
+        return max(times, default=None)
+
+    def meta(self) -> Mapping[str, Any]:
+        cfg = self.app.cfg
+        return {
+            "version": __version__,
+            "device": cfg.device.id,
+            "site": cfg.device.site,
+            "camera": self.app.source.description,
+            "decoder": self.app.decoder.name,
+            "mode": cfg.lane.mode,
+            "ack": cfg.mqtt.ack,
+            "config_version": self.app.remote.config_version,
+            "policy_version": self.app.remote.policy_version,
+            "trust_version": self.app.remote.trust_version,
+            "session": self.app.link.session,
+        }
+
+    def status_data(self) -> Mapping[str, Any]:
+        lane = self.app.runner.lane
+        status = self.app.outbox.status()
+        return {
+            "state": lane.state.value,
+            "mode": lane.mode,
+            "faults": sorted(lane.faults),
+            "barrier_open": self.app.panel.barrier_open,
+            "connected": self.app.link.connected,
+            "central_online": self.app.publisher.central_online,
+            "outbox": {
+                "depth": status.depth,
+                "stored": status.stored,
+                "sent": status.sent,
+                "oldest": status.oldest,
+                "oldest_age_s": _age_s(status.oldest),
+                "last_seq": status.last_seq,
+                "last_ack": status.last_ack,
+            },
+            "alerts": self.app.alerts.names(),
+            "trust": self.app.trust.store.describe(),
+            "config_version": self.app.remote.config_version,
+            "session": self.app.link.session,
+            "uptime_s": round(self.uptime_s(), 1),
+            "version": __version__,
+        }
+
+    def telemetry(self) -> Mapping[str, Any]:
+        status = self.app.outbox.status()
+        now, frames = time.monotonic(), self.app.capture.frames
+        then, before = self._frames_seen
+        self._frames_seen = (now, frames)
+        fps = (frames - before) / (now - then) if now > then else 0.0
+        decode_ms = self.app.scanner.median_decode_ms()
+        try:
+            free_mb: float | None = round(shutil.disk_usage(self.app.cfg.store.dir).free / 1e6, 1)
+        except OSError:
+            free_mb = None
+        return {
+            "ts": iso_utc(datetime.now(UTC)),
+            "session": self.app.link.session,
+            "state": self.app.runner.lane.state.value,
+            "mode": self.app.runner.lane.mode,
+            "outbox_depth": status.depth,
+            "oldest_unacked_s": _age_s(status.oldest),
+            "fps": round(fps, 1),
+            "decode_ms": None if decode_ms is None else round(decode_ms, 2),
+            "frames_dropped": self.app.slot.dropped,
+            "scans": self.app.scanner.scans,
+            "approved": self.app.counts["approved"],
+            "denied": self.app.counts["denied"],
+            "disk_free_mb": free_mb,
+            "cpu_temp_c": cpu_temperature(),
+            "uptime_s": round(self.uptime_s(), 1),
+            "alerts": len(self.app.alerts.names()),
+        }
+
+
+def _age_s(ts: str | None) -> float | None:
+    if ts is None:
+        return None
+    try:
+        return round((datetime.now(UTC) - datetime.fromisoformat(ts)).total_seconds(), 1)
+    except ValueError:
+        return None

@@ -1,0 +1,144 @@
+"""``checkpoint-edge pki ...``: the command line of :mod:`edge.pki`.
+
+``init``, ``device``, ``ingest``, ``operator``, ``revoke``, ``crl``, ``acl``,
+``list``; see deploy/mosquitto/README.md. Errors are one line on stderr, exit 2
+(a refusal) or 1 (a file system error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography import x509
+
+from edge import pki
+from edge.pki import (
+    ACCOUNT_DAYS,
+    CRL,
+    CRL_DAYS,
+    KINDS,
+    REASONS,
+    PkiError,
+    acl_text,
+    init,
+    issue,
+    load_index,
+    revoke,
+    write_crl,
+)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``pki`` and its sub-commands to the main parser's sub-commands."""
+    parser = subparsers.add_parser(
+        "pki", help="the fleet's broker PKI: CA, certificates, CRL, ACL", description=pki.__doc__
+    )
+    _add_commands(parser)
+
+
+def cli(argv: Sequence[str]) -> int:
+    """``checkpoint-edge pki ...`` with a parser of its own (tests, scripts)."""
+    parser = argparse.ArgumentParser(prog="checkpoint-edge pki", description=pki.__doc__)
+    _add_commands(parser)
+    try:
+        args = parser.parse_args(list(argv))
+    except SystemExit as exc:  # usage errors: argparse has printed them
+        return exc.code if isinstance(exc.code, int) else 2
+    return main(args)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run a parsed ``pki`` command; errors are one line on stderr."""
+    command: str = args.pki_command
+    try:
+        return _run(command, args)
+    except PkiError as exc:
+        print(f"checkpoint-edge pki {command}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"checkpoint-edge pki {command}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _add_commands(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="pki_command", required=True, metavar="COMMAND")
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("--dir", type=Path, required=True, help="the PKI directory")
+        return p
+
+    p = command("init", "a new CA, broker certificate, CRL, index and fleet signing key")
+    p.add_argument("--broker-name", action="append", help="DNS name of the broker (repeat)")
+    p.add_argument("--broker-ip", action="append", help="IP address of the broker (repeat)")
+    p.add_argument(
+        "--force", action="store_true", help="overwrite a PKI: a new CA, nothing issued stays valid"
+    )
+    for kind, text in (
+        ("device", "a kiosk certificate; CN = the device id"),
+        ("ingest", "an ingest worker certificate; CN = ingest-NAME"),
+        ("operator", "an operator certificate; CN = op-NAME"),
+    ):
+        p = command(kind, text)
+        p.add_argument("name", metavar="ID" if kind == "device" else "NAME")
+        p.add_argument("--days", type=int, default=ACCOUNT_DAYS, help="validity in days")
+        p.add_argument("--force", action="store_true", help="overwrite the account's files")
+    p = command("revoke", "revoke an account's certificate and rewrite crl.pem")
+    p.add_argument("name", metavar="ACCOUNT", help="the certificate CN (lane-1, op-alice...)")
+    p.add_argument("--reason", choices=REASONS, default="unspecified")
+    p = command("crl", "sign a fresh crl.pem (run before the current one expires)")
+    p.add_argument("--days", type=int, default=CRL_DAYS, help="days until the next update")
+    p = command("acl", "the broker's ACL file for every live account")
+    p.add_argument("--out", type=Path, help="write it here (default: standard output)")
+    command("list", "every certificate issued, and the CRL")
+
+
+def _run(command: str, args: argparse.Namespace) -> int:
+    directory: Path = args.dir
+    if command == "init":
+        init(
+            directory,
+            args.broker_name or ["localhost"],
+            args.broker_ip or ["127.0.0.1"],
+            force=args.force,
+        )
+        print(f"PKI created in {directory}; the broker needs ca.pem broker.pem broker.key crl.pem")
+    elif command in KINDS:
+        issued = issue(directory, command, args.name, days=args.days, force=args.force)
+        print(f"{issued.name}: {directory / issued.name}.pem and .key (serial {issued.serial:x})")
+    elif command == "revoke":
+        done = revoke(directory, args.name, reason=args.reason)
+        print(f"{done.name}: revoked; copy {directory / CRL} to the broker, restart mosquitto")
+    elif command == "crl":
+        path = write_crl(directory, days=args.days)
+        print(f"{path} written; copy it to the broker, reload mosquitto")
+    elif command == "acl":
+        text = acl_text(directory)
+        if args.out is None:
+            sys.stdout.write(text)
+        else:
+            pki.write_file(args.out, text.encode(), 0o644, force=True)
+    else:
+        _list(directory)
+    return 0
+
+
+def _list(directory: Path) -> None:
+    index = load_index(directory)
+    for c in index.certificates:
+        state = f"revoked {c.revoked_at:%Y-%m-%d} ({c.reason})" if c.revoked_at else "live"
+        print(f"{c.name:<32} {c.kind:<8} {c.serial:040x} {c.not_after:%Y-%m-%d} {state}")
+    crl = x509.load_pem_x509_crl((directory / CRL).read_bytes())
+    next_update = crl.next_update_utc or datetime.now(UTC)
+    days = (next_update - datetime.now(UTC)).days
+    warn = (
+        "; renew it NOW with 'pki crl': an expired CRL locks out every client" if days < 30 else ""
+    )
+    print(
+        f"{CRL}: number {index.crl_number}, {len(crl)} revoked, next update "
+        f"{next_update:%Y-%m-%d %H:%M} UTC (in {days} days){warn}"
+    )

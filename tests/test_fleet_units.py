@@ -1,0 +1,429 @@
+"""The fleet's pure parts: topics, command rules, signed pushes, remote config layers,
+masked logs. (Their MQTT behaviour with a real broker: test_fleet.py.)"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from edge import config as config_mod
+from edge.fleet import signing
+from edge.fleet.commands import Command, CommandFailed, CommandRejected, Commands, Spec
+from edge.fleet.remote import RemoteConfig
+from edge.logbuffer import RecentLogs, mask
+from edge.mqtt import topics
+
+from .conftest import make_config
+
+NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+
+
+# -- topics ---------------------------------------------------------------------------
+
+
+def test_topics_build_and_parse_back() -> None:
+    cases = {
+        topics.status("lane-1"): ("lane-1", "status", ""),
+        topics.meta("lane-1"): ("lane-1", "meta", ""),
+        topics.alert("lane-1", "camera-down"): ("lane-1", "alert", "camera-down"),
+        topics.reply("lane-1", "ping"): ("lane-1", "res", "ping"),
+        topics.reply("lane-1", "ping") + "/op-1": ("lane-1", "res", "ping"),
+        topics.command("lane-1", "set-mode"): ("lane-1", "cmd", "set-mode"),
+        topics.command(topics.ALL, "ping"): ("$all", "cmd", "ping"),
+        topics.config_desired("lane-1"): ("lane-1", "config", "desired"),
+        topics.config_reported("lane-1"): ("lane-1", "config", "reported"),
+        topics.fleet_push("trust"): ("$all", "trust", ""),
+        topics.central_status(): ("$central", "status", ""),
+        topics.ack("lane-1"): ("lane-1", "ack", ""),
+    }
+    for topic, (device, kind, name) in cases.items():
+        assert topics.parse(topic) == topics.Parsed(device, kind, name), topic
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "cp/v2/lane-1/status",
+        "cp/v1/lane-1",
+        "cp/v1/Lane-1/status",
+        "cp/v1/$other/status",
+        "cp/v1/lane-1/cmd/Ping",
+        "cp/v1/lane-1/cmd/a/b",
+        "cp/v1/lane-1/status/extra",
+        "cp/v1/lane-1/nonsense",
+        "cp/v1/+/status",
+    ],
+)
+def test_topics_refuse_what_is_not_of_the_scheme(topic: str) -> None:
+    assert topics.parse(topic) is None
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+def envelope(cid: str = "c1", expires: Any = None, args: Any = None, **extra: Any) -> bytes:
+    doc: dict[str, Any] = {
+        "id": cid,
+        "expires": expires or (NOW + timedelta(minutes=1)).isoformat(),
+    }
+    if args is not None:
+        doc["args"] = args
+    doc.update(extra)
+    return json.dumps(doc).encode()
+
+
+class Table:
+    def __init__(self) -> None:
+        self.runs: list[Command] = []
+
+    def commands(self) -> Commands:
+        def ok(command: Command) -> dict[str, Any]:
+            self.runs.append(command)
+            return {"n": len(self.runs)}
+
+        def refuse(command: Command) -> dict[str, Any]:
+            raise CommandRejected("not now")
+
+        def fail(command: Command) -> dict[str, Any]:
+            raise CommandFailed("broken relay")
+
+        def crash(command: Command) -> dict[str, Any]:
+            raise ZeroDivisionError
+
+        return Commands(
+            {
+                "ping": Spec(ok),
+                "open-barrier": Spec(ok, fleet_wide=False),
+                "refuse": Spec(refuse),
+                "fail": Spec(fail),
+                "crash": Spec(crash),
+            }
+        )
+
+
+def handle(cmds: Commands, name: str, payload: bytes, **kw: Any) -> Any:
+    opts: dict[str, Any] = {"retained": False, "fleet_wide": False, "now": NOW}
+    opts.update(kw)
+    return cmds.handle(name, payload, **opts)
+
+
+def test_command_runs_and_a_repeated_id_is_answered_from_memory() -> None:
+    t = Table()
+    cmds = t.commands()
+    first = handle(cmds, "open-barrier", envelope("x1"))
+    again = handle(cmds, "open-barrier", envelope("x1"))
+    assert first.status == "ok"
+    assert again == first
+    assert len(t.runs) == 1
+    other = handle(cmds, "open-barrier", envelope("x2"))
+    assert other.data == {"n": 2}
+
+
+def test_retained_commands_are_ignored_without_reply() -> None:
+    t = Table()
+    assert handle(t.commands(), "ping", envelope(), retained=True) is None
+    assert t.runs == []
+
+
+@pytest.mark.parametrize(
+    ("expires", "status"),
+    [
+        ((NOW - timedelta(seconds=1)).isoformat(), "expired"),
+        (NOW.timestamp() - 1, "expired"),
+        ((NOW + timedelta(seconds=5)).isoformat().replace("+00:00", "Z"), "ok"),
+        (NOW.timestamp() + 5, "ok"),
+        ("2026-11-26T10:00:05", "rejected"),  # no time zone
+        ("tomorrow", "rejected"),
+        (True, "rejected"),
+    ],
+)
+def test_expiry_is_required_and_enforced(expires: Any, status: str) -> None:
+    t = Table()
+    reply = handle(t.commands(), "ping", envelope(expires=expires))
+    assert reply.status == status
+    assert len(t.runs) == (1 if status == "ok" else 0)
+
+
+@pytest.mark.parametrize(
+    ("payload", "needle"),
+    [
+        (b"not json", "not JSON"),
+        (b"[1, 2]", "JSON object"),
+        (json.dumps({"expires": NOW.isoformat()}).encode(), "id must be"),
+        (json.dumps({"id": "", "expires": NOW.isoformat()}).encode(), "id must be"),
+        (json.dumps({"id": "x" * 65, "expires": NOW.isoformat()}).encode(), "id must be"),
+        (json.dumps({"id": "a"}).encode(), "expires is required"),
+        (envelope(args=[1]), "args must be a JSON object"),
+        (envelope(extra=1), "unknown field"),
+        (b"{" + b" " * 20000 + b"}", "too large"),
+    ],
+)
+def test_malformed_commands_are_rejected_with_a_reason(payload: bytes, needle: str) -> None:
+    t = Table()
+    reply = handle(t.commands(), "ping", payload)
+    assert reply.status == "rejected"
+    assert needle in reply.error
+    assert t.runs == []
+    json.loads(reply.payload())  # still a well-formed reply
+
+
+def test_unknown_commands_and_hardware_commands_sent_fleet_wide_are_rejected() -> None:
+    t = Table()
+    cmds = t.commands()
+    reply = handle(cmds, "self-destruct", envelope("u1"))
+    assert reply.status == "rejected"
+    assert "unknown command" in reply.error
+    reply = handle(cmds, "open-barrier", envelope("u2"), fleet_wide=True)
+    assert reply.status == "rejected"
+    assert "moves hardware" in reply.error
+    assert handle(cmds, "ping", envelope("u3"), fleet_wide=True).status == "ok"
+
+
+def test_handler_outcomes_map_to_statuses() -> None:
+    cmds = Table().commands()
+    assert handle(cmds, "refuse", envelope("r")).status == "rejected"
+    failed = handle(cmds, "fail", envelope("f"))
+    assert (failed.status, failed.error) == ("error", "broken relay")
+    crashed = handle(cmds, "crash", envelope("c"))
+    assert crashed.status == "error"
+    assert "internal error" in crashed.error
+
+
+# -- signed pushes -------------------------------------------------------------------------
+
+
+def test_signed_pushes_verify_and_any_change_breaks_them() -> None:
+    key = ed25519.Ed25519PrivateKey.generate()
+    payload = signing.sign("trust", 3, b'{"a": 1}', key, NOW)
+    push = signing.verify(payload, "trust", [key.public_key()])
+    assert (push.kind, push.version, push.body, push.issued) == ("trust", 3, b'{"a": 1}', NOW)
+    doc = json.loads(payload)
+    for field, value in [("version", 4), ("issued", "2027-01-01T00:00:00.000Z"), ("body", "e30=")]:
+        tampered = json.dumps({**doc, field: value}).encode()
+        with pytest.raises(signing.PushRejected) as caught:
+            signing.verify(tampered, "trust", [key.public_key()])
+        assert caught.value.reason == "bad_signature", field
+    with pytest.raises(signing.PushRejected) as caught:
+        signing.verify(payload, "policy", [key.public_key()])
+    assert caught.value.reason == "wrong_kind"
+
+
+def test_pushes_from_another_key_unsigned_or_malformed_are_refused() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    other = ed25519.Ed25519PrivateKey.generate()
+    payload = signing.sign("policy", 1, b"{}", key, NOW)
+    assert signing.verify(payload, "policy", [other.public_key(), key.public_key()]).version == 1
+    cases = {
+        "bad_signature": payload,
+        "unsigned": json.dumps(
+            {k: v for k, v in json.loads(payload).items() if k != "sig"}
+        ).encode(),
+        "malformed": b"{nope",
+    }
+    for reason, data in cases.items():
+        with pytest.raises(signing.PushRejected) as caught:
+            signing.verify(data, "policy", [other.public_key()])
+        assert caught.value.reason == reason
+    with pytest.raises(signing.PushRejected) as caught:
+        signing.verify(payload, "policy", [])
+    assert caught.value.reason == "no_fleet_key"
+
+
+# -- remote config ----------------------------------------------------------------------------
+
+
+def fleet_key(tmp_path: Path) -> tuple[ed25519.Ed25519PrivateKey, Path]:
+    key = ed25519.Ed25519PrivateKey.generate()
+    pub = tmp_path / "fleet.pub.pem"
+    pub.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return key, pub
+
+
+def remote_for(tmp_path: Path, **sections: dict[str, Any]) -> RemoteConfig:
+    return RemoteConfig.from_config(make_config(tmp_path, **sections))
+
+
+def desired(version: int, config: dict[str, Any]) -> bytes:
+    return json.dumps({"version": version, "config": config}).encode()
+
+
+def test_desired_config_applies_when_newer_and_valid_and_survives_restart(tmp_path: Path) -> None:
+    remote = remote_for(tmp_path)
+    assert remote.effective.lane.mode == "auto"
+    offer = remote.offer_desired(desired(1, {"lane": {"mode": "officer", "open_s": 7}}))
+    assert (offer.changed, offer.state) == (True, "applied")
+    assert remote.effective.lane.mode == "officer"
+    assert remote.effective.lane.open_s == 7
+    assert remote.reported()["version"] == 1
+    # the retained copy arrives again on the next connect: nothing to do
+    assert remote.offer_desired(desired(1, {"lane": {"mode": "officer"}})).state == "unchanged"
+    again = remote_for(tmp_path)
+    assert again.effective.lane.mode == "officer"
+    assert again.config_version == 1
+
+
+@pytest.mark.parametrize(
+    ("payload", "needle"),
+    [
+        (desired(2, {"lane": {"mode": "bogus"}}), "lane.mode: must be one of"),
+        (desired(2, {"lane": {"nope": 1}}), "lane.nope: unknown key"),
+        (desired(2, {"mqtt": {"host": "evil.example"}}), "mqtt: cannot be set remotely"),
+        (desired(2, {"store": {"dir": "/tmp"}}), "store: cannot be set remotely"),
+        (desired(2, {"fleet": {"keys": []}}), "fleet.keys: cannot be set remotely"),
+        (desired(0, {}), "version must be a positive integer"),
+        (b"{]", "not JSON"),
+        (b"", "empty"),
+        (json.dumps({"version": 2, "config": {}, "x": 1}).encode(), "must be"),
+    ],
+)
+def test_invalid_desired_config_is_rejected_and_the_last_good_stays(
+    tmp_path: Path, payload: bytes, needle: str
+) -> None:
+    remote = remote_for(tmp_path)
+    remote.offer_desired(desired(1, {"lane": {"open_s": 2}}))
+    offer = remote.offer_desired(payload)
+    assert (offer.changed, offer.state) == (False, "rejected")
+    assert needle in offer.detail
+    assert remote.effective.lane.open_s == 2
+    report = remote.reported()
+    assert report["version"] == 1
+    assert report["last"]["desired"]["state"] == "rejected"
+    assert needle in report["last"]["desired"]["detail"]
+
+
+def test_older_desired_versions_are_rejected(tmp_path: Path) -> None:
+    remote = remote_for(tmp_path)
+    remote.offer_desired(desired(5, {"lane": {"open_s": 2}}))
+    offer = remote.offer_desired(desired(4, {"lane": {"open_s": 3}}))
+    assert offer.state == "rejected"
+    assert "older" in offer.detail
+    assert remote.effective.lane.open_s == 2
+
+
+def test_remote_config_can_be_turned_off_locally(tmp_path: Path) -> None:
+    remote = remote_for(tmp_path, fleet={"remote_config": False})
+    offer = remote.offer_desired(desired(1, {"lane": {"open_s": 2}}))
+    assert offer.state == "rejected"
+    assert "off" in offer.detail
+
+
+def test_policy_push_is_a_layer_under_the_device_config(tmp_path: Path) -> None:
+    key, pub = fleet_key(tmp_path)
+    remote = remote_for(tmp_path, fleet={"keys": [str(pub)]})
+    body = json.dumps({"max_declaration_age_h": 12, "deny_exposure": False}).encode()
+    offer = remote.offer_push("policy", signing.sign("policy", 10, body, key, NOW))
+    assert offer.state == "applied"
+    assert remote.effective.policy.max_declaration_age_h == 12
+    remote.offer_desired(desired(1, {"policy": {"max_declaration_age_h": 6}}))
+    assert remote.effective.policy.max_declaration_age_h == 6  # the device's own wins
+    assert remote.effective.policy.deny_exposure is False  # the push still applies
+    bad = signing.sign("policy", 11, json.dumps({"max_declaration_age_h": -1}).encode(), key, NOW)
+    offer = remote.offer_push("policy", bad)
+    assert offer.state == "rejected"
+    assert "policy.max_declaration_age_h" in offer.detail
+    assert remote.policy_version == 10
+    stranger = ed25519.Ed25519PrivateKey.generate()
+    offer = remote.offer_push("policy", signing.sign("policy", 12, body, stranger, NOW))
+    assert offer.state == "rejected"
+    assert "bad_signature" in offer.detail
+
+
+def test_trust_push_must_load_as_a_trust_list(tmp_path: Path) -> None:
+    from edge.credtools import keys_new
+
+    key, pub = fleet_key(tmp_path)
+    remote = remote_for(tmp_path, fleet={"keys": [str(pub)]})
+    files = keys_new("pushed-issuer", "ES256", tmp_path / "issuer")
+    body = Path(files["trust_list"]).read_bytes()
+    offer = remote.offer_push("trust", signing.sign("trust", 1, body, key, NOW))
+    assert offer.state == "applied"
+    assert remote.trust_files()[-1] == remote.trust_path
+    assert remote.trust_path.read_bytes() == body
+    offer = remote.offer_push("trust", signing.sign("trust", 2, b'{"format": "x"}', key, NOW))
+    assert offer.state == "rejected"
+    assert remote.trust_path.read_bytes() == body
+    assert remote.trust_version == 1
+
+
+def test_pushes_are_refused_without_fleet_keys(tmp_path: Path) -> None:
+    key, _ = fleet_key(tmp_path)
+    remote = remote_for(tmp_path)
+    offer = remote.offer_push("policy", signing.sign("policy", 1, b"{}", key, NOW))
+    assert offer.state == "rejected"
+    assert "no_fleet_key" in offer.detail
+
+
+def test_session_counter_grows_across_restarts(tmp_path: Path) -> None:
+    remote = remote_for(tmp_path)
+    assert [remote.next_session(), remote.next_session()] == [1, 2]
+    assert remote_for(tmp_path).next_session() == 3
+
+
+def test_a_corrupt_state_file_is_quarantined_not_fatal(tmp_path: Path) -> None:
+    remote = remote_for(tmp_path)
+    remote.offer_desired(desired(1, {"lane": {"open_s": 2}}))
+    remote.offer_desired(desired(2, {"lane": {"open_s": 3}}))
+    remote.state_path.write_text("{garbage")
+    again = remote_for(tmp_path)
+    assert again.config_version == 1  # the last good copy
+    assert again.effective.lane.open_s == 2
+
+
+def test_config_round_trips_through_to_mapping(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path, policy={"proof_zones": ["79"]})
+    assert config_mod.from_mapping(config_mod.to_mapping(cfg), Path("/")) == cfg
+
+
+# -- masked logs ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "hidden"),
+    [
+        ("id 079203001234 seen", "079203001234"),
+        ("plate 51F-123.45 passed", "51F-123.45"),
+        ("plate 29A12345 passed", "29A12345"),
+        ("mail an@example.vn", "an@example.vn"),
+        ("phone 0912345678", "0912345678"),
+    ],
+)
+def test_masking_hides_what_may_be_personal(text: str, hidden: str) -> None:
+    masked = mask(text)
+    assert hidden not in masked
+    assert "<" in masked
+
+
+def test_masking_keeps_ordinary_log_lines() -> None:
+    line = "passage seq=12 stored: approved by officer (12.5 ms)"
+    assert mask(line) == line
+
+
+def test_recent_logs_keep_the_last_lines_at_a_level_masked() -> None:
+    logs = RecentLogs(capacity=5)
+    logger = logging.getLogger("test.recent")
+    logger.addHandler(logs)
+    logger.setLevel(logging.DEBUG)
+    try:
+        for i in range(8):
+            logger.info("line %d of 079203001234", i)
+        logger.debug("quiet")
+        logger.warning("loud")
+    finally:
+        logger.removeHandler(logs)
+    lines = logs.lines(3)
+    assert len(lines) == 3
+    assert lines[-1].endswith("loud")
+    assert all("079203001234" not in line for line in lines)
+    assert logs.lines(10, logging.WARNING)[0].endswith("loud")
+    assert logs.lines(0) == []
