@@ -685,3 +685,34 @@ def test_operator_client_subscribes_again_after_losing_its_connection(
     # paho reconnects the operator by itself; what it hears next proves it subscribed again
     kiosks(fleet_config(tmp_path, broker.port)).start()
     wait(op, lambda: online(op), "a kiosk coming online after the reconnect", 20)
+
+
+def test_rebirth_republishes_what_was_lost_and_policy_pushes_restart_into_the_new_policy(
+    tmp_path: Path,
+    broker: Mosquitto,
+    kiosks: Callable[[Config], Kiosk],
+    operator: Any,
+) -> None:
+    priv, pub = write_fleet_key(tmp_path)
+    kiosk = kiosks(fleet_config(tmp_path, broker.port, fleet={"keys": [str(pub)]})).start()
+    op = operator()
+    wait(op, lambda: online(op), "online")
+    raw = RawClient(broker.port, [])
+    raw.publish(topics.meta(DEVICE), b"", retain=True)  # the broker lost the retained meta
+    raw.close()
+    other = operator()
+    assert other.devices[DEVICE].meta == {}  # a new operator sees no meta
+    assert other.send(DEVICE, "rebirth")["status"] == "ok"
+    wait(other, lambda: bool(other.devices[DEVICE].meta), "meta again after rebirth")
+
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[policy]\nmax_declaration_age_h = 12\n")
+    port = ["--host", "127.0.0.1", "--port", str(broker.port)]
+    cmd = ["fleet", *port, "policy", "push", str(policy), "--key", str(priv), "--version", "3"]
+    assert cli.main(cmd) == 0
+    wait(op, lambda: op.devices[DEVICE].reported.get("policy_version") == 3, "policy 3")
+    assert kiosk.app._restart.is_set()
+    assert kiosk.app.remote.effective.policy.max_declaration_age_h == 12
+    policy.write_text("[policy]\nmax_declaration_age_h = -5\n")
+    bad = ["fleet", *port, "policy", "push", str(policy), "--key", str(priv)]
+    assert cli.main(bad) == 2  # checked before it is signed: nothing published

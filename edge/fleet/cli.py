@@ -57,7 +57,10 @@ def register(sub: Any) -> None:
     send.add_argument("args", nargs="*", help="KEY=VALUE arguments (VALUE as JSON if it parses)")
     send.add_argument("--all", action="store_true", help="fleet-wide ($all)")
     send.add_argument(
-        "--no-wait", dest="wait", action="store_false", help="send and return at once"
+        "--wait",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="wait for the reply (default); --no-wait: print the command id and return",
     )
 
     cfg = cmds.add_parser("config", help="publish a versioned desired config to a device")
