@@ -34,6 +34,8 @@ BARRIER_FAULT = "barrier-fault"
 TRUST_STALE = "trust-stale"
 TRUST_ERROR = "trust-error"
 CONFIG_REJECTED = "config-rejected"
+SURGE_MODE = "surge-mode"
+BARRIER_POSITION = "barrier-position"
 
 # lane fault name -> alert
 FAULT_ALERTS = {"camera": CAMERA_DOWN, "barrier": BARRIER_FAULT, "store": STORE_FAULT}

@@ -27,7 +27,11 @@ from typing import Any
 from gpiozero.pins.mock import MockFactory
 
 from edge import logbuffer
-from edge.alerts import FAULT_ALERTS, STORE_CORRUPT, STORE_FOREIGN, Alerts
+from edge.alerts import (
+    STORE_CORRUPT,
+    STORE_FOREIGN,
+    Alerts,
+)
 from edge.config import Config
 from edge.devices.camera import CaptureThread, FrameSource, make_source
 from edge.devices.frames import LatestFrame
@@ -37,22 +41,23 @@ from edge.fleet import handlers
 from edge.fleet.agent import FleetAgent
 from edge.fleet.remote import RemoteConfig
 from edge.fleet.view import KioskView
+from edge.health import Health
 from edge.lane import (
-    Action,
     CredentialScanned,
-    Event,
     FaultCleared,
     FaultRaised,
     Lane,
     OfficerApproved,
     OfficerDenied,
-    RecordPassage,
     SetMode,
+    Shutdown,
     State,
+    VehiclePassed,
 )
 from edge.model import Passage, PassageDraft
 from edge.mqtt.device import DeviceLink
 from edge.mqtt.publisher import Publisher
+from edge.notify import Notifier
 from edge.policy import RulePolicy
 from edge.runner import LaneRunner
 from edge.scan.credentials import Verifier
@@ -69,6 +74,7 @@ STORE_PROBE_S = 5.0
 # times that, so that paho refills the window itself (no thread hop per PUBACK).
 QUEUED_PER_INFLIGHT = 10
 RESTART = 3  # run()'s code when a new config must be applied: the caller builds a new App
+STATUS_EVERY_S = 10.0  # how often systemctl status's line is refreshed
 
 
 class App:
@@ -82,6 +88,7 @@ class App:
         pin_factory: Any = None,
         source: FrameSource | None = None,
         decoder: Decoder | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.cfg = cfg
         self.started = time.monotonic()  # for uptime
@@ -91,6 +98,8 @@ class App:
         self._restart = threading.Event()
         self._restart_reason = ""
         self._store_faulted = threading.Event()
+        self.health = Health(self)
+        self.notifier = notifier or Notifier()
         self._barrier_faulted = threading.Event()
         self._stopping = False
         self._purged_on: date | None = None
@@ -118,6 +127,7 @@ class App:
 
     def _build(self, pin_factory: Any, source: FrameSource | None, decoder: Decoder | None) -> None:
         cfg = self.cfg
+        self.view = KioskView(self)
         self.decoder = decoder or make_decoder(cfg.scan.decoder)
         self.source = source or make_source(cfg.camera)
         self.pin_factory = pin_factory or make_pin_factory(cfg.gpio.pin_factory)
@@ -138,12 +148,15 @@ class App:
             for ref, ts in self.outbox.approved_since(since):
                 lane.remember(ref, ts)
         self.runner = LaneRunner(lane, effects=self)
-        self.runner.add_listener(self._lane_event)
+        self.runner.add_listener(self.view.lane_event)
         self.panel = Panel(
             cfg.gpio,
             self.pin_factory,
             on_approve=lambda: self.runner.post(OfficerApproved()),
             on_deny=lambda: self.runner.post(OfficerDenied()),
+            on_both_held=lambda: self.toggle_surge(by="officer (both buttons held)"),
+            on_vehicle_passed=lambda: self.runner.post(VehiclePassed()),
+            on_position=self.view.barrier_position,
         )
         self.slot = LatestFrame()
         self.capture = CaptureThread(
@@ -166,7 +179,7 @@ class App:
             ack_mode=cfg.mqtt.ack,
             ack_timeout_s=cfg.mqtt.ack_timeout_s,
         )
-        self.view = view = KioskView(self)
+        view = self.view
         self.agent = FleetAgent(
             cfg.device.id,
             self.remote,
@@ -213,8 +226,10 @@ class App:
     def run(self, stop: threading.Event) -> int:
         """Start, supervise until ``stop`` is set, then stop cleanly; the exit code."""
         self.start()
+        self.notifier.ready(self.health.describe())
         code = 0
-        next_check = time.monotonic()
+        next_check = next_ping = next_status = time.monotonic()
+        ping_every = (self.notifier.watchdog_s or 0) / 2
         try:
             while not stop.wait(0.2):
                 # an officer deciding is not interrupted: the decision timeout bounds the wait
@@ -222,12 +237,23 @@ class App:
                     log.info("edge: restarting to apply %s", self._restart_reason)
                     code = RESTART
                     break
-                if time.monotonic() >= next_check:
-                    next_check = time.monotonic() + 1.0
+                now = time.monotonic()
+                if now >= next_check:
+                    next_check = now + 1.0
                     if not self.supervise():
                         code = 1
                         break
+                if ping_every and now >= next_ping:
+                    next_ping = now + ping_every
+                    self.health.feed_watchdog()
+                if now >= next_status:
+                    next_status = now + STATUS_EVERY_S
+                    self.notifier.status(self.health.describe())
         finally:
+            if code == RESTART:
+                self.notifier.send(reloading=1, status=f"applying {self._restart_reason}")
+            else:
+                self.notifier.stopping("stopping: finishing the passage in progress")
             self.stop()
         return code
 
@@ -262,6 +288,7 @@ class App:
                 self.runner.post(FaultCleared("barrier"))
         if self._stopping:
             return True
+        self.health.check_camera()
         if not self.link.link.alive:
             self.link.link.restart()  # the network thread is replaceable; the rest is not
         threads = (self.runner, self.publisher, self.scanner, self.outbox, self.agent)
@@ -279,11 +306,16 @@ class App:
         return True
 
     def stop(self, flush_s: float = 3.0) -> None:
-        """Stop scanning, let the lane finish, close the barrier, flush, disconnect."""
+        """Stop scanning, finish the passage in progress, close the barrier, flush, disconnect."""
         log.info("edge: stopping")
         self._stopping = True
         self.capture.stop()
         self.scanner.stop()
+        if self.runner.is_alive():
+            try:  # a traveller being decided is recorded (denied, shutdown); barrier closed
+                self.runner.call(Shutdown(), timeout=3.0)
+            except (TimeoutError, RuntimeError) as exc:
+                log.error("edge: the lane did not finish: %s", exc)  # noqa: TRY400
         for thread in (self.capture, self.scanner):
             if thread.is_alive():
                 thread.join(timeout=2.0)
@@ -336,10 +368,10 @@ class App:
         self.publisher.stored(passage.seq)
         return passage
 
-    def set_barrier(self, open_: bool) -> None:
+    def set_barrier(self, open_: bool, hold: bool = False) -> None:
         try:
             if open_:
-                self.panel.open_barrier()
+                self.panel.open_barrier(hold)
                 log.info("barrier: open")
             elif self.panel.barrier_open:
                 self.panel.close_barrier()
@@ -353,15 +385,3 @@ class App:
 
     def show(self, screen: str, reasons: tuple[str, ...]) -> None:
         log.debug("screen: %s %s", screen, ",".join(reasons))
-
-    # -- the fleet side (the rest: edge/fleet/view.py) ---------------------
-
-    def _lane_event(self, event: Event, actions: list[Action], _state: State) -> None:
-        """On the lane thread: counts for telemetry, faults as alerts."""
-        for action in actions:
-            if isinstance(action, RecordPassage):
-                self.counts[action.draft.decision] += 1
-        if isinstance(event, FaultRaised) and event.name in FAULT_ALERTS:
-            self.alerts.raise_(FAULT_ALERTS[event.name], event.reason, "critical")
-        elif isinstance(event, FaultCleared) and event.name in FAULT_ALERTS:
-            self.alerts.clear(FAULT_ALERTS[event.name])

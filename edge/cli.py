@@ -2,7 +2,8 @@
 
 ``run`` (the kiosk), ``check-config``, ``keys new``, ``issue``, ``verify``,
 ``outbox`` (what a kiosk holds), ``ingest`` (the central worker), ``trace``,
-``fleet`` (the operator's tool), ``pki`` (the broker's certificates and ACL).
+``fleet`` (the operator's tool), ``pki`` (the broker's certificates and ACL),
+``doctor`` (is this kiosk fit to run).
 Exit codes: 0 success (``verify``: valid), 1 a runtime failure (``verify``:
 invalid), 2 an invalid config or usage.
 """
@@ -31,6 +32,7 @@ from edge.trust import load_trust
 
 log = logging.getLogger("edge")
 
+INSTALLED_CONFIG = Path("/etc/checkpoint-edge/config.toml")
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
@@ -51,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ingest": _ingest,
         "trace": _trace,
         "fleet": fleet_cli.main,
+        "doctor": lambda a: _doctor(a.config),
         "pki": pki_cli.main,
     }
     try:
@@ -106,6 +109,10 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_verify(sub)
     fleet_cli.register(sub)
+    doctor = sub.add_parser("doctor", help="check camera, pins, broker, TLS, clock, disk, store")
+    doctor.add_argument(
+        "-c", "--config", type=Path, help=f"config file (default: {INSTALLED_CONFIG} if present)"
+    )
     pki_cli.register(sub)
     _add_central(sub)
     return parser
@@ -301,6 +308,27 @@ def _stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     return stop
+
+
+def _doctor(path: Path | None) -> int:
+    if path is None:
+        path = INSTALLED_CONFIG if INSTALLED_CONFIG.exists() else simulation_config_path()
+    try:
+        cfg = config_mod.load(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    from edge import doctor  # noqa: PLC0415 - loads the camera and GPIO libraries
+
+    pushed = cfg.store.dir / "fleet" / "trust-push.json"
+    files = (*cfg.trust.files, *((pushed,) if pushed.is_file() else ()))
+    print(f"checkpoint-edge doctor: {path} (device {cfg.device.id})")
+    checks = doctor.run(cfg, files)
+    for check in checks:
+        print(check.line())
+    failed = [c.name for c in checks if c.status == "FAIL"]
+    print(f"{len(failed)} check(s) failed: {', '.join(failed)}" if failed else "all checks passed")
+    return 1 if failed else 0
 
 
 def _check_config(path: Path) -> int:

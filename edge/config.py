@@ -244,9 +244,14 @@ def _cross_checks(built: dict[str, Any]) -> list[str]:
     for f in fields(gpio) if gpio is not None else ():
         if f.name.endswith("_pin"):
             pin = getattr(gpio, f.name)
+            if pin < 0:
+                continue  # an optional input that is not fitted
             if pin in pins:
                 problems.append(f"gpio.{f.name}: pin {pin} is already used by gpio.{pins[pin]}")
             pins[pin] = f.name
+    lane: LaneConfig | None = built.get("lane")
+    if gpio is not None and lane is not None and gpio.barrier_max_open_s < lane.open_s:
+        problems.append("gpio.barrier_max_open_s: must be at least lane.open_s")
     mqtt: MqttConfig = built["mqtt"]
     if (mqtt.cert_file is None) != (mqtt.key_file is None):
         problems.append("mqtt.cert_file: cert_file and key_file must be given together")

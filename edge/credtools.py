@@ -18,7 +18,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import segno
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
@@ -157,6 +156,8 @@ def new_declaration_id() -> str:
 
 def render_qr(payload: str, png: Path | None, svg: Path | None, scale: int = 8) -> int:
     """Write the payload as QR images; the QR version (size) it needed."""
+    import segno  # noqa: PLC0415 - only the issue command draws codes (it pulls in urllib)
+
     qr = segno.make_qr(payload, error="m")
     if png is not None:
         qr.save(str(png), kind="png", scale=scale, border=4)

@@ -44,6 +44,7 @@ NO_DECISION = "no_decision"
 NO_CREDENTIAL = "no_credential"
 SURGE = "surge"
 CLOSED = "closed"
+SHUTDOWN = "shutdown"
 OPERATOR_OPEN = "operator_open"
 
 MODES = ("officer", "auto", "surge", "closed")
@@ -94,6 +95,16 @@ class OperatorOpen:
 
 
 @dataclass(frozen=True)
+class VehiclePassed:
+    """The vehicle-loop detector says the vehicle has left: close without waiting."""
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    """The kiosk is stopping: finish the passage in progress and close the barrier."""
+
+
+@dataclass(frozen=True)
 class DecisionTimedOut:
     token: int
 
@@ -128,6 +139,8 @@ Event = (
     | OfficerDenied
     | SetMode
     | OperatorOpen
+    | Shutdown
+    | VehiclePassed
     | TimerEvent
     | FaultRaised
     | FaultCleared
@@ -143,7 +156,9 @@ class RecordPassage:
 
 @dataclass(frozen=True)
 class OpenBarrier:
-    pass
+    """Open for one passage (a pulse the panel bounds), or ``hold`` it open (surge)."""
+
+    hold: bool = False
 
 
 @dataclass(frozen=True)
@@ -261,6 +276,13 @@ class Lane:
                 return self._set_mode(mode, by, now)
             case OperatorOpen(by=by):
                 return self._operator_open(by, now)
+            case Shutdown():
+                return self._shutdown(now)
+            case VehiclePassed():
+                if self.state is not State.OPEN:
+                    return []
+                self._timers.pop(CloseDue, None)
+                return [Note("vehicle passed: closing"), *self._to_ready(now)]
         raise TypeError(f"unknown event {event!r}")  # pragma: no cover - exhaustive
 
     def fail(self, now: datetime, reason: str = "internal_error") -> list[Action]:
@@ -421,6 +443,18 @@ class Lane:
             return [note, *self._to_ready(now)]
         return [note]
 
+    def _shutdown(self, now: datetime) -> list[Action]:
+        """A traveller being decided is recorded as denied (``shutdown``); the barrier
+        closes whatever the mode; nothing queued is kept."""
+        actions: list[Action] = [Note("shutting down")]
+        self._pending = None
+        if self.state is State.AWAITING_DECISION:
+            actions += self._decide_current(False, "policy", now, extra=(SHUTDOWN,))
+        self._timers.clear()
+        self._pending = None
+        self.state = State.READY
+        return [*actions, CloseBarrier(), Signal("closed"), Show("closed", (SHUTDOWN,))]
+
     def _operator_open(self, by: str, now: datetime) -> list[Action]:
         if self.state is not State.READY:
             return [Note(f"operator open refused while {self.state.value}")]
@@ -429,7 +463,7 @@ class Lane:
 
     def _enter_surge(self) -> list[Action]:
         self.state = State.SURGE
-        return [OpenBarrier(), Signal("surge"), Show("surge")]
+        return [OpenBarrier(hold=True), Signal("surge"), Show("surge")]
 
     def _evaluate(self, credentials: list[Credential], now: datetime) -> Verdict:
         window = self.replay_window

@@ -53,7 +53,7 @@ class Effects(Protocol):
         """Store a passage durably; raise EdgeError (or OSError) when that fails."""
         ...
 
-    def set_barrier(self, open_: bool) -> None: ...
+    def set_barrier(self, open_: bool, hold: bool = False) -> None: ...
 
     def signal(self, pattern: str) -> None: ...
 
@@ -218,8 +218,8 @@ class LaneRunner(threading.Thread):
         match action:
             case RecordPassage(draft=draft):
                 self.effects.record(draft)
-            case OpenBarrier():
-                self.effects.set_barrier(True)
+            case OpenBarrier(hold=hold):
+                self.effects.set_barrier(True, hold)
             case CloseBarrier():
                 self.effects.set_barrier(False)
             case Signal(pattern=pattern):

@@ -58,13 +58,17 @@ def _parse_source(value: Any, base: Path) -> SourceSpec:
     if not isinstance(value, str):
         raise ValueError(f"must be a string, got {type(value).__name__}")
     kind, sep, arg = value.partition(":")
-    if kind in ("picamera2",) and not sep:
+    if kind == "picamera2" and not sep:
         return SourceSpec(kind="picamera2")
+    if kind == "picamera2" and arg.isdigit():
+        return SourceSpec(kind="picamera2", index=int(arg))
     if kind in ("images", "video") and sep and arg:
         return SourceSpec(kind=kind, path=_resolve(arg, base))  # type: ignore[arg-type]
     if kind == "v4l2" and sep and arg.isdigit():
         return SourceSpec(kind="v4l2", index=int(arg))
-    raise ValueError(f"must be one of images:DIR, video:FILE, picamera2, v4l2:N (got {value!r})")
+    raise ValueError(
+        f"must be one of images:DIR, video:FILE, picamera2[:N], v4l2:N (got {value!r})"
+    )
 
 
 def _resolve(value: str, base: Path) -> Path:
@@ -78,12 +82,38 @@ def _parse_path(value: Any, base: Path) -> Path:
     return _resolve(value, base)
 
 
+CREDENTIAL = "credential:"
+# where the unit's LoadCredential= lines read the secrets from (root only, 0700)
+INSTALLED_CREDENTIALS = Path("/etc/checkpoint-edge/credentials")
+
+
 def _parse_existing_file(value: Any, base: Path) -> Path | None:
     if value == "":
         return None
+    if isinstance(value, str) and value.startswith(CREDENTIAL):
+        return _credential(value.removeprefix(CREDENTIAL))
     path = _parse_path(value, base)
     if not path.is_file():
         raise ValueError(f"file not found: {path}")
+    return path
+
+
+def _credential(name: str) -> Path:
+    """``credential:NAME``: a secret systemd hands the service (``LoadCredential=NAME:...``)."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ValueError(f"credential:{name}: not a credential name")
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory and os.access(INSTALLED_CREDENTIALS, os.R_OK | os.X_OK):
+        directory = str(INSTALLED_CREDENTIALS)  # root's tools (doctor) read them in place
+    if not directory:
+        raise ValueError(
+            f"credential:{name}: no systemd credentials here: CREDENTIALS_DIRECTORY is not "
+            f"set and {INSTALLED_CREDENTIALS} is not readable (run as root, or inside the "
+            f"service, whose LoadCredential={name}:... hands it over)"
+        )
+    path = Path(directory) / name
+    if not path.is_file():
+        raise ValueError(f"credential:{name}: not among the service's credentials ({path})")
     return path
 
 
@@ -96,10 +126,26 @@ def _positive(value: Any, _base: Path) -> Any:
     return value
 
 
+def _non_negative(value: Any, _base: Path) -> Any:
+    if not 0 <= value <= MAX_NUMBER:  # also refuses nan
+        raise ValueError(f"must be 0 to {MAX_NUMBER} (got {value})")
+    return value
+
+
+def _ev(value: Any, _base: Path) -> float:
+    if not -8 <= value <= 8:
+        raise ValueError(f"must be -8 to 8 stops (got {value})")
+    return float(value)
+
+
 def _pin(value: Any, _base: Path) -> int:
     if not 0 <= value <= 27:
         raise ValueError(f"must be a BCM GPIO number 0-27 (got {value})")
     return int(value)
+
+
+def _optional_pin(value: Any, base: Path) -> int:
+    return -1 if value == -1 else _pin(value, base)
 
 
 def _port(value: Any, _base: Path) -> int:
@@ -130,7 +176,8 @@ class CameraConfig:
     source: SourceSpec = field(
         default=SourceSpec(kind="picamera2"),
         metadata=_doc(
-            "images:DIR (each image in name order), video:FILE, picamera2, or v4l2:N.",
+            "images:DIR (each image in name order), video:FILE, picamera2 (or picamera2:N, "
+            "the Nth camera of a Raspberry Pi), or v4l2:N (a USB camera through OpenCV).",
             _parse_source,
         ),
     )
@@ -145,9 +192,40 @@ class CameraConfig:
         default=1.5,
         metadata=_doc("images: seconds of empty frames after each image.", _positive),
     )
+    stall_s: float = field(
+        default=10.0,
+        metadata=_doc(
+            "An open camera that delivers no frame for this long is a fault (alert, failsafe; "
+            "the systemd watchdog is no longer fed).",
+            _positive,
+        ),
+    )
     loop: bool = field(
         default=False,
         metadata=_doc("images/video: start again at the first image or frame when done."),
+    )
+    focus_cm: float = field(
+        default=30.0,
+        metadata=_doc(
+            "picamera2 with autofocus (Camera Module 3): lens fixed at this distance in cm "
+            "(a code held 20-40 cm away); 0 = continuous autofocus in the macro range.",
+            _non_negative,
+        ),
+    )
+    exposure_ev: float = field(
+        default=-1.0,
+        metadata=_doc(
+            "picamera2: exposure compensation in stops (-8 to 8); below 0 keeps a bright "
+            "phone screen from washing out.",
+            _ev,
+        ),
+    )
+    metering: Literal["centre", "spot", "matrix"] = field(
+        default="centre",
+        metadata=_doc(
+            "picamera2: what the exposure is measured on: centre (centre-weighted: where the "
+            "code is held), spot, matrix."
+        ),
     )
 
 
@@ -185,6 +263,42 @@ class GpioConfig:
     )
     bounce_s: float = field(
         default=0.05, metadata=_doc("Button debounce time in seconds.", _positive)
+    )
+    barrier_max_open_s: float = field(
+        default=60.0,
+        metadata=_doc(
+            "The relay is never energised longer than this for one opening, whatever "
+            "the software does (surge mode holds it open on purpose).",
+            _positive,
+        ),
+    )
+    loop_pin: int = field(
+        default=-1,
+        metadata=_doc(
+            "Vehicle-loop detector (BCM; -1 = none), contact to ground while a vehicle is "
+            "over the loop: the barrier closes as soon as it has passed.",
+            _optional_pin,
+        ),
+    )
+    position_pin: int = field(
+        default=-1,
+        metadata=_doc(
+            "Barrier-position switch (BCM; -1 = none), contact to ground while the barrier "
+            "is up: an alert when it does not follow the relay.",
+            _optional_pin,
+        ),
+    )
+    position_timeout_s: float = field(
+        default=5.0,
+        metadata=_doc("Seconds the barrier may take to reach the commanded position.", _positive),
+    )
+    surge_hold_s: float = field(
+        default=3.0,
+        metadata=_doc(
+            "Holding both buttons this long toggles surge mode (the officer's local "
+            "override; logged and raised as the surge-mode alert).",
+            _positive,
+        ),
     )
 
 
@@ -231,13 +345,18 @@ class MqttConfig:
     )
     key_file: Path | None = field(
         default=None,
-        metadata=_doc("Client private key file (PEM) for TLS client auth.", _parse_existing_file),
+        metadata=_doc(
+            "Client private key file (PEM) for TLS client auth, or credential:NAME for a "
+            "systemd credential (the unit's LoadCredential=NAME:FILE).",
+            _parse_existing_file,
+        ),
     )
     username: str = field(default="", metadata=_doc("Username; empty = none."))
     password_file: Path | None = field(
         default=None,
         metadata=_doc(
-            "File holding the password (never the password itself).", _parse_existing_file
+            "File holding the password (never the password itself), or credential:NAME.",
+            _parse_existing_file,
         ),
     )
     reconnect_min_s: float = field(
@@ -326,12 +445,6 @@ def _province_codes(value: Any, _base: Path) -> tuple[str, ...]:
     if bad:
         raise ValueError(f"province codes are 2 digits (got {', '.join(map(repr, bad))})")
     return tuple(value)
-
-
-def _non_negative(value: Any, _base: Path) -> Any:
-    if not 0 <= value <= MAX_NUMBER:  # also refuses nan
-        raise ValueError(f"must be 0 to {MAX_NUMBER} (got {value})")
-    return value
 
 
 def _paths(value: Any, base: Path) -> tuple[Path, ...]:

@@ -68,3 +68,15 @@ def test_drain_bench_drains_through_a_real_ingest() -> None:
     )  # fmt: skip
     assert "ack=ingest" in out
     assert "drain / raw = " in out
+
+
+def test_startup_bench_reaches_ready_and_reports_memory() -> None:
+    import json
+
+    out = run_bench(
+        str(REPO / "bench" / "startup_bench.py"), "--runs", "1", "--settle-s", "0.5", "--json"
+    )
+    report = json.loads(out)
+    (run,) = report["runs"]
+    assert 0 < run["ready_s"] < 30
+    assert run["peak_mb"] >= run["rss_ready_mb"] > 10

@@ -114,6 +114,14 @@ def test_missing_video_file(tmp_path: Path) -> None:
         source.open()
 
 
-def test_picamera2_is_named_as_not_available_yet() -> None:
-    with pytest.raises(CameraError, match="picamera2 is not available"):
-        make_source(CameraConfig(source=SourceSpec(kind="picamera2")))
+def test_picamera2_without_the_library_is_a_clear_camera_error() -> None:
+    source = make_source(CameraConfig(source=SourceSpec(kind="picamera2", index=1)))
+    assert source.description == "picamera2:1"
+    try:
+        import picamera2  # noqa: F401
+    except ImportError:
+        pass
+    else:  # pragma: no cover - on a Raspberry Pi
+        pytest.skip("picamera2 is installed here")
+    with pytest.raises(CameraError, match="apt install python3-picamera2"):
+        source.open()

@@ -190,3 +190,26 @@ def test_the_documented_ingest_example_is_valid(tmp_path: Path) -> None:
     cfg = config_mod.load_as(path, config_mod.IngestFile)
     assert cfg.ingest.database.startswith("postgresql://")
     assert (cfg.ingest.client_id, cfg.ingest.group, cfg.mqtt.tls) == ("ingest-1", "ingest", True)
+
+
+def test_secrets_can_come_from_systemd_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    data = {"device": {"id": "lane-1"}, "mqtt": {"password_file": "credential:mqtt-password"}}
+    with pytest.raises(ConfigError) as caught:
+        config_mod.from_mapping(data, base_dir=tmp_path)
+    assert "mqtt.password_file: credential:mqtt-password: no systemd credentials here" in str(
+        caught.value
+    )
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    with pytest.raises(ConfigError, match="not among the service's credentials"):
+        config_mod.from_mapping(data, base_dir=tmp_path)
+    (creds / "mqtt-password").write_text("s3cret\n")
+    cfg = config_mod.from_mapping(data, base_dir=tmp_path)
+    assert cfg.mqtt.password_file == creds / "mqtt-password"
+    bad = {"device": {"id": "lane-1"}, "mqtt": {"password_file": "credential:../x"}}
+    with pytest.raises(ConfigError, match="not a credential name"):
+        config_mod.from_mapping(bad, base_dir=tmp_path)

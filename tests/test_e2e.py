@@ -21,6 +21,7 @@ from gpiozero.pins.mock import MockFactory
 from edge import credtools
 from edge.app import App
 from edge.config import Config
+from edge.devices.gpio import CHORD_S
 from edge.lane import (
     Action,
     CredentialScanned,
@@ -58,10 +59,10 @@ def assert_valid_passage(msg: dict[str, Any]) -> None:
 class Kiosk:
     """An App running in this process on mock pins, with its lane events observable."""
 
-    def __init__(self, cfg: Config, factory: MockFactory | None = None) -> None:
+    def __init__(self, cfg: Config, factory: MockFactory | None = None, **app: Any) -> None:
         self.cfg = cfg
         self.factory = factory or watched_factory()
-        self.app = App(cfg, pin_factory=self.factory)
+        self.app = App(cfg, pin_factory=self.factory, **app)
         self.events: queue.Queue[tuple[Event, list[Action], State]] = queue.Queue()
         self.app.runner.add_listener(lambda e, a, s: self.events.put((e, a, s)))
         self.relay = self.factory.pin(cfg.gpio.barrier_pin)
@@ -185,7 +186,8 @@ def test_officer_mode_approval_opens_the_barrier_for_open_s(
     kiosk.press(cfg.gpio.approve_pin)
     assert kiosk.relay.wait_for(True)
     assert kiosk.relay.wait_for(False, timeout=open_s + 5)
-    kiosk.relay.assert_states_and_times([(0.0, False), (0.0, True), (open_s, False)])
+    # the press counts once it is clearly not half of a two-button chord (CHORD_S)
+    kiosk.relay.assert_states_and_times([(0.0, False), (CHORD_S, True), (open_s, False)])
     passage = sub.get().json()
     assert_valid_passage(passage)
     assert (passage["decision"], passage["decided_by"]) == ("approved", "officer")
@@ -487,3 +489,41 @@ def test_auto_mode_approves_a_valid_declaration_and_denies_an_expired_one(
     assert denied["traveller"]["declaration_id"] == "OLD0-0000-0001"  # signed, so still recorded
     kiosk.stop()
     assert [s.state for s in kiosk.relay.states] == [False, True, False]  # opened once only
+
+
+def test_both_buttons_held_toggle_surge_with_an_alert_and_the_loop_closes_early(
+    tmp_path: Path, frames_dir: Path, kiosks: Callable[[Config], Kiosk]
+) -> None:
+    cfg = make_config(
+        tmp_path,
+        lane={"mode": "officer", "open_s": 30},
+        gpio={"surge_hold_s": 0.3, "loop_pin": 24},
+    )
+    kiosk = kiosks(cfg).start()
+    approve, deny = kiosk.factory.pin(cfg.gpio.approve_pin), kiosk.factory.pin(cfg.gpio.deny_pin)
+    approve.drive_low()
+    deny.drive_low()
+    kiosk.wait_state(State.SURGE)
+    approve.drive_high()
+    deny.drive_high()
+    assert kiosk.app.runner.lane.mode == "surge"
+    assert kiosk.relay.wait_for(True)
+    assert "surge-mode" in kiosk.app.alerts.names()
+    (surge,) = [a for a in kiosk.app.alerts.open() if a.name == "surge-mode"]
+    assert "both buttons held" in surge.detail
+    approve.drive_low()
+    deny.drive_low()
+    kiosk.wait_state(State.READY)  # held again: back to the configured mode
+    approve.drive_high()
+    deny.drive_high()
+    assert kiosk.relay.wait_for(False)
+    assert "surge-mode" not in kiosk.app.alerts.names()
+    # an officer's approval opens for open_s = 30 s; the vehicle loop closes it as soon
+    # as the vehicle has passed
+    kiosk.press(cfg.gpio.approve_pin)
+    kiosk.wait_state(State.OPEN)
+    loop = kiosk.factory.pin(24)
+    loop.drive_low()
+    loop.drive_high()
+    kiosk.wait_state(State.READY, timeout=5)
+    assert kiosk.relay.wait_for(False)

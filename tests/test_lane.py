@@ -424,7 +424,7 @@ def test_surge_records_every_scan_and_keeps_the_barrier_open() -> None:
     to_surge = ln.handle(SetMode("surge", by="officer"), T0)
     (rec,) = only(to_surge, RecordPassage)  # the traveller being decided is recorded
     assert rec.draft.reasons == ("expired", "surge")
-    assert OpenBarrier() in to_surge
+    assert OpenBarrier(hold=True) in to_surge
     assert ln.state is State.SURGE
     scan = ln.handle(CredentialScanned(cred(b"next")), T0)
     (rec,) = only(scan, RecordPassage)
@@ -448,7 +448,7 @@ def test_fault_in_surge_closes_and_clearing_reopens() -> None:
     ln = lane("surge")
     ln.start(T0)
     assert CloseBarrier() in ln.handle(FaultRaised("camera", "gone"), T0)
-    assert OpenBarrier() in ln.handle(FaultCleared("camera"), T0)
+    assert OpenBarrier(hold=True) in ln.handle(FaultCleared("camera"), T0)
     assert ln.state is State.SURGE
 
 

@@ -188,10 +188,9 @@ def make_source(cfg: CameraConfig) -> FrameSource:
         return ImageFolderSource(spec.path, cfg.fps, cfg.hold_s, cfg.gap_s, cfg.loop)
     if spec.kind in ("video", "v4l2"):
         return OpenCVSource(spec, cfg)
-    raise CameraError(
-        f"camera source {spec.describe()} is not available in this version "
-        "(use images:DIR, video:FILE or v4l2:N)"
-    )
+    from edge.devices.picamera import Picamera2Source  # noqa: PLC0415 - a Pi's camera
+
+    return Picamera2Source(cfg, spec.index or 0)
 
 
 class CaptureThread(threading.Thread):
@@ -223,9 +222,21 @@ class CaptureThread(threading.Thread):
         self.finished = threading.Event()
         self.frames = 0
         self._faulted = False
+        self.last_frame_at: float | None = None  # monotonic time of the last frame (or open)
 
     def stop(self) -> None:
         self.stop_event.set()
+
+    def stalled(self, stall_s: float, now: float | None = None) -> bool:
+        """An open source has delivered no frame for ``stall_s`` seconds (a hung driver).
+
+        A source that failed and is being reopened is not stalled (it is faulted,
+        and said so); a recording that ended is not stalled either.
+        """
+        if self._faulted or self.finished.is_set() or not self.is_alive():
+            return False
+        last = self.last_frame_at
+        return last is not None and (now or time.monotonic()) - last > stall_s
 
     def run(self) -> None:
         delay = self.retry_s
@@ -233,6 +244,7 @@ class CaptureThread(threading.Thread):
             ended = False
             try:
                 self.source.open()
+                self.last_frame_at = time.monotonic()
                 log.info("camera: %s open at %.1f fps", self.source.description, self.source.fps)
                 ended = self._capture()
                 delay = self.retry_s
@@ -268,6 +280,7 @@ class CaptureThread(threading.Thread):
                 self._faulted = False
                 self.on_ok()
             self.frames += 1
+            self.last_frame_at = time.monotonic()
             self.slot.put(Frame(image=image, number=self.frames, t=time.monotonic()))
             if not self.source.self_paced:
                 due += period

@@ -12,11 +12,12 @@ which post events to the lane.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
-from gpiozero import LED, Button, Buzzer, OutputDevice
+from gpiozero import LED, Button, Buzzer, DigitalInputDevice, DigitalOutputDevice
 from gpiozero.pins.mock import MockFactory
 
 from edge.config import GpioConfig
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 # pattern -> (green, red, buzzer) settings; see Panel.signal
 DENIED_SHOW_S = 3.0
+CHORD_S = 0.25  # a press waits this long for the other button: both = a chord, not a decision
 
 
 def make_pin_factory(name: str) -> Any:
@@ -46,7 +48,17 @@ def make_pin_factory(name: str) -> Any:
 
 
 class Panel:
-    """Buttons in, barrier relay, LEDs and buzzer out. The barrier starts closed."""
+    """Buttons in, barrier relay, LEDs and buzzer out. The barrier starts closed.
+
+    Officer buttons: a press counts once it is clear it is not half of a chord
+    (:data:`CHORD_S`); both held for ``surge_hold_s`` is the surge toggle, and
+    then neither counts as approve or deny. An opening lasts at most
+    ``barrier_max_open_s`` (a guard timer that any later command cancels, so no
+    stale timer can act on a later opening); surge holds it open on purpose.
+    Optional inputs: a vehicle loop (``on_vehicle_passed`` once a vehicle has
+    left it while the barrier is open) and a position switch
+    (``on_position(ok, detail)`` when the barrier has or has not followed).
+    """
 
     def __init__(
         self,
@@ -54,12 +66,30 @@ class Panel:
         pin_factory: Any,
         on_approve: Callable[[], None],
         on_deny: Callable[[], None],
+        *,
+        on_both_held: Callable[[], None] = lambda: None,
+        on_vehicle_passed: Callable[[], None] = lambda: None,
+        on_position: Callable[[bool, str], None] = lambda ok, detail: None,
     ) -> None:
+        self.cfg = cfg
         self.pin_factory = pin_factory
         self._devices: list[Any] = []
+        self._handlers = {"approve": on_approve, "deny": on_deny}
+        self._on_both_held = on_both_held
+        self._on_vehicle_passed = on_vehicle_passed
+        self._on_position = on_position
+        self._lock = threading.Lock()
+        self._chord = False  # both buttons went down together: no approve, no deny
+        self._chord_done = False
+        self._pending: dict[str, threading.Timer] = {}
+        self._position_timer: threading.Timer | None = None
+        self._guard: threading.Timer | None = None  # closes a pulse after barrier_max_open_s
+        self._commanded = False
+        self.loop: Any = None
+        self.position: Any = None
         try:
             self.barrier = self._add(
-                OutputDevice(
+                DigitalOutputDevice(
                     cfg.barrier_pin,
                     active_high=cfg.barrier_active_high,
                     initial_value=False,
@@ -69,31 +99,167 @@ class Panel:
             self.green = self._add(LED(cfg.green_led_pin, pin_factory=pin_factory))
             self.red = self._add(LED(cfg.red_led_pin, pin_factory=pin_factory))
             self.buzzer = self._add(Buzzer(cfg.buzzer_pin, pin_factory=pin_factory))
-            self.approve = self._add(
-                Button(cfg.approve_pin, bounce_time=cfg.bounce_s, pin_factory=pin_factory)
-            )
-            self.deny = self._add(
-                Button(cfg.deny_pin, bounce_time=cfg.bounce_s, pin_factory=pin_factory)
-            )
+            self.approve = self._add(self._button(cfg.approve_pin))
+            self.deny = self._add(self._button(cfg.deny_pin))
+            if cfg.loop_pin >= 0:
+                self.loop = self._add(
+                    DigitalInputDevice(
+                        cfg.loop_pin,
+                        pull_up=True,
+                        bounce_time=cfg.bounce_s,
+                        pin_factory=pin_factory,
+                    )
+                )
+            if cfg.position_pin >= 0:
+                self.position = self._add(
+                    DigitalInputDevice(
+                        cfg.position_pin,
+                        pull_up=True,
+                        bounce_time=cfg.bounce_s,
+                        pin_factory=pin_factory,
+                    )
+                )
         except Exception as exc:
             self.close()
             raise HardwareError(f"cannot set up GPIO pins: {exc}") from exc
-        self.approve.when_pressed = on_approve
-        self.deny.when_pressed = on_deny
+        self.approve.when_pressed = lambda: self._pressed("approve")
+        self.deny.when_pressed = lambda: self._pressed("deny")
+        for button in (self.approve, self.deny):
+            button.when_held = self._held
+            button.when_released = self._released
+        if self.loop is not None:
+            self.loop.when_deactivated = self._vehicle_left
+        if self.position is not None:
+            self.position.when_activated = self._position_changed
+            self.position.when_deactivated = self._position_changed
+
+    def _button(self, pin: int) -> Any:
+        return Button(
+            pin,
+            bounce_time=self.cfg.bounce_s,
+            hold_time=self.cfg.surge_hold_s,
+            pin_factory=self.pin_factory,
+        )
 
     def _add(self, device: Any) -> Any:
         self._devices.append(device)
         return device
 
+    # -- officer buttons (gpiozero's threads) ---------------------------------
+
+    def _pressed(self, which: str) -> None:
+        other = self.deny if which == "approve" else self.approve
+        with self._lock:
+            if other.is_pressed:  # the second half of a chord: neither counts
+                self._chord = True
+                for timer in self._pending.values():
+                    timer.cancel()
+                self._pending.clear()
+                return
+            timer = threading.Timer(CHORD_S, self._fire, (which,))
+            timer.daemon = True
+            self._pending[which] = timer
+        timer.start()
+
+    def _fire(self, which: str) -> None:
+        with self._lock:
+            if self._pending.pop(which, None) is None or self._chord:
+                return
+        self._handlers[which]()
+
+    def _held(self) -> None:
+        with self._lock:
+            both = self.approve.is_pressed and self.deny.is_pressed
+            if not (self._chord and both) or self._chord_done:
+                return
+            self._chord_done = True
+        log.info("panel: both buttons held %.1f s: surge toggle", self.cfg.surge_hold_s)
+        self._on_both_held()
+
+    def _released(self) -> None:
+        with self._lock:
+            if not self.approve.is_pressed and not self.deny.is_pressed:
+                self._chord = self._chord_done = False
+
+    # -- optional inputs --------------------------------------------------------
+
+    def _vehicle_left(self) -> None:
+        if self.barrier_open:
+            log.info("panel: the vehicle has left the loop")
+            self._on_vehicle_passed()
+
+    def _position_changed(self) -> None:
+        if self.position is not None and bool(self.position.is_active) == self._commanded:
+            self._on_position(True, "")
+
+    def _expect_position(self, up: bool) -> None:
+        if self.position is None:
+            return
+        with self._lock:
+            self._commanded = up
+            if self._position_timer is not None:
+                self._position_timer.cancel()
+            timer = threading.Timer(self.cfg.position_timeout_s, self._check_position, (up,))
+            timer.daemon = True
+            self._position_timer = timer
+        timer.start()
+
+    def _check_position(self, up: bool) -> None:
+        if self.position is None or self._commanded != up:
+            return  # a newer command is being followed
+        if bool(self.position.is_active) == up:
+            self._on_position(True, "")
+        else:
+            where = "up" if up else "down"
+            self._on_position(
+                False, f"commanded {where} {self.cfg.position_timeout_s:g} s ago; it is not"
+            )
+
+    # -- outputs ----------------------------------------------------------------
+
     @property
     def barrier_open(self) -> bool:
         return bool(self.barrier.value)
 
-    def open_barrier(self) -> None:
+    def open_barrier(self, hold: bool = False) -> None:
+        """Energise the relay: for at most ``barrier_max_open_s``, or held (surge).
+
+        Driven here, on the caller's thread, so that a relay failure raises to the
+        lane (a barrier fault); only the guard's late close runs on a timer.
+        """
+        self._cancel_guard()
         self.barrier.on()
+        if not hold:
+            guard = threading.Timer(self.cfg.barrier_max_open_s, self._guard_close)
+            guard.daemon = True
+            with self._lock:
+                self._guard = guard
+            guard.start()
+        self._expect_position(True)
 
     def close_barrier(self) -> None:
+        self._cancel_guard()
         self.barrier.off()
+        self._expect_position(False)
+
+    def _cancel_guard(self) -> None:
+        with self._lock:
+            guard, self._guard = self._guard, None
+        if guard is not None:
+            guard.cancel()
+
+    def _guard_close(self) -> None:
+        with self._lock:
+            if self._guard is None or self._guard is not threading.current_thread():
+                return  # cancelled: a newer command owns the barrier
+            self._guard = None
+        log.warning(
+            "barrier: open for %g s: closed by the panel's guard", self.cfg.barrier_max_open_s
+        )
+        try:
+            self.barrier.off()
+        except Exception:
+            log.exception("barrier: the guard could not close it")
 
     def signal(self, pattern: str) -> None:
         """Show a lane state on the LEDs and buzzer: ready, reading, approved, denied,
@@ -128,6 +294,9 @@ class Panel:
 
     def close(self) -> None:
         """Close the barrier and release every pin."""
+        for timer in [*self._pending.values(), self._position_timer, self._guard]:
+            if timer is not None:
+                timer.cancel()
         barrier: Any = getattr(self, "barrier", None)
         if barrier is not None and barrier in self._devices:
             barrier.off()

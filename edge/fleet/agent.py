@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 CHECK_S = 10.0
 TIME_ERROR = 5  # adjtimex(2): the clock is not synchronised
+TIMESYNC_FLAG = Path("/run/systemd/timesync/synchronized")
 
 
 class Transport(Protocol):
@@ -94,8 +95,11 @@ def clock_synchronised() -> bool | None:
         buf = ctypes.create_string_buffer(512)  # struct timex with modes = 0: read only
         state = int(libc.adjtimex(buf))
     except (OSError, AttributeError):
-        return None
-    return state != TIME_ERROR if state >= 0 else None
+        state = -1
+    if state >= 0:
+        return state != TIME_ERROR
+    # adjtimex refused (a seccomp filter): systemd-timesyncd's flag file says it too
+    return True if TIMESYNC_FLAG.exists() else None
 
 
 def cpu_temperature() -> float | None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import time
@@ -12,9 +13,19 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from edge import __version__
+from edge.alerts import BARRIER_POSITION, FAULT_ALERTS, SURGE_MODE
 from edge.errors import TrustError
 from edge.fleet.agent import cpu_temperature
-from edge.lane import OperatorOpen, SetMode
+from edge.lane import (
+    Action,
+    Event,
+    FaultCleared,
+    FaultRaised,
+    OperatorOpen,
+    RecordPassage,
+    SetMode,
+    State,
+)
 from edge.model import iso_utc
 from edge.mqtt import topics
 from edge.mqtt.device import status_payload
@@ -23,6 +34,8 @@ from edge.runner import Outcome
 if TYPE_CHECKING:
     from edge.app import App
 
+log = logging.getLogger("edge.app")
+
 
 class KioskView:
     """The fleet's window on one :class:`~edge.app.App`."""
@@ -30,6 +43,7 @@ class KioskView:
     def __init__(self, app: App) -> None:
         self.app = app
         self._frames_seen = (time.monotonic(), 0)
+        self.surge_alerted = False
 
     def lane_call(self, event: SetMode | OperatorOpen, timeout: float) -> Outcome:
         return self.app.runner.call(event, timeout)
@@ -136,6 +150,38 @@ class KioskView:
             "uptime_s": round(self.uptime_s(), 1),
             "alerts": len(self.app.alerts.names()),
         }
+
+    def lane_event(self, event: Event, actions: list[Action], _state: State) -> None:
+        """On the lane thread: counts for telemetry, faults as alerts."""
+        for action in actions:
+            if isinstance(action, RecordPassage):
+                self.app.counts[action.draft.decision] += 1
+        if isinstance(event, SetMode) or self.surge_alerted != (
+            self.app.runner.lane.mode == "surge"
+        ):
+            self._surge_alert(event)
+        if isinstance(event, FaultRaised) and event.name in FAULT_ALERTS:
+            self.app.alerts.raise_(FAULT_ALERTS[event.name], event.reason, "critical")
+        elif isinstance(event, FaultCleared) and event.name in FAULT_ALERTS:
+            self.app.alerts.clear(FAULT_ALERTS[event.name])
+
+    def _surge_alert(self, event: Event) -> None:
+        """Surge mode (the barrier held open) is always visible to operators."""
+        surge = self.app.runner.lane.mode == "surge"
+        by = event.by if isinstance(event, SetMode) else "configuration"
+        if surge:
+            self.app.alerts.raise_(SURGE_MODE, f"the barrier is held open: surge mode, set by {by}")
+        else:
+            self.app.alerts.clear(SURGE_MODE)
+        self.surge_alerted = surge
+
+    def barrier_position(self, ok: bool, detail: str) -> None:
+        """From the position switch: the barrier did (not) reach the commanded position."""
+        if ok:
+            self.app.alerts.clear(BARRIER_POSITION)
+        else:
+            log.error("barrier: %s", detail)
+            self.app.alerts.raise_(BARRIER_POSITION, detail, "critical")
 
 
 def _age_s(ts: str | None) -> float | None:

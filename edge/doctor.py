@@ -1,0 +1,275 @@
+"""``checkpoint-edge doctor``: is this kiosk fit to run? One line per check.
+
+Checks the camera (opens it and reads a frame), the GPIO pins, the broker
+(reachable; with TLS, the handshake with the kiosk's own certificate), the TLS
+files (readable, the key matches the certificate, its CN is the device id, days
+left), the clock's synchronisation, disk space at the store, the store's files,
+the trust lists (they load; their age), and the fleet keys. Each check says
+``OK``, ``WARN``, ``FAIL`` or ``SKIP`` with the reason; the exit code is 1 when
+any check failed.
+
+The doctor never disturbs a running kiosk: it reads the store without taking
+it, and on a TLS broker it stops after the handshake (an MQTT login with the
+kiosk's certificate would take over the running kiosk's session, since the
+broker names the client after the certificate).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from edge.config import Config
+from edge.errors import EdgeError, TrustError
+from edge.fleet.agent import clock_synchronised
+from edge.fleet.signing import load_verify_keys
+from edge.trust import load_trust
+
+Status = Literal["OK", "WARN", "FAIL", "SKIP"]
+CAMERA_TIMEOUT_S = 10.0
+BROKER_TIMEOUT_S = 5.0
+CERT_WARN_DAYS = 30
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.status:<4}  {self.name:<8}  {self.detail}"
+
+
+def run(cfg: Config, trust_files: tuple[Path, ...] | None = None) -> list[Check]:
+    """Every check, in order; each one guarded so that one failure never hides the rest."""
+    checks: list[Check] = []
+    steps: list[tuple[str, Callable[[], Iterator[Check]]]] = [
+        ("camera", lambda: _camera(cfg)),
+        ("pins", lambda: _pins(cfg)),
+        ("tls", lambda: _tls(cfg)),
+        ("broker", lambda: _broker(cfg)),
+        ("clock", lambda: _clock(cfg)),
+        ("disk", lambda: _disk(cfg)),
+        ("store", lambda: _store(cfg)),
+        ("trust", lambda: _trust(cfg, trust_files or cfg.trust.files)),
+        ("fleet", lambda: _fleet(cfg)),
+    ]
+    for name, step in steps:
+        try:
+            checks.extend(step())
+        except Exception as exc:  # noqa: BLE001 - a check that breaks is a failed check
+            checks.append(Check(name, "FAIL", f"{type(exc).__name__}: {exc}"))
+    return checks
+
+
+def _camera(cfg: Config) -> Iterator[Check]:
+    from edge.devices.camera import make_source  # noqa: PLC0415 - OpenCV is heavy
+
+    source = make_source(cfg.camera)
+    result: list[Check] = []
+
+    def attempt() -> None:
+        try:
+            source.open()
+            frame = source.read()
+        except EdgeError as exc:
+            result.append(Check("camera", "FAIL", f"{source.description}: {exc}"))
+            return
+        finally:
+            source.close()
+        if frame is None:
+            result.append(Check("camera", "FAIL", f"{source.description}: no frame"))
+        else:
+            h, w = frame.shape[:2]
+            result.append(Check("camera", "OK", f"{source.description}: a {w}x{h} frame"))
+
+    worker = threading.Thread(target=attempt, name="doctor-camera", daemon=True)
+    worker.start()
+    worker.join(CAMERA_TIMEOUT_S)
+    if worker.is_alive():
+        yield Check(
+            "camera", "FAIL", f"{source.description}: no frame within {CAMERA_TIMEOUT_S:g} s"
+        )
+        return
+    yield from result
+
+
+def _pins(cfg: Config) -> Iterator[Check]:
+    from edge.devices.gpio import Panel, make_pin_factory  # noqa: PLC0415
+
+    try:
+        factory = make_pin_factory(cfg.gpio.pin_factory)
+        panel = Panel(cfg.gpio, factory, lambda: None, lambda: None)
+    except EdgeError as exc:
+        yield Check("pins", "FAIL", f"{exc} (is the service running? it holds the pins)")
+        return
+    panel.close()
+    used = [f"{k}={v}" for k, v in vars(cfg.gpio).items() if k.endswith("_pin") and v >= 0]
+    yield Check("pins", "OK", f"{cfg.gpio.pin_factory}: {', '.join(used)}")
+
+
+def _tls(cfg: Config) -> Iterator[Check]:
+    mqtt = cfg.mqtt
+    if not mqtt.tls:
+        yield Check("tls", "SKIP", "mqtt.tls is false: the broker connection is not encrypted")
+        return
+    now = datetime.now(UTC)
+    if mqtt.ca_file is not None:
+        ca = x509.load_pem_x509_certificate(mqtt.ca_file.read_bytes())
+        yield _expiry("tls", f"CA {mqtt.ca_file.name}", ca, now)
+    if mqtt.cert_file is None or mqtt.key_file is None:
+        yield Check("tls", "WARN", "no client certificate: the fleet broker will refuse it")
+        return
+    cert = x509.load_pem_x509_certificate(mqtt.cert_file.read_bytes())
+    try:
+        key = serialization.load_pem_private_key(mqtt.key_file.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        yield Check("tls", "FAIL", f"{mqtt.key_file}: not a readable private key: {exc}")
+        return
+    cn = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_key().public_bytes(*spki) != cert.public_key().public_bytes(*spki):
+        yield Check("tls", "FAIL", f"{mqtt.key_file.name} is not the key of {mqtt.cert_file.name}")
+    elif cn != [cfg.device.id]:
+        yield Check("tls", "FAIL", f"certificate CN {cn} is not the device id {cfg.device.id!r}")
+    else:
+        yield _expiry("tls", f"certificate {cfg.device.id}", cert, now)
+
+
+def _expiry(name: str, what: str, cert: x509.Certificate, now: datetime) -> Check:
+    days = (cert.not_valid_after_utc - now).days
+    if cert.not_valid_after_utc <= now:
+        return Check(name, "FAIL", f"{what} expired on {cert.not_valid_after_utc:%Y-%m-%d}")
+    if cert.not_valid_before_utc > now:
+        return Check(
+            name, "FAIL", f"{what} not valid before {cert.not_valid_before_utc:%F} (clock?)"
+        )
+    status: Status = "WARN" if days < CERT_WARN_DAYS else "OK"
+    return Check(name, status, f"{what} valid for {days} more day(s)")
+
+
+def _broker(cfg: Config) -> Iterator[Check]:
+    mqtt = cfg.mqtt
+    where = f"{mqtt.host}:{mqtt.port}"
+    try:
+        raw = socket.create_connection((mqtt.host, mqtt.port), timeout=BROKER_TIMEOUT_S)
+    except OSError as exc:
+        yield Check("broker", "FAIL", f"cannot reach {where}: {exc.strerror or exc}")
+        return
+    with raw:
+        if not mqtt.tls:
+            yield Check("broker", "OK", f"{where} reachable (no TLS)")
+            return
+        context = ssl.create_default_context(cafile=str(mqtt.ca_file) if mqtt.ca_file else None)
+        if mqtt.cert_file is not None and mqtt.key_file is not None:
+            context.load_cert_chain(str(mqtt.cert_file), str(mqtt.key_file))
+        try:
+            with context.wrap_socket(raw, server_hostname=mqtt.host) as tls:
+                version = tls.version()
+        except (ssl.SSLError, OSError) as exc:
+            yield Check("broker", "FAIL", f"{where}: TLS handshake failed: {exc}")
+            return
+    yield Check("broker", "OK", f"{where} reachable, {version} with this kiosk's certificate")
+
+
+def _clock(cfg: Config) -> Iterator[Check]:
+    if not cfg.fleet.clock_check:
+        yield Check("clock", "SKIP", "fleet.clock_check is false")
+        return
+    synced = clock_synchronised()
+    if synced is None:
+        yield Check("clock", "WARN", "cannot tell whether the clock is synchronised")
+    elif synced:
+        yield Check("clock", "OK", "synchronised")
+    else:
+        yield Check(
+            "clock",
+            "FAIL",
+            "not synchronised (validity checks depend on it): check timedatectl and NTP",
+        )
+
+
+def _disk(cfg: Config) -> Iterator[Check]:
+    where = cfg.store.dir if cfg.store.dir.exists() else _existing_parent(cfg.store.dir)
+    free_mb = shutil.disk_usage(where).free / 1e6
+    low = cfg.fleet.disk_low_mb
+    status: Status = "FAIL" if low and free_mb < low else "OK"
+    yield Check("disk", status, f"{free_mb:.0f} MB free at {where} (alert below {low:g} MB)")
+
+
+def _existing_parent(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _store(cfg: Config) -> Iterator[Check]:
+    directory = cfg.store.dir
+    if not directory.exists():
+        yield Check("store", "OK", f"{directory}: none yet (made at the first start)")
+        return
+    if not os.access(directory, os.W_OK):
+        yield Check("store", "FAIL", f"{directory}: not writable by this user")
+        return
+    files = [directory / "meta.json", *sorted((directory / "outbox").glob("seg-*.json"))]
+    damaged = []
+    for path in files:
+        if not path.exists():
+            continue
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            damaged.append(path.name)
+    quarantined = list(directory.rglob("quarantine/*"))
+    if damaged:
+        yield Check(
+            "store",
+            "FAIL",
+            f"damaged: {', '.join(damaged)} (the kiosk recovers them from .prev at start)",
+        )
+    elif quarantined:
+        yield Check("store", "WARN", f"{len(quarantined)} damaged file(s) kept in quarantine/")
+    else:
+        yield Check("store", "OK", f"{directory}: {len(files) - 1} segment(s), readable")
+
+
+def _trust(cfg: Config, files: tuple[Path, ...]) -> Iterator[Check]:
+    if not files:
+        yield Check("trust", "FAIL", "no trust files: no credential can be verified")
+        return
+    try:
+        store = load_trust(files)
+    except TrustError as exc:
+        yield Check("trust", "FAIL", str(exc))
+        return
+    newest = max(datetime.fromtimestamp(p.stat().st_mtime, UTC) for p in files)
+    age_h = (datetime.now(UTC) - newest).total_seconds() / 3600
+    limit = cfg.fleet.trust_max_age_h
+    status: Status = "WARN" if limit and age_h > limit else "OK"
+    yield Check("trust", status, f"{store.describe()}; newest file {age_h:.0f} h old")
+
+
+def _fleet(cfg: Config) -> Iterator[Check]:
+    if not cfg.fleet.keys:
+        yield Check("fleet", "WARN", "no fleet keys: signed trust and policy pushes are refused")
+        return
+    try:
+        keys = load_verify_keys(cfg.fleet.keys)
+    except TrustError as exc:
+        yield Check("fleet", "FAIL", str(exc))
+        return
+    yield Check("fleet", "OK", f"{len(keys)} fleet key(s) for signed pushes")
