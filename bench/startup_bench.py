@@ -52,10 +52,11 @@ def one_run(workdir: Path, settle_s: float) -> dict[str, float]:
     sock.settimeout(30)
     config = workdir / "config.toml"
     sim = (REPO / "edge" / "defaults" / "simulation.toml").read_text()
-    sim = sim.replace('"images:../samples"', f'"images:{REPO / "edge" / "samples"}"')
-    sim = sim.replace(
-        '"../samples/demo-trust.json"', f'"{REPO / "edge" / "samples" / "demo-trust.json"}"'
-    )
+    samples = REPO / "edge" / "samples"
+    sim = sim.replace('"images:../samples"', f'"images:{samples}"')
+    for name in ("demo-trust.json", "demo-officer-pin.txt"):
+        sim = sim.replace(f'"../samples/{name}"', f'"{samples / name}"')
+    sim = sim.replace('"127.0.0.1:8080"', '"127.0.0.1:0"')  # the screen too, on a free port
     sim = sim.replace('"~/.local/state/checkpoint-edge/simulation"', f'"{workdir / "store"}"')
     sim = sim.replace("port = 1883", "port = 1")  # no broker: start-up must not wait for one
     config.write_text(sim)

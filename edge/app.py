@@ -42,6 +42,8 @@ from edge.fleet.agent import FleetAgent
 from edge.fleet.remote import RemoteConfig
 from edge.fleet.view import KioskView
 from edge.health import Health
+from edge.kiosk.screen import ScreenModel
+from edge.kiosk.server import KioskServer
 from edge.lane import (
     CredentialScanned,
     FaultCleared,
@@ -99,6 +101,7 @@ class App:
         self._restart_reason = ""
         self._store_faulted = threading.Event()
         self.health = Health(self)
+        self._screen_status: dict[str, Any] = {}
         self.notifier = notifier or Notifier()
         self._barrier_faulted = threading.Event()
         self._stopping = False
@@ -193,6 +196,25 @@ class App:
             trust_age=view.trust_age,
             trust_error=lambda: self.trust.last_error,
         )
+        self.screen = ScreenModel(status=view.screen_status)
+        self.runner.add_listener(
+            lambda e, a, st: self.screen.lane_event(e, a, st, self.runner.lane)
+        )
+        self.kiosk: KioskServer | None = None
+        if cfg.kiosk.listen:
+            try:
+                self.kiosk = KioskServer(
+                    cfg.kiosk,
+                    self.screen,
+                    on_approve=lambda: self.runner.post(OfficerApproved()),
+                    on_deny=lambda: self.runner.post(OfficerDenied()),
+                )
+            except OSError as exc:  # the lane works without its screen: buttons, LEDs
+                log.error(  # noqa: TRY400 - a reason, not a bug
+                    "kiosk: cannot serve the screen on %s: %s; running without it",
+                    cfg.kiosk.listen,
+                    exc.strerror or exc,
+                )
         self.link = DeviceLink(
             cfg.mqtt,
             cfg.device.id,
@@ -219,6 +241,8 @@ class App:
         self.runner.start()
         self.publisher.start()
         self.agent.start()
+        if self.kiosk is not None:
+            self.kiosk.start()
         self.link.start()
         self.scanner.start()
         self.capture.start()
@@ -289,6 +313,10 @@ class App:
         if self._stopping:
             return True
         self.health.check_camera()
+        status = self.view.screen_status()
+        if status != self._screen_status:  # connectivity, outbox, alerts: to the officer's screen
+            self._screen_status = status
+            self.screen.touch()
         if not self.link.link.alive:
             self.link.link.restart()  # the network thread is replaceable; the rest is not
         threads = (self.runner, self.publisher, self.scanner, self.outbox, self.agent)
@@ -334,6 +362,8 @@ class App:
         if self.agent.is_alive():
             self.agent.join(timeout=2.0)
         self.link.stop()
+        if self.kiosk is not None:
+            self.kiosk.stop()
         self.panel.close()
         self.outbox.stop()
         log.info("edge: stopped")

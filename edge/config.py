@@ -26,6 +26,7 @@ from edge.sections import (
     FleetConfig,
     GpioConfig,
     IngestConfig,
+    KioskConfig,
     LaneConfig,
     LogConfig,
     MqttConfig,
@@ -47,6 +48,7 @@ __all__ = [
     "GpioConfig",
     "IngestConfig",
     "IngestFile",
+    "KioskConfig",
     "LaneConfig",
     "LogConfig",
     "MqttConfig",
@@ -81,6 +83,7 @@ class Config:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     passage: PassageConfig = field(default_factory=PassageConfig)
     fleet: FleetConfig = field(default_factory=FleetConfig)
+    kiosk: KioskConfig = field(default_factory=KioskConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 

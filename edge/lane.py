@@ -249,6 +249,12 @@ class Lane:
             return self._enter_surge()
         return [CloseBarrier(), *self._ready_feedback()]
 
+    def presentation(self) -> tuple[list[Credential], Verdict] | None:
+        """The codes shown by the traveller being decided, and the policy's verdict."""
+        if self._current is None:
+            return None
+        return list(self._current.credentials), self._current.verdict
+
     def remember(self, ref: str, approved_at: datetime) -> None:
         """A credential (its ``ref``) approved before a restart, for replay checks."""
         if self._approved.get(ref, approved_at) <= approved_at:

@@ -76,6 +76,15 @@ def _resolve(value: str, base: Path) -> Path:
     return Path(os.path.normpath(path if path.is_absolute() else base / path))
 
 
+def _parse_existing_dir(value: Any, base: Path) -> Path | None:
+    if value == "":
+        return None
+    path = _parse_path(value, base)
+    if not path.is_dir():
+        raise ValueError(f"folder not found: {path}")
+    return path
+
+
 def _parse_path(value: Any, base: Path) -> Path:
     if not isinstance(value, str) or not value:
         raise ValueError("must be a non-empty path")
@@ -565,6 +574,58 @@ class FleetConfig:
     clock_check: bool = field(
         default=True,
         metadata=_doc("Raise clock-unsynchronised when the kernel says the clock is not synced."),
+    )
+
+
+def _listen(value: Any, _base: Path) -> str:
+    if value == "":
+        return ""
+    host, sep, port = str(value).rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f'must be HOST:PORT (e.g. "127.0.0.1:8080") or "" for off (got {value!r})')
+    return str(value)
+
+
+@dataclass(frozen=True)
+class KioskConfig:
+    listen: str = field(
+        default="127.0.0.1:8080",
+        metadata=_doc(
+            "Where the screen is served (HOST:PORT; the traveller view is /, the officer "
+            'view /officer); "" turns it off.',
+            _listen,
+        ),
+    )
+    pin_file: Path | None = field(
+        default=None,
+        metadata=_doc(
+            "File (or credential:NAME) holding the officer PIN for actions on the screen; "
+            "empty = the screen shows, the hardware buttons decide.",
+            _parse_existing_file,
+        ),
+    )
+    session_s: float = field(
+        default=8 * 3600.0,
+        metadata=_doc("An officer's session on the screen lasts this long (seconds).", _positive),
+    )
+    allow_remote: bool = field(
+        default=False,
+        metadata=_doc(
+            "Officer actions from another host (a tablet on the lane's network); off: only "
+            "from this kiosk's own browser."
+        ),
+    )
+    language: str = field(
+        default="vi",
+        metadata=_doc("The screen's language at start (a catalogue's code: vi, en, ...)."),
+    )
+    catalogues: Path | None = field(
+        default=None,
+        metadata=_doc(
+            "A folder of more message catalogues (<code>.json, as edge/kiosk/i18n/): "
+            "languages added without code changes.",
+            _parse_existing_dir,
+        ),
     )
 
 

@@ -118,6 +118,7 @@ def make_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
             "ack": "broker",
         },
         "store": {"dir": str(tmp_path / "store")},
+        "kiosk": {"listen": ""},  # tests that look at the screen turn it on (port 0)
     }
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)

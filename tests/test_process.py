@@ -187,6 +187,9 @@ def test_builtin_simulation_samples_with_officer_keys(
     text = builtin.read_text()
     text = text.replace('"images:../samples"', f'"images:{samples}"')
     text = text.replace('"../samples/demo-trust.json"', f'"{samples / "demo-trust.json"}"')
+    pin = samples / "demo-officer-pin.txt"
+    text = text.replace('"../samples/demo-officer-pin.txt"', f'"{pin}"')
+    text = text.replace('"127.0.0.1:8080"', '"127.0.0.1:0"')  # the screen on any free port
     text = text.replace('"~/.local/state/checkpoint-edge/simulation"', f'"{tmp_path / "store"}"')
     text = text.replace("port = 1883", f"port = {broker.port}")
     config = tmp_path / "simulation.toml"

@@ -151,6 +151,15 @@ class KioskView:
             "alerts": len(self.app.alerts.names()),
         }
 
+    def screen_status(self) -> dict[str, Any]:
+        """What the officer's screen shows beside the lane: connectivity, outbox, alerts."""
+        return {
+            "connected": self.app.link.connected,
+            "central_online": self.app.publisher.central_online,
+            "outbox_depth": self.app.publisher.backlog,
+            "alerts": self.app.alerts.names(),
+        }
+
     def lane_event(self, event: Event, actions: list[Action], _state: State) -> None:
         """On the lane thread: counts for telemetry, faults as alerts."""
         for action in actions:

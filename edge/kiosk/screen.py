@@ -1,0 +1,182 @@
+"""What the kiosk's screen shows, kept up to date by the lane and read by the web server.
+
+The lane thread calls :meth:`ScreenModel.lane_event` after every event it
+handled (a runner listener): the model takes the last ``Show`` action (the
+screen, reason codes and what else to present), the presentation being decided
+(for the officer), and each recorded passage (the recent list). Every change
+bumps a version and wakes the server's event streams, so a decision reaches
+the screen in the time it takes to write one small JSON line.
+
+Two views of the same state (:meth:`snapshot`): the traveller's, with personal
+data masked (initials, the last three digits of the ID number), and the
+officer's, with the full decoded codes, the policy's recommendation, the lane's
+mode, connectivity, outbox depth and recent passages. The officer's view is
+only ever built for a logged-in officer session.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, is_dataclass
+from datetime import date, datetime
+from typing import Any
+
+from edge.lane import Action, Event, RecordPassage, Show, State
+from edge.model import Credential, PassageDraft, Verdict, iso_utc
+from edge.scan.claims import Dcc, Declaration, IdCard
+
+RECENT = 10
+
+
+def initials(name: str) -> str:
+    """``Nguyễn Văn Minh`` -> ``N. V. M.``"""
+    return " ".join(part[0].upper() + "." for part in name.split() if part)
+
+
+def last_digits(number: str, keep: int = 3) -> str:
+    return "•" * max(0, len(number) - keep) + number[-keep:] if number else ""
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: _plain(v) for k, v in asdict(value).items()}
+    if isinstance(value, datetime):
+        return iso_utc(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _person(credentials: Sequence[Credential]) -> tuple[str, str]:
+    """(name, ID number) of the traveller, from the codes shown."""
+    name = number = ""
+    for c in credentials:
+        claims = c.claims
+        if isinstance(claims, Declaration | IdCard):
+            name = name or claims.name
+            number = number or claims.id_number
+        elif isinstance(claims, Dcc):
+            name = name or claims.name
+    return name, number
+
+
+def _code(c: Credential) -> dict[str, Any]:
+    """One code as the officer sees it: kind, validity, reasons, every decoded field."""
+    fields = _plain(c.claims) if c.claims is not None else {}
+    return {"kind": c.kind, "valid": c.valid, "reasons": list(c.reasons), "fields": fields}
+
+
+class ScreenModel:
+    """The screen's state: written by the lane thread, read by the server's threads."""
+
+    def __init__(self, status: Callable[[], Mapping[str, Any]] | None = None) -> None:
+        self._cond = threading.Condition()
+        self.version = 0
+        self.screen = "ready"
+        self.reasons: tuple[str, ...] = ()
+        self.needs: tuple[str, ...] = ()
+        self.state = State.READY.value
+        self.mode = ""
+        self.changed_at = iso_utc(datetime.now().astimezone())
+        self._person = ("", "")
+        self._codes: list[dict[str, Any]] = []
+        self._verdict: Verdict | None = None
+        self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
+        self._status = status or (lambda: {})
+
+    # -- the lane thread -------------------------------------------------------------
+
+    def lane_event(self, _event: Event, actions: list[Action], state: State, lane: Any) -> None:
+        shows = [a for a in actions if isinstance(a, Show)]
+        records = [a.draft for a in actions if isinstance(a, RecordPassage)]
+        presentation: tuple[list[Credential], Verdict] | None = lane.presentation()
+        with self._cond:
+            changed = state.value != self.state or lane.mode != self.mode or bool(records)
+            self.state, self.mode = state.value, lane.mode
+            for draft in records:
+                self._recent.appendleft(_recent(draft))
+            if presentation is not None:
+                credentials, verdict = presentation
+                self._codes = [_code(c) for c in credentials]
+                self._verdict = verdict
+                self._person = _person(credentials)
+                changed = True
+            elif records:
+                last = records[-1]
+                self._codes = [_code(c) for c in last.credentials]
+                self._verdict = None
+                self._person = _person(last.credentials)
+            if shows:
+                show = shows[-1]
+                self.screen, self.reasons, self.needs = show.screen, show.reasons, show.needs
+                if show.screen in ("ready", "closed", "surge", "failsafe") and not records:
+                    self._person, self._codes, self._verdict = ("", ""), [], None
+                changed = True
+            if changed:
+                self._bump()
+
+    def touch(self) -> None:
+        """Something outside the lane changed (connectivity, outbox): wake the screens."""
+        with self._cond:
+            self._bump()
+
+    def _bump(self) -> None:
+        self.version += 1
+        self.changed_at = iso_utc(datetime.now().astimezone())
+        self._cond.notify_all()
+
+    # -- the server's threads --------------------------------------------------------
+
+    def wait_newer(self, version: int, timeout: float) -> int:
+        """Wait until the state is newer than ``version`` (or ``timeout``); the version now."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.version != version, timeout)
+            return self.version
+
+    def snapshot(self, officer: bool) -> dict[str, Any]:
+        """The traveller's view, and with ``officer`` the officer's too."""
+        with self._cond:
+            name, number = self._person
+            doc: dict[str, Any] = {
+                "version": self.version,
+                "ts": self.changed_at,
+                "screen": self.screen,
+                "reasons": list(self.reasons),
+                "needs": list(self.needs),
+                "mode": self.mode,
+                "traveller": (
+                    {"initials": initials(name), "id_last": last_digits(number)}
+                    if name or number
+                    else None
+                ),
+            }
+            if officer:
+                verdict = self._verdict
+                doc["officer"] = {
+                    "state": self.state,
+                    "codes": [dict(c) for c in self._codes],
+                    "recommendation": verdict.outcome if verdict else None,
+                    "policy_reasons": list(verdict.reasons) if verdict else [],
+                    "recent": list(self._recent),
+                    **self._status(),
+                }
+        return doc
+
+
+def _recent(draft: PassageDraft) -> dict[str, Any]:
+    name, number = _person(draft.credentials)
+    return {
+        "ts": iso_utc(draft.ts),
+        "decision": draft.decision,
+        "decided_by": draft.decided_by,
+        "reasons": list(draft.reasons),
+        "kinds": [c.kind for c in draft.credentials],
+        "name": name,
+        "id_number": number,
+    }
