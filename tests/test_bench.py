@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -80,3 +81,17 @@ def test_startup_bench_reaches_ready_and_reports_memory() -> None:
     (run,) = report["runs"]
     assert 0 < run["ready_s"] < 30
     assert run["peak_mb"] >= run["rss_ready_mb"] > 10
+
+
+def test_fleet_bench_every_virtual_kiosk_appears_and_answers() -> None:
+    out = run_bench(
+        str(REPO / "bench" / "fleet_bench.py"), "--devices", "5", "--window-s", "1",
+        "--telemetry-s", "1", "--passage-rate", "120", "--json", timeout=120,
+    )  # fmt: skip
+    [result] = json.loads(out)["results"]
+    status, window = result["status"], result["window"]
+    assert result["devices"] == 5
+    assert status["listed"] == status["cli_listed"] == 5  # in the retained snapshot
+    assert status["answered"] == status["cli_answered"] == 5  # get-status, ok
+    assert window["disconnects"] == 0
+    assert window["publish_in"] > 0  # the broker's counters were read
