@@ -64,7 +64,7 @@ class Alerts:
     """The open alerts; thread-safe."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._open: dict[str, Alert] = {}
         self._listeners: list[Listener] = []
 
@@ -73,22 +73,22 @@ class Alerts:
         self._listeners.append(listener)
 
     def raise_(self, name: str, detail: str, severity: Severity = "warning") -> None:
-        with self._lock:
+        with self._lock:  # listeners hear of changes in the order they happened
             old = self._open.get(name)
             if old is not None and (old.detail, old.severity) == (detail, severity):
                 return
             alert = Alert(name, detail, severity, old.raised if old else datetime.now(UTC))
             self._open[name] = alert
-        if old is None:
-            log.warning("alert raised: %s: %s", name, detail)
-        self._tell(name, alert)
+            if old is None:
+                log.warning("alert raised: %s: %s", name, detail)
+            self._tell(name, alert)
 
     def clear(self, name: str) -> None:
         with self._lock:
             if self._open.pop(name, None) is None:
                 return
-        log.info("alert cleared: %s", name)
-        self._tell(name, None)
+            log.info("alert cleared: %s", name)
+            self._tell(name, None)
 
     def set(
         self, name: str, raised: bool, detail: str = "", severity: Severity = "warning"
@@ -107,6 +107,7 @@ class Alerts:
         return [a.name for a in self.open()]
 
     def _tell(self, name: str, alert: Alert | None) -> None:
+        """(Under the lock: listeners only queue, never block or call back.)"""
         for listener in self._listeners:
             try:
                 listener(name, alert)

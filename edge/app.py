@@ -187,7 +187,7 @@ class App:
             cfg.device.id,
             self.remote,
             self.alerts,
-            handlers.build(view),
+            handlers.build(view, self.remote.replies, self.remote),
             meta=view.meta,
             telemetry=view.telemetry,
             on_config=self.request_restart,
@@ -358,6 +358,7 @@ class App:
         self.publisher.stop()
         if self.publisher.is_alive():
             self.publisher.join(timeout=2.0)
+        self.link.stop_commands()  # no new command; those already here are answered
         self.agent.stop()
         if self.agent.is_alive():
             self.agent.join(timeout=2.0)

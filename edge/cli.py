@@ -365,12 +365,11 @@ def _run(path: Path | None, level: str | None) -> int:
     logging.basicConfig(level=(level or cfg.log.level).upper(), format=LOG_FORMAT)
     logging.getLogger("PIL").setLevel(logging.WARNING)
 
-    from edge.app import RESTART, App  # noqa: PLC0415
     from edge.keys import KeyboardThread  # noqa: PLC0415
 
     stop = _stop_on_signals()  # from here on, SIGTERM is a clean stop even during start-up
     log.info("edge: checkpoint-edge %s, config %s", __version__, path)  # (after: tests wait for it)
-    current: list[App] = []
+    current: list[Any] = []  # the App running now (a new one after a restart)
 
     def on_key(key: str) -> None:
         if not current:
@@ -390,19 +389,30 @@ def _run(path: Path | None, level: str | None) -> int:
         keys.start()
         log.info("edge: keys: a = approve, d = deny, s = surge on/off, q = quit")
     try:
-        while True:
-            cfg = remote.effective
-            if level is None:
-                logging.getLogger().setLevel(cfg.log.level.upper())
-            try:
-                app = App(cfg, remote=remote)
-            except EdgeError as exc:
-                log.error("edge: cannot start: %s", exc)  # noqa: TRY400 - a reason, not a bug
-                return 1
-            current[:] = [app]
-            code = app.run(stop)
-            if code != RESTART or stop.is_set():
-                return code
+        return _serve(remote, stop, level, current)
     finally:
         if keys is not None:
             keys.stop()
+
+
+def _serve(remote: Any, stop: threading.Event, level: str | None, current: list[Any]) -> int:
+    """Run kiosks until stopped: a new one whenever the last asks to restart into a new
+    config; a config it cannot start with is rolled back to the last good one."""
+    from edge.app import RESTART, App  # noqa: PLC0415
+
+    while True:
+        cfg = remote.effective
+        if level is None:
+            logging.getLogger().setLevel(cfg.log.level.upper())
+        try:
+            app = App(cfg, remote=remote)
+        except EdgeError as exc:
+            if remote.rollback(f"the kiosk could not start with it: {exc}"):
+                continue  # back to the last good config, and report the new one rejected
+            log.error("edge: cannot start: %s", exc)  # noqa: TRY400 - a reason, not a bug
+            return 1
+        remote.confirm()
+        current[:] = [app]
+        code = app.run(stop)
+        if code != RESTART or stop.is_set():
+            return int(code)

@@ -141,6 +141,12 @@ def _non_negative(value: Any, _base: Path) -> Any:
     return value
 
 
+def _at_least_1(value: Any, _base: Path) -> Any:
+    if not 1 <= value <= MAX_NUMBER:
+        raise ValueError(f"must be 1 to {MAX_NUMBER} (got {value})")
+    return value
+
+
 def _ev(value: Any, _base: Path) -> float:
     if not -8 <= value <= 8:
         raise ValueError(f"must be -8 to 8 stops (got {value})")
@@ -544,7 +550,9 @@ class PassageConfig:
 class FleetConfig:
     telemetry_s: float = field(
         default=60.0,
-        metadata=_doc("Seconds between telemetry messages (cp/v1/<id>/telemetry).", _positive),
+        metadata=_doc(
+            "Seconds between telemetry messages (cp/v1/<id>/telemetry), at least 1.", _at_least_1
+        ),
     )
     keys: tuple[Path, ...] = field(
         default=(),

@@ -161,3 +161,22 @@ def test_an_invalid_config_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixtu
     path = tmp_path / "config.toml"
     path.write_text(json.dumps({"x": 1}))
     assert cli.main(["doctor", "-c", str(path)]) == 2
+
+
+def test_a_running_kiosk_keeps_its_camera_and_pins(
+    tmp_path: Path, broker: Mosquitto, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edge.store import Outbox
+
+    path = kiosk_file(tmp_path, broker.port)
+    running = Outbox(tmp_path / "store", "lane-doc", "test", ())  # holds the store's lock
+    try:
+        code, checks = doctor(path, capsys)
+    finally:
+        running.close()
+    assert code == 0
+    for name in ("camera", "pins"):
+        assert checks[name].startswith("SKIP")
+        assert "held by the running kiosk" in checks[name]
+    code, checks = doctor(path, capsys)  # stopped: checked again
+    assert checks["camera"].startswith("OK")

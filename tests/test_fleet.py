@@ -370,7 +370,7 @@ def test_telemetry_arrives_every_period(
     operator: Any,
 ) -> None:
     write_frame(frames_dir / "01.png", PERSON.encode())
-    kiosk = kiosks(fleet_config(tmp_path, broker.port, fleet={"telemetry_s": 0.3})).start()
+    kiosk = kiosks(fleet_config(tmp_path, broker.port, fleet={"telemetry_s": 1})).start()
     kiosk.wait_state(State.AWAITING_DECISION)
     kiosk.press(kiosk.cfg.gpio.deny_pin)
     op = operator()
@@ -716,3 +716,21 @@ def test_rebirth_republishes_what_was_lost_and_policy_pushes_restart_into_the_ne
     policy.write_text("[policy]\nmax_declaration_age_h = -5\n")
     bad = ["fleet", *port, "policy", "push", str(policy), "--key", str(priv)]
     assert cli.main(bad) == 2  # checked before it is signed: nothing published
+
+
+def test_one_device_reporting_nonsense_does_not_break_the_fleet_table(
+    broker: Mosquitto, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = RawClient(broker.port, [])
+    raw.publish(topics.status("odd-lane"), {"state": "online\x1b[2J", "ts": 5}, retain=True)
+    raw.publish(topics.meta("odd-lane"), {"version": {"x": 1}, "site": "a\x07b"}, retain=True)
+    raw.publish(topics.telemetry("odd-lane"), {"oldest_unacked_s": "x", "outbox_depth": "9"})
+    raw.publish(topics.status("good-lane"), {"state": "stopped", "session": 3}, retain=True)
+    raw.close()
+    port = ["--host", "127.0.0.1", "--port", str(broker.port)]
+    assert cli.main(["fleet", *port, "--timeout", "1", "status"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out
+    assert "\x07" not in out
+    assert "odd-lane" in out
+    assert "good-lane" in out

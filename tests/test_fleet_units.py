@@ -262,7 +262,10 @@ def test_desired_config_applies_when_newer_and_valid_and_survives_restart(tmp_pa
     remote = remote_for(tmp_path)
     assert remote.effective.lane.mode == "auto"
     offer = remote.offer_desired(desired(1, {"lane": {"mode": "officer", "open_s": 7}}))
-    assert (offer.changed, offer.state) == (True, "applied")
+    assert (offer.changed, offer.state) == (True, "applying")  # until the kiosk runs with it
+    assert remote.pending
+    remote.confirm()
+    assert remote.reported()["last"]["desired"]["state"] == "applied"
     assert remote.effective.lane.mode == "officer"
     assert remote.effective.lane.open_s == 7
     assert remote.reported()["version"] == 1
@@ -323,7 +326,8 @@ def test_policy_push_is_a_layer_under_the_device_config(tmp_path: Path) -> None:
     remote = remote_for(tmp_path, fleet={"keys": [str(pub)]})
     body = json.dumps({"max_declaration_age_h": 12, "deny_exposure": False}).encode()
     offer = remote.offer_push("policy", signing.sign("policy", 10, body, key, NOW))
-    assert offer.state == "applied"
+    assert offer.state == "applying"
+    remote.confirm()
     assert remote.effective.policy.max_declaration_age_h == 12
     remote.offer_desired(desired(1, {"policy": {"max_declaration_age_h": 6}}))
     assert remote.effective.policy.max_declaration_age_h == 6  # the device's own wins
@@ -427,3 +431,87 @@ def test_recent_logs_keep_the_last_lines_at_a_level_masked() -> None:
     assert all("079203001234" not in line for line in lines)
     assert logs.lines(10, logging.WARNING)[0].endswith("loud")
     assert logs.lines(0) == []
+
+
+def test_a_config_the_kiosk_cannot_start_with_is_rolled_back(tmp_path: Path) -> None:
+    remote = remote_for(tmp_path)
+    remote.offer_desired(desired(1, {"lane": {"open_s": 2}}))
+    remote.confirm()
+    offer = remote.offer_desired(desired(2, {"scan": {"decoder": "pyzbar"}, "lane": {"open_s": 3}}))
+    assert offer.state == "applying"
+    assert remote.effective.lane.open_s == 3
+    # (cli._serve: App() raised) -> back to version 1, reported rejected, and it stays so
+    assert remote.rollback("the kiosk could not start with it: no libzbar")
+    assert remote.effective.lane.open_s == 2
+    assert remote.effective.scan.decoder == "auto"
+    report = remote.reported()
+    assert report["version"] == 1
+    assert report["last"]["desired"]["state"] == "rejected"
+    assert "could not start" in report["last"]["desired"]["detail"]
+    assert not remote.rollback("again")
+    again = remote_for(tmp_path)  # after a restart: still the last good one
+    assert (again.config_version, again.effective.lane.open_s) == (1, 2)
+    # the retained version 2 comes again at the next connect: it is refused, not re-run
+    assert again.offer_desired(desired(2, {"lane": {"open_s": 3}})).state == "unchanged"
+    assert again.config_version == 1
+    assert again.offer_desired(desired(3, {"lane": {"open_s": 4}})).state == "applying"
+
+
+def test_a_config_that_cannot_be_saved_is_not_applied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge.errors import StoreError
+    from edge.fleet import remote as remote_mod
+
+    remote = remote_for(tmp_path)
+
+    def full(path: Path, data: bytes) -> None:
+        raise StoreError(f"cannot write {path}: No space left on device")
+
+    monkeypatch.setattr(remote_mod, "replace_file", full)
+    offer = remote.offer_desired(desired(1, {"lane": {"open_s": 2}}))
+    assert (offer.changed, offer.state) == (False, "rejected")
+    assert "No space left" in offer.detail
+    assert remote.config_version == 0
+    assert remote.effective.lane.open_s == 1.0
+
+
+def test_deeply_nested_json_is_a_clear_rejection(tmp_path: Path) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    remote = remote_for(tmp_path)
+    assert remote.offer_desired(deep).state == "rejected"
+    reply = handle(Table().commands(), "ping", deep[:16_000])
+    assert reply.status == "rejected"
+
+
+def test_commands_far_in_the_future_are_refused() -> None:
+    t = Table()
+    reply = handle(t.commands(), "ping", envelope(expires=(NOW + timedelta(hours=2)).isoformat()))
+    assert reply.status == "rejected"
+    assert "ahead" in reply.error
+    assert t.runs == []
+
+
+def test_a_hardware_command_never_runs_twice_even_across_restarts(tmp_path: Path) -> None:
+    remote = remote_for(tmp_path)  # the journal: in the fleet state file
+    t = Table()
+    specs = t.commands().specs
+    first = Commands(specs, journal=remote).handle(
+        "open-barrier", envelope("o-1"), retained=False, fleet_wide=False, now=NOW
+    )
+    assert first is not None
+    assert first.status == "ok"
+    # a restart: a new table, no memory of replies; the journal is read from disk
+    after = Commands(specs, journal=remote_for(tmp_path)).handle(
+        "open-barrier", envelope("o-1"), retained=False, fleet_wide=False, now=NOW
+    )
+    assert after is not None
+    assert (after.status, after.error) == ("rejected", "already carried out (before a restart)")
+    assert len(t.runs) == 1
+    # commands that move nothing are not journalled (a repeated ping after a restart runs)
+    for _ in range(2):
+        reply = Commands(specs, journal=remote_for(tmp_path)).handle(
+            "ping", envelope("p-1"), retained=False, fleet_wide=False, now=NOW
+        )
+        assert reply is not None
+        assert reply.status == "ok"

@@ -229,3 +229,16 @@ def test_denied_and_fault_patterns_have_their_timing() -> None:
     p.signal("ready")
     assert red.wait_for(False)
     p.close()
+
+
+def test_a_barrier_moved_away_from_its_position_is_reported() -> None:
+    cfg = replace(CFG, position_pin=25, position_timeout_s=0.2)
+    p, factory, calls = panel(cfg)
+    switch = factory.pin(25)
+    p.close_barrier()
+    assert calls.next() == "position True"  # down, as commanded
+    switch.drive_low()  # lifted by hand while it should be down
+    assert calls.next().startswith("position False commanded down")
+    switch.drive_high()
+    assert calls.next() == "position True"
+    p.close()

@@ -269,3 +269,34 @@ def test_the_officer_screen_hears_of_alerts_and_connectivity_without_a_lane_even
     _, state = officer.until(lambda s: "disk-low" in s["officer"]["alerts"])
     assert state["officer"]["connected"] is False  # (no broker in this test)
     officer.close()
+
+
+def test_a_rebound_host_name_is_refused(screen: Callable[..., tuple[Kiosk, str]]) -> None:
+    _, url = screen()
+    browser = Client(url)
+    status, doc = browser.request("GET", "/state", Host="evil.example:8080")
+    assert (status, doc["code"]) == (421, "host")
+    status, doc = browser.request("POST", "/officer/login", {"pin": PIN}, Host="evil.example")
+    assert (status, doc["code"]) == (421, "host")
+    assert browser.request("GET", "/state")[0] == 200  # its own name is fine
+
+
+def test_connections_beyond_the_cap_are_closed_not_served(
+    screen: Callable[..., tuple[Kiosk, str]],
+) -> None:
+    import socket
+
+    _, url = screen()
+    parts = urlsplit(url)
+    idle = [
+        socket.create_connection((parts.hostname or "", parts.port or 0), timeout=5)
+        for _ in range(server_mod.MAX_CONNECTIONS)
+    ]
+    try:
+        extra = socket.create_connection((parts.hostname or "", parts.port or 0), timeout=5)
+        extra.sendall(b"GET /state HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert extra.recv(100) == b""  # closed at once: no thread for it
+        extra.close()
+    finally:
+        for sock in idle:
+            sock.close()

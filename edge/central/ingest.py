@@ -193,7 +193,7 @@ class Ingest:
                 if device is None:
                     raise BadPassage("not a device topic")
                 msg = check_passage(json.loads(item.payload), device)
-            except (ValueError, BadPassage) as exc:
+            except (ValueError, RecursionError, BadPassage) as exc:
                 reason = str(exc) if isinstance(exc, BadPassage) else "not JSON"
                 log.warning("ingest: rejected a message on %s: %s", item.topic, reason)
                 self.db.reject(item.topic, item.payload, reason)

@@ -189,8 +189,12 @@ class Panel:
             self._on_vehicle_passed()
 
     def _position_changed(self) -> None:
-        if self.position is not None and bool(self.position.is_active) == self._commanded:
+        if self.position is None:
+            return
+        if bool(self.position.is_active) == self._commanded:
             self._on_position(True, "")
+        else:  # it moved away from where it was sent (lifted by hand?): checked after the timeout
+            self._expect_position(self._commanded)
 
     def _expect_position(self, up: bool) -> None:
         if self.position is None:

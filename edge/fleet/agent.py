@@ -324,7 +324,7 @@ class FleetAgent(threading.Thread):
         )
         if state == "rejected":
             self.alerts.raise_(CONFIG_REJECTED, f"{what} rejected: {detail}"[:500])
-        elif what == "config":
+        elif what in ("config", "policy"):
             self.alerts.clear(CONFIG_REJECTED)
 
 

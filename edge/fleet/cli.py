@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import threading
 import time
 import tomllib
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -27,9 +28,12 @@ from edge.config import OperatorFile
 from edge.errors import ConfigError, EdgeError, TrustError
 from edge.fleet import signing
 from edge.fleet.operator import DeviceView, FleetClient, FleetError, Message
+from edge.model import iso_utc
 from edge.mqtt import topics
 from edge.sections import MqttConfig
 from edge.trust import load_trust
+
+CLOCK_SLACK_S = 60.0  # a kiosk's clock may be behind the operator's: reports within it count
 
 
 def register(sub: Any) -> None:
@@ -161,23 +165,46 @@ def _status(client: FleetClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _text(value: Any, limit: int = 40) -> str | None:
+    """A device's string for the operator's terminal: printable only, bounded (a device
+    could send anything: escape sequences, a megabyte)."""
+    if value is None or isinstance(value, dict | list):
+        return None
+    text = "".join(ch if ch.isprintable() else "?" for ch in str(value))
+    return text[:limit]
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _table_of(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _row(view: DeviceView) -> dict[str, Any]:
-    live, tele = view.live, view.telemetry
-    outbox = live.get("outbox", {})
-    seen = [str(x) for x in (view.status.get("ts"), tele.get("ts")) if x]
+    """One device's line, from whatever it reported (each field checked: one device
+    reporting nonsense must not break the table of the whole fleet)."""
+    live, tele = _table_of(view.live), _table_of(view.telemetry)
+    status, meta = _table_of(view.status), _table_of(view.meta)
+    outbox = _table_of(live.get("outbox"))
+    seen = [t for t in (_text(status.get("ts")), _text(tele.get("ts"))) if t]
+    depth = _number(outbox.get("depth", tele.get("outbox_depth")))
     return {
         "device": view.id,
-        "state": view.state,
-        "session": view.status.get("session"),
+        "state": _text(view.state),
+        "session": _number(status.get("session")),
         "last_seen": max(seen, default=None),
-        "version": view.meta.get("version") or view.status.get("version"),
-        "site": view.meta.get("site"),
-        "mode": live.get("mode") or tele.get("mode") or view.meta.get("mode"),
-        "lane": live.get("state") or tele.get("state"),
-        "outbox_depth": outbox.get("depth", tele.get("outbox_depth")),
-        "oldest_unacked_s": outbox.get("oldest_age_s", tele.get("oldest_unacked_s")),
-        "config_version": view.reported.get("version"),
-        "alerts": sorted(view.alerts),
+        "version": _text(meta.get("version") or status.get("version")),
+        "site": _text(meta.get("site"), 80),
+        "mode": _text(live.get("mode") or tele.get("mode") or meta.get("mode")),
+        "lane": _text(live.get("state") or tele.get("state")),
+        "outbox_depth": None if depth is None else int(depth),
+        "oldest_unacked_s": _number(outbox.get("oldest_age_s", tele.get("oldest_unacked_s"))),
+        "config_version": _number(_table_of(view.reported).get("version")),
+        "alerts": sorted(_text(a) or "?" for a in view.alerts),
     }
 
 
@@ -349,15 +376,26 @@ def _config(client: FleetClient, args: argparse.Namespace) -> int:
     applied = int((view.reported.get("version") if view else 0) or 0)
     version = args.version or applied + 1
     payload = json.dumps({"version": version, "config": table}).encode()
+    published = iso_utc(datetime.now(UTC) - timedelta(seconds=CLOCK_SLACK_S))
     client.publish_retained(topics.config_desired(device), payload)
     print(f"{device}: config version {version} published", file=sys.stderr)
 
     def reported() -> dict[str, Any]:
         view = client.devices.get(device)
-        last: dict[str, Any] = (view.reported.get("last", {}) if view else {}).get("desired", {})
-        return last
+        last = (view.reported.get("last", {}) if view else {}).get("desired", {})
+        return last if isinstance(last, dict) else {}
 
-    if client.wait_for(lambda: reported().get("version") == version, args.timeout):
+    def outcome() -> bool:
+        # this publication's outcome: applied once the kiosk runs with it, or rejected
+        # (not an earlier report of the same version, not the interim "applying")
+        last = reported()
+        return (
+            last.get("version") == version
+            and last.get("state") in ("applied", "rejected")
+            and str(last.get("ts", "")) >= published
+        )
+
+    if client.wait_for(outcome, args.timeout):
         last = reported()
         print(json.dumps(last, indent=1))
         if last.get("state") == "applied":

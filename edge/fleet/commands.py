@@ -25,8 +25,8 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol
 
 from edge.errors import EdgeError
 
@@ -36,6 +36,7 @@ Status = Literal["ok", "error", "rejected", "expired"]
 MAX_COMMAND_BYTES = 16 * 1024
 MAX_ID = 64
 REMEMBERED = 512  # replies kept for repeated ids
+MAX_EXPIRY_S = 3600  # a command valid longer could be replayed long after it was meant
 
 
 class CommandRejected(EdgeError, ValueError):
@@ -94,12 +95,31 @@ def parse_time(value: Any) -> datetime:
     return ts.astimezone(UTC)
 
 
-class Commands:
-    """The command table of one kiosk, and its memory of recent replies."""
+class Journal(Protocol):
+    """Where ids of commands that moved hardware are kept until they expire, so that
+    even after a restart (when the memory of replies is gone) none runs twice."""
 
-    def __init__(self, specs: Mapping[str, Spec]) -> None:
+    def seen(self, key: str) -> bool: ...
+
+    def record(self, key: str, expires: datetime) -> None: ...
+
+
+class Commands:
+    """The command table of one kiosk, and its memory of recent replies.
+
+    ``memory`` may outlive this table (an in-process restart hands it on);
+    ``journal`` keeps hardware commands' ids across process restarts.
+    """
+
+    def __init__(
+        self,
+        specs: Mapping[str, Spec],
+        memory: OrderedDict[str, Reply] | None = None,
+        journal: Journal | None = None,
+    ) -> None:
         self.specs = dict(specs)
-        self._replies: OrderedDict[str, Reply] = OrderedDict()
+        self._replies: OrderedDict[str, Reply] = OrderedDict() if memory is None else memory
+        self.journal = journal
         self.handled = 0
 
     def handle(
@@ -134,9 +154,9 @@ class Commands:
         except CommandRejected as exc:
             log.warning("command %s id %s rejected: %s", name, cid, exc)
             return Reply(cid, name, "rejected", error=str(exc))
-        if command.expires <= now:
-            log.warning("command %s id %s expired; not run", name, cid)
-            return Reply(cid, name, "expired", error=f"expired at {doc['expires']}")
+        refusal = self._refusal(command, str(doc["expires"]), now)
+        if refusal is not None:
+            return refusal
         self.handled += 1
         try:
             data = self.specs[name].handler(command)
@@ -151,6 +171,22 @@ class Commands:
             return Reply(cid, name, "error", error="internal error (see the device's log)")
         log.info("command %s id %s done", name, cid)
         return Reply(cid, name, "ok", data)
+
+    def _refusal(self, command: Command, expires: str, now: datetime) -> Reply | None:
+        """Why a well-formed command is not run now (None: run it)."""
+        name, cid = command.name, command.id
+        if command.expires <= now:
+            log.warning("command %s id %s expired; not run", name, cid)
+            return Reply(cid, name, "expired", error=f"expired at {expires}")
+        if command.expires > now + timedelta(seconds=MAX_EXPIRY_S):
+            return Reply(cid, name, "rejected", error=f"expires more than {MAX_EXPIRY_S} s ahead")
+        if not self.specs[name].fleet_wide and self.journal is not None:  # it moves hardware
+            key = f"{name}/{cid}"
+            if self.journal.seen(key):
+                log.warning("command %s id %s already carried out; not run again", name, cid)
+                return Reply(cid, name, "rejected", error="already carried out (before a restart)")
+            self.journal.record(key, command.expires)  # before it acts: at most once
+        return None
 
     def _check(self, name: str, cid: str, doc: Mapping[str, Any], fleet_wide: bool) -> Command:
         spec = self.specs.get(name)
@@ -178,7 +214,7 @@ def _envelope(payload: bytes) -> dict[str, Any]:
         raise CommandRejected(f"too large ({len(payload)} bytes, at most {MAX_COMMAND_BYTES})")
     try:
         doc = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise CommandRejected("not JSON") from None
     if not isinstance(doc, dict):
         raise CommandRejected("must be a JSON object with id, expires and args")

@@ -22,6 +22,7 @@ get-logs       yes         args.lines (1-500, default 100), args.level;
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -31,6 +32,8 @@ from edge.fleet.commands import (
     CommandFailed,
     CommandRejected,
     Commands,
+    Journal,
+    Reply,
     Spec,
     arg_choice,
     arg_int,
@@ -60,8 +63,10 @@ class Kiosk(Protocol):
     def uptime_s(self) -> float: ...
 
 
-def build(kiosk: Kiosk) -> Commands:
-    """The command table of ``kiosk``."""
+def build(
+    kiosk: Kiosk, memory: OrderedDict[str, Reply] | None = None, journal: Journal | None = None
+) -> Commands:
+    """The command table of ``kiosk`` (``memory``, ``journal``: see :class:`Commands`)."""
 
     def ping(command: Command) -> Mapping[str, Any]:
         no_args(command)
@@ -120,7 +125,9 @@ def build(kiosk: Kiosk) -> Commands:
             "reload-trust": Spec(reload_trust),
             "rebirth": Spec(rebirth),
             "get-logs": Spec(get_logs),
-        }
+        },
+        memory,
+        journal,
     )
 
 

@@ -73,7 +73,7 @@ class Message:
 def _json(payload: bytes) -> dict[str, Any] | None:
     try:
         doc = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     return doc if isinstance(doc, dict) else None
 

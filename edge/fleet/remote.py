@@ -24,6 +24,7 @@ import json
 import logging
 import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -101,6 +102,7 @@ class RemoteConfig:
         self.trust_path = self.dir / "trust-push.json"
         self._lock = threading.Lock()
         self._state: dict[str, Any] = {}
+        self.replies: OrderedDict[str, Any] = OrderedDict()  # command replies, for every App
         self.keys: list[VerifyKey] = []
         self.key_error = ""
         try:
@@ -179,7 +181,7 @@ class RemoteConfig:
                 version, layer = self._parse_desired(payload)
             except ConfigError as exc:
                 return self._reject("desired", None, "; ".join(exc.problems))
-            if version == self.config_version:
+            if version == self.config_version or version == self._refused("desired"):
                 return Offer(False, "unchanged")  # the retained copy, again after a reconnect
             if version < self.config_version:
                 return self._reject(
@@ -189,14 +191,13 @@ class RemoteConfig:
                 return self._reject("desired", version, "remote config is off on this kiosk")
             try:
                 policy = self._state.get("policy", {}).get("policy")
-                self.effective = self._layered(policy, layer)
+                effective = self._layered(policy, layer)
             except ConfigError as exc:
                 return self._reject("desired", version, "; ".join(exc.problems))
-            self._state["desired"] = {"version": version, "config": layer}
-            self._note("desired", version, "applied")
-            self._save()
-            log.info("fleet: config version %d applied", version)
-            return Offer(True, "applied")
+            state = copy.deepcopy(self._state)
+            state["pending"] = {"what": "desired", "previous": state.get("desired")}
+            state["desired"] = {"version": version, "config": layer}
+            return self._commit(state, effective, "desired", version)
 
     def _parse_desired(self, payload: bytes) -> tuple[int, dict[str, dict[str, Any]]]:
         if len(payload) > MAX_DESIRED_BYTES:
@@ -205,7 +206,7 @@ class RemoteConfig:
             raise ConfigError(["empty (cleared)"], "config/desired")
         try:
             doc = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise ConfigError(["not JSON"], "config/desired") from None
         if not isinstance(doc, dict) or set(doc) - {"version", "config"}:
             raise ConfigError(['must be {"version": N, "config": {...}}'], "config/desired")
@@ -214,7 +215,7 @@ class RemoteConfig:
             raise ConfigError(["version must be a positive integer"], "config/desired")
         return version, _check_remote(doc.get("config", {}))
 
-    def offer_push(self, kind: str, payload: bytes) -> Offer:
+    def offer_push(self, kind: str, payload: bytes) -> Offer:  # noqa: PLR0911 - guard clauses
         """A retained signed push on ``cp/v1/$all/<kind>`` (trust or policy)."""
         with self._lock:
             if not payload:
@@ -227,23 +228,91 @@ class RemoteConfig:
                 log.warning("fleet: %s push refused: %s", kind, exc)
                 return self._reject(kind, None, str(exc))
             held = self.trust_version if kind == "trust" else self.policy_version
-            if push.version == held:
-                return Offer(False, "unchanged")
-            if push.version < held:
+            if push.version <= held or push.version == self._refused(kind):
+                if push.version in (held, self._refused(kind)):
+                    return Offer(False, "unchanged")  # the retained copy, again
                 return self._reject(
                     kind, push.version, f"version {push.version} is older than {held}"
                 )
             try:
                 if kind == "trust":
-                    self._apply_trust(push)
-                else:
-                    self._apply_policy(push)
+                    return self._offer_trust(push)
+                state, effective = self._policy_state(push)
             except (ConfigError, TrustError) as exc:
                 return self._reject(kind, push.version, str(exc))
-            self._note(kind, push.version, "applied")
+            except EdgeError as exc:  # the pushed list could not be saved
+                return self._reject(kind, push.version, f"cannot be saved: {exc}")
+            return self._commit(state, effective, "policy", push.version)
+
+    def _offer_trust(self, push: Push) -> Offer:
+        """A trust list applies at once (the trust store reloads; no restart)."""
+        self._apply_trust(push)
+        self._note("trust", push.version, "applied")
+        self._save()
+        log.info("fleet: trust push version %d applied", push.version)
+        return Offer(True, "applied")
+
+    def _commit(self, state: dict[str, Any], effective: Config, what: str, version: int) -> Offer:
+        """Save the new state first; only then is it the kiosk's (a disk that cannot take
+        it leaves everything as it was). The kiosk then restarts into it: ``confirm`` once
+        it runs, ``rollback`` if it cannot start with it."""
+        previous = self._state
+        self._state = state
+        self._note(what, version, "applying")
+        try:
             self._save()
-            log.info("fleet: %s push version %d applied", kind, push.version)
-            return Offer(True, "applied")
+        except EdgeError as exc:
+            self._state = previous
+            return self._reject(what, version, f"cannot be saved: {exc}")
+        self.effective = effective
+        log.info("fleet: %s version %d accepted; restarting into it", what, version)
+        return Offer(True, "applying")
+
+    def _refused(self, what: str) -> int:
+        """The version of ``what`` rolled back because the kiosk could not start with it."""
+        return int(self._state.get("refused", {}).get(what, 0))
+
+    @property
+    def pending(self) -> bool:
+        """A new config or policy was accepted and the kiosk has not yet run with it."""
+        return "pending" in self._state
+
+    def confirm(self) -> None:
+        """The kiosk runs with the pending layer: it is applied."""
+        with self._lock:
+            pending = self._state.pop("pending", None)
+            if pending is None:
+                return
+            what = pending["what"]
+            version = self.config_version if what == "desired" else self.policy_version
+            self._note(what, version, "applied")
+            try:
+                self._save()
+            except EdgeError as exc:
+                log.error("fleet: cannot save state: %s", exc)  # noqa: TRY400
+
+    def rollback(self, detail: str) -> bool:
+        """The kiosk cannot start with the pending layer: back to the last good one,
+        reported rejected. False when nothing was pending."""
+        with self._lock:
+            pending = self._state.pop("pending", None)
+            if pending is None:
+                return False
+            what = pending["what"]
+            version = self.config_version if what == "desired" else self.policy_version
+            if pending.get("previous") is None:
+                self._state.pop(what, None)
+            else:
+                self._state[what] = pending["previous"]
+            self._note(what, version, "rejected", detail)
+            self._state.setdefault("refused", {})[what] = version  # not again at each connect
+            try:
+                self._save()
+            except EdgeError as exc:
+                log.error("fleet: cannot save state: %s", exc)  # noqa: TRY400
+            self.effective = self._build_effective()
+            log.error("fleet: %s version %d rolled back: %s", what, version, detail)
+            return True
 
     def _apply_trust(self, push: Push) -> None:
         with tempfile.NamedTemporaryFile(dir=self.dir, suffix=".json", delete=False) as tmp:
@@ -256,21 +325,20 @@ class RemoteConfig:
         replace_file(self.trust_path, push.body)
         self._state["trust"] = {"version": push.version, "issued": iso_utc(push.issued)}
 
-    def _apply_policy(self, push: Push) -> None:
+    def _policy_state(self, push: Push) -> tuple[dict[str, Any], Config]:
         try:
             table = json.loads(push.body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise ConfigError(["policy push: body is not JSON"], "policy push") from None
         if not isinstance(table, dict):
             raise ConfigError(["policy push: body must be a [policy] table"], "policy push")
         self._layered(table, None)  # valid on its own, not only where a device overrides it
         desired = self._state.get("desired", {}).get("config")
-        self.effective = self._layered(table, desired)
-        self._state["policy"] = {
-            "version": push.version,
-            "issued": iso_utc(push.issued),
-            "policy": table,
-        }
+        effective = self._layered(table, desired)
+        state = copy.deepcopy(self._state)
+        state["pending"] = {"what": "policy", "previous": state.get("policy")}
+        state["policy"] = {"version": push.version, "issued": iso_utc(push.issued), "policy": table}
+        return state, effective
 
     # -- reporting ------------------------------------------------------------
 
@@ -317,6 +385,24 @@ class RemoteConfig:
     @property
     def session(self) -> int:
         return int(self._state.get("session", 0))
+
+    # -- commands that moved hardware (the command journal) --------------------------
+
+    def seen(self, key: str) -> bool:
+        with self._lock:
+            return key in self._state.get("commands", {})
+
+    def record(self, key: str, expires: datetime) -> None:
+        """Keep ``key`` until ``expires`` (saved before the command acts)."""
+        with self._lock:
+            now = iso_utc(datetime.now(UTC))
+            journal = {k: v for k, v in self._state.get("commands", {}).items() if v > now}
+            journal[key] = iso_utc(expires)
+            self._state["commands"] = journal
+            try:
+                self._save()
+            except StoreError as exc:
+                log.error("fleet: command journal not saved: %s", exc)  # noqa: TRY400
 
     def published_alerts(self) -> list[str]:
         with self._lock:

@@ -89,7 +89,7 @@ def verify(payload: bytes, kind: str, keys: Sequence[VerifyKey]) -> Push:
         raise PushRejected("malformed", f"too large ({len(payload)} bytes)")
     try:
         doc: Any = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise PushRejected("malformed", "not JSON") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise PushRejected("malformed", f"not a {FORMAT} envelope")

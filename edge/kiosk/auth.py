@@ -72,7 +72,7 @@ class Officers:
                 raise LoginRefused(
                     429, f"too many wrong PINs: try again in {wait:.0f} s", "locked", wait
                 )
-            if not hmac.compare_digest(pin.encode(), self._pin.encode()):
+            if not hmac.compare_digest(pin.encode(errors="replace"), self._pin.encode()):
                 self._failures += 1
                 if self._failures >= MAX_FAILURES:
                     self._failures = 0
@@ -97,7 +97,9 @@ class Officers:
     def check(self, token: str | None, csrf: str | None) -> Session | None:
         """The session if ``token`` is live and ``csrf`` is its CSRF token."""
         session = self.session(token)
-        if session is None or not csrf or not hmac.compare_digest(csrf, session.csrf):
+        if session is None or not csrf:
+            return None
+        if not hmac.compare_digest(csrf.encode(errors="replace"), session.csrf.encode()):
             return None
         return session
 

@@ -115,7 +115,8 @@ class ScreenModel:
             if shows:
                 show = shows[-1]
                 self.screen, self.reasons, self.needs = show.screen, show.reasons, show.needs
-                if show.screen in ("ready", "closed", "surge", "failsafe") and not records:
+                if show.screen in ("ready", "closed", "surge", "failsafe"):
+                    # nobody is being decided: no traveller's data stays on the screen
                     self._person, self._codes, self._verdict = ("", ""), [], None
                 changed = True
             if changed:

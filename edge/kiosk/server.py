@@ -46,6 +46,8 @@ from edge.kiosk.screen import ScreenModel
 log = logging.getLogger(__name__)
 
 COOKIE = "cp_officer"
+MAX_CONNECTIONS = 32  # a kiosk has one screen, perhaps an officer's tablet
+IDLE_TIMEOUT_S = 30.0
 HTTP_CODES = {400: "bad_request", 404: "not_found", 413: "too_large"}
 KEEPALIVE_S = 15.0
 MAX_BODY = 4096
@@ -113,8 +115,12 @@ class KioskServer:
         self.officers = Officers(pin, cfg.session_s)
         self.catalogues = catalogues(cfg.catalogues)
         host, _, port = cfg.listen.rpartition(":")
-        self.httpd = ThreadingHTTPServer((host.strip("[]"), int(port)), _handler(self))
+        self.httpd = _BoundedServer((host.strip("[]"), int(port)), _handler(self))
         self.httpd.daemon_threads = True
+        bound_port = self.httpd.server_address[1]
+        # DNS rebinding: only requests that name this server (or loopback) are served
+        self.hosts = {f"{h}:{bound_port}" for h in ("127.0.0.1", "localhost", "[::1]")}
+        self.hosts.add(f"{host}:{bound_port}")
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
@@ -141,6 +147,32 @@ class KioskServer:
             self._thread.join(timeout=5)
 
 
+class _BoundedServer(ThreadingHTTPServer):
+    """At most :data:`MAX_CONNECTIONS` at once (one thread each): beyond that a new
+    connection is closed at once, so that no client can exhaust the kiosk's threads."""
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            log.warning("kiosk: too many connections; one refused")
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except Exception:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 def _handler(server: KioskServer) -> type[BaseHTTPRequestHandler]:
     class Handler(_Handler):
         kiosk = server
@@ -152,6 +184,7 @@ class _Handler(BaseHTTPRequestHandler):
     kiosk: KioskServer
     server_version = "checkpoint-edge"
     protocol_version = "HTTP/1.1"
+    timeout = IDLE_TIMEOUT_S  # an idle or slow client lets its thread go
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("kiosk: %s %s", self.address_string(), format % args)
@@ -207,7 +240,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.do_GET()
 
+    def _known_host(self) -> bool:
+        """The request names this server (not a rebound DNS name), or remote use is on."""
+        return self.kiosk.cfg.allow_remote or self.headers.get("Host", "") in self.kiosk.hosts
+
     def do_GET(self) -> None:
+        if not self._known_host():
+            self.close_connection = True
+            self._error(421, "unknown host name", "host")
+            return
         url = urlsplit(self.path)
         path = url.path
         if path in ("/", "/index.html"):
@@ -291,6 +332,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
+        self.close_connection = True  # a refused request's body is never read as the next one
+        if not self._known_host():
+            self._error(421, "unknown host name", "host")
+            return
         if not path.startswith("/officer/"):
             self._error(404, "not found")
             return
@@ -331,7 +376,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             doc = json.loads(body or b"{}")
             pin = doc.get("pin") if isinstance(doc, dict) else None
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             pin = None
         if not isinstance(pin, str) or not pin:
             self._error(400, 'send {"pin": "..."}')

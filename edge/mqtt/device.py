@@ -52,7 +52,7 @@ def parse_ack(payload: bytes) -> list[str] | None:
     """The pids of an acknowledgement, or None when it is not one."""
     try:
         doc = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     pids = doc.get("pids") if isinstance(doc, dict) else None
     if not isinstance(pids, list) or len(pids) > MAX_ACK_PIDS:
@@ -68,7 +68,7 @@ def parse_central(payload: bytes) -> bool | None:
         return False  # the retained status was cleared: nobody is there
     try:
         doc: Any = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     state = doc.get("state") if isinstance(doc, dict) else None
     if state not in ("online", "offline"):
@@ -104,13 +104,14 @@ class DeviceLink:
         subscriptions = (
             [(self.ack_topic, 1), (self.central_topic, 1)] if cfg.ack == "ingest" else []
         )
+        self._fleet_topics = [
+            (topics.commands(device_id), 1),
+            (topics.commands(topics.ALL), 1),
+            (topics.config_desired(device_id), 1),
+            *((topics.fleet_push(kind), 1) for kind in topics.PUSH_KINDS),
+        ]
         if agent is not None:
-            subscriptions += [
-                (topics.commands(device_id), 1),
-                (topics.commands(topics.ALL), 1),
-                (topics.config_desired(device_id), 1),
-                *((topics.fleet_push(kind), 1) for kind in topics.PUSH_KINDS),
-            ]
+            subscriptions += self._fleet_topics
         options = LinkOptions(
             client_id=device_id,
             will_factory=self._will,
@@ -140,6 +141,12 @@ class DeviceLink:
         if not self.link.publish_and_wait(topics.status(self.device_id), status, True, timeout):
             log.warning("mqtt: could not publish the stopped status")
         self.link.stop()
+
+    def stop_commands(self) -> None:
+        """Unsubscribe from commands and config (the kiosk is stopping or restarting):
+        an operator's command then times out and can be sent again, never half-run."""
+        if self.agent is not None and self.link.connected:
+            self.link.unsubscribe([t for t, _ in self._fleet_topics])
 
     def publish(
         self,

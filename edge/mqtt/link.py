@@ -87,6 +87,7 @@ class MqttLink:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._unsubscribed: dict[int, threading.Event] = {}
         self._client = self._make_client()
         self.connects = 0
         self.failures = 0
@@ -117,6 +118,7 @@ class MqttLink:
         client.on_disconnect = self._guard(self._handle_disconnect)
         client.on_publish = self._guard(self._handle_publish)
         client.on_message = self._guard(self._handle_message)
+        client.on_unsubscribe = self._guard(self._handle_unsubscribe)
         return client
 
     # -- lifecycle ---------------------------------------------------------
@@ -177,6 +179,15 @@ class MqttLink:
         except (RuntimeError, ValueError):
             return False
         return info.is_published()
+
+    def unsubscribe(self, filters: list[str], timeout: float = 2.0) -> bool:
+        """Unsubscribe and wait for the broker's UNSUBACK (so that nothing more arrives)."""
+        done = threading.Event()
+        result, mid = self._client.unsubscribe(filters)
+        if result != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
+            return False
+        self._unsubscribed[mid] = done
+        return done.wait(timeout)
 
     def ack(self, mid: int, qos: int) -> None:
         """PUBACK a received message (with ``manual_ack``): after it is safely stored."""
@@ -317,6 +328,11 @@ class MqttLink:
     ) -> None:
         failed = reason.is_failure
         self._pubacks.append((mid, not failed, str(reason) if failed else "Success"))
+
+    def _handle_unsubscribe(self, _client: mqtt.Client, _u: Any, mid: int, *_rest: Any) -> None:
+        done = self._unsubscribed.pop(mid, None)
+        if done is not None:
+            done.set()
 
     def _handle_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self._on_message(msg)
