@@ -101,7 +101,8 @@ def test_shellcheck_passes() -> None:
     shellcheck = shutil.which("shellcheck")
     if shellcheck is None:
         pytest.skip(
-            "shellcheck is not installed (tools/setup installs it: apt-get install shellcheck)"
+            "shellcheck is not installed "
+            "(tools/setup --test installs it: apt-get install shellcheck)"
         )
     result = subprocess.run(
         [shellcheck, str(SCRIPT)], capture_output=True, text=True, timeout=60, check=False

@@ -66,7 +66,7 @@ CHROMIUM = _find(("chromium", "chromium-browser"))
 CHROMEDRIVER = _find(("chromedriver",), ("/usr/lib/chromium/chromedriver",))
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None or CHROMEDRIVER is None,
-    reason="headless Chromium is not installed: tools/setup installs Debian's "
+    reason="headless Chromium is not installed: tools/setup --test installs Debian's "
     "chromium and chromium-driver (apt-get install chromium chromium-driver)",
 )
 
@@ -609,7 +609,7 @@ def test_the_pi_launcher_waits_for_the_screen_then_starts_chromium_on_it(
 def test_the_pi_scripts_pass_shellcheck() -> None:
     shellcheck = shutil.which("shellcheck")
     if shellcheck is None:
-        pytest.skip("shellcheck is not installed (tools/setup installs it)")
+        pytest.skip("shellcheck is not installed (tools/setup --test installs it)")
     for script, shell in (
         ("checkpoint-kiosk-browser", "bash"),
         ("install-kiosk.sh", "bash"),

@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-import cv2
 import numpy as np
 
 from edge.config import CameraConfig, SourceSpec
@@ -33,6 +32,14 @@ IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".pnm", ".tif", ".tiff", ".webp"}
 )
 BLANK_LEVEL = 128  # mid-gray: an empty scene
+
+
+def _cv2() -> Any:
+    """OpenCV, imported only by the sources that use it (a Pi camera needs none of its
+    ~16 MB: picamera2 delivers the Y plane itself)."""
+    import cv2  # noqa: PLC0415
+
+    return cv2
 
 
 def as_gray(image: Any) -> Gray:
@@ -103,6 +110,7 @@ class ImageFolderSource:
         while True:
             shown = 0
             for path in files:
+                cv2 = _cv2()
                 image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
                 if image is None:
                     log.warning("camera: skipping %s: not a readable image", path.name)
@@ -137,9 +145,10 @@ class OpenCVSource:
         self.description = spec.describe()
         self.self_paced = spec.kind == "v4l2"
         self.fps = cfg.fps
-        self._cap: cv2.VideoCapture | None = None
+        self._cap: Any = None  # a cv2.VideoCapture
 
     def open(self) -> None:
+        cv2 = _cv2()
         if self.spec.kind == "video":
             assert self.spec.path is not None
             if not self.spec.path.is_file():
@@ -162,6 +171,7 @@ class OpenCVSource:
     def read(self) -> Gray | None:
         if self._cap is None:
             raise CameraError("source not open")
+        cv2 = _cv2()
         ok, image = self._cap.read()
         if not ok and self.spec.kind == "video" and self.cfg.loop:
             self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
