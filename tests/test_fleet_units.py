@@ -374,6 +374,14 @@ def test_session_counter_grows_across_restarts(tmp_path: Path) -> None:
     assert remote_for(tmp_path).next_session() == 3
 
 
+def test_session_numbers_stay_ahead_after_the_state_file_was_recovered(tmp_path: Path) -> None:
+    remote = remote_for(tmp_path)
+    used = [remote.next_session() for _ in range(3)]
+    remote.state_path.write_text("{garbage")  # the last write was cut: .prev is behind
+    again = remote_for(tmp_path)
+    assert again.next_session() > max(used)
+
+
 def test_a_corrupt_state_file_is_quarantined_not_fatal(tmp_path: Path) -> None:
     remote = remote_for(tmp_path)
     remote.offer_desired(desired(1, {"lane": {"open_s": 2}}))

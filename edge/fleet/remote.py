@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 REMOTE_SECTIONS = ("lane", "policy", "passage", "scan", "log", "fleet")
 LOCAL_ONLY_KEYS = {"fleet.keys", "fleet.remote_config"}  # who may push, and whether
 MAX_DESIRED_BYTES = 256 * 1024
+SESSION_SKIP = 1000  # after recovering the state file: stay ahead of numbers maybe used
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,9 @@ class RemoteConfig:
         loaded = read_json(self.state_path, _check_state)
         if loaded is not None and isinstance(loaded.data, dict):
             self._state = loaded.data
+        if loaded is not None and (loaded.recovered or loaded.lost):
+            # the last good copy may be behind the session numbers already used
+            self._state["session"] = int(self._state.get("session", 0)) + SESSION_SKIP
         self.effective = self._build_effective()
 
     @classmethod
