@@ -297,11 +297,11 @@ def unique(messages: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 # ts is ISO 8601 UTC with milliseconds and Z: text order is time order.
-_SCHEMA_SQLITE = """
+_SCHEMA = """
 CREATE TABLE IF NOT EXISTS passages (
     pid TEXT PRIMARY KEY,
     device TEXT NOT NULL,
-    seq INTEGER NOT NULL,
+    seq {bigint} NOT NULL,
     site TEXT NOT NULL,
     ts TEXT NOT NULL,
     decision TEXT NOT NULL,
@@ -320,41 +320,17 @@ CREATE INDEX IF NOT EXISTS passages_id_number ON passages (id_number, ts);
 CREATE INDEX IF NOT EXISTS passages_declaration ON passages (declaration_id);
 CREATE INDEX IF NOT EXISTS passages_site ON passages (site, ts);
 CREATE TABLE IF NOT EXISTS rejected (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id {id_key},
     topic TEXT NOT NULL,
-    payload BLOB NOT NULL,
+    payload {blob} NOT NULL,
     reason TEXT NOT NULL,
-    received_at TEXT NOT NULL
+    received_at {timestamp} NOT NULL
 );
 """
-
-_SCHEMA_POSTGRES = """
-CREATE TABLE IF NOT EXISTS passages (
-    pid TEXT PRIMARY KEY,
-    device TEXT NOT NULL,
-    seq BIGINT NOT NULL,
-    site TEXT NOT NULL,
-    ts TEXT NOT NULL,
-    decision TEXT NOT NULL,
-    decided_by TEXT NOT NULL,
-    mode TEXT NOT NULL,
-    verdict TEXT,
-    id_number TEXT,
-    declaration_id TEXT,
-    name TEXT,
-    message TEXT NOT NULL,
-    received_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS passages_device_seq ON passages (device, seq);
-CREATE INDEX IF NOT EXISTS passages_ts ON passages (ts);
-CREATE INDEX IF NOT EXISTS passages_id_number ON passages (id_number, ts);
-CREATE INDEX IF NOT EXISTS passages_declaration ON passages (declaration_id);
-CREATE INDEX IF NOT EXISTS passages_site ON passages (site, ts);
-CREATE TABLE IF NOT EXISTS rejected (
-    id BIGSERIAL PRIMARY KEY,
-    topic TEXT NOT NULL,
-    payload BYTEA NOT NULL,
-    reason TEXT NOT NULL,
-    received_at TIMESTAMPTZ NOT NULL
-);
-"""
+# one schema, each database's types
+_SCHEMA_SQLITE = _SCHEMA.format(
+    bigint="INTEGER", id_key="INTEGER PRIMARY KEY AUTOINCREMENT", blob="BLOB", timestamp="TEXT"
+)
+_SCHEMA_POSTGRES = _SCHEMA.format(
+    bigint="BIGINT", id_key="BIGSERIAL PRIMARY KEY", blob="BYTEA", timestamp="TIMESTAMPTZ"
+)
