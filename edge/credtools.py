@@ -13,7 +13,6 @@ import secrets
 import sys
 import tomllib
 from collections.abc import Sequence
-from dataclasses import asdict, is_dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from edge.errors import CredentialRejected, EdgeError, TrustError
+from edge.model import plain
 from edge.scan import cose, declaration
 from edge.scan.claims import Declaration, Place
 from edge.scan.credentials import Verifier
@@ -244,18 +244,8 @@ def verify(
         "stages": stages,
         "reasons": list(credential.reasons),
         "payload_sha256": credential.sha256,
-        "claims": _plain(credential.claims),
+        "claims": plain(credential.claims),
     }
-
-
-def _plain(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return {k: _plain(v) for k, v in asdict(value).items()}
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return value
 
 
 def print_report(report: dict[str, Any], show: bool, as_json: bool) -> None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, is_dataclass
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from edge.scan.claims import Claims, Dcc, Declaration, IdCard, Place
@@ -210,3 +210,29 @@ def _place(place: Place) -> dict[str, str]:
 def iso_utc(ts: datetime) -> str:
     """ISO 8601 in UTC with milliseconds and a ``Z``: ``2026-11-26T15:10:17.123Z``."""
     return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def plain(value: Any, stamp: Callable[[datetime], str] = datetime.isoformat) -> Any:
+    """Claims (dataclasses, dates, nested) as JSON-ready data; ``stamp`` writes datetimes."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: plain(v, stamp) for k, v in asdict(value).items()}
+    if isinstance(value, dict):
+        return {k: plain(v, stamp) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v, stamp) for v in value]
+    if isinstance(value, datetime):
+        return stamp(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def initials(name: str) -> str:
+    """A name masked to its initials: ``Nguyễn Văn Minh`` -> ``N. V. M.``"""
+    return " ".join(part[0].upper() + "." for part in name.split() if part)
+
+
+def mask_tail(text: str, keep: int = 3, fill: str = "•") -> str:
+    """``text`` with all but its last ``keep`` characters replaced by ``fill``."""
+    shown = text[max(0, len(text) - keep) :] if keep > 0 else ""
+    return fill * (len(text) - len(shown)) + shown

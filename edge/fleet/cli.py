@@ -28,7 +28,7 @@ from edge.config import OperatorFile
 from edge.errors import ConfigError, EdgeError, TrustError
 from edge.fleet import signing
 from edge.fleet.operator import DeviceView, FleetClient, FleetError, Message
-from edge.model import iso_utc
+from edge.model import initials, iso_utc, mask_tail
 from edge.mqtt import topics
 from edge.sections import MqttConfig
 from edge.trust import load_trust
@@ -256,10 +256,9 @@ def _mask_value(key: str, value: Any) -> Any:
     if key in ("transport", "purpose", "sex"):
         return value
     if key == "name" and isinstance(value, str):
-        return " ".join(part[0] + "." for part in value.split() if part)
+        return initials(value)
     if isinstance(value, str):
-        keep = 3 if len(value) > 6 else 0
-        return "*" * (len(value) - keep) + value[len(value) - keep :]
+        return mask_tail(value, 3 if len(value) > 6 else 0, "*")
     if isinstance(value, dict):
         return {k: (v if k == "province" else "***") for k, v in value.items()}
     return "***"

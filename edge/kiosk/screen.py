@@ -19,38 +19,14 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, is_dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from edge.lane import Action, Event, RecordPassage, Show, State
-from edge.model import Credential, PassageDraft, Verdict, iso_utc
+from edge.model import Credential, PassageDraft, Verdict, initials, iso_utc, mask_tail, plain
 from edge.scan.claims import Dcc, Declaration, IdCard
 
 RECENT = 10
-
-
-def initials(name: str) -> str:
-    """``Nguyễn Văn Minh`` -> ``N. V. M.``"""
-    return " ".join(part[0].upper() + "." for part in name.split() if part)
-
-
-def last_digits(number: str, keep: int = 3) -> str:
-    return "•" * max(0, len(number) - keep) + number[-keep:] if number else ""
-
-
-def _plain(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return {k: _plain(v) for k, v in asdict(value).items()}
-    if isinstance(value, datetime):
-        return iso_utc(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _person(credentials: Sequence[Credential]) -> tuple[str, str]:
@@ -68,7 +44,7 @@ def _person(credentials: Sequence[Credential]) -> tuple[str, str]:
 
 def _code(c: Credential) -> dict[str, Any]:
     """One code as the officer sees it: kind, validity, reasons, every decoded field."""
-    fields = _plain(c.claims) if c.claims is not None else {}
+    fields = plain(c.claims, iso_utc) if c.claims is not None else {}
     return {"kind": c.kind, "valid": c.valid, "reasons": list(c.reasons), "fields": fields}
 
 
@@ -152,7 +128,7 @@ class ScreenModel:
                 "needs": list(self.needs),
                 "mode": self.mode,
                 "traveller": (
-                    {"initials": initials(name), "id_last": last_digits(number)}
+                    {"initials": initials(name), "id_last": mask_tail(number)}
                     if name or number
                     else None
                 ),
