@@ -319,8 +319,9 @@ def _doctor(path: Path | None) -> int:
         print(exc, file=sys.stderr)
         return 2
     from edge import doctor  # noqa: PLC0415 - loads the camera and GPIO libraries
+    from edge.fleet.remote import pushed_trust_file  # noqa: PLC0415
 
-    pushed = cfg.store.dir / "fleet" / "trust-push.json"
+    pushed = pushed_trust_file(cfg.store.dir)
     files = (*cfg.trust.files, *((pushed,) if pushed.is_file() else ()))
     print(f"checkpoint-edge doctor: {path} (device {cfg.device.id})")
     checks = doctor.run(cfg, files)

@@ -26,32 +26,21 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from edge import __version__
 from edge.central.db import BadPassage, DatabaseError, PassageDB, check_passage, open_db, unique
 from edge.config import IngestFile
-from edge.model import iso_utc
 from edge.mqtt import topics
 from edge.mqtt.device import parse_central
-from edge.mqtt.link import LinkOptions, MqttLink, Will
+from edge.mqtt.link import LinkOptions, MqttLink, Will, state_payload
 
 log = logging.getLogger(__name__)
 
 
 def central_payload(state: str, worker: str) -> bytes:
-    return json.dumps(
-        {
-            "state": state,
-            "worker": worker,
-            "ts": iso_utc(datetime.now(UTC)),
-            "version": __version__,
-        },
-        separators=(",", ":"),
-    ).encode()
+    return state_payload(state, worker=worker)
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ class Transport(Protocol):
         payload: bytes,
         qos: int = 1,
         retain: bool = False,
-        response_to: tuple[str, bytes | None] | None = None,
+        correlation: bytes | None = None,
     ) -> None: ...
 
 
@@ -214,10 +214,10 @@ class FleetAgent(threading.Thread):
         payload: bytes,
         qos: int = 1,
         retain: bool = False,
-        response_to: tuple[str, bytes | None] | None = None,
+        correlation: bytes | None = None,
     ) -> None:
         if self.transport is not None:
-            self.transport.publish(topic, payload, qos, retain, response_to)
+            self.transport.publish(topic, payload, qos, retain, correlation)
 
     def publish_birth(self) -> None:
         self.births += 1
@@ -299,7 +299,7 @@ class FleetAgent(threading.Thread):
             else:
                 log.warning("fleet: response topic outside this device's namespace ignored")
         self.replies += 1
-        self._publish(topic, reply.payload(), response_to=(topic, msg.correlation))
+        self._publish(topic, reply.payload(), correlation=msg.correlation)
 
     def _desired(self, msg: Inbound) -> None:
         offer = self.remote.offer_desired(msg.payload)

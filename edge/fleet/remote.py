@@ -57,6 +57,11 @@ class Offer:
     detail: str = ""
 
 
+def pushed_trust_file(store_dir: Path) -> Path:
+    """Where a kiosk keeps the trust list pushed to the fleet (beside its fleet state)."""
+    return store_dir / "fleet" / "trust-push.json"
+
+
 def _merge(base: Mapping[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(dict(base))
     for section, table in layer.items():
@@ -100,7 +105,7 @@ class RemoteConfig:
         self.file_config = config_mod.from_mapping(base, base_dir, source)  # ConfigError
         self.dir = self.file_config.store.dir / "fleet"
         self.state_path = self.dir / "state.json"
-        self.trust_path = self.dir / "trust-push.json"
+        self.trust_path = pushed_trust_file(self.file_config.store.dir)
         self._lock = threading.Lock()
         self._state: dict[str, Any] = {}
         self.replies: OrderedDict[str, Any] = OrderedDict()  # command replies, for every App

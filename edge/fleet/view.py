@@ -43,7 +43,6 @@ class KioskView:
     def __init__(self, app: App) -> None:
         self.app = app
         self._frames_seen = (time.monotonic(), 0)
-        self.surge_alerted = False
 
     def lane_call(self, event: SetMode | OperatorOpen, timeout: float) -> Outcome:
         return self.app.runner.call(event, timeout)
@@ -165,24 +164,21 @@ class KioskView:
         for action in actions:
             if isinstance(action, RecordPassage):
                 self.app.counts[action.draft.decision] += 1
-        if isinstance(event, SetMode) or self.surge_alerted != (
-            self.app.runner.lane.mode == "surge"
-        ):
-            self._surge_alert(event)
+        surge = self.app.runner.lane.mode == "surge"
+        if surge != (SURGE_MODE in self.app.alerts.names()):
+            self._surge_alert(surge, event)
         if isinstance(event, FaultRaised) and event.name in FAULT_ALERTS:
             self.app.alerts.raise_(FAULT_ALERTS[event.name], event.reason, "critical")
         elif isinstance(event, FaultCleared) and event.name in FAULT_ALERTS:
             self.app.alerts.clear(FAULT_ALERTS[event.name])
 
-    def _surge_alert(self, event: Event) -> None:
+    def _surge_alert(self, surge: bool, event: Event) -> None:
         """Surge mode (the barrier held open) is always visible to operators."""
-        surge = self.app.runner.lane.mode == "surge"
         by = event.by if isinstance(event, SetMode) else "configuration"
         if surge:
             self.app.alerts.raise_(SURGE_MODE, f"the barrier is held open: surge mode, set by {by}")
         else:
             self.app.alerts.clear(SURGE_MODE)
-        self.surge_alerted = surge
 
     def barrier_position(self, ok: bool, detail: str) -> None:
         """From the position switch: the barrier did (not) reach the commanded position."""

@@ -17,16 +17,13 @@ import itertools
 import json
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from edge import __version__
 from edge.fleet.agent import FleetAgent, Inbound
-from edge.model import iso_utc
 from edge.mqtt import topics
-from edge.mqtt.link import LinkOptions, MqttLink, Will
+from edge.mqtt.link import LinkOptions, MqttLink, Will, state_payload
 from edge.mqtt.publisher import Publisher
 from edge.sections import MqttConfig
 
@@ -37,15 +34,7 @@ MAX_ACK_PIDS = 10_000
 
 def status_payload(state: str, session: int = 0) -> bytes:
     """``{"state": online|offline|stopped, "session": N, "ts": ..., "version": ...}``."""
-    return json.dumps(
-        {
-            "state": state,
-            "session": session,
-            "ts": iso_utc(datetime.now(UTC)),
-            "version": __version__,
-        },
-        separators=(",", ":"),
-    ).encode()
+    return state_payload(state, session=session)
 
 
 def parse_ack(payload: bytes) -> list[str] | None:
@@ -154,10 +143,9 @@ class DeviceLink:
         payload: bytes,
         qos: int = 1,
         retain: bool = False,
-        response_to: tuple[str, bytes | None] | None = None,
+        correlation: bytes | None = None,
     ) -> None:
         """Publish for the fleet agent (replies carry the request's correlation data)."""
-        correlation = response_to[1] if response_to is not None else None
         self.link.publish(topic, payload, qos, retain, correlation)
 
     def _will(self) -> Will:

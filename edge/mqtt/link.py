@@ -14,12 +14,14 @@ device and the central ingest use this class.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -28,7 +30,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge import __version__
 from edge.errors import ConfigError
+from edge.model import iso_utc
 from edge.sections import MqttConfig
 
 log = logging.getLogger(__name__)
@@ -36,6 +40,13 @@ log = logging.getLogger(__name__)
 # (mid, ok, reason) of every PUBACK read in one pass of the network loop
 PubackHandler = Callable[[list[tuple[int, bool, str]]], None]
 MessageHandler = Callable[[mqtt.MQTTMessage], None]
+
+
+def state_payload(state: str, **fields: object) -> bytes:
+    """A retained state message, the device's status or the ingest's:
+    ``{"state": ..., <fields>, "ts": ..., "version": ...}``."""
+    doc = {"state": state, **fields, "ts": iso_utc(datetime.now(UTC)), "version": __version__}
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 def backoff(attempt: int, low: float, high: float, rng: random.Random) -> float:
