@@ -52,7 +52,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import getpass
 import heapq
 import json
 import logging
@@ -96,6 +95,7 @@ from edge.mqtt import topics  # noqa: E402
 from edge.mqtt.device import parse_ack, parse_central, status_payload  # noqa: E402
 from edge.mqtt.link import backoff  # noqa: E402
 from edge.sections import MqttConfig  # noqa: E402
+from tests.conftest import Mosquitto  # noqa: E402
 
 CONNECT_BATCH = 25  # TCP connects per turn of the event loop while the fleet connects
 STATUS_TIMEOUT_S = 30.0  # fleet status --timeout
@@ -531,12 +531,6 @@ def raise_open_files(need: int) -> int:
     return hard if hard != resource.RLIM_INFINITY else soft
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def proc_cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
@@ -549,51 +543,20 @@ def proc_rss_mb(pid: int) -> float:
     return 0.0
 
 
-class Broker:
-    """A mosquitto of the bench's own on 127.0.0.1 (the tests' approach, sized for a fleet)."""
+class Broker(Mosquitto):
+    """The tests' own mosquitto (tests/conftest.py), sized for a fleet: the settings
+    below come after the tests' and override them."""
+
+    SETTINGS = (
+        "persistence true\n"
+        "autosave_interval 10\nautosave_on_changes false\n"
+        "max_queued_messages 1000000\nmax_queued_bytes 0\n"
+        "persistent_client_expiration 14d\n"
+        "sys_interval 1\n"
+    )
 
     def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        workdir.mkdir(parents=True)
-        self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            f"user {getpass.getuser()}\n"
-            f"persistence true\npersistence_location {workdir}/\n"
-            "autosave_interval 10\nautosave_on_changes false\n"
-            "max_queued_messages 1000000\nmax_queued_bytes 0\n"
-            "max_inflight_messages 100\npersistent_client_expiration 14d\n"
-            "sys_interval 1\n"
-            "log_dest stderr\n"
-            "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
-        )
-        self.log: deque[str] = deque(maxlen=50)
-        self.proc: subprocess.Popen[str] | None = None
-
-    def start(self) -> Broker:
-        binary = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
-        if binary is None:
-            raise SystemExit("mosquitto is not installed (tools/setup installs it)")
-        proc = subprocess.Popen(
-            [binary, "-c", str(self.conf)], stderr=subprocess.PIPE, text=True
-        )  # inherits the raised open-file limit
-        ready = threading.Event()
-
-        def pump() -> None:
-            assert proc.stderr is not None
-            for line in proc.stderr:
-                self.log.append(line.rstrip())
-                if " running" in line:
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        if not ready.wait(10) or proc.poll() is not None:
-            proc.kill()
-            raise SystemExit("mosquitto did not start:\n" + "\n".join(self.log))
-        self.proc = proc
-        return self
+        super().__init__(workdir, extra=self.SETTINGS)  # it inherits the raised file limit
 
     @property
     def pid(self) -> int:
@@ -606,10 +569,8 @@ class Broker:
                 return line.split()[3]
         return "?"
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(30)
+    def stop(self, timeout: float = 30.0) -> None:  # ten thousand sessions to save
+        super().stop(timeout)
 
 
 class Monitor:

@@ -152,7 +152,8 @@ def mosquitto_binary() -> str:
 
 
 class Mosquitto:
-    """A mosquitto broker of the test's own, on 127.0.0.1:``port``."""
+    """A mosquitto broker of the test's own, on 127.0.0.1:``port``; ``extra`` settings
+    come last and override those above."""
 
     def __init__(self, workdir: Path, port: int | None = None, extra: str = "") -> None:
         self.workdir = workdir
@@ -201,10 +202,10 @@ class Mosquitto:
         self.proc = proc
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
         if self.proc is not None:
             self.proc.terminate()
-            self.proc.wait(10)
+            self.proc.wait(timeout)
             self.proc = None
 
     def kill(self) -> None:
