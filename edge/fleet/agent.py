@@ -41,7 +41,6 @@ from edge.alerts import (
 )
 from edge.fleet.commands import Commands, Reply
 from edge.fleet.remote import RemoteConfig
-from edge.model import iso_utc
 from edge.mqtt import topics
 
 log = logging.getLogger(__name__)
@@ -143,8 +142,6 @@ class FleetAgent(threading.Thread):
         self.cfg = remote.effective.fleet
         self.transport: Transport | None = None
         self._queue: queue.Queue[Inbound | Alert | str | _Birth | _Stop] = queue.Queue()
-        self.births = 0
-        self.replies = 0
         self._restart_pending = False
         alerts.add_listener(self._alert_changed)
 
@@ -220,7 +217,6 @@ class FleetAgent(threading.Thread):
             self.transport.publish(topic, payload, qos, retain, correlation)
 
     def publish_birth(self) -> None:
-        self.births += 1
         dev = self.device_id
         self._publish(topics.meta(dev), _json(dict(self.meta())), retain=True)
         self._publish(topics.config_reported(dev), _json(self.remote.reported()), retain=True)
@@ -298,7 +294,6 @@ class FleetAgent(threading.Thread):
                 topic = response
             else:
                 log.warning("fleet: response topic outside this device's namespace ignored")
-        self.replies += 1
         self._publish(topic, reply.payload(), correlation=msg.correlation)
 
     def _desired(self, msg: Inbound) -> None:
@@ -330,7 +325,3 @@ class FleetAgent(threading.Thread):
 
 def _json(doc: Mapping[str, Any]) -> bytes:
     return json.dumps(doc, separators=(",", ":"), default=str).encode()
-
-
-def stamp() -> str:
-    return iso_utc(datetime.now(UTC))

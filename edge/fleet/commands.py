@@ -120,7 +120,6 @@ class Commands:
         self.specs = dict(specs)
         self._replies: OrderedDict[str, Reply] = OrderedDict() if memory is None else memory
         self.journal = journal
-        self.handled = 0
 
     def handle(
         self, name: str, payload: bytes, *, retained: bool, fleet_wide: bool, now: datetime
@@ -157,7 +156,6 @@ class Commands:
         refusal = self._refusal(command, str(doc["expires"]), now)
         if refusal is not None:
             return refusal
-        self.handled += 1
         try:
             data = self.specs[name].handler(command)
         except CommandRejected as exc:

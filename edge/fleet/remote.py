@@ -391,10 +391,6 @@ class RemoteConfig:
                 log.error("fleet: session counter not saved: %s", exc)  # noqa: TRY400
             return session
 
-    @property
-    def session(self) -> int:
-        return int(self._state.get("session", 0))
-
     # -- commands that moved hardware (the command journal) --------------------------
 
     def seen(self, key: str) -> bool:
