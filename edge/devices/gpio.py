@@ -85,8 +85,6 @@ class Panel:
         self._position_timer: threading.Timer | None = None
         self._guard: threading.Timer | None = None  # closes a pulse after barrier_max_open_s
         self._commanded = False
-        self.loop: Any = None
-        self.position: Any = None
         try:
             self.barrier = self._add(
                 DigitalOutputDevice(
@@ -101,24 +99,8 @@ class Panel:
             self.buzzer = self._add(Buzzer(cfg.buzzer_pin, pin_factory=pin_factory))
             self.approve = self._add(self._button(cfg.approve_pin))
             self.deny = self._add(self._button(cfg.deny_pin))
-            if cfg.loop_pin >= 0:
-                self.loop = self._add(
-                    DigitalInputDevice(
-                        cfg.loop_pin,
-                        pull_up=True,
-                        bounce_time=cfg.bounce_s,
-                        pin_factory=pin_factory,
-                    )
-                )
-            if cfg.position_pin >= 0:
-                self.position = self._add(
-                    DigitalInputDevice(
-                        cfg.position_pin,
-                        pull_up=True,
-                        bounce_time=cfg.bounce_s,
-                        pin_factory=pin_factory,
-                    )
-                )
+            self.loop = self._contact(cfg.loop_pin)
+            self.position = self._contact(cfg.position_pin)
         except Exception as exc:
             self.close()
             raise HardwareError(f"cannot set up GPIO pins: {exc}") from exc
@@ -139,6 +121,16 @@ class Panel:
             bounce_time=self.cfg.bounce_s,
             hold_time=self.cfg.surge_hold_s,
             pin_factory=self.pin_factory,
+        )
+
+    def _contact(self, pin: int) -> Any:
+        """An optional input, a contact to ground (internal pull-up); None when not fitted."""
+        if pin < 0:
+            return None
+        return self._add(
+            DigitalInputDevice(
+                pin, pull_up=True, bounce_time=self.cfg.bounce_s, pin_factory=self.pin_factory
+            )
         )
 
     def _add(self, device: Any) -> Any:
