@@ -323,6 +323,16 @@ build_wheel() {
         tar -C "$SRC" --exclude=__pycache__ --exclude='*.pyc' -cf - pyproject.toml README.md edge |
             tar -C "$work/src" -xf -
     fi
+    # pyproject.toml names its licence as an SPDX string (PEP 639, setuptools >= 77);
+    # Debian 12's setuptools (66) only reads the older table form of the same text.
+    if ! "$venv/bin/python" -c 'import setuptools, sys
+sys.exit(int(setuptools.__version__.split(".")[0]) < 77)' 2>/dev/null; then
+        if ((DRY_RUN)); then
+            note "would write the licence as a table in the copy's pyproject.toml (setuptools < 77)"
+        else
+            sed -i 's/^license = "\(.*\)"$/license = { text = "\1" }/' "$work/src/pyproject.toml"
+        fi
+    fi
     run "$venv/bin/python" -m pip wheel --quiet --no-deps --no-build-isolation --no-index \
         --wheel-dir "$work/dist" "$work/src"
     BUILT_WHEEL=$work/dist/checkpoint_edge-$version-py3-none-any.whl

@@ -41,6 +41,12 @@ def simulation_config_path() -> Path:
     return Path(str(resources.files("edge") / "defaults" / "simulation.toml"))
 
 
+def local_ingest_config_path() -> Path:
+    """The embedded default of ``ingest``: a central ingest on this machine, for the
+    simulation; ``trace`` reads its database when given none."""
+    return Path(str(resources.files("edge") / "defaults" / "ingest.toml"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -134,11 +140,16 @@ def _add_verify(sub: Any) -> None:
 
 def _add_central(sub: Any) -> None:
     ingest = sub.add_parser("ingest", help="run a central ingest worker")
-    ingest.add_argument("-c", "--config", type=Path, required=True, help="ingest config file")
+    ingest.add_argument(
+        "-c", "--config", type=Path, help="ingest config file (default: local, for the simulation)"
+    )
     ingest.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
     trace = sub.add_parser("trace", help="query the central store for contact tracing")
-    trace.add_argument("--database", required=True, help="sqlite:///PATH or postgresql:// URL")
+    trace.add_argument(
+        "--database",
+        help="sqlite:///PATH or postgresql:// URL (default: the local ingest's database)",
+    )
     trace.add_argument("--device")
     trace.add_argument("--id-number")
     trace.add_argument("--declaration", help="declaration id")
@@ -247,7 +258,7 @@ def _ingest(args: argparse.Namespace) -> int:
     from edge.central.ingest import Ingest  # noqa: PLC0415
 
     try:
-        cfg = config_mod.load_as(args.config, config_mod.IngestFile)
+        cfg = config_mod.load_as(args.config or local_ingest_config_path(), config_mod.IngestFile)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -274,10 +285,18 @@ def _trace(args: argparse.Namespace) -> int:
         since=args.since,
         until=args.until,
     )
+    database = args.database
+    if database is None:
+        try:
+            local = config_mod.load_as(local_ingest_config_path(), config_mod.IngestFile)
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from exc
+        database = local.ingest.database
     try:
-        found = trace.find(args.database, query)
+        found = trace.find(database, query)
     except DatabaseError as exc:
-        raise UsageError(str(exc)) from exc
+        hint = "" if args.database else " (the local ingest, `checkpoint-edge ingest`, makes it)"
+        raise UsageError(f"{exc}{hint}") from exc
     trace.write(found, args.format)
     return 0
 

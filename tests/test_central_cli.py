@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -78,6 +79,24 @@ def test_trace_queries(tmp_path: Path) -> None:
     bad = cli("trace", "--database", "mysql://nope")
     assert bad.returncode == 2
     assert "unsupported database URL" in bad.stderr
+
+
+def test_trace_never_creates_a_database(tmp_path: Path) -> None:
+    """A mistyped path is an error, not a new empty database and "(0 passages)"."""
+    missing = tmp_path / "passages.db"
+    run = cli("trace", "--database", f"sqlite:///{missing}", "--id-number", "001190000001")
+    assert run.returncode == 2
+    assert "does not exist" in run.stderr
+    assert "passages)" not in run.stdout
+    assert list(tmp_path.iterdir()) == []  # nothing created
+
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.close()
+    before = other.read_bytes()
+    run = cli("trace", "--database", f"sqlite:///{other}")
+    assert run.returncode == 2
+    assert "not a passage database" in run.stderr
+    assert other.read_bytes() == before  # opened read-only: no schema added
 
 
 def test_outbox_status_and_export_while_the_kiosk_runs(

@@ -31,11 +31,17 @@ LONG_ADDRESS = (
 )
 
 
-def make_declaration(**changes: object) -> Declaration:
+def make_declaration(now: datetime = NOW, **changes: object) -> Declaration:
+    """A full declaration, valid at `now`: every date in it is derived from `now`.
+
+    Tests that verify against the wall clock (a running kiosk) pass
+    ``now=datetime.now(UTC)``; the others keep the fixed ``NOW`` they verify at.
+    """
+    today = now.date()
     decl = Declaration(
         issuer="VN-HN",
-        issued_at=NOW - timedelta(hours=2),
-        expires_at=NOW + timedelta(hours=70),
+        issued_at=now - timedelta(hours=2),
+        expires_at=now + timedelta(hours=70),
         declaration_id="ABCD-EFGH-JKLM",
         name=LONG_NAME,
         id_number="079190012345",
@@ -49,13 +55,13 @@ def make_declaration(**changes: object) -> Declaration:
         plate="51H-123.45",
         transport="car",
         purpose="Thăm gia đình ở quê",
-        travel_from=date(2026, 11, 26),
-        travel_to=date(2026, 11, 30),
+        travel_from=today,
+        travel_to=today + timedelta(days=4),
         symptoms=False,
         exposure=False,
         vaccine_doses=2,
         test_result="negative",
-        test_date=date(2026, 11, 25),
+        test_date=today - timedelta(days=1),
     )
     return replace(decl, **changes)  # type: ignore[arg-type]
 
@@ -212,10 +218,10 @@ def test_other_versions_and_prefixes() -> None:
         ({"id_number": "12345"}, "ID number"),
         ({"sex": "Q"}, "sex"),
         ({"origin": Place("7", "", "")}, "origin province"),
-        ({"travel_to": date(2026, 11, 1)}, "travel dates"),
+        ({"travel_to": NOW.date() - timedelta(days=25)}, "travel dates"),
         ({"test_date": None}, "test result and date"),
         ({"transport": "rocket"}, "transport"),
-        ({"birth_date": date(2030, 1, 1)}, "birth date"),
+        ({"birth_date": NOW.date() + timedelta(days=30)}, "birth date"),
     ],
 )
 def test_bad_fields_are_named(change: dict[str, object], message: str) -> None:
@@ -269,4 +275,4 @@ def test_dates_must_be_written_yyyy_mm_dd(issuer: tuple[object, bytes, TrustStor
 
 def test_a_test_dated_after_the_declaration_is_bad_fields() -> None:
     with pytest.raises(CredentialRejected, match="test date"):
-        declaration.validate(make_declaration(test_date=date(2026, 12, 1)))
+        declaration.validate(make_declaration(test_date=NOW.date() + timedelta(days=5)))

@@ -4,7 +4,9 @@ fails its own line, with the reason, and the exit code."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,9 @@ def kiosk_file(tmp_path: Path, port: int, **sections: dict[str, Any]) -> Path:
     frames = tmp_path / "frames"
     frames.mkdir(parents=True, exist_ok=True)
     write_frame(frames / "01.png", None)
-    shutil.copy(SAMPLE_TRUST, tmp_path / "trust.json")
+    trust = shutil.copy(SAMPLE_TRUST, tmp_path / "trust.json")
+    now = time.time()  # the doctor ages trust files by their mtime: on the test's clock
+    os.utime(trust, (now, now))
     data: dict[str, dict[str, Any]] = {
         "device": {"id": "lane-doc", "site": "test"},
         "camera": {"source": "images:frames"},

@@ -439,14 +439,9 @@ def test_auto_mode_approves_a_valid_declaration_and_denies_an_expired_one(
     made = credtools.keys_new("VN-HN", "ES256", tmp_path / "keys")
     key, kid = credtools.load_private_key(Path(made["private_key"]))
     now = datetime.now(UTC)
-    valid = replace(
-        make_declaration(), issued_at=now - timedelta(hours=1), expires_at=now + timedelta(hours=71)
-    )
-    expired = replace(
-        make_declaration(declaration_id="OLD0-0000-0001"),
-        issued_at=now - timedelta(hours=30),
-        expires_at=now - timedelta(hours=2),
-    )
+    valid = make_declaration(now=now)
+    expired = make_declaration(now - timedelta(hours=30), declaration_id="OLD0-0000-0001")
+    expired = replace(expired, expires_at=now - timedelta(hours=2))
     write_frame(frames_dir / "01-valid.png", declaration.issue(valid, key, kid).encode())
     write_frame(frames_dir / "02-expired.png", declaration.issue(expired, key, kid).encode())
     sub = subscriber_factory(broker.port, ["cp/v1/+/passage"])

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from edge import config as config_mod
 from edge import credtools, storage
 from edge.central.ingest import Ingest
 from edge.config import Config, IngestFile
-from edge.lane import FaultRaised
+from edge.lane import DecisionTimedOut, FaultRaised
 from edge.mqtt import topics
 from edge.scan import declaration
 from edge.store import snapshot
@@ -141,8 +141,7 @@ class Fleet:
         if approving:  # a valid declaration in view, again and again: the barrier opens
             made = credtools.keys_new("VN-HN", "ES256", home / "keys")
             key, kid = credtools.load_private_key(Path(made["private_key"]))
-            now = datetime.now(UTC)
-            decl = make_declaration(issued_at=now - timedelta(hours=1))
+            decl = make_declaration(now=datetime.now(UTC))
             write_frame(frames / "a.png", declaration.issue(decl, key, kid).encode())
             data["trust"] = {"files": [made["trust_list"]]}
         else:  # two codes nobody recognises: denied passages, no barrier
@@ -169,7 +168,14 @@ class Fleet:
         """Stop producing, and let every outbox empty into the ingest."""
         for kiosk in self.kiosks:
             kiosk.app.capture.stop()
+            kiosk.app.scanner.stop()
         for kiosk in self.kiosks:
+            kiosk.app.capture.join(10)
+            kiosk.app.scanner.join(10)
+            # The lane has handled the last code scanned (and stored its passage) once it
+            # answers an event posted after it (a stale timer: changes nothing). Only
+            # then is an empty backlog final.
+            kiosk.app.runner.call(DecisionTimedOut(token=-1), timeout=10)
             assert kiosk.app.publisher.wait_until(lambda p: p.backlog == 0, timeout), (
                 kiosk.cfg.device.id
             )

@@ -82,17 +82,17 @@ def fleet_config(
     return make_config(tmp_path, **base)
 
 
-def daemon_config(tmp_path: Path, port: int) -> Path:
+def daemon_config(tmp_path: Path, port: int, **fleet: Any) -> Path:
     """A config file for ``python -m edge run``: device lane-proc, officer mode."""
     (tmp_path / "frames").mkdir()
-    data = {
+    data: dict[str, dict[str, Any]] = {
         "device": {"id": "lane-proc", "site": "test"},
         "camera": {"source": "images:frames", "fps": 10},
         "gpio": {"pin_factory": "mock"},
         "lane": {"mode": "officer"},
         "mqtt": {"host": "127.0.0.1", "port": port, "ack": "broker"},
         "store": {"dir": "store"},
-        "fleet": {"clock_check": False},
+        "fleet": {"clock_check": False, **fleet},
     }
     config = tmp_path / "config.toml"
     config.write_text(toml_text(data))
@@ -186,18 +186,29 @@ def test_birth_publishes_status_meta_and_config_with_one_session_number(
 
 
 def test_the_will_says_offline_with_the_session_it_belongs_to(
-    tmp_path: Path, broker: Mosquitto, operator: Any
+    tmp_path: Path, broker: Mosquitto, operator: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = daemon_config(tmp_path, broker.port)
+    config = daemon_config(tmp_path, broker.port, telemetry_s=1)
     op = operator()
     daemon = Daemon(config)
     try:
         wait(op, lambda: online(op, "lane-proc", 1), "daemon online")
+        started = op.devices["lane-proc"].status["ts"]
+        wait(op, lambda: op.devices["lane-proc"].telemetry.get("ts", "") > started, "telemetry")
         daemon.proc.send_signal(signal.SIGKILL)
         daemon.proc.wait(10)
         # the broker sees the socket close and publishes the will
         wait(op, lambda: op.devices["lane-proc"].state == "offline", "the will")
         assert op.devices["lane-proc"].status["session"] == 1
+        last_telemetry = op.devices["lane-proc"].telemetry["ts"]
+
+        # an operator who comes later: LAST SEEN is the last telemetry (kept by the
+        # broker), not the start of the session the will belongs to
+        port = ["--host", "127.0.0.1", "--port", str(broker.port)]
+        assert cli.main(["fleet", *port, "status", "--json"]) == 0
+        (row,) = json.loads(capsys.readouterr().out)["devices"]
+        assert row["state"] == "offline"
+        assert row["last_seen"] == last_telemetry > started
         daemon = Daemon(config)
         wait(op, lambda: online(op, "lane-proc", 2), "online again, session 2")
     finally:

@@ -14,11 +14,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from edge import config as config_mod
+from edge.fleet import cli as fleet_cli
 from edge.fleet import signing
 from edge.fleet.commands import Command, CommandFailed, CommandRejected, Commands, Spec
+from edge.fleet.operator import FleetClient, Message
 from edge.fleet.remote import RemoteConfig
 from edge.logbuffer import RecentLogs, mask
+from edge.model import iso_utc
 from edge.mqtt import topics
+from edge.sections import MqttConfig
 
 from .conftest import make_config
 
@@ -523,3 +527,32 @@ def test_a_hardware_command_never_runs_twice_even_across_restarts(tmp_path: Path
         )
         assert reply is not None
         assert reply.status == "ok"
+
+
+def test_last_seen_is_when_the_device_last_spoke_not_when_its_session_began() -> None:
+    """fleet status's LAST SEEN: the latest of the session start, the last telemetry
+    (retained) and any live message of the device's own; never an operator's message,
+    a retained copy, or the will the broker sends for it."""
+    clock = [NOW]
+    client = FleetClient(MqttConfig(host="127.0.0.1", port=1), clock=lambda: clock[0])
+    dev = "lane-9"
+
+    def arrive(topic: str, doc: Any, retained: bool) -> None:
+        client._absorb(Message(topic, json.dumps(doc).encode(), retained))
+
+    session = iso_utc(NOW - timedelta(hours=5))
+    telemetry = iso_utc(NOW - timedelta(minutes=3))
+    arrive(topics.status(dev), {"state": "online", "session": 4, "ts": session}, True)
+    arrive(topics.telemetry(dev), {"ts": telemetry}, True)
+    assert client.devices[dev].heard is None  # retained: said earlier, not now
+    assert fleet_cli._row(client.devices[dev])["last_seen"] == telemetry
+
+    clock[0] = NOW + timedelta(seconds=30)
+    arrive(topics.config_desired(dev), {"version": 2, "config": {}}, False)  # an operator's
+    arrive(topics.status(dev), {"state": "offline", "session": 4, "ts": session}, False)  # will
+    assert client.devices[dev].heard is None
+    assert fleet_cli._row(client.devices[dev])["last_seen"] == telemetry
+
+    arrive(topics.reply(dev, "get-status"), {"id": "x", "status": "ok", "data": {}}, False)
+    assert client.devices[dev].heard == iso_utc(NOW + timedelta(seconds=30))
+    assert fleet_cli._row(client.devices[dev])["last_seen"] == iso_utc(NOW + timedelta(seconds=30))

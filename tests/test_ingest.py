@@ -274,3 +274,16 @@ def test_postgresql_store(
         assert db.store(found) == 0  # idempotent
     finally:
         db.close()
+    reader = open_db(url, readonly=True)  # as trace opens it
+    try:
+        assert [m["seq"] for m in reader.find(Query(device="lane-a"))] == [1, 2, 3]
+        with pytest.raises(DatabaseError, match="cannot store"):
+            reader.store(found)
+    finally:
+        reader.close()
+
+
+def test_postgresql_trace_refuses_a_database_without_passages() -> None:
+    url = postgres_url(f"ce_{uuid.uuid4().hex[:10]}")
+    with pytest.raises(DatabaseError, match="not a passage database"):
+        open_db(url, readonly=True)

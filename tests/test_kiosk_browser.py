@@ -26,6 +26,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -172,6 +174,17 @@ def text_of(driver: webdriver.Chrome, element_id: str) -> str:
     return str(js(driver, "return document.getElementById(arguments[0]).textContent", element_id))
 
 
+def shown_reasons(driver: webdriver.Chrome) -> list[str]:
+    """The reasons listed on the traveller's page, read in one go (the script may
+    replace the list's items at any moment)."""
+    return list(
+        js(
+            driver,
+            "return [...document.querySelectorAll('#reasons li')].map((li) => li.innerText.trim())",
+        )
+    )
+
+
 def screen_of(driver: webdriver.Chrome) -> tuple[str, str]:
     """(data-screen, title text) of the traveller's page."""
     found = js(
@@ -183,6 +196,19 @@ def screen_of(driver: webdriver.Chrome) -> tuple[str, str]:
 
 def showing(screen: str, text: str) -> Callable[[webdriver.Chrome], bool]:
     return lambda d: screen_of(d) == (screen, text)
+
+
+def open_page(driver: webdriver.Chrome, url: str) -> None:
+    """Load a page and wait until its script runs it (the elements are then the
+    script's, not the server's first render, which test_first_html_shows_the_state
+    looks at without script)."""
+    driver.get(url)
+    wait_for(driver, scripted)
+
+
+def scripted(driver: webdriver.Chrome) -> bool:
+    """The page's script has taken over from the server's first render."""
+    return bool(js(driver, "return document.documentElement.dataset.script === 'ready'"))
 
 
 def visible(element_id: str) -> Callable[[webdriver.Chrome], WebElement | bool]:
@@ -261,12 +287,7 @@ def signed(tmp_path: Path, **changes: Any) -> tuple[str, str]:
     """(trust list file, a signed declaration's QR payload) from a fresh demo issuer."""
     made = credtools.keys_new("VN-HN", "ES256", tmp_path / "keys")
     key, kid = credtools.load_private_key(Path(made["private_key"]))
-    now = datetime.now(UTC)
-    decl = replace(
-        make_declaration(),
-        issued_at=now - timedelta(hours=1),
-        expires_at=now + timedelta(hours=71),
-    )
+    decl = make_declaration(now=datetime.now(UTC))
     return str(made["trust_list"]), declaration.issue(replace(decl, **changes), key, kid)
 
 
@@ -331,7 +352,7 @@ def test_a_scanned_declaration_shows_approved_within_a_second(
             decided.append(time.time())
 
     kiosk.app.runner.add_listener(on_lane)
-    page.get(url + "/")
+    open_page(page, url + "/")
     wait_for(page, showing("ready", VI["screen.ready"]))
     no_raw_keys(page)
     shoot(page, shots, "traveller-ready", ("title", "hint", "languages"))
@@ -385,16 +406,16 @@ def test_the_officer_logs_in_and_a_touch_on_approve_opens_the_barrier(
     kiosk, url = start(kiosks, cfg)
     kiosk.wait_state(State.AWAITING_DECISION)
 
-    page.get(url + "/")
+    open_page(page, url + "/")
     wait_for(page, showing("awaiting_officer", VI["screen.awaiting_officer"]))
     assert page.find_element(By.ID, "person").text.startswith("N. V. M.")
-    reasons = [li.text for li in page.find_elements(By.CSS_SELECTOR, "#reasons li")]
+    reasons = shown_reasons(page)
     assert reasons == [VI["reason.id_card_only"]]
     assert page.find_element(By.ID, "needs").is_displayed()
     no_raw_keys(page)
     shoot(page, shots, "traveller-awaiting_officer", ("title", "reasons", "needs", "languages"))
 
-    page.get(url + "/officer")
+    open_page(page, url + "/officer")
     wait_for(page, visible("pad"))
     assert not page.find_element(By.ID, "approve").is_displayed()  # nothing before the PIN
     shoot(page, shots, "officer-login", ("pad", "login-submit"))
@@ -425,6 +446,56 @@ def test_the_officer_logs_in_and_a_touch_on_approve_opens_the_barrier(
     shoot(page, shots, "officer-approved", ("approve", "deny", "action-feedback"))
 
 
+def awaiting_officer_colours(png: bytes) -> tuple[float, float]:
+    """(share of the page in the awaiting-officer amber, share of dark text pixels)."""
+    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None, "no screenshot"
+    amber = np.array([0x07, 0xC1, 0xFF])  # BGR of --amber in kiosk.css
+    background = float(np.all(np.abs(image.astype(int) - amber) <= 8, axis=2).mean())
+    return background, float((image.sum(axis=2) < 200).mean())
+
+
+def test_a_screenshot_of_the_first_html_shows_the_state(
+    tmp_path: Path,
+    frames_dir: Path,
+    kiosks: Callable[[Config], Kiosk],
+    page: webdriver.Chrome,
+) -> None:
+    """``chromium --headless --screenshot`` as a person takes one, and a browser without
+    script: the page shows the lane's state at once (colour, title, reasons, person)."""
+    assert CHROMIUM is not None
+    write_frame(frames_dir / "01-id-card.png", ID_CARD.encode())
+    kiosk, url = start(kiosks, screen_config(tmp_path))
+    kiosk.wait_state(State.AWAITING_DECISION)
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [
+            CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--no-proxy-server", "--force-device-scale-factor=1", "--window-size=800,480",
+            f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", url + "/",
+        ],
+        capture_output=True, timeout=60, check=True,
+    )  # fmt: skip
+    background, ink = awaiting_officer_colours(shot.read_bytes())
+    assert background > 0.5, f"the awaiting-officer colour covers {background:.0%} of the page"
+    assert ink > 0.01, "no text on the page"
+
+    page.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
+    try:
+        page.get(url + "/")
+        assert screen_of(page) == ("awaiting_officer", VI["screen.awaiting_officer"])
+        assert text_of(page, "hint") == VI["screen.awaiting_officer.hint"]
+        reasons = shown_reasons(page)
+        assert reasons == [VI["reason.id_card_only"]]
+        assert page.find_element(By.ID, "person").text.startswith("N. V. M.")
+        background, ink = awaiting_officer_colours(page.get_screenshot_as_png())
+        assert background > 0.5
+        assert ink > 0.01
+    finally:
+        page.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": False})
+
+
 def test_a_wrong_pin_and_actions_without_a_session_are_refused(
     tmp_path: Path,
     frames_dir: Path,
@@ -435,7 +506,7 @@ def test_a_wrong_pin_and_actions_without_a_session_are_refused(
     write_frame(frames_dir / "01-id-card.png", ID_CARD.encode())
     kiosk, url = start(kiosks, screen_config(tmp_path))
     kiosk.wait_state(State.AWAITING_DECISION)
-    page.get(url + "/officer")
+    open_page(page, url + "/officer")
     wait_for(page, visible("pad"))
 
     # the page's own origin, but no session: refused, with or without a made-up token
@@ -481,7 +552,7 @@ def test_the_officer_view_says_why_no_login_is_possible(
     # a tablet on the network while [kiosk] allow_remote is off (as the server sees it:
     # only loopback is reachable from this test)
     monkeypatch.setattr(server_mod, "is_local", lambda _host: False)
-    page.get(url + "/officer")
+    open_page(page, url + "/officer")
     error = wait_for(page, visible("login-error"))
     assert error.text == VI["officer.error.remote"]
     assert not page.find_element(By.ID, "login-submit").is_enabled()
@@ -489,7 +560,7 @@ def test_the_officer_view_says_why_no_login_is_possible(
     other = tmp_path / "no-pin"
     (other / "frames").mkdir(parents=True)
     _, url = start(kiosks, screen_config(other, kiosk={"pin_file": ""}))
-    page.get(url + "/officer")
+    open_page(page, url + "/officer")
     error = wait_for(page, visible("login-error"))
     assert error.text == VI["officer.error.no_pin"]
     assert not page.find_element(By.ID, "login-submit").is_enabled()
@@ -499,7 +570,7 @@ def test_the_traveller_switches_to_english_and_back(
     tmp_path: Path, frames_dir: Path, kiosks: Callable[[Config], Kiosk], page: webdriver.Chrome
 ) -> None:
     _, url = start(kiosks, screen_config(tmp_path))
-    page.get(url + "/")
+    open_page(page, url + "/")
     wait_for(page, showing("ready", VI["screen.ready"]))
     buttons = {
         b.get_attribute("data-lang"): b for b in page.find_elements(By.CSS_SELECTOR, ".lang")
@@ -536,9 +607,9 @@ def test_screens_for_review_denied_closed_surge_failsafe_and_offline(
     write_frame(frames_dir / "01-expired.png", payload)
     cfg = screen_config(tmp_path, lane={"mode": "auto"}, trust={"files": [trust]})
     kiosk, url = start(kiosks, cfg)
-    page.get(url + "/")
+    open_page(page, url + "/")
     wait_for(page, showing("denied", VI["screen.denied"]))
-    reasons = [li.text for li in page.find_elements(By.CSS_SELECTOR, "#reasons li")]
+    reasons = shown_reasons(page)
     assert reasons == [VI["reason.expired"]]
     shoot(page, shots, "traveller-denied", ("title", "reasons", "person", "languages"))
 
@@ -552,9 +623,7 @@ def test_screens_for_review_denied_closed_surge_failsafe_and_offline(
         wait_for(page, showing(screen, VI[f"screen.{screen}"]))
         no_raw_keys(page)
         shoot(page, shots, f"traveller-{name}", ("title", "hint", "languages"))
-    assert [li.text for li in page.find_elements(By.CSS_SELECTOR, "#reasons li")] == [
-        VI["reason.fault_camera"]
-    ]
+    assert shown_reasons(page) == [VI["reason.fault_camera"]]
 
     kiosk.stop()  # the daemon goes away: no old decision may stay on screen
     wait_for(page, showing("offline", VI["screen.offline"]))

@@ -12,14 +12,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt import publish
 
 from edge.config import Config
+from edge.kiosk import render
 from edge.kiosk import server as server_mod
 from edge.lane import OfficerApproved, RecordPassage, State
+from edge.mqtt import topics
 
 from . import test_e2e
-from .conftest import make_config, write_frame
+from .conftest import Mosquitto, make_config, write_frame
 from .test_e2e import ID_CARD, Kiosk
 
 kiosks = test_e2e.kiosks  # the fixture
@@ -271,6 +275,34 @@ def test_the_officer_screen_hears_of_alerts_and_connectivity_without_a_lane_even
     officer.close()
 
 
+def test_the_central_ingest_is_unknown_until_its_retained_status_is_seen(
+    tmp_path: Path, broker: Mosquitto, kiosks: Callable[[Config], Kiosk]
+) -> None:
+    """As in the simulation: no ingest has ever run, so "Central" is neither online
+    nor offline; then what its retained status says, whatever the ack mode."""
+    cfg = screen_config(tmp_path, mqtt={"port": broker.port, "ack": "broker"})
+    kiosk = kiosks(cfg).start()
+    assert kiosk.app.kiosk is not None
+    url = kiosk.app.kiosk.address
+    browser = Client(url)
+    browser.login()
+    officer = Events(url, "officer", browser.cookie)
+    publisher = kiosk.app.publisher
+    assert publisher.wait_until(lambda p: p.link is not None and p.link.connected, 10)
+    assert kiosk.app.supervise()  # the main thread's second: the status is compared
+    _, state = officer.until(lambda s: s.get("officer", {}).get("connected") is True)
+    assert state["officer"]["central_online"] is None
+    for doc, expected in (({"state": "online"}, True), ({"state": "offline"}, False)):
+        publish.single(
+            topics.central_status(), json.dumps(doc), qos=1, retain=True,
+            hostname="127.0.0.1", port=broker.port, protocol=mqtt.MQTTv5,
+        )  # fmt: skip
+        assert publisher.wait_until(lambda p, e=expected: p.central_online is e, 10)
+        assert kiosk.app.supervise()
+        _, state = officer.until(lambda s, e=expected: s["officer"]["central_online"] is e)
+    officer.close()
+
+
 def test_a_rebound_host_name_is_refused(screen: Callable[..., tuple[Kiosk, str]]) -> None:
     _, url = screen()
     browser = Client(url)
@@ -300,3 +332,50 @@ def test_connections_beyond_the_cap_are_closed_not_served(
     finally:
         for sock in idle:
             sock.close()
+
+
+def test_the_first_html_carries_the_state_escaped() -> None:
+    """The traveller's page as served: the state of the moment in the markup and as
+    JSON for the script; what a code brought (initials) can never become markup."""
+    catalogues = server_mod.catalogues(None)
+    hostile = "</script><img src=x onerror=alert(1)>"
+    state = {
+        "version": 3,
+        "screen": "denied",
+        "reasons": ["expired", "denied", "fault_sprocket"],
+        "needs": [],
+        "traveller": {"initials": hostile, "id_last": "•••123"},
+    }
+    page = render.traveller_page(render.traveller_template(), state, catalogues, "vi")
+    vi = catalogues["vi"]["messages"]
+    assert 'data-screen="denied"' in page
+    assert f'<h1 id="title">{vi["screen.denied"]}</h1>' in page
+    # the screen's own code is not repeated; an unknown fault reads as a fault
+    assert f"<li>{vi['reason.expired']}</li><li>{vi['reason.fault']}</li>" in page
+    assert "<img" not in page
+    assert page.count("</script>") == 2  # the page's own two script elements only
+    embedded = page.split('id="initial-state">', 1)[1].split("</script>", 1)[0]
+    assert json.loads(embedded) == state
+    assert '<html lang="vi"' in page
+    english = render.traveller_page(render.traveller_template(), state, catalogues, "xx")
+    assert '<html lang="en"' in english  # an unknown default language: English
+
+
+def test_the_page_is_served_filled_in_and_its_template_never_raw(
+    screen: Callable[..., tuple[Kiosk, str]],
+) -> None:
+    kiosk, url = screen(code=True)
+    kiosk.wait_state(State.AWAITING_DECISION)
+    conn = http.client.HTTPConnection(*urlsplit(url).netloc.split(":"), timeout=10)
+    conn.request("GET", "/")
+    resp = conn.getresponse()
+    page = resp.read().decode()
+    assert resp.status == 200
+    assert resp.getheader("Content-Type") == "text/html; charset=utf-8"
+    assert 'data-screen="awaiting_officer"' in page
+    assert "${" not in page
+    conn.request("GET", "/static/traveller.html")
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 404
+    conn.close()

@@ -28,13 +28,16 @@ from edge.trust import kid_of_public_key, trust_list
 OUT = Path(__file__).resolve().parent.parent / "edge" / "samples"
 SIZE = (720, 1280)
 ISSUER = "VN-DEMO"
+# The demo keeps working until then (tests/test_samples.py checks it at this
+# instant and just after); a real declaration lives for hours, not decades.
+VALID_UNTIL = datetime(2099, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 TRAVELLER = Declaration(
     issuer=ISSUER,
     issued_at=datetime(2026, 11, 1, tzinfo=UTC),
     # Long-lived on purpose, so that the simulation keeps working; the
     # simulation config accepts old declarations for the same reason.
-    expires_at=datetime(2036, 11, 1, tzinfo=UTC),
+    expires_at=VALID_UNTIL,
     declaration_id="DEMO-0001-VALID",
     name="Trần Thị Mẫu",
     id_number="001190099999",
@@ -47,7 +50,7 @@ TRAVELLER = Declaration(
     transport="car",
     purpose="Thăm gia đình",
     travel_from=date(2026, 11, 1),
-    travel_to=date(2036, 11, 1),
+    travel_to=VALID_UNTIL.date(),
     symptoms=False,
     exposure=False,
     vaccine_doses=2,

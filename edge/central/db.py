@@ -141,17 +141,24 @@ class PassageDB(Protocol):
 
 
 class SqliteDB:
-    """SQLite in WAL mode; one connection, serialised by a lock."""
+    """SQLite in WAL mode; one connection, serialised by a lock.
 
-    def __init__(self, path: Path) -> None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.executescript(_SCHEMA_SQLITE)
-        except (sqlite3.Error, OSError) as exc:
-            raise DatabaseError(f"cannot open {path}: {exc}") from exc
+    ``readonly`` (the tracing queries): the file must exist and hold the
+    ingest's tables; nothing is created or changed.
+    """
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        if readonly:
+            self._conn = _open_sqlite_readonly(path)
+        else:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=FULL")
+                self._conn.executescript(_SCHEMA_SQLITE)
+            except (sqlite3.Error, OSError) as exc:
+                raise DatabaseError(f"cannot open {path}: {exc}") from exc
         self._lock = threading.Lock()
 
     def store(self, messages: Sequence[dict[str, Any]]) -> int:
@@ -191,10 +198,32 @@ class SqliteDB:
             self._conn.close()
 
 
-class PostgresDB:
-    """PostgreSQL through psycopg 3; one connection, serialised by a lock."""
+def _open_sqlite_readonly(path: Path) -> sqlite3.Connection:
+    """An existing ingest database, opened read-only (a missing file is an error, not
+    a new empty database)."""
+    if not path.is_file():
+        raise DatabaseError(f"database {path} does not exist")
+    try:
+        conn = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+        )
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"cannot open {path}: {exc}") from exc
+    if "passages" not in tables:
+        conn.close()
+        raise DatabaseError(f"{path} is not a passage database (no passages table)")
+    return conn
 
-    def __init__(self, url: str) -> None:
+
+class PostgresDB:
+    """PostgreSQL through psycopg 3; one connection, serialised by a lock.
+
+    ``readonly`` (the tracing queries): every transaction is read-only and the
+    schema is not created; a database without the ingest's tables is an error.
+    """
+
+    def __init__(self, url: str, *, readonly: bool = False) -> None:
         try:
             import psycopg  # noqa: PLC0415 - optional: only PostgreSQL deployments need it
         except ImportError as exc:
@@ -204,8 +233,16 @@ class PostgresDB:
         self._psycopg: Any = psycopg
         try:
             self._conn: Any = psycopg.connect(url, connect_timeout=10)
-            with self._conn.transaction():
-                self._conn.execute(_SCHEMA_POSTGRES)
+            if readonly:
+                self._conn.read_only = True
+                with self._conn.transaction():
+                    found = self._conn.execute("SELECT to_regclass('passages')").fetchone()
+                if found is None or found[0] is None:
+                    self._conn.close()
+                    raise DatabaseError("not a passage database (no passages table)")
+            else:
+                with self._conn.transaction():
+                    self._conn.execute(_SCHEMA_POSTGRES)
         except psycopg.Error as exc:
             raise DatabaseError(f"cannot open the PostgreSQL database: {exc}") from exc
         self._lock = threading.Lock()
@@ -279,12 +316,15 @@ def _where(query: Query, mark: str) -> tuple[str, list[Any]]:
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
-def open_db(url: str) -> PassageDB:
-    """The database a URL names: ``sqlite:///PATH`` or ``postgresql://...``."""
+def open_db(url: str, *, readonly: bool = False) -> PassageDB:
+    """The database a URL names: ``sqlite:///PATH`` or ``postgresql://...``.
+
+    ``readonly`` opens an existing database for queries: nothing is created.
+    """
     if url.startswith("sqlite:///"):
-        return SqliteDB(Path(url.removeprefix("sqlite:///")))
+        return SqliteDB(Path(url.removeprefix("sqlite:///")), readonly=readonly)
     if url.startswith(("postgresql://", "postgres://")):
-        return PostgresDB(url)
+        return PostgresDB(url, readonly=readonly)
     raise DatabaseError(f"unsupported database URL (sqlite:/// or postgresql://): {url[:40]}")
 
 

@@ -49,7 +49,7 @@ def flat(msg: dict[str, Any]) -> dict[str, str]:
 
 
 def find(url: str, query: Query) -> list[dict[str, Any]]:
-    db = open_db(url)
+    db = open_db(url, readonly=True)
     try:
         return db.find(query)
     finally:

@@ -234,9 +234,12 @@ class FleetAgent(threading.Thread):
             self.remote.set_published_alerts(self.alerts.names())
 
     def publish_telemetry(self) -> None:
+        """The live view, QoS 0, retained: the broker keeps the last one, so an operator
+        sees when each kiosk was last heard from even while it is away."""
         if self.transport is None or not self.transport.connected:
             return  # telemetry is a live view: not stored, not queued
-        self._publish(topics.telemetry(self.device_id), _json(dict(self.telemetry())), qos=0)
+        payload = _json(dict(self.telemetry()))
+        self._publish(topics.telemetry(self.device_id), payload, qos=0, retain=True)
 
     def check_health(self) -> None:
         cfg = self.cfg

@@ -190,7 +190,9 @@ def _row(view: DeviceView) -> dict[str, Any]:
     live, tele = _table_of(view.live), _table_of(view.telemetry)
     status, meta = _table_of(view.status), _table_of(view.meta)
     outbox = _table_of(live.get("outbox"))
-    seen = [t for t in (_text(status.get("ts")), _text(tele.get("ts"))) if t]
+    # when it was last heard from: its latest telemetry (retained, so known even while it
+    # is away), a live message this client received, or the start of its session
+    seen = [t for t in (_text(status.get("ts")), _text(tele.get("ts")), view.heard) if t]
     depth = _number(outbox.get("depth", tele.get("outbox_depth")))
     return {
         "device": view.id,

@@ -57,6 +57,7 @@ class DeviceView:
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
     telemetry: dict[str, Any] = field(default_factory=dict)
     live: dict[str, Any] = field(default_factory=dict)  # the last get-status reply's data
+    heard: str | None = None  # when this client last received a live message from it (UTC)
 
     @property
     def state(self) -> str:
@@ -70,6 +71,16 @@ class Message:
     retained: bool
 
 
+def _from_the_device(kind: str, name: str, payload: bytes) -> bool:
+    """A message the device itself sent: not an operator's (commands, desired config),
+    nor its will, which the broker sends when the device has gone quiet."""
+    if kind == "status":
+        return (_json(payload) or {}).get("state") != "offline"
+    if kind == "config":
+        return name == "reported"
+    return kind in ("meta", "telemetry", "alert", "res", "passage")
+
+
 def _json(payload: bytes) -> dict[str, Any] | None:
     try:
         doc = json.loads(payload)
@@ -81,8 +92,14 @@ def _json(payload: bytes) -> dict[str, Any] | None:
 class FleetClient:
     """An operator's connection to the broker."""
 
-    def __init__(self, cfg: MqttConfig, client_id: str | None = None) -> None:
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        client_id: str | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.cfg = cfg
+        self.clock = clock
         self.client_id = client_id or f"{cfg.username or 'operator'}-{uuid.uuid4().hex[:8]}"
         self.devices: dict[str, DeviceView] = {}
         self._lock = threading.Lock()
@@ -279,6 +296,8 @@ class FleetClient:
         with self._changed:
             self._changed.notify_all()
             view = self.devices.setdefault(parsed.device, DeviceView(parsed.device))
+            if not msg.retained and _from_the_device(parsed.kind, parsed.name, msg.payload):
+                view.heard = iso_utc(self.clock())  # it speaks now (a retained one: earlier)
             if parsed.kind == "alert":
                 doc = _json(msg.payload)
                 if doc is None:

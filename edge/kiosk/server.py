@@ -3,7 +3,7 @@
 Routes (all on ``[kiosk] listen``, loopback by default):
 
 ==========================  ===================================================
-``GET /``                   the traveller view
+``GET /``                   the traveller view, the state of the moment filled in
 ``GET /officer``            the officer view (same state, full details once
                             logged in)
 ``GET /static/<file>``      the pages' script and style
@@ -40,6 +40,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from edge.config import KioskConfig
+from edge.kiosk import render
 from edge.kiosk.auth import LoginRefused, Officers
 from edge.kiosk.screen import ScreenModel
 
@@ -59,6 +60,7 @@ STATIC_TYPES = {
     ".json": "application/json; charset=utf-8",
 }
 PACKAGE = resources.files("edge.kiosk")
+TEMPLATES = frozenset({"traveller.html"})  # served filled in (render.py), never raw
 
 
 def is_local(host: str) -> bool:
@@ -114,6 +116,7 @@ class KioskServer:
             pin = cfg.pin_file.read_text(encoding="utf-8").strip() or None
         self.officers = Officers(pin, cfg.session_s)
         self.catalogues = catalogues(cfg.catalogues)
+        self.template = render.traveller_template()
         host, _, port = cfg.listen.rpartition(":")
         self.httpd = _BoundedServer((host.strip("[]"), int(port)), _handler(self))
         self.httpd.daemon_threads = True
@@ -252,7 +255,13 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         path = url.path
         if path in ("/", "/index.html"):
-            self._static("traveller.html")
+            page = render.traveller_page(
+                self.kiosk.template,
+                self.kiosk.model.snapshot(officer=False),
+                self.kiosk.catalogues,
+                self.kiosk.cfg.language,
+            )
+            self._send(200, page.encode(), STATIC_TYPES[".html"])
         elif path == "/officer":
             self._static("officer.html")
         elif path.startswith("/static/"):
@@ -288,7 +297,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, "not found")
 
     def _static(self, name: str) -> None:
-        if "/" in name or name.startswith(".") or not name:
+        if "/" in name or name.startswith(".") or not name or name in TEMPLATES:
             self._error(404, "not found")
             return
         suffix = name[name.rfind(".") :] if "." in name else ""

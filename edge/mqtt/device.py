@@ -5,7 +5,8 @@ operators' messages in.
 as the will (an unclean end), ``stopped`` on a clean shutdown, each with the
 connection's session number. The device subscribes, inside every connect, to
 its acknowledgements and the central ingest's retained status (for the
-publisher), and to its commands, the fleet-wide commands, its desired config
+publisher and the officer's screen, which shows "unknown" until a status has
+been seen), and to its commands, the fleet-wide commands, its desired config
 and the fleet-wide signed pushes (for the fleet agent, which handles them on
 its own thread). Anything malformed from outside is logged (without content)
 and dropped.
@@ -90,9 +91,10 @@ class DeviceLink:
         self.session = 0
         self.ack_topic = topics.ack(device_id)
         self.central_topic = topics.central_status()
-        subscriptions = (
-            [(self.ack_topic, 1), (self.central_topic, 1)] if cfg.ack == "ingest" else []
-        )
+        # The central status in both ack modes: the officer's screen shows it.
+        subscriptions = [(self.central_topic, 1)]
+        if cfg.ack == "ingest":
+            subscriptions.append((self.ack_topic, 1))
         self._fleet_topics = [
             (topics.commands(device_id), 1),
             (topics.commands(topics.ALL), 1),

@@ -138,7 +138,8 @@ class Publisher(threading.Thread):
         self._flushing: Future[tuple[int, ...]] | None = None
         self._pid_seq: dict[str, int] = {}  # of passages published by this process
         self._flush_after = 0.0  # after a failed flush: not before this
-        self._central_online = ack_mode == "broker"
+        self._central_online = ack_mode == "broker"  # delivery: may the backlog go?
+        self._central_seen: bool | None = None  # display: None until a status is seen
         self._central_since = 0.0
         self._order: list[int] = []  # unacknowledged seqs, ascending (acknowledged ones linger)
         self._cursor = 0  # where the backlog walk goes on
@@ -200,8 +201,11 @@ class Publisher(threading.Thread):
         return len(self._unacked)
 
     @property
-    def central_online(self) -> bool:
-        return self._central_online
+    def central_online(self) -> bool | None:
+        """The central ingest as its retained status last said: online (True),
+        offline (False), or unknown (None) while no status has been seen. In
+        ``broker`` ack mode it is shown, never waited for."""
+        return self._central_seen
 
     # -- publisher thread -----------------------------------------------
 
@@ -293,6 +297,7 @@ class Publisher(threading.Thread):
         return done
 
     def _central_changed(self, online: bool, now: float) -> None:
+        self._central_seen = online
         if self.ack_mode == "broker":
             return  # no ingest: the broker is the end of the line
         if online and not self._central_online:

@@ -118,9 +118,8 @@ class FuzzKit:
         self.key = ec.generate_private_key(ec.SECP256R1())
         public = self.key.public_key()
         self.kid = kid_of_public_key(public)
-        cert = certificate(
-            self.key, datetime(2020, 1, 1, tzinfo=UTC), datetime(2040, 1, 1, tzinfo=UTC)
-        )
+        # valid for years either side of NOW, the fuzzers' verification time
+        cert = certificate(self.key, NOW - timedelta(days=2000), NOW + timedelta(days=5000))
         self.cert_kid = kid_of_certificate(cert)
         self.trust = TrustStore(
             issuers={self.kid: (IssuerKey(self.kid, "", public),)},

@@ -218,7 +218,9 @@ export function liveState(view, onState, onLink) {
   };
 }
 
-/** Show the page once its texts are in (no flash of empty labels). */
+/** Show the page once its texts are in (no flash of empty labels), and say that its
+ * script now runs it (data-script="ready": the server's first render is replaced). */
 export function ready() {
   document.body.classList.remove("loading");
+  document.documentElement.dataset.script = "ready";
 }

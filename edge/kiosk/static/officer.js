@@ -167,12 +167,12 @@ function renderLogin() {
   els.loginError.hidden = !error;
 }
 
+// good: true (green), false (red), undefined (neutral: nothing known to judge)
 function chip(id, text, good) {
   $(`${id}-value`).textContent = text;
   const node = $(id);
-  if (good === undefined) return;
-  node.classList.toggle("good", good);
-  node.classList.toggle("bad", !good);
+  node.classList.toggle("good", good === true);
+  node.classList.toggle("bad", good === false);
 }
 
 function renderStatus(officer) {
@@ -180,7 +180,10 @@ function renderStatus(officer) {
   chip("lane", translated("state", officer.state));
   $("lane").dataset.state = officer.state;
   chip("broker", kiosk.t(officer.connected ? "status.connected" : "status.disconnected"), !!officer.connected);
-  chip("ingest", kiosk.t(officer.central_online ? "status.online" : "status.offline"), !!officer.central_online);
+  // null: no retained status of the central ingest seen yet (none may be running)
+  const central = officer.central_online;
+  const known = typeof central === "boolean";
+  chip("ingest", kiosk.t(known ? (central ? "status.online" : "status.offline") : "status.unknown"), known ? central : undefined);
   const depth = Number(officer.outbox_depth) || 0;
   chip("outbox", String(depth));
   $("outbox").classList.toggle("warn", depth > 0);

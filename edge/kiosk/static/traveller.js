@@ -28,6 +28,18 @@ let state = null; // the last state received
 let online = false;
 let resetTimer = null;
 
+// The state the server rendered this page with: shown until the live stream speaks
+// (the page has just come from the kiosk, so it is up).
+try {
+  const initial = JSON.parse(document.getElementById("initial-state").textContent);
+  if (initial && typeof initial === "object") {
+    state = initial;
+    online = true;
+  }
+} catch {
+  // no initial state: "offline" until the stream connects
+}
+
 function reasonText(code) {
   const key = `reason.${code}`;
   if (!kiosk.has(key) && code.startsWith("fault_")) return kiosk.t("reason.fault");
@@ -35,6 +47,8 @@ function reasonText(code) {
 }
 
 function fillList(list, items) {
+  const now = [...list.children].map((li) => li.textContent);
+  if (now.length === items.length && now.every((text, i) => text === items[i])) return;
   list.replaceChildren(
     ...items.map((text) => {
       const li = document.createElement("li");
