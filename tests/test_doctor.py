@@ -36,6 +36,7 @@ def kiosk_file(tmp_path: Path, port: int, **sections: dict[str, Any]) -> Path:
         "store": {"dir": "store"},
         "trust": {"files": ["trust.json"]},
         "fleet": {"clock_check": False, "disk_low_mb": 1},
+        "kiosk": {"listen": ""},
     }
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)

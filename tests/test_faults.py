@@ -137,6 +137,7 @@ class Fleet:
             },
             "store": {"dir": str(home / "store"), "segment_size": 20},
             "policy": {"replay_window_s": 0},
+            "kiosk": {"listen": ""},  # no screen: several kiosks, none on a fixed port
         }
         if approving:  # a valid declaration in view, again and again: the barrier opens
             made = credtools.keys_new("VN-HN", "ES256", home / "keys")

@@ -93,6 +93,7 @@ def daemon_config(tmp_path: Path, port: int, **fleet: Any) -> Path:
         "mqtt": {"host": "127.0.0.1", "port": port, "ack": "broker"},
         "store": {"dir": "store"},
         "fleet": {"clock_check": False, **fleet},
+        "kiosk": {"listen": ""},  # no screen on a fixed port
     }
     config = tmp_path / "config.toml"
     config.write_text(toml_text(data))

@@ -36,6 +36,7 @@ def write_config(tmp_path: Path, port: int, **overrides: dict[str, Any]) -> Path
             "ack": "broker",
         },
         "store": {"dir": "store"},
+        "kiosk": {"listen": ""},  # no screen on a fixed port (tests that want one say so)
     }
     for name, values in overrides.items():
         data.setdefault(name, {}).update(values)

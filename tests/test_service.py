@@ -194,6 +194,7 @@ def daemon_config(tmp_path: Path, port: int, **sections: dict[str, Any]) -> Path
         "mqtt": {"host": "127.0.0.1", "port": port, "ack": "broker"},
         "store": {"dir": "store"},
         "fleet": {"clock_check": False},
+        "kiosk": {"listen": ""},  # no screen on a fixed port (tests that want one say so)
     }
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
