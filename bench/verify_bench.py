@@ -20,8 +20,8 @@ from datetime import UTC, date, datetime, timedelta
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from edge.scan import declaration
-from edge.scan.claims import Declaration, Place
 from edge.scan.credentials import verify_payload
+from edge.scan.declaration import Declaration, Place
 from edge.scan.testkit import certificate, dcc_claims, sign_dcc
 from edge.trust import (
     DccSigner,

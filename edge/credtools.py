@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from edge.errors import CredentialRejected, EdgeError, TrustError
 from edge.model import plain
 from edge.scan import cose, declaration
-from edge.scan.claims import Declaration, Place
 from edge.scan.credentials import Verifier
+from edge.scan.declaration import Declaration, Place
 from edge.trust import TrustStore, kid_of_public_key, load_trust, trust_list
 
 

@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
-from edge.scan.claims import Claims, Dcc, Declaration, IdCard, Place
+from edge.scan import registry
+from edge.scan.format import Claims
 
 Decision = Literal["approved", "denied"]
 DecidedBy = Literal["officer", "policy", "operator"]
@@ -29,8 +30,8 @@ _LOG_KEY = secrets.token_bytes(16)
 class Credential:
     """What was read from one QR code, and what verifying it found.
 
-    ``kind`` is the recognised format (``declaration``, ``dcc``, ``id_card``,
-    or ``unrecognised``); ``valid`` says whether every check passed, and
+    ``kind`` is the recognised format (a kind of ``edge.scan.registry``, or
+    ``unrecognised``); ``valid`` says whether every check passed, and
     ``reasons`` why not; ``stages`` maps each check reached to its outcome.
     ``raw`` (the payload exactly as decoded) and ``claims`` (the parsed
     content) hold personal data and stay out of ``repr`` and logs.
@@ -78,22 +79,14 @@ class Credential:
         its issuer and identifier (declaration id, DCC certificate id), so that a
         re-encoded copy of the same signed code is still the same; None when it
         has none (ID cards, unrecognised, unverified codes)."""
-        if isinstance(self.claims, Declaration):
-            key = f"declaration/{self.claims.issuer}/{self.claims.declaration_id}"
-        elif isinstance(self.claims, Dcc):
-            key = f"dcc/{self.claims.certificate_id}"
-        else:
-            return None
-        return hashlib.sha256(key.encode()).hexdigest()
+        fmt = registry.get(self.kind)
+        return None if fmt is None or self.claims is None else fmt.reference(self.claims)
 
     @property
     def reference(self) -> str:
         """The credential's own identifier (declaration id, DCC certificate id), or ''."""
-        if isinstance(self.claims, Declaration):
-            return self.claims.declaration_id
-        if isinstance(self.claims, Dcc):
-            return self.claims.certificate_id
-        return ""
+        fmt = registry.get(self.kind)
+        return "" if fmt is None or self.claims is None else fmt.identifier(self.claims)
 
 
 @dataclass(frozen=True)
@@ -168,43 +161,18 @@ class Passage:
 
 
 def traveller(credentials: Sequence[Credential], fields: Sequence[str]) -> dict[str, Any]:
-    """The chosen traveller fields, from the declaration first, then the ID card, then the DCC.
-
-    Claims are present for every credential whose signature verified (even if
-    it then failed a later check, such as expiry), and for well-formed ID cards.
-    """
-    decl = next((c.claims for c in credentials if isinstance(c.claims, Declaration)), None)
-    card = next((c.claims for c in credentials if isinstance(c.claims, IdCard)), None)
-    dcc = next((c.claims for c in credentials if isinstance(c.claims, Dcc)), None)
+    """The chosen traveller fields from the codes shown: where several codes give a
+    field, the format of higher rank wins (a declaration over an ID card over a
+    DCC). Claims are present for every credential whose signature verified (even
+    if it then failed a later check, such as expiry), and for well-formed
+    unsigned codes."""
     values: dict[str, Any] = {}
-    if dcc is not None:
-        values.update(name=dcc.name, birth_date=dcc.birth_date, dcc_id=dcc.certificate_id)
-    if card is not None:
-        values.update(
-            id_number=card.id_number,
-            name=card.name,
-            birth_date=card.birth_date.isoformat(),
-            sex=card.sex,
-        )
-    if decl is not None:
-        values.update(
-            declaration_id=decl.declaration_id,
-            id_number=decl.id_number,
-            name=decl.name,
-            birth_date=decl.birth_date.isoformat(),
-            sex=decl.sex,
-            phone=decl.phone,
-            origin=_place(decl.origin),
-            destination=_place(decl.destination),
-            plate=decl.plate,
-            transport=decl.transport,
-            purpose=decl.purpose,
-        )
+    found = [(registry.get(c.kind), c.claims) for c in credentials if c.claims is not None]
+    for fmt, claims in sorted(
+        ((f, c) for f, c in found if f is not None), key=lambda pair: pair[0].rank
+    ):
+        values.update({k: v for k, v in fmt.traveller(claims).items() if v not in (None, "")})
     return {f: values[f] for f in fields if values.get(f) not in (None, "")}
-
-
-def _place(place: Place) -> dict[str, str]:
-    return {"province": place.province, "district": place.district, "text": place.text}
 
 
 def iso_utc(ts: datetime) -> str:

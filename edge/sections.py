@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from edge.scan import registry
+
 DEVICE_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 LaneMode = Literal["officer", "auto", "surge", "closed"]
@@ -429,20 +431,7 @@ class StoreConfig:
     )
 
 
-TRAVELLER_FIELDS = (
-    "declaration_id",
-    "id_number",
-    "name",
-    "birth_date",
-    "sex",
-    "phone",
-    "origin",
-    "destination",
-    "plate",
-    "transport",
-    "purpose",
-    "dcc_id",
-)
+TRAVELLER_FIELDS = registry.TRAVELLER_FIELDS  # every field some format fills
 
 
 def _subset(allowed: tuple[str, ...]) -> Parser:
@@ -482,10 +471,11 @@ class TrustConfig:
 @dataclass(frozen=True)
 class PolicyConfig:
     accept: tuple[str, ...] = field(
-        default=("declaration",),
+        default=("declaration", "personal_qr"),
         metadata=_doc(
-            "Formats that can approve a passage: declaration, dcc (an ID card never can).",
-            _subset(("declaration", "dcc")),
+            f"Formats that can approve a passage ({', '.join(registry.AUTHORISING)}); "
+            "codes that only identify (an ID card) never can.",
+            _subset(registry.AUTHORISING),
         ),
     )
     issuers: tuple[str, ...] = field(

@@ -13,6 +13,7 @@ import pytest
 from edge import config as config_mod
 from edge.cli import main, simulation_config_path
 from edge.errors import ConfigError
+from edge.scan import registry
 
 from .conftest import REPO, toml_text
 
@@ -213,3 +214,15 @@ def test_secrets_can_come_from_systemd_credentials(
     bad = {"device": {"id": "lane-1"}, "mqtt": {"password_file": "credential:../x"}}
     with pytest.raises(ConfigError, match="not a credential name"):
         config_mod.from_mapping(bad, base_dir=tmp_path)
+
+
+def test_the_allowed_formats_and_fields_are_documented() -> None:
+    """[policy] accept and [passage] fields take what the format table offers: the
+    docs name every one."""
+    doc = (REPO / "docs" / "configuration.md").read_text()
+    accept = next(line for line in doc.splitlines() if line.startswith("| `accept` |"))
+    fields = next(line for line in doc.splitlines() if line.startswith("| `fields` |"))
+    for kind in registry.AUTHORISING:
+        assert f"`{kind}`" in accept, kind
+    for name in registry.TRAVELLER_FIELDS:
+        assert f"`{name}`" in fields, name

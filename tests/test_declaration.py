@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from edge.credtools import render_qr
 from edge.errors import CredentialRejected
 from edge.scan import base45, cbor, cose, declaration
-from edge.scan.claims import Declaration, Place
 from edge.scan.credentials import Verifier, verify_payload
+from edge.scan.declaration import Declaration, Place
 from edge.scan.decoder import PyzbarDecoder, ZxingDecoder
 from edge.scan.envelope import StageLog, deflate
 from edge.trust import IssuerKey, TrustStore, kid_of_public_key

@@ -39,14 +39,11 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 from edge import credtools
-from edge import lane as lane_mod
-from edge.alerts import FAULT_ALERTS
 from edge.config import Config
 from edge.kiosk import server as server_mod
 from edge.kiosk.server import PACKAGE
 from edge.lane import Action, Event, FaultRaised, SetMode, Show, State
 from edge.scan import declaration
-from edge.scan import reasons as scan_reasons
 
 from . import test_e2e
 from .conftest import REPO, make_config, write_frame
@@ -305,27 +302,6 @@ def log_in(driver: webdriver.Chrome, pin: str) -> None:
 
 
 # -- the tests -------------------------------------------------------------------------
-
-
-def test_catalogues_have_every_screen_and_reason_in_both_languages() -> None:
-    assert set(VI) == set(EN)
-    codes = {
-        value
-        for name, value in vars(scan_reasons).items()
-        if name.isupper() and isinstance(value, str)
-    }
-    lane = lane_mod
-    codes |= {lane.NO_DECISION, lane.NO_CREDENTIAL, lane.SURGE, lane.CLOSED, lane.SHUTDOWN}
-    codes |= {lane.OPERATOR_OPEN, "internal_error", "not_verified"}  # lane.fail, BasicPolicy
-    codes |= {f"fault_{name}" for name in FAULT_ALERTS}  # the lane's faults
-    screens = {"ready", "reading", "awaiting_officer", "approved", "denied", "surge", "closed"}
-    wanted = {f"reason.{code}" for code in codes}
-    wanted |= {f"screen.{s}" for s in {*screens, "failsafe"}}
-    wanted |= {f"need.{n}" for n in ("id_card", "proof", "declaration")}
-    assert not wanted - set(VI), f"missing: {sorted(wanted - set(VI))}"
-    for key, text in VI.items():
-        assert text.strip(), key
-        assert set(re.findall(r"\{\w+\}", text)) == set(re.findall(r"\{\w+\}", EN[key])), key
 
 
 def test_a_scanned_declaration_shows_approved_within_a_second(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,11 +17,15 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt import publish
 
+from edge import lane as lane_mod
+from edge.alerts import FAULT_ALERTS
 from edge.config import Config
 from edge.kiosk import render
 from edge.kiosk import server as server_mod
 from edge.lane import OfficerApproved, RecordPassage, State
 from edge.mqtt import topics
+from edge.scan import reasons as scan_reasons
+from edge.scan import registry
 
 from . import test_e2e
 from .conftest import Mosquitto, make_config, write_frame
@@ -379,3 +384,34 @@ def test_the_page_is_served_filled_in_and_its_template_never_raw(
     resp.read()
     assert resp.status == 404
     conn.close()
+
+
+def test_catalogues_have_every_screen_reason_and_format_in_both_languages() -> None:
+    """Every text the screens can need, in Vietnamese and English: screens, reason
+    codes (the scanner's, the policy's, the lane's, the faults'), what a traveller
+    may be asked to show, and for every registered format its name, its fields and
+    its reasons."""
+    vi, en = (server_mod.catalogues(None)[lang]["messages"] for lang in ("vi", "en"))
+    assert set(vi) == set(en)
+    codes = {
+        value
+        for name, value in vars(scan_reasons).items()
+        if name.isupper() and isinstance(value, str)
+    }
+    codes |= {lane_mod.NO_DECISION, lane_mod.NO_CREDENTIAL, lane_mod.SURGE, lane_mod.CLOSED}
+    codes |= {lane_mod.SHUTDOWN, lane_mod.OPERATOR_OPEN, "internal_error", "not_verified"}
+    codes |= {f"fault_{name}" for name in FAULT_ALERTS}  # the lane's faults
+    screens = {"ready", "reading", "awaiting_officer", "approved", "denied", "surge", "closed"}
+    wanted = {f"reason.{code}" for code in codes}
+    wanted |= {f"screen.{s}" for s in {*screens, "failsafe"}}
+    wanted |= {f"need.{n}" for n in ("id_card", "proof", "declaration")}
+    wanted |= {f"kind.{kind}" for kind in registry.KINDS}
+    for fmt in registry.FORMATS:
+        wanted |= {f"field.{name}" for name in fmt.labels()}
+        wanted |= {f"reason.{code}" for code in fmt.reasons}
+        if fmt.alone:
+            wanted.add(f"reason.{fmt.alone}")
+    assert not wanted - set(vi), f"missing: {sorted(wanted - set(vi))}"
+    for key, text in vi.items():
+        assert text.strip(), key
+        assert set(re.findall(r"\{\w+\}", text)) == set(re.findall(r"\{\w+\}", en[key])), key

@@ -11,7 +11,9 @@ import pytest
 from edge.config import PolicyConfig
 from edge.model import Credential
 from edge.policy import BasicPolicy, RulePolicy
-from edge.scan.claims import Dcc, IdCard, Place
+from edge.scan.dcc import Dcc
+from edge.scan.declaration import Place
+from edge.scan.idcard import IdCard
 
 from .test_declaration import make_declaration
 

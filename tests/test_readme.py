@@ -25,7 +25,7 @@ from edge import cli
 from edge import config as config_mod
 from edge.central.db import open_db
 from edge.model import Credential, PassageDraft
-from edge.scan.claims import IdCard
+from edge.scan.idcard import IdCard
 from edge.store import Outbox
 
 from .conftest import REPO

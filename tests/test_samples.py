@@ -20,8 +20,8 @@ from edge import config as config_mod
 from edge.cli import simulation_config_path
 from edge.model import Credential
 from edge.policy import RulePolicy
-from edge.scan.claims import Declaration
 from edge.scan.credentials import Verifier
+from edge.scan.declaration import Declaration
 from edge.scan.decoder import ZxingDecoder
 from edge.trust import load_trust
 

@@ -22,7 +22,7 @@ import segno
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from edge.scan import declaration
-from edge.scan.claims import Declaration, Place
+from edge.scan.declaration import Declaration, Place
 from edge.trust import kid_of_public_key, trust_list
 
 OUT = Path(__file__).resolve().parent.parent / "edge" / "samples"

@@ -23,28 +23,36 @@ from datetime import datetime
 from typing import Any
 
 from edge.lane import Action, Event, RecordPassage, Show, State
-from edge.model import Credential, PassageDraft, Verdict, initials, iso_utc, mask_tail, plain
-from edge.scan.claims import Dcc, Declaration, IdCard
+from edge.model import (
+    Credential,
+    PassageDraft,
+    Verdict,
+    initials,
+    iso_utc,
+    mask_tail,
+    plain,
+    traveller,
+)
+from edge.scan import registry
 
 RECENT = 10
 
 
 def _person(credentials: Sequence[Credential]) -> tuple[str, str]:
-    """(name, ID number) of the traveller, from the codes shown."""
-    name = number = ""
-    for c in credentials:
-        claims = c.claims
-        if isinstance(claims, Declaration | IdCard):
-            name = name or claims.name
-            number = number or claims.id_number
-        elif isinstance(claims, Dcc):
-            name = name or claims.name
-    return name, number
+    """(name, ID number) of the traveller, from the codes shown (the best-ranked
+    format's, as in passages)."""
+    found = traveller(credentials, ("name", "id_number"))
+    return str(found.get("name", "")), str(found.get("id_number", ""))
 
 
 def _code(c: Credential) -> dict[str, Any]:
-    """One code as the officer sees it: kind, validity, reasons, every decoded field."""
+    """One code as the officer sees it: kind, validity, reasons, and the decoded fields
+    its format shows (``Format.labels``)."""
     fields = plain(c.claims, iso_utc) if c.claims is not None else {}
+    fmt = registry.get(c.kind)
+    if fmt is not None:
+        shown = fmt.labels()
+        fields = {k: v for k, v in fields.items() if k in shown}
     return {"kind": c.kind, "valid": c.valid, "reasons": list(c.reasons), "fields": fields}
 
 

@@ -1,13 +1,9 @@
 """From the raw bytes of a QR code to a verified :class:`~edge.model.Credential`.
 
-Format detection by prefix and shape:
-
-- ``HC1:`` an EU DCC (``HCn:``/``HLn:`` of another version: a DCC with
-  ``bad_prefix``);
-- ``MD1:`` our movement declaration (``MDn:`` of another version:
-  ``bad_prefix``);
-- 12 digits then ``|``: a Vietnamese chip ID card;
-- anything else: ``unrecognised``.
+Detection asks the format table (``registry.py``): each format knows its own
+shape (``MD1:`` and the ``MDn:`` family, ``HC1:`` and ``HCn:``/``HLn:``, a chip
+ID card's 12 digits and field count, ...); anything else is ``unrecognised``.
+Reading is the format's own: parse and verify, stage by stage.
 
 :meth:`Verifier.read` never raises: a payload that fails any check comes back
 as a credential with ``valid`` false and the reason. :func:`verify_payload`
@@ -17,28 +13,21 @@ is the same chain without that safety net, for the fuzz tests.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from edge.errors import CredentialRejected
 from edge.model import Credential
-from edge.scan import dcc, declaration, idcard
-from edge.scan.claims import Claims, Dcc, Declaration, IdCard
+from edge.scan import registry
 from edge.scan.envelope import MAX_TEXT, StageLog
-from edge.scan.reasons import BAD_PREFIX, TOO_LARGE, UNRECOGNISED
+from edge.scan.format import Claims, Reading
+from edge.scan.reasons import TOO_LARGE, UNRECOGNISED
 from edge.trust import TrustStore
 
 log = logging.getLogger(__name__)
 
-DECLARATION = "declaration"
-DCC = "dcc"
-ID_CARD = "id_card"
-KINDS = (DECLARATION, DCC, ID_CARD, UNRECOGNISED)
-
-_DCC_FAMILY = re.compile(r"H[CL][0-9]:")
-_DECLARATION_FAMILY = re.compile(r"MD[0-9]+:")
+KINDS = registry.KINDS
 
 
 @dataclass(frozen=True)
@@ -50,13 +39,8 @@ class Outcome:
 
 
 def detect(text: str) -> str:
-    if _DCC_FAMILY.match(text):
-        return DCC
-    if _DECLARATION_FAMILY.match(text):
-        return DECLARATION
-    if idcard.looks_like(text):
-        return ID_CARD
-    return UNRECOGNISED
+    found = registry.detect(text)
+    return UNRECOGNISED if found is None else found.kind
 
 
 def verify_payload(
@@ -70,27 +54,15 @@ def verify_payload(
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return Outcome(UNRECOGNISED, None, (UNRECOGNISED,), {})
-    kind = detect(text)
-    claims: Claims | None = None
+    fmt = registry.detect(text)
+    if fmt is None:
+        return Outcome(UNRECOGNISED, None, (UNRECOGNISED,), {})
     try:
-        if kind == DCC:
-            if not text.startswith(dcc.PREFIX):
-                stages.stages["prefix"] = False
-                raise CredentialRejected(BAD_PREFIX, "unsupported DCC context identifier")
-            claims = dcc.read(text, trust, now, stages, skew=skew)
-        elif kind == DECLARATION:
-            if not text.startswith(declaration.PREFIX):
-                stages.stages["prefix"] = False
-                raise CredentialRejected(BAD_PREFIX, "unsupported declaration version")
-            claims = declaration.read(text, trust, now, stages, skew=skew)
-        elif kind == ID_CARD:
-            claims = idcard.read(text, stages)
-        else:
-            return Outcome(UNRECOGNISED, None, (UNRECOGNISED,), {})
+        claims = fmt.read(text, Reading(trust, now, skew, stages))
     except CredentialRejected as exc:
-        parsed = exc.claims if isinstance(exc.claims, Declaration | Dcc | IdCard) else None
-        return Outcome(kind, parsed, (exc.reason,), stages.stages)
-    return Outcome(kind, claims, (), stages.stages)
+        parsed = exc.claims if isinstance(exc.claims, fmt.claims_type) else None
+        return Outcome(fmt.kind, parsed, (exc.reason,), stages.stages)
+    return Outcome(fmt.kind, claims, (), stages.stages)
 
 
 class Verifier:

@@ -4,32 +4,50 @@
 Stages, in order: prefix, base45, decompress, decode, verify, fields,
 validity, key_usage, revocation. Every signer certificate sharing the ``kid``
 is tried. A signer certificate whose extended key usage names DCC types may
-sign only those types (both OID spellings in use are recognised).
+sign only those types (both OID spellings in use are recognised). :data:`FORMAT`
+is its entry in the format table (``registry.py``).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
 from edge.errors import CredentialRejected, TrustError
 from edge.scan import cbor, cose
-from edge.scan.claims import Dcc
 from edge.scan.envelope import CWT_EXP, CWT_IAT, CWT_ISS, StageLog, open_cose, open_text, timestamp
+from edge.scan.format import Assessment, Claims, Format, Holder, Reading
 from edge.scan.reasons import (
+    BAD_COMPRESSION,
     BAD_COSE,
     BAD_FIELDS,
+    BAD_PREFIX,
     BAD_SIGNATURE,
+    DCC_HOLDER_MISMATCH,
+    DCC_ONLY,
     EXPIRED,
     NOT_YET_VALID,
+    RECOVERY_NOT_VALID,
     REVOKED,
+    TEST_POSITIVE,
+    TEST_TOO_OLD,
+    TOO_LARGE,
     UNKNOWN_KID,
+    VACCINATION_INCOMPLETE,
     WRONG_KEY_USAGE,
 )
 from edge.trust import DccSigner, TrustStore, extended_key_usage
 
+if TYPE_CHECKING:
+    from edge.model import Credential
+    from edge.sections import PolicyConfig
+
+KIND = "dcc"
 PREFIX = "HC1:"
 CWT_HCERT = -260
 TEST_NOT_DETECTED = "260415000"
@@ -41,12 +59,39 @@ _EKU = {
     "r": {"1.3.6.1.4.1.1847.2021.1.3", "1.3.6.1.4.1.0.1847.2021.1.3"},
 }
 _ALL_DCC_EKU = set().union(*_EKU.values())
+_FAMILY = re.compile(r"H[CL][0-9]:")
+
+
+@dataclass(frozen=True, repr=False)
+class Dcc(Claims):
+    """An EU Digital COVID Certificate (the payload of an ``HC1:`` code)."""
+
+    issuer: str  # CWT iss: ISO 3166-1 country
+    issued_at: datetime | None
+    expires_at: datetime | None
+    type: str  # "v" vaccination, "t" test, "r" recovery
+    certificate_id: str  # UVCI (``ci``)
+    name: str
+    birth_date: str  # as written: YYYY, YYYY-MM or YYYY-MM-DD
+    dose: int = 0  # v: dose number
+    doses: int = 0  # v: total doses in the series
+    vaccinated_on: str = ""  # v: date of the dose
+    test_negative: bool = False  # t: result "not detected"
+    sampled_at: datetime | None = None  # t: sample collection time
+    recovery_from: str = ""  # r: valid from
+    recovery_until: str = ""  # r: valid until
+
+    def __repr__(self) -> str:
+        return f"Dcc(issuer={self.issuer!r}, type={self.type!r})"
 
 
 def read(
     text: str, trust: TrustStore, now: datetime, log: StageLog, *, skew: timedelta = timedelta(0)
 ) -> Dcc:
     """Verify an ``HC1:`` payload; raise CredentialRejected at the first failing stage."""
+    if not text.startswith(PREFIX):
+        log.stages["prefix"] = False
+        raise CredentialRejected(BAD_PREFIX, "unsupported DCC context identifier")
     sign1, claims = open_text(text, PREFIX, log)
     return check(sign1, claims, trust, now, log, skew=skew)
 
@@ -215,3 +260,83 @@ def _datetime(value: Any) -> datetime | None:
     except (ValueError, OverflowError, OSError) as exc:
         raise CredentialRejected(BAD_FIELDS, "sample time is not a date-time") from exc
     raise CredentialRejected(BAD_FIELDS, "sample time is not a date-time")
+
+
+def shortfalls(dcc: Dcc, cfg: PolicyConfig, now: datetime) -> list[str]:
+    """Why a (valid) DCC does not prove vaccination, a recent negative test or recovery."""
+    if dcc.type == "v":
+        complete = dcc.dose >= cfg.proof_doses or (dcc.doses > 0 and dcc.dose >= dcc.doses)
+        return [] if complete else [VACCINATION_INCOMPLETE]
+    if dcc.type == "t":
+        if not dcc.test_negative:
+            return [TEST_POSITIVE]
+        sampled = dcc.sampled_at
+        max_age = timedelta(hours=cfg.proof_test_max_age_h)
+        skew = timedelta(seconds=cfg.clock_skew_s)
+        if sampled is None or not now - max_age <= sampled <= now + skew:
+            return [TEST_TOO_OLD]
+        return []
+    try:
+        valid_from = date.fromisoformat(dcc.recovery_from)
+        valid_until = date.fromisoformat(dcc.recovery_until)
+    except ValueError:
+        return [RECOVERY_NOT_VALID]
+    return [] if valid_from <= now.date() <= valid_until else [RECOVERY_NOT_VALID]
+
+
+class DccFormat(Format[Dcc]):
+    """``HC1:``: signed by a trusted DCC signer; proof of health for a declaration, and
+    a passage on its own only when ``[policy] accept`` names ``dcc``."""
+
+    kind = KIND
+    claims_type = Dcc
+    signed = True
+    authorises = True
+    rank = 10
+    reasons = (
+        BAD_PREFIX, TOO_LARGE, BAD_COMPRESSION, BAD_COSE, UNKNOWN_KID, BAD_SIGNATURE,
+        BAD_FIELDS, NOT_YET_VALID, EXPIRED, WRONG_KEY_USAGE, REVOKED, DCC_ONLY,
+        VACCINATION_INCOMPLETE, TEST_POSITIVE, TEST_TOO_OLD, RECOVERY_NOT_VALID,
+        DCC_HOLDER_MISMATCH,
+    )  # fmt: skip
+    fields = ("name", "birth_date", "dcc_id")
+    mismatch = DCC_HOLDER_MISMATCH
+    alone = DCC_ONLY
+
+    def detect(self, text: str) -> bool:
+        return bool(_FAMILY.match(text))  # HCn: and HLn: of other versions: refused
+
+    def read(self, text: str, reading: Reading) -> Dcc:
+        return read(text, reading.trust, reading.now, reading.stages, skew=reading.skew)
+
+    def reference(self, claims: Dcc) -> str | None:
+        return hashlib.sha256(f"dcc/{claims.certificate_id}".encode()).hexdigest()
+
+    def identifier(self, claims: Dcc) -> str:
+        return claims.certificate_id
+
+    def traveller(self, claims: Dcc) -> dict[str, Any]:
+        return {
+            "name": claims.name,
+            "birth_date": claims.birth_date,
+            "dcc_id": claims.certificate_id,
+        }
+
+    def holder(self, claims: Dcc) -> Holder:
+        return Holder(claims.name, claims.birth_date)
+
+    def proves_health(self, claims: Dcc, ctx: Assessment) -> bool:
+        return not shortfalls(claims, ctx.cfg, ctx.now)
+
+    def assess(self, credential: Credential, claims: Dcc, ctx: Assessment) -> None:
+        others = [c for c in ctx.shown if c is not credential and ctx.formats[c.kind].authorises]
+        if others:
+            return  # proof of health for the code that carries the passage
+        if ctx.accepts(KIND):
+            found = shortfalls(claims, ctx.cfg, ctx.now)
+            ctx.deny.extend(found)  # it must stand on its own
+            if not found:
+                ctx.authorise()
+
+
+FORMAT = DccFormat()

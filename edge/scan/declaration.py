@@ -1,21 +1,22 @@
 """Our signed movement and health declaration: ``MD1:`` base45(zlib(COSE_Sign1(CWT))).
 
 The format is specified in ``docs/formats.md``; this module is its reference
-implementation: :func:`issue` makes a payload, :func:`read` verifies one.
-Stages when reading: prefix, base45, decompress, decode, verify, fields,
-validity, revocation.
+implementation: :func:`issue` makes a payload, :func:`read` verifies one, and
+:data:`FORMAT` is its entry in the format table (``registry.py``). Stages when
+reading: prefix, base45, decompress, decode, verify, fields, validity,
+revocation.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-from dataclasses import replace
-from datetime import date, datetime, timedelta
-from typing import Any
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
 
 from edge.errors import CredentialRejected
 from edge.scan import base45, cbor, cose
-from edge.scan.claims import Declaration, Place
 from edge.scan.envelope import (
     CWT_CTI,
     CWT_EXP,
@@ -26,15 +27,31 @@ from edge.scan.envelope import (
     open_text,
     timestamp,
 )
+from edge.scan.format import Assessment, Claims, Format, Holder, Reading
 from edge.scan.reasons import (
+    BAD_COMPRESSION,
+    BAD_COSE,
     BAD_FIELDS,
+    BAD_PREFIX,
+    BAD_SIGNATURE,
+    DECLARATION_TOO_OLD,
     EXPIRED,
+    EXPOSURE,
+    FORMAT_NOT_ACCEPTED,
+    ISSUER_NOT_ACCEPTED,
     NOT_YET_VALID,
+    PROOF_REQUIRED,
     REVOKED,
+    SYMPTOMS,
+    TOO_LARGE,
     UNKNOWN_KID,
 )
 from edge.trust import IssuerKey, TrustStore
 
+if TYPE_CHECKING:
+    from edge.model import Credential
+
+KIND = "declaration"
 PREFIX = "MD1:"
 CLAIM_DECLARATION = -70001  # private CWT claim holding the declaration body
 
@@ -49,12 +66,59 @@ _PHONE = re.compile(r"\+?[0-9]{0,15}")
 _DECLARATION_ID = re.compile(r"[A-Za-z0-9-]{4,40}")
 _ISSUER = re.compile(r"[A-Za-z0-9.-]{1,40}")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_FAMILY = re.compile(r"MD[0-9]+:")
+
+
+@dataclass(frozen=True, repr=False)
+class Place:
+    province: str  # province code (2 digits, Vietnam's administrative codes)
+    district: str = ""  # district code (3 digits), optional
+    text: str = ""  # free text: commune, street, landmark
+
+    def __repr__(self) -> str:
+        return f"Place(province={self.province!r})"
+
+    def plain(self) -> dict[str, str]:
+        return {"province": self.province, "district": self.district, "text": self.text}
+
+
+@dataclass(frozen=True, repr=False)
+class Declaration(Claims):
+    """Our signed movement and health declaration (``docs/formats.md``)."""
+
+    issuer: str
+    issued_at: datetime
+    expires_at: datetime
+    declaration_id: str
+    name: str
+    id_number: str
+    birth_date: date
+    sex: str  # M, F or X
+    phone: str
+    origin: Place
+    destination: Place
+    plate: str
+    transport: str  # car, motorbike, truck, bus, bicycle, foot, other
+    purpose: str
+    travel_from: date
+    travel_to: date
+    symptoms: bool
+    exposure: bool
+    vaccine_doses: int
+    test_result: str  # "negative", "positive" or "" (none declared)
+    test_date: date | None
+
+    def __repr__(self) -> str:
+        return f"Declaration(issuer={self.issuer!r}, origin={self.origin!r})"
 
 
 def read(
     text: str, trust: TrustStore, now: datetime, log: StageLog, *, skew: timedelta = timedelta(0)
 ) -> Declaration:
     """Verify an ``MD1:`` payload; raise CredentialRejected at the first failing stage."""
+    if not text.startswith(PREFIX):
+        log.stages["prefix"] = False
+        raise CredentialRejected(BAD_PREFIX, "unsupported declaration version")
     sign1, claims = open_text(text, PREFIX, log)
     with log.stage("verify"):
         key = verify_signature(sign1, trust)
@@ -256,3 +320,86 @@ def _decode_id(cti: bytes) -> str:
         return cti.decode("ascii")
     except UnicodeDecodeError as exc:
         raise CredentialRejected(BAD_FIELDS, "cti must be ASCII") from exc
+
+
+class DeclarationFormat(Format[Declaration]):
+    """``MD1:``: signed by a trusted issuer; approves a passage on its own."""
+
+    kind = KIND
+    claims_type = Declaration
+    signed = True
+    authorises = True
+    rank = 30
+    reasons = (
+        BAD_PREFIX, TOO_LARGE, BAD_COMPRESSION, BAD_COSE, UNKNOWN_KID, BAD_SIGNATURE,
+        BAD_FIELDS, NOT_YET_VALID, EXPIRED, REVOKED, FORMAT_NOT_ACCEPTED,
+        ISSUER_NOT_ACCEPTED, DECLARATION_TOO_OLD, SYMPTOMS, EXPOSURE, PROOF_REQUIRED,
+    )  # fmt: skip
+    fields = (
+        "declaration_id", "id_number", "name", "birth_date", "sex", "phone",
+        "origin", "destination", "plate", "transport", "purpose",
+    )  # fmt: skip
+
+    def detect(self, text: str) -> bool:
+        return bool(_FAMILY.match(text))  # MD2: and later: this format, refused (bad_prefix)
+
+    def read(self, text: str, reading: Reading) -> Declaration:
+        return read(text, reading.trust, reading.now, reading.stages, skew=reading.skew)
+
+    def reference(self, claims: Declaration) -> str | None:
+        key = f"declaration/{claims.issuer}/{claims.declaration_id}"
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    def identifier(self, claims: Declaration) -> str:
+        return claims.declaration_id
+
+    def traveller(self, claims: Declaration) -> dict[str, Any]:
+        return {
+            "declaration_id": claims.declaration_id,
+            "id_number": claims.id_number,
+            "name": claims.name,
+            "birth_date": claims.birth_date.isoformat(),
+            "sex": claims.sex,
+            "phone": claims.phone,
+            "origin": claims.origin.plain(),
+            "destination": claims.destination.plain(),
+            "plate": claims.plate,
+            "transport": claims.transport,
+            "purpose": claims.purpose,
+        }
+
+    def holder(self, claims: Declaration) -> Holder:
+        return Holder(claims.name, claims.birth_date.isoformat(), (claims.id_number,))
+
+    def proves_health(self, claims: Declaration, ctx: Assessment) -> bool:
+        """Declared doses or a recent declared negative test, when the policy lets
+        declared health count (``accept_declared_health``)."""
+        cfg = ctx.cfg
+        if not cfg.accept_declared_health:
+            return False
+        if claims.vaccine_doses >= cfg.proof_doses:
+            return True
+        if claims.test_result == "negative" and claims.test_date is not None:
+            # counted from the start of the test's day: the earliest it can have been
+            taken = datetime.combine(claims.test_date, time(0), tzinfo=UTC)
+            return ctx.now - taken <= timedelta(hours=cfg.proof_test_max_age_h)
+        return False
+
+    def assess(self, credential: Credential, claims: Declaration, ctx: Assessment) -> None:
+        cfg = ctx.cfg
+        if not ctx.accepts(KIND):
+            ctx.deny.append(FORMAT_NOT_ACCEPTED)
+        if cfg.issuers and claims.issuer not in cfg.issuers:
+            ctx.deny.append(ISSUER_NOT_ACCEPTED)
+        if ctx.now - claims.issued_at > timedelta(hours=cfg.max_declaration_age_h):
+            ctx.deny.append(DECLARATION_TOO_OLD)
+        if cfg.deny_symptoms and claims.symptoms:
+            ctx.deny.append(SYMPTOMS)
+        if cfg.deny_exposure and claims.exposure:
+            ctx.deny.append(EXPOSURE)
+        if claims.origin.province in cfg.proof_zones and not ctx.health_proven():
+            ctx.refer_for(PROOF_REQUIRED, "proof")
+        ctx.authorise()
+
+
+FORMAT = DeclarationFormat()

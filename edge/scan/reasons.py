@@ -38,3 +38,5 @@ TEST_POSITIVE = "test_positive"
 TEST_TOO_OLD = "test_too_old"  # or sampled in the future
 RECOVERY_NOT_VALID = "recovery_not_valid"  # outside the recovery certificate's dates
 DCC_HOLDER_MISMATCH = "dcc_holder_mismatch"  # the DCC names someone else
+# an unsigned personal QR not confirmed by a matching ID card or the online lookup
+PERSONAL_QR_UNCONFIRMED = "personal_qr_unconfirmed"
