@@ -49,13 +49,17 @@ from edge.lane import (
     FaultCleared,
     FaultRaised,
     Lane,
+    LookupAnswered,
     OfficerApproved,
     OfficerDenied,
+    OpenVehicle,
     SetMode,
+    SetPlate,
     Shutdown,
     State,
     VehiclePassed,
 )
+from edge.lookup import LookupService
 from edge.model import Passage, PassageDraft
 from edge.mqtt.device import DeviceLink
 from edge.mqtt.publisher import Publisher
@@ -145,6 +149,7 @@ class App:
             open_s=cfg.lane.open_s,
             failsafe_retry_s=cfg.lane.failsafe_retry_s,
             replay_window_s=cfg.policy.replay_window_s,
+            group_s=cfg.lane.group_s,
         )
         if cfg.policy.replay_window_s:
             since = datetime.now(UTC) - timedelta(seconds=cfg.policy.replay_window_s)
@@ -168,11 +173,15 @@ class App:
             on_fault=lambda reason: self.runner.post(FaultRaised("camera", reason)),
             on_ok=lambda: self.runner.post(FaultCleared("camera")),
         )
+        # an unsigned code goes to the lane at once: with a cached answer, or pending
+        self.lookups = LookupService(
+            cfg.lookup, post=lambda sha256, found: self.runner.post(LookupAnswered(sha256, found))
+        )
         self.scanner = ScanThread(
             self.slot,
             self.decoder,
             cfg.scan.leave_s,
-            on_scan=lambda credential: self.runner.post(CredentialScanned(credential)),
+            on_scan=lambda c: self.runner.post(CredentialScanned(self.lookups.ask(c))),
             read=self.verifier.read,
         )
         self.publisher = Publisher(
@@ -208,6 +217,8 @@ class App:
                     self.screen,
                     on_approve=lambda: self.runner.post(OfficerApproved()),
                     on_deny=lambda: self.runner.post(OfficerDenied()),
+                    on_vehicle=self.vehicle,
+                    on_plate=self.plate,
                 )
             except OSError as exc:  # the lane works without its screen: buttons, LEDs
                 log.error(  # noqa: TRY400 - a reason, not a bug
@@ -244,6 +255,7 @@ class App:
         if self.kiosk is not None:
             self.kiosk.start()
         self.link.start()
+        self.lookups.start()
         self.scanner.start()
         self.capture.start()
 
@@ -363,6 +375,7 @@ class App:
         if self.agent.is_alive():
             self.agent.join(timeout=2.0)
         self.link.stop()
+        self.lookups.stop()
         if self.kiosk is not None:
             self.kiosk.stop()
         self.panel.close()
@@ -380,6 +393,15 @@ class App:
             pin.drive_high()
         else:
             self.runner.post(OfficerApproved() if button == "approve" else OfficerDenied())
+
+    def vehicle(self, kind: str, plate: str = "") -> None:
+        """The officer opens a vehicle group (from the screen, or ``v`` on the
+        simulation's keyboard); the lane refuses it unless it is ready."""
+        self.runner.post(OpenVehicle(kind, plate, "officer"))
+
+    def plate(self, plate: str) -> None:
+        """The officer types the plate of the vehicle being decided."""
+        self.runner.post(SetPlate(plate))
 
     def toggle_surge(self, by: str) -> None:
         """Surge mode on, or back to the configured mode (officer's local override)."""

@@ -155,6 +155,7 @@ def _add_central(sub: Any) -> None:
     trace.add_argument("--declaration", help="declaration id")
     trace.add_argument("--checkpoint", help="site, as in the devices' [device] site")
     trace.add_argument("--decision", choices=["approved", "denied"])
+    trace.add_argument("--plate", help="a vehicle's plate (vehicle groups), as 51H-123.45")
     trace.add_argument("--from", dest="since", type=_timestamp, help="ISO 8601 (inclusive)")
     trace.add_argument("--to", dest="until", type=_timestamp, help="ISO 8601 (inclusive)")
     trace.add_argument("--format", choices=["table", "csv", "json"], default="table")
@@ -275,6 +276,7 @@ def _ingest(args: argparse.Namespace) -> int:
 def _trace(args: argparse.Namespace) -> int:
     from edge.central import trace  # noqa: PLC0415
     from edge.central.db import DatabaseError, Query  # noqa: PLC0415
+    from edge.model import normal_plate  # noqa: PLC0415
 
     query = Query(
         device=args.device,
@@ -282,6 +284,7 @@ def _trace(args: argparse.Namespace) -> int:
         declaration_id=args.declaration,
         site=args.checkpoint,
         decision=args.decision,
+        plate=normal_plate(args.plate) or args.plate if args.plate else None,
         since=args.since,
         until=args.until,
     )
@@ -400,6 +403,8 @@ def _run(path: Path | None, level: str | None) -> int:
             current[0].press("deny")
         elif key == "s":
             current[0].toggle_surge(by="officer")
+        elif key == "v":
+            current[0].vehicle("car")
         elif key == "q":
             stop.set()
 
@@ -407,7 +412,7 @@ def _run(path: Path | None, level: str | None) -> int:
     if KeyboardThread.available():
         keys = KeyboardThread(on_key)
         keys.start()
-        log.info("edge: keys: a = approve, d = deny, s = surge on/off, q = quit")
+        log.info("edge: keys: a = approve, d = deny, v = vehicle group, s = surge, q = quit")
     try:
         return _serve(remote, stop, level, current)
     finally:

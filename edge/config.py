@@ -29,6 +29,7 @@ from edge.sections import (
     KioskConfig,
     LaneConfig,
     LogConfig,
+    LookupConfig,
     MqttConfig,
     Parser,
     PassageConfig,
@@ -84,6 +85,7 @@ class Config:
     passage: PassageConfig = field(default_factory=PassageConfig)
     fleet: FleetConfig = field(default_factory=FleetConfig)
     kiosk: KioskConfig = field(default_factory=KioskConfig)
+    lookup: LookupConfig = field(default_factory=LookupConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -262,6 +264,13 @@ def _cross_checks(built: dict[str, Any]) -> list[str]:
         problems.append("mqtt.tls: must be true when ca_file or cert_file is set")
     if mqtt.reconnect_min_s > mqtt.reconnect_max_s:
         problems.append("mqtt.reconnect_min_s: must not exceed mqtt.reconnect_max_s")
+    lookup: LookupConfig | None = built.get("lookup")
+    if lookup is not None and (lookup.cert_file is None) != (lookup.key_file is None):
+        problems.append("lookup.cert_file: cert_file and key_file must be given together")
+    if lookup is not None and not lookup.url.startswith("https://"):
+        for name in ("ca_file", "cert_file"):
+            if getattr(lookup, name) is not None:
+                problems.append(f"lookup.{name}: needs an https:// lookup.url")
     return problems
 
 

@@ -12,17 +12,30 @@ States::
       |                    | deny / timeout
       |                    v
       +-- auto mode -----> READY (denied) or OPEN (approved)
+    READY --vehicle--> GROUP --window ends--> AWAITING_DECISION (or decided in auto)
+                         | officer approves / denies: decided at once
     SURGE: barrier held open; every scan is verified and recorded at once
     closed mode: READY with the barrier shut; every scan is recorded as denied
     an operator's open-barrier command: READY --> OPEN (recorded, by operator)
     any --fault--> FAILSAFE --all faults cleared--> READY (or SURGE)
 
 A traveller may show several codes (declaration, vaccination certificate, ID
-card): while a decision is pending, a code of a kind not yet presented joins
-the presentation and the policy judges again; another code of a kind already
-presented is the next traveller's and waits (one slot). An unrecognised code
+card, personal QR): while a decision is pending, a code of a kind not yet
+presented joins the presentation and the policy judges again; another code of
+a kind already presented is the next traveller's and waits (one slot), unless
+it is a proxy code of the family (``edge/party.py``). An unrecognised code
 shown meanwhile is ignored; one shown first is replaced by the first
 recognised code that follows.
+
+A vehicle is one passage: the officer opens a vehicle group
+(:class:`OpenVehicle`), or the driver's green-lane code does, and every
+occupant's code joins it while codes keep coming (each restarts
+``group_s``); then the policy judges the whole party (in auto mode it
+decides; otherwise the officer does, as for one traveller), the passage
+records every occupant's codes and the vehicle, and the barrier opens once.
+In surge mode a group is recorded when its window ends. Answers of the online
+lookup (:class:`LookupAnswered`) update the code they are for and the policy
+judges again.
 
 Ordering promise: :class:`RecordPassage` always comes before the
 :class:`OpenBarrier` of the same decision. If recording fails the shell must
@@ -31,185 +44,116 @@ not open the barrier and reports a fault instead.
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from edge.model import Credential, DecidedBy, Decision, PassageDraft, Verdict
-from edge.policy import Policy
-from edge.scan.reasons import UNRECOGNISED
-
-# Reason codes added by the lane itself.
-NO_DECISION = "no_decision"
-NO_CREDENTIAL = "no_credential"
-SURGE = "surge"
-CLOSED = "closed"
-SHUTDOWN = "shutdown"
-OPERATOR_OPEN = "operator_open"
-
-MODES = ("officer", "auto", "surge", "closed")
-# Replays are recognised by Credential.ref (issuer and id of a declaration or
-# DCC), not by the payload bytes: re-encoding a signed code changes its bytes.
-# An ID card has no ref: it is the person, not the permission.
-
-
-class State(enum.Enum):
-    READY = "ready"
-    AWAITING_DECISION = "awaiting_decision"
-    OPEN = "open"
-    SURGE = "surge"
-    FAILSAFE = "failsafe"
-
-
-# --- events ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CredentialScanned:
-    credential: Credential
-
-
-@dataclass(frozen=True)
-class OfficerApproved:
-    pass
-
-
-@dataclass(frozen=True)
-class OfficerDenied:
-    pass
-
-
-@dataclass(frozen=True)
-class SetMode:
-    """Switch lane mode (officer, auto, surge); ``by`` says who, for the log."""
-
-    mode: str
-    by: str = "operator"
-
-
-@dataclass(frozen=True)
-class OperatorOpen:
-    """An operator opens the barrier remotely for one passage (a pulse of ``open_s``)."""
-
-    by: str = "operator"
-
-
-@dataclass(frozen=True)
-class VehiclePassed:
-    """The vehicle-loop detector says the vehicle has left: close without waiting."""
-
-
-@dataclass(frozen=True)
-class Shutdown:
-    """The kiosk is stopping: finish the passage in progress and close the barrier."""
-
-
-@dataclass(frozen=True)
-class DecisionTimedOut:
-    token: int
-
-
-@dataclass(frozen=True)
-class CloseDue:
-    token: int
-
-
-@dataclass(frozen=True)
-class FailsafeRetryDue:
-    token: int
-
-
-@dataclass(frozen=True)
-class FaultRaised:
-    """Something the lane depends on failed; ``name`` is stable (camera, store, ...)."""
-
-    name: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class FaultCleared:
-    name: str
-
-
-TimerEvent = DecisionTimedOut | CloseDue | FailsafeRetryDue
-Event = (
-    CredentialScanned
-    | OfficerApproved
-    | OfficerDenied
-    | SetMode
-    | OperatorOpen
-    | Shutdown
-    | VehiclePassed
-    | TimerEvent
-    | FaultRaised
-    | FaultCleared
+from edge.lane_events import (
+    CLOSED,
+    MODES,
+    NO_CREDENTIAL,
+    NO_DECISION,
+    OPERATOR_OPEN,
+    SHUTDOWN,
+    SURGE,
+    Action,
+    CloseBarrier,
+    CloseDue,
+    CredentialScanned,
+    DecisionTimedOut,
+    Event,
+    FailsafeRetryDue,
+    FaultCleared,
+    FaultRaised,
+    GroupWindowEnded,
+    LookupAnswered,
+    Note,
+    OfficerApproved,
+    OfficerDenied,
+    OpenBarrier,
+    OpenVehicle,
+    OperatorOpen,
+    RecordPassage,
+    SetMode,
+    SetPlate,
+    Show,
+    Shutdown,
+    Signal,
+    StartTimer,
+    State,
+    TimerEvent,
+    VehiclePassed,
 )
+from edge.model import (
+    VEHICLE_KINDS,
+    Credential,
+    DecidedBy,
+    Decision,
+    Lookup,
+    PassageDraft,
+    Vehicle,
+    Verdict,
+    normal_plate,
+)
+from edge.party import Party
+from edge.policy import Policy, judge_party
+from edge.scan import registry
 
-# --- actions --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RecordPassage:
-    draft: PassageDraft
-
-
-@dataclass(frozen=True)
-class OpenBarrier:
-    """Open for one passage (a pulse the panel bounds), or ``hold`` it open (surge)."""
-
-    hold: bool = False
-
-
-@dataclass(frozen=True)
-class CloseBarrier:
-    pass
-
-
-@dataclass(frozen=True)
-class Signal:
-    """LED and buzzer pattern: ready, reading, approved, denied, fault, surge."""
-
-    pattern: str
-
-
-@dataclass(frozen=True)
-class Show:
-    """What the screen shows: a lane state, reason codes, and what more to present."""
-
-    screen: str
-    reasons: tuple[str, ...] = ()
-    needs: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class StartTimer:
-    """Post ``event`` back to the lane after ``delay_s`` seconds, replacing any
-    pending timer of the same event type."""
-
-    event: TimerEvent
-    delay_s: float
-
-
-@dataclass(frozen=True)
-class Note:
-    """A line for the log: what the lane did and why (never personal data)."""
-
-    text: str
-
-
-Action = RecordPassage | OpenBarrier | CloseBarrier | Signal | Show | StartTimer | Note
-
+__all__ = [
+    "CLOSED",
+    "DECIDING",
+    "INTERNAL_FAULT",
+    "MODES",
+    "NO_CREDENTIAL",
+    "NO_DECISION",
+    "OPERATOR_OPEN",
+    "SHUTDOWN",
+    "SURGE",
+    "Action",
+    "CloseBarrier",
+    "CloseDue",
+    "CredentialScanned",
+    "DecisionTimedOut",
+    "Event",
+    "FailsafeRetryDue",
+    "FaultCleared",
+    "FaultRaised",
+    "GroupWindowEnded",
+    "Lane",
+    "LookupAnswered",
+    "Note",
+    "OfficerApproved",
+    "OfficerDenied",
+    "OpenBarrier",
+    "OpenVehicle",
+    "OperatorOpen",
+    "RecordPassage",
+    "SetMode",
+    "SetPlate",
+    "Show",
+    "Shutdown",
+    "Signal",
+    "StartTimer",
+    "State",
+    "TimerEvent",
+    "VehiclePassed",
+]
 
 INTERNAL_FAULT = "internal"
+# States in which a traveller (or a vehicle's occupants) is being decided.
+DECIDING = (State.AWAITING_DECISION, State.GROUP)
 
 
 @dataclass
 class _Pending:
-    """The presentation being decided: every code the traveller has shown, and the verdict."""
+    """The presentation being decided: every code shown (by one traveller, a family, or
+    a vehicle's occupants), and the verdict."""
 
-    credentials: list[Credential]
+    party: Party
     verdict: Verdict
+
+    @property
+    def credentials(self) -> list[Credential]:
+        return self.party.credentials
 
 
 class Lane:
@@ -224,6 +168,7 @@ class Lane:
         open_s: float,
         failsafe_retry_s: float,
         replay_window_s: float = 0.0,
+        group_s: float = 20.0,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown lane mode {mode!r}")
@@ -233,6 +178,7 @@ class Lane:
         self.open_s = open_s
         self.failsafe_retry_s = failsafe_retry_s
         self.replay_window = timedelta(seconds=replay_window_s)
+        self.group_s = group_s
         self.state = State.READY
         self.faults: dict[str, str] = {}
         self._current: _Pending | None = None
@@ -240,6 +186,7 @@ class Lane:
         self._token = 0
         self._timers: dict[type, int] = {}
         self._approved: dict[str, datetime] = {}  # Credential.ref -> last approval
+        self._surge_group: Party | None = None  # a vehicle collected in surge mode
 
     # -- public ------------------------------------------------------------
 
@@ -250,24 +197,28 @@ class Lane:
         return [CloseBarrier(), *self._ready_feedback()]
 
     def presentation(self) -> tuple[list[Credential], Verdict] | None:
-        """The codes shown by the traveller being decided, and the policy's verdict."""
+        """The codes shown by the traveller (or party) being decided, and the verdict."""
         if self._current is None:
             return None
         return list(self._current.credentials), self._current.verdict
+
+    def party(self) -> Party | None:
+        """The party being decided or collected (a vehicle group in surge mode too)."""
+        return self._current.party if self._current is not None else self._surge_group
 
     def remember(self, ref: str, approved_at: datetime) -> None:
         """A credential (its ``ref``) approved before a restart, for replay checks."""
         if self._approved.get(ref, approved_at) <= approved_at:
             self._approved[ref] = approved_at
 
-    def handle(self, event: Event, now: datetime) -> list[Action]:  # noqa: PLR0911 - one per event
+    def handle(self, event: Event, now: datetime) -> list[Action]:  # noqa: PLR0911, PLR0912 - one per event
         """Apply one event at wall-clock time ``now``; return the actions to carry out."""
         match event:
             case FaultRaised(name=name, reason=reason):
                 return self._fault(name, reason, now)
             case FaultCleared(name=name):
                 return self._clear(name, now)
-            case DecisionTimedOut() | CloseDue() | FailsafeRetryDue():
+            case DecisionTimedOut() | CloseDue() | FailsafeRetryDue() | GroupWindowEnded():
                 if self._timers.get(type(event)) != event.token:
                     return []  # a timer from an earlier state: nothing to do
                 del self._timers[type(event)]
@@ -282,6 +233,12 @@ class Lane:
                 return self._set_mode(mode, by, now)
             case OperatorOpen(by=by):
                 return self._operator_open(by, now)
+            case OpenVehicle(kind=kind, plate=plate, by=by):
+                return self._open_vehicle(kind, plate, by, now)
+            case SetPlate(plate=plate):
+                return self._set_plate(plate, now)
+            case LookupAnswered(sha256=sha256, lookup=lookup):
+                return self._lookup_answered(sha256, lookup, now)
             case Shutdown():
                 return self._shutdown(now)
             case VehiclePassed():
@@ -299,7 +256,7 @@ class Lane:
         denied, and retries after ``failsafe_retry_s``.
         """
         deciding, self._current = self._current, None
-        self._pending = None
+        self._pending = self._surge_group = None
         self._timers.clear()
         self.faults[INTERNAL_FAULT] = reason
         self.state = State.FAILSAFE
@@ -307,11 +264,7 @@ class Lane:
         if deciding is not None:
             reasons = (*deciding.verdict.reasons, reason)
             actions.append(
-                RecordPassage(
-                    self._draft(
-                        now, "denied", "policy", reasons, deciding.credentials, deciding.verdict
-                    )
-                )
+                RecordPassage(self._party_draft(now, "denied", "policy", reasons, deciding))
             )
         return [
             *actions,
@@ -328,18 +281,16 @@ class Lane:
         if self.state is State.FAILSAFE:
             return [Note(f"scan ignored in failsafe: {tag}")]
         if self.state is State.SURGE:
-            verdict = self._evaluate([credential], now)
-            reasons = (*verdict.reasons, SURGE)
-            found = f"policy {verdict.outcome} {','.join(verdict.reasons)}"
-            note = Note(f"surge: scanned {tag}: {found}")
-            draft = self._draft(now, "approved", "policy", reasons, [credential], verdict)
-            return [note, RecordPassage(draft), Signal("reading"), Show("surge", verdict.reasons)]
-        if self.state is State.AWAITING_DECISION:
+            return self._surge_scan(credential, now)
+        if self.state in (State.AWAITING_DECISION, State.GROUP):
             assert self._current is not None
             return self._add_to_presentation(credential, now)
         if self.state is not State.READY:
             return self._queue(credential)
-        verdict = self._evaluate([credential], now)
+        if self.mode != "closed" and _is_vehicle(credential):
+            return self._open_group(Party([], Vehicle("truck", "", "greenlane"), [credential]), now)
+        party = Party.of(credential)
+        verdict = self._evaluate(party, now)
         if self.mode == "closed":
             draft = self._draft(
                 now, "denied", "policy", (*verdict.reasons, CLOSED), [credential], verdict
@@ -351,7 +302,7 @@ class Lane:
                 Show("closed", (CLOSED,)),
             ]
         note = Note(f"scanned {tag}: policy {verdict.outcome} {','.join(verdict.reasons)}")
-        self._current = _Pending([credential], verdict)
+        self._current = _Pending(party, verdict)
         if self.mode == "auto" and verdict.outcome != "refer":
             return [note, *self._decide_current(verdict.outcome == "approve", "policy", now)]
         self.state = State.AWAITING_DECISION
@@ -362,29 +313,122 @@ class Lane:
             self._start(DecisionTimedOut, self.decision_timeout_s),
         ]
 
+    def _surge_scan(self, credential: Credential, now: datetime) -> list[Action]:
+        """Surge: every code is recorded at once, a vehicle's occupants as one group."""
+        tag = _tag(credential)
+        group = self._surge_group
+        if group is None and _is_vehicle(credential):
+            group = self._surge_group = Party([], Vehicle("truck", "", "greenlane"), [])
+        if group is not None:
+            placed = group.place(credential)
+            if placed in ("duplicate", "ignored", "next"):
+                return [Note(f"surge group: {tag} not added ({placed})")]
+            return [Note(f"surge group: {tag} {placed}"), Signal("reading"),
+                    self._start(GroupWindowEnded, self.group_s)]  # fmt: skip
+        party = Party.of(credential)
+        verdict = self._evaluate(party, now)
+        reasons = (*verdict.reasons, SURGE)
+        found = f"policy {verdict.outcome} {','.join(verdict.reasons)}"
+        note = Note(f"surge: scanned {tag}: {found}")
+        draft = self._draft(now, "approved", "policy", reasons, [credential], verdict)
+        return [note, RecordPassage(draft), Signal("reading"), Show("surge", verdict.reasons)]
+
     def _add_to_presentation(self, credential: Credential, now: datetime) -> list[Action]:
         assert self._current is not None
-        shown = self._current.credentials
-        if any(c.sha256 == credential.sha256 for c in shown):
+        party = self._current.party
+        placed = party.place(credential)
+        if placed == "duplicate":
             return []  # the same code again: already part of this presentation
-        if credential.kind == UNRECOGNISED:
+        if placed == "ignored":
             # a stray code (another app's screen) must neither spoil this
             # presentation nor hold up the lane as a phantom next traveller
             return [Note(f"ignored during a presentation: {_tag(credential)}")]
-        if all(c.kind == UNRECOGNISED for c in shown):
-            shown.clear()  # the traveller showed the wrong code first, then the right one
-        elif any(c.kind == credential.kind for c in shown):
+        if placed == "next":
             return self._queue(credential)  # a second code of a kind: the next traveller's
-        shown.append(credential)
-        verdict = self._evaluate(shown, now)
+        verdict = self._evaluate(party, now)
         self._current.verdict = verdict
         note = Note(
-            f"added {_tag(credential)}: policy {verdict.outcome} {','.join(verdict.reasons)}"
+            f"added {_tag(credential)} ({placed}): policy {verdict.outcome} "
+            f"{','.join(verdict.reasons)}"
         )
+        if self.state is State.GROUP:  # more may come: the window starts again
+            return [note, Signal("reading"), Show("group", verdict.reasons, verdict.needs),
+                    self._start(GroupWindowEnded, self.group_s)]  # fmt: skip
+        return [note, *self._judged(verdict, now)]
+
+    def _judged(self, verdict: Verdict, now: datetime) -> list[Action]:
+        """After the verdict changed while awaiting a decision: auto mode decides what
+        the policy can; otherwise the screen shows the new verdict."""
         if self.mode == "auto" and verdict.outcome != "refer":
             self._timers.pop(DecisionTimedOut, None)
-            return [note, *self._decide_current(verdict.outcome == "approve", "policy", now)]
-        return [note, Show("awaiting_officer", verdict.reasons, verdict.needs)]
+            return self._decide_current(verdict.outcome == "approve", "policy", now)
+        return [Show("awaiting_officer", verdict.reasons, verdict.needs)]
+
+    def _open_group(self, party: Party, now: datetime) -> list[Action]:
+        verdict = self._evaluate(party, now)
+        self._current = _Pending(party, verdict)
+        self.state = State.GROUP
+        assert party.vehicle is not None
+        return [
+            Note(f"vehicle group opened ({party.vehicle.kind}) by {party.vehicle.opened_by}"),
+            Signal("reading"),
+            Show("group", verdict.reasons, verdict.needs),
+            self._start(GroupWindowEnded, self.group_s),
+        ]
+
+    def _open_vehicle(self, kind: str, plate: str, by: str, now: datetime) -> list[Action]:
+        if kind not in VEHICLE_KINDS:
+            return [Note(f"vehicle {kind!r} refused: not one of {', '.join(VEHICLE_KINDS)}")]
+        typed = normal_plate(plate)
+        if typed is None:
+            return [Note("vehicle refused: the plate is not a plate")]
+        vehicle = Vehicle(kind, typed, "officer")
+        if self.state is State.SURGE:
+            if self._surge_group is None:
+                self._surge_group = Party([], vehicle, [])
+                return [Note(f"surge: vehicle group opened ({kind}) by {by}"),
+                        self._start(GroupWindowEnded, self.group_s)]  # fmt: skip
+            return [Note("surge: a vehicle group is already open")]
+        if self.state is not State.READY or self.mode == "closed":
+            return [Note(f"vehicle group refused while {self.state.value} ({self.mode})")]
+        return self._open_group(Party([], vehicle, []), now)
+
+    def _set_plate(self, plate: str, now: datetime) -> list[Action]:
+        party = self.party()
+        if party is None or not party.is_group:
+            return [Note("plate ignored: no vehicle is being decided")]
+        typed = normal_plate(plate)
+        if not typed:
+            return [Note("plate ignored: not a plate")]
+        party.set_plate(typed)
+        if self._current is None:
+            return [Note("plate set")]
+        verdict = self._current.verdict = self._evaluate(party, now)
+        screen = "group" if self.state is State.GROUP else "awaiting_officer"
+        return [Note("plate set"), Show(screen, verdict.reasons, verdict.needs)]
+
+    def _lookup_answered(self, sha256: str, lookup: Lookup, now: datetime) -> list[Action]:
+        note = Note(f"lookup answered: {lookup.status}")
+        if self._pending is not None and self._pending.sha256 == sha256:
+            self._pending = replace(self._pending, lookup=lookup)
+            return [note]
+        if self._surge_group is not None and self._surge_group.update(sha256, lookup):
+            return [note]
+        if self._current is None or not self._current.party.update(sha256, lookup):
+            return [Note(f"lookup answered ({lookup.status}) for a code no longer shown")]
+        party = self._current.party
+        if party.vehicle is not None and lookup.status == "confirmed":
+            plate = normal_plate(lookup.data.get("plate", ""))
+            kind = str(lookup.data.get("vehicle", ""))
+            if plate and not party.vehicle.plate:
+                party.set_plate(plate)
+            if kind in VEHICLE_KINDS and party.vehicle.opened_by == "greenlane":
+                party.vehicle = replace(party.vehicle, kind=kind)
+        verdict = self._current.verdict = self._evaluate(party, now)
+        note = Note(f"lookup answered: {lookup.status}: policy {verdict.outcome}")
+        if self.state is State.GROUP:
+            return [note, Show("group", verdict.reasons, verdict.needs)]
+        return [note, *self._judged(verdict, now)]
 
     def _queue(self, credential: Credential) -> list[Action]:
         replaced = self._pending is not None
@@ -394,8 +438,7 @@ class Lane:
 
     def _officer(self, *, approve: bool, now: datetime) -> list[Action]:
         word = "approve" if approve else "deny"
-        if self.state is State.AWAITING_DECISION:
-            self._timers.pop(DecisionTimedOut, None)
+        if self.state in DECIDING:
             return self._decide_current(approve, "officer", now)
         if self.state is State.READY and approve and self.mode == "closed":
             return [Note("officer approve ignored: the checkpoint is closed")]
@@ -411,6 +454,8 @@ class Lane:
     def _timer(self, event: TimerEvent, now: datetime) -> list[Action]:
         if isinstance(event, DecisionTimedOut) and self.state is State.AWAITING_DECISION:
             return self._decide_current(False, "policy", now, extra=(NO_DECISION,))
+        if isinstance(event, GroupWindowEnded):
+            return self._group_complete(now)
         if isinstance(event, CloseDue) and self.state is State.OPEN:
             return self._to_ready(now)
         if isinstance(event, FailsafeRetryDue):
@@ -429,24 +474,23 @@ class Lane:
         if mode == "closed":
             closing: list[Action] = [note]
             self._timers.pop(CloseDue, None)
-            if self.state is State.AWAITING_DECISION:
-                self._timers.pop(DecisionTimedOut, None)
+            if self.state in DECIDING:
                 closing += self._decide_current(False, "policy", now, extra=(CLOSED,))
+            closing += self._drop_surge_group(now, CLOSED)
             return closing + self._to_ready(now)
         if mode == "surge":
             actions: list[Action] = [note]
-            if self.state is State.AWAITING_DECISION and self._current is not None:
+            if self.state in DECIDING and self._current is not None:
                 pending = self._current
                 self._current = None
                 reasons = (*pending.verdict.reasons, SURGE)
-                draft = self._draft(
-                    now, "approved", "policy", reasons, pending.credentials, pending.verdict
+                actions.append(
+                    RecordPassage(self._party_draft(now, "approved", "policy", reasons, pending))
                 )
-                actions.append(RecordPassage(draft))
             self._timers.clear()
             return actions + self._enter_surge()
         if was == "surge" or (was == "closed" and self.state is State.READY):
-            return [note, *self._to_ready(now)]
+            return [note, *self._drop_surge_group(now, SURGE), *self._to_ready(now)]
         return [note]
 
     def _shutdown(self, now: datetime) -> list[Action]:
@@ -454,8 +498,9 @@ class Lane:
         closes whatever the mode; nothing queued is kept."""
         actions: list[Action] = [Note("shutting down")]
         self._pending = None
-        if self.state is State.AWAITING_DECISION:
+        if self.state in DECIDING:
             actions += self._decide_current(False, "policy", now, extra=(SHUTDOWN,))
+        actions += self._drop_surge_group(now, SHUTDOWN)
         self._timers.clear()
         self._pending = None
         self.state = State.READY
@@ -471,21 +516,68 @@ class Lane:
         self.state = State.SURGE
         return [OpenBarrier(hold=True), Signal("surge"), Show("surge")]
 
-    def _evaluate(self, credentials: list[Credential], now: datetime) -> Verdict:
+    def _evaluate(self, party: Party, now: datetime) -> Verdict:
         window = self.replay_window
         if window:
             self._approved = {s: t for s, t in self._approved.items() if now - t <= window}
-        replayed = [c.ref for c in credentials if c.ref is not None and c.ref in self._approved]
-        return self.policy.evaluate(credentials, now, replayed)
+        replayed = [
+            c.ref for c in party.credentials if c.ref is not None and c.ref in self._approved
+        ]
+        return judge_party(self.policy, party, now, replayed)
+
+    def _group_complete(self, now: datetime) -> list[Action]:
+        """The vehicle group's window ended: judge it (surge: record it)."""
+        if self.state is State.SURGE and self._surge_group is not None:
+            return self._drop_surge_group(now, SURGE)
+        if self.state is not State.GROUP or self._current is None:
+            return []  # pragma: no cover - tokens are dropped on every state change
+        verdict = self._current.verdict = self._evaluate(self._current.party, now)
+        note = Note(f"vehicle group complete: policy {verdict.outcome} {','.join(verdict.reasons)}")
+        if self.mode == "auto" and verdict.outcome != "refer":
+            return [note, *self._decide_current(verdict.outcome == "approve", "policy", now)]
+        self.state = State.AWAITING_DECISION
+        return [
+            note,
+            Show("awaiting_officer", verdict.reasons, verdict.needs),
+            self._start(DecisionTimedOut, self.decision_timeout_s),
+        ]
+
+    def _drop_surge_group(self, now: datetime, reason: str) -> list[Action]:
+        """End a vehicle group collected in surge mode: recorded as approved (the barrier
+        was open for them), with ``reason`` for why it ended, unless nobody showed a code."""
+        group, self._surge_group = self._surge_group, None
+        self._timers.pop(GroupWindowEnded, None)
+        if group is None or not group.credentials:
+            return []
+        verdict = self._evaluate(group, now)
+        reasons = (*verdict.reasons, SURGE, reason)
+        draft = group.apply(
+            self._draft(now, "approved", "policy", reasons, group.credentials, verdict)
+        )
+        return [Note(f"surge: vehicle group recorded ({len(group.people)} people)"),
+                RecordPassage(draft), Show("surge", verdict.reasons)]  # fmt: skip
+
+    def _party_draft(
+        self,
+        now: datetime,
+        decision: Decision,
+        by: DecidedBy,
+        reasons: tuple[str, ...],
+        pending: _Pending,
+    ) -> PassageDraft:
+        draft = self._draft(now, decision, by, reasons, pending.credentials, pending.verdict)
+        return pending.party.apply(draft)
 
     def _decide_current(
         self, approve: bool, by: DecidedBy, now: datetime, extra: tuple[str, ...] = ()
     ) -> list[Action]:
         assert self._current is not None
         pending, self._current = self._current, None
+        self._timers.pop(DecisionTimedOut, None)
+        self._timers.pop(GroupWindowEnded, None)
         reasons = (*pending.verdict.reasons, *extra)
         decision: Decision = "approved" if approve else "denied"
-        draft = self._draft(now, decision, by, reasons, pending.credentials, pending.verdict)
+        draft = self._party_draft(now, decision, by, reasons, pending)
         if approve:
             return self._approve(draft, by)
         self.state = State.READY
@@ -554,14 +646,15 @@ class Lane:
         actions: list[Action] = [Note(f"fault {name}: {reason}; failsafe")]
         was_deciding, self._current = self._current, None
         self._pending = None
+        if self._surge_group is not None:  # recorded: the barrier was open for them
+            actions += self._drop_surge_group(now, f"fault_{name}")
         self._timers.clear()
         self.state = State.FAILSAFE
         if was_deciding is not None:
             reasons = (*was_deciding.verdict.reasons, f"fault_{name}")
-            draft = self._draft(
-                now, "denied", "policy", reasons, was_deciding.credentials, was_deciding.verdict
+            actions.append(
+                RecordPassage(self._party_draft(now, "denied", "policy", reasons, was_deciding))
             )
-            actions.append(RecordPassage(draft))
         return [*actions, CloseBarrier(), Signal("fault"), Show("failsafe", (f"fault_{name}",))]
 
     def _clear(self, name: str, now: datetime) -> list[Action]:
@@ -580,3 +673,9 @@ class Lane:
 def _tag(credential: Credential) -> str:
     """How a credential appears in logs: its kind and a short hash, never its content."""
     return f"{credential.kind} {credential.short_id}"
+
+
+def _is_vehicle(credential: Credential) -> bool:
+    """A vehicle's own code (a green-lane code), valid or not: it opens a vehicle group."""
+    fmt = registry.get(credential.kind)
+    return fmt is not None and fmt.vehicle

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass
@@ -24,6 +25,23 @@ DecidedBy = Literal["officer", "policy", "operator"]
 
 PASSAGE_SCHEMA_VERSION = 1
 _LOG_KEY = secrets.token_bytes(16)
+
+
+LookupStatus = Literal["pending", "confirmed", "refused", "unavailable"]
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What the optional online service said of an unsigned code.
+
+    ``pending`` while the question is out; ``confirmed`` or ``refused`` as the
+    service answered; ``unavailable`` when it did not answer in time, could not
+    be reached, or answered nonsense. ``data`` is what a confirmation added (a
+    green-lane vehicle's plate and drivers): personal, never logged.
+    """
+
+    status: LookupStatus
+    data: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -44,6 +62,7 @@ class Credential:
     reasons: tuple[str, ...] = ()
     stages: Mapping[str, bool] = field(default_factory=dict)
     claims: Claims | None = field(default=None, repr=False)
+    lookup: Lookup | None = None  # the online confirmation, when [lookup] asks for one
 
     @classmethod
     def from_raw(
@@ -99,13 +118,44 @@ class Verdict:
     needs: tuple[str, ...] = ()
 
 
+VEHICLE_KINDS = ("car", "bus", "truck", "van", "motorbike", "other")
+_PLATE = re.compile(r"[0-9A-Z][0-9A-Z.-]{1,14}")
+
+
+def normal_plate(value: Any) -> str | None:
+    """A vehicle plate as typed (``51h-123.45``, ``51H 123.45``): upper case, a space
+    between its parts a ``-``; "" for none; None when it cannot be a plate (2-15 of
+    0-9 A-Z . -)."""
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    plate = "-".join(value.upper().split())
+    if not plate:
+        return ""
+    return plate if _PLATE.fullmatch(plate) else None
+
+
+@dataclass(frozen=True)
+class Vehicle:
+    """A vehicle passing as one passage: its kind, its plate (typed by the officer, from a
+    green-lane confirmation, or from a declaration; "" unknown) and who opened its
+    group (``officer`` or ``greenlane``). The plate is personal data."""
+
+    kind: str
+    plate: str = field(default="", repr=False)
+    opened_by: str = "officer"
+
+
 @dataclass(frozen=True)
 class PassageDraft:
     """A decided passage before the store numbers it.
 
     The store adds ``seq`` (monotonic per device, across restarts) and ``pid``.
     ``verdict`` is the policy's outcome for what was shown (None when nothing
-    was); ``credentials`` everything the traveller showed, in order.
+    was); ``credentials`` everything shown, in order. A party of several people
+    (a vehicle's occupants, a parent and the child whose code they declared)
+    lists each person's codes in ``occupants``, as indexes into
+    ``credentials``; empty means one traveller. ``vehicle`` is set for a
+    vehicle group.
     """
 
     ts: datetime
@@ -115,6 +165,8 @@ class PassageDraft:
     credentials: tuple[Credential, ...]
     mode: str
     verdict: str | None = None
+    occupants: tuple[tuple[int, ...], ...] = ()
+    vehicle: Vehicle | None = None
 
 
 @dataclass(frozen=True)
@@ -153,11 +205,42 @@ class Passage:
                     "ref": c.ref,
                     "valid": c.valid,
                     "reasons": list(c.reasons),
+                    "lookup": None if c.lookup is None else c.lookup.status,
                 }
                 for c in d.credentials
             ],
-            "traveller": traveller(d.credentials, fields),
+            "traveller": traveller(self.first_traveller(), fields),
+            **self._party(fields),
         }
+
+    def first_traveller(self) -> tuple[Credential, ...]:
+        """The codes of the passage's (first) traveller."""
+        d = self.draft
+        if not d.occupants:
+            return d.credentials
+        return tuple(d.credentials[i] for i in d.occupants[0])
+
+    def _party(self, fields: Sequence[str]) -> dict[str, Any]:
+        """``occupants`` and ``vehicle``, for a party of several people or a vehicle."""
+        d = self.draft
+        out: dict[str, Any] = {}
+        if d.occupants:
+            out["occupants"] = [
+                {
+                    "credentials": list(person),
+                    "traveller": traveller([d.credentials[i] for i in person], fields),
+                }
+                for person in d.occupants
+            ]
+        if d.vehicle is not None:
+            out["vehicle"] = {
+                "kind": d.vehicle.kind,
+                "occupants": len(d.occupants),
+                "opened_by": d.vehicle.opened_by,
+            }
+            if "plate" in fields and d.vehicle.plate:
+                out["vehicle"]["plate"] = d.vehicle.plate
+        return out
 
 
 def traveller(credentials: Sequence[Credential], fields: Sequence[str]) -> dict[str, Any]:

@@ -79,7 +79,8 @@ def export(
         writer = csv.DictWriter(out, fieldnames=["state", "pid", *COLUMNS])
         writer.writeheader()
         for state, msg in rows:
-            writer.writerow({"state": state, "pid": msg.get("pid", ""), **flat(msg)})
+            for person in flat(msg):  # a row per person: a vehicle's occupants each
+                writer.writerow({"state": state, "pid": msg.get("pid", ""), **person})
     return len(rows)
 
 

@@ -26,9 +26,11 @@ from typing import Protocol
 
 from edge.config import PolicyConfig
 from edge.model import Credential, Verdict
+from edge.party import Party
 from edge.scan import registry
 from edge.scan.format import Assessment
 from edge.scan.reasons import (
+    GROUP_EMPTY,
     ID_CARD_REQUIRED,
     ID_MISMATCH,
     NO_DECLARATION,
@@ -36,18 +38,63 @@ from edge.scan.reasons import (
     UNRECOGNISED,
 )
 
-__all__ = ["UNRECOGNISED", "BasicPolicy", "Policy", "RulePolicy"]
+__all__ = ["UNRECOGNISED", "BasicPolicy", "Policy", "RulePolicy", "combine", "judge_party"]
 
 ID_CARD = "id_card"
 
 
 class Policy(Protocol):
     def evaluate(
-        self, credentials: Sequence[Credential], now: datetime, replayed: Iterable[str] = ()
+        self,
+        credentials: Sequence[Credential],
+        now: datetime,
+        replayed: Iterable[str] = (),
+        vouchers: frozenset[str] = frozenset(),
     ) -> Verdict:
-        """The outcome for what was presented; ``replayed`` holds the refs
-        (:attr:`Credential.ref`) approved at this lane too recently."""
+        """The outcome for what one person presented; ``replayed`` holds the refs
+        (:attr:`Credential.ref`) approved at this lane too recently; ``vouchers``
+        the identities in the same party whose codes hold up (see
+        :func:`judge_party`)."""
         ...
+
+
+def judge_party(
+    policy: Policy, party: Party, now: datetime, replayed: Iterable[str] = ()
+) -> Verdict:
+    """The verdict for a whole party: each person's, the vehicle's codes', combined
+    (any deny denies, any refer refers, else approve). A proxy code (a child's,
+    declared by a parent) holds up when its declarer is in the party and theirs
+    does. A vehicle group with nobody's code yet is referred (``group_empty``)."""
+    replayed = tuple(replayed)
+    verdicts = [policy.evaluate(codes, now, replayed) for codes in party.people]
+    vouchers = frozenset(
+        key
+        for codes, verdict in zip(party.people, verdicts, strict=True)
+        if verdict.outcome == "approve"
+        for c in codes
+        if (fmt := registry.get(c.kind)) is not None and c.claims is not None
+        if (key := fmt.voucher(c.claims)) is not None
+    )
+    if vouchers:
+        verdicts = [
+            policy.evaluate(codes, now, replayed, vouchers) if v.outcome != "approve" else v
+            for codes, v in zip(party.people, verdicts, strict=True)
+        ]
+    if party.vehicle_codes:
+        verdicts.append(policy.evaluate(party.vehicle_codes, now, replayed))
+    if party.is_group and not party.people:
+        verdicts.append(Verdict("refer", (GROUP_EMPTY,), ("declaration",)))
+    return combine(verdicts)
+
+
+def combine(verdicts: Sequence[Verdict]) -> Verdict:
+    """Several verdicts as one: any deny denies, any refer refers, else approve."""
+    for outcome in ("deny", "refer"):
+        found = [v for v in verdicts if v.outcome == outcome]
+        if found:
+            reasons = _unique(r for v in found for r in v.reasons)
+            return Verdict(outcome, reasons, _unique(n for v in found for n in v.needs))
+    return Verdict("approve", ())
 
 
 class RulePolicy:
@@ -57,11 +104,15 @@ class RulePolicy:
         self.cfg = cfg
 
     def evaluate(
-        self, credentials: Sequence[Credential], now: datetime, replayed: Iterable[str] = ()
+        self,
+        credentials: Sequence[Credential],
+        now: datetime,
+        replayed: Iterable[str] = (),
+        vouchers: frozenset[str] = frozenset(),
     ) -> Verdict:
         seen_too_recently = set(replayed)
         valid = [c for c in credentials if c.valid and c.claims is not None]
-        ctx = Assessment(self.cfg, now, valid, registry.BY_KIND)
+        ctx = Assessment(self.cfg, now, valid, registry.BY_KIND, vouchers=vouchers)
         for c in credentials:
             if c.kind == UNRECOGNISED:
                 ctx.deny.append(UNRECOGNISED)
@@ -111,7 +162,11 @@ class BasicPolicy:
     """
 
     def evaluate(
-        self, credentials: Sequence[Credential], now: datetime, replayed: Iterable[str] = ()
+        self,
+        credentials: Sequence[Credential],
+        now: datetime,
+        replayed: Iterable[str] = (),
+        vouchers: frozenset[str] = frozenset(),
     ) -> Verdict:
         reasons: list[str] = []
         for c in credentials:

@@ -344,6 +344,14 @@ class LaneConfig:
             "After an internal error, seconds in failsafe before trying again.", _positive
         ),
     )
+    group_s: float = field(
+        default=20.0,
+        metadata=_doc(
+            "A vehicle group (opened by the officer or a green-lane code) is complete when "
+            "no occupant's code has come for this long; then it is judged as one passage.",
+            _positive,
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -624,6 +632,78 @@ class KioskConfig:
             "languages added without code changes.",
             _parse_existing_dir,
         ),
+    )
+
+
+def _lookup_url(value: Any, _base: Path) -> str:
+    if value == "":
+        return ""
+    text = str(value)
+    scheme = text.partition("://")[0]
+    if scheme not in ("http", "https") or "{key}" not in text:
+        raise ValueError(
+            "must be an http:// or https:// URL template with {key} (and optionally "
+            f'{{kind}}), e.g. "https://qr.example.vn/check/{{kind}}/{{key}}" (got {text[:60]!r})'
+        )
+    try:
+        text.format(kind="k", key="k")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(f"only {{kind}} and {{key}} may be filled in ({exc})") from exc
+    return text
+
+
+@dataclass(frozen=True)
+class LookupConfig:
+    url: str = field(
+        default="",
+        metadata=_doc(
+            "Online confirmation of unsigned codes: a URL template with {kind} and {key} "
+            "(a personal QR's QID, a green-lane code's token); empty = off (offline only).",
+            _lookup_url,
+        ),
+    )
+    kinds: tuple[str, ...] = field(
+        default=("personal_qr", "greenlane"),
+        metadata=_doc(
+            "Formats looked up (those with something to look up).",
+            _subset(registry.LOOKED_UP),
+        ),
+    )
+    timeout_s: float = field(
+        default=1.5,
+        metadata=_doc(
+            "An answer later than this is unavailable: the officer decides "
+            "(lookup_unavailable); the lane never waits for it.",
+            _positive,
+        ),
+    )
+    cache_s: float = field(
+        default=600.0,
+        metadata=_doc(
+            "How long a confirmed or refused answer is reused (seconds; 0 = never).",
+            _non_negative,
+        ),
+    )
+    token_file: Path | None = field(
+        default=None,
+        metadata=_doc(
+            "File (or credential:NAME) holding a bearer token sent with each lookup.",
+            _parse_existing_file,
+        ),
+    )
+    ca_file: Path | None = field(
+        default=None,
+        metadata=_doc("CA certificate file (PEM) of the service; empty = system CAs.",
+                      _parse_existing_file),
+    )  # fmt: skip
+    cert_file: Path | None = field(
+        default=None,
+        metadata=_doc("Client certificate file (PEM), for a service that asks for one.",
+                      _parse_existing_file),
+    )  # fmt: skip
+    key_file: Path | None = field(
+        default=None,
+        metadata=_doc("Its private key file (PEM), or credential:NAME.", _parse_existing_file),
     )
 
 

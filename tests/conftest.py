@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -402,9 +403,12 @@ class Daemon:
         self.lines.put(None)
 
     def wait_for(self, text: str, timeout: float = 15.0) -> str:
+        """The first log line holding ``text``, within ``timeout`` seconds in all (a
+        daemon that keeps logging other lines does not keep the test waiting)."""
+        deadline = time.monotonic() + timeout
         while True:
             try:
-                line = self.lines.get(timeout=timeout)
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 pytest.fail(
                     f"no log line with {text!r} within {timeout} s:\n" + "\n".join(self.log)

@@ -151,3 +151,28 @@ def test_outbox_status_names_damaged_files_moved_aside(tmp_path: Path) -> None:
     out = io.StringIO()
     assert outbox_tool.status(clean, out)["quarantined"] == []
     assert "quarantine" not in out.getvalue()
+
+
+def test_trace_finds_occupants_and_vehicles_a_row_per_person(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'central.db'}"
+    car = passage("lane-1", 1, "2026-11-20T08:00:00.000Z", "QL1", id_number="001190000001")
+    car["occupants"] = [
+        {"credentials": [0], "traveller": {"id_number": "001190000001", "name": "A"}},
+        {"credentials": [1], "traveller": {"id_number": "001190000002", "name": "B"}},
+    ]
+    car["vehicle"] = {"kind": "car", "plate": "51H-123.45", "occupants": 2, "opened_by": "officer"}
+    alone = passage("lane-1", 2, "2026-11-20T09:00:00.000Z", "QL1", id_number="001190000002")
+    db = open_db(url)
+    assert db.store([car, alone]) == 2
+    db.close()
+    b = cli("trace", "--database", url, "--id-number", "001190000002", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(b.stdout)))
+    # the car (a row per occupant, the plate on each) and B's own passage
+    assert [(r["seq"], r["id_number"], r["vehicle"], r["plate"]) for r in rows] == [
+        ("1", "001190000001", "car", "51H-123.45"),
+        ("1", "001190000002", "car", "51H-123.45"),
+        ("2", "001190000002", "", ""),
+    ]
+    plate = cli("trace", "--database", url, "--plate", "51h 123.45")
+    assert plate.returncode == 0, plate.stderr
+    assert "(1 passage, 2 people)" in plate.stdout

@@ -152,6 +152,7 @@ def test_auto_mode_qr_to_broker(
             "ref": None,
             "valid": False,
             "reasons": ["unrecognised"],
+            "lookup": None,
         }
     ]
     assert passage["traveller"] == {}

@@ -7,6 +7,7 @@ of no format's shape is unrecognised, never mislabelled.
 
 from __future__ import annotations
 
+import json
 import string
 from dataclasses import fields, is_dataclass
 from datetime import date
@@ -21,6 +22,7 @@ from edge.scan.format import Claims, Format, Holder
 from edge.scan.testkit import NOW, FuzzKit, dcc_claims, sign_dcc
 from edge.trust import IssuerKey, TrustStore, kid_of_public_key
 
+from .conftest import REPO
 from .test_declaration import make_declaration
 
 KIT = FuzzKit()
@@ -116,11 +118,21 @@ def personal_qrs(draw: st.DrawFn) -> str:
     return "|".join([value, draw(ASCII_NAMES), born, "1" if proxy else "0", qid, ext])
 
 
+@st.composite
+def greenlane_codes(draw: st.DrawFn) -> str:
+    token = draw(st.text(string.ascii_letters + string.digits + "_-", min_size=6, max_size=64))
+    scheme = draw(st.sampled_from(["https", "http", "HTTPS"]))
+    where = draw(st.sampled_from(["path", "token", "code", "ma"]))
+    base = f"{scheme}://luongxanh.drvn.gov.vn"
+    return f"{base}/xe/{token}" if where == "path" else f"{base}/tra-cuu?{where}={token}"
+
+
 SAMPLES: dict[str, st.SearchStrategy[str]] = {
     "declaration": declarations(),
     "dcc": dccs(),
     "id_card": id_cards(),
     "personal_qr": personal_qrs(),
+    "greenlane": greenlane_codes(),
 }
 
 
@@ -178,3 +190,10 @@ def test_holders_compare_by_number_first_then_name_and_birth() -> None:
     assert not Holder("NGUYEN VAN BINH", "1990-**-**", ("******012346",)).corroborates(card)
     assert not Holder("TRAN VAN BINH", "1990-**-**", ("******012345",)).corroborates(card)
     assert not Holder("NGUYEN VAN BINH", "", ()).corroborates(card)  # no number, no proof
+
+
+def test_the_passage_schema_knows_every_format_and_field() -> None:
+    schema = json.loads((REPO / "docs" / "passage.schema.json").read_text())
+    kinds = schema["properties"]["credentials"]["items"]["properties"]["kind"]["enum"]
+    assert set(kinds) == set(registry.KINDS)
+    assert set(registry.TRAVELLER_FIELDS) <= set(schema["$defs"]["traveller"]["properties"])

@@ -101,6 +101,22 @@ def test_id_card_shaped_text(text: str) -> None:
     check(("079190012345|" + text).encode())
 
 
+PQR_FIELD = st.text(alphabet="0123456789*-<|ABCXYZ áđ\x00\x1b\ufeff\r\n", max_size=30)
+
+
+@FUZZ
+@given(st.lists(PQR_FIELD, min_size=6, max_size=6), st.sampled_from(["0", "1", "2", ""]))
+def test_personal_qr_shaped_text(fields: list[str], kind: str) -> None:
+    number, name, born, _, qid, ext = fields
+    check("|".join([number, name, born or "1987-**-**", kind, qid, ext]).encode())
+
+
+@FUZZ
+@given(st.text(max_size=300), st.sampled_from(["https", "http", "HTTP", "ftp"]))
+def test_green_lane_shaped_urls(rest: str, scheme: str) -> None:
+    check(f"{scheme}://luongxanh.drvn.gov.vn{rest}".encode())
+
+
 @pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris is not installed")
 def test_atheris_harness_short_run() -> None:
     run = subprocess.run(

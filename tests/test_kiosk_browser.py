@@ -253,7 +253,9 @@ def shoot(driver: webdriver.Chrome, folder: Path, name: str, fits: tuple[str, ..
 def no_raw_keys(driver: webdriver.Chrome) -> None:
     """Every visible text came from a catalogue: no key shows through."""
     text = js(driver, "return document.body.innerText")
-    leaked = re.findall(r"\b(?:screen|reason|need|officer|field|state|mode)\.[a-z_.]+\b", text)
+    leaked = re.findall(
+        r"\b(?:screen|reason|need|officer|field|state|mode|kind|vehicle|group)\.[a-z_.]+\b", text
+    )
     assert not leaked, f"catalogue keys on screen: {leaked}"
 
 
@@ -470,6 +472,49 @@ def test_a_screenshot_of_the_first_html_shows_the_state(
         assert ink > 0.01
     finally:
         page.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": False})
+
+
+def test_the_officer_checks_a_vehicle_by_touch_and_it_passes_once(
+    tmp_path: Path,
+    frames_dir: Path,
+    kiosks: Callable[[Config], Kiosk],
+    page: webdriver.Chrome,
+    shots: Path,
+) -> None:
+    cfg = screen_config(
+        tmp_path,
+        lane={"group_s": 60},
+        camera={"loop": True, "hold_s": 0.3, "gap_s": 0.2},
+        passage={"fields": ["name", "id_number", "plate"]},
+    )
+    write_frame(frames_dir / "zz-nobody.png", None)
+    kiosk, url = start(kiosks, cfg)
+    open_page(page, url + "/officer")
+    log_in(page, PIN)
+    wait_for(page, visible("vehicle-kinds"))
+    tap(page, page.find_element(By.CSS_SELECTOR, '#vehicle-kinds button[data-kind="bus"]'))
+    kiosk.wait_state(State.GROUP)
+    wait_for(page, visible("vehicle-now"))
+    assert page.find_element(By.ID, "vehicle-kind").text == VI["vehicle.bus"]
+    for i, card in enumerate((ID_CARD, "001090000002||Tran Thi Binh|05051985|Nữ|Thôn 2|01012022")):
+        show_code(frames_dir, f"{i:02}.png", card)
+        wanted = VI["group.people"].replace("{count}", str(i + 1))
+        wait_for(page, lambda d, w=wanted: d.find_element(By.ID, "vehicle-people").text == w)
+        (frames_dir / f"{i:02}.png").unlink()
+    plate = page.find_element(By.ID, "plate")
+    tap(page, plate)
+    plate.send_keys("51b 012.34")
+    tap(page, page.find_element(By.CSS_SELECTOR, "#plate-form button"))
+    wait_for(page, lambda d: d.find_element(By.ID, "plate").get_attribute("value") == "51B-012.34")
+    shoot(page, shots, "officer-vehicle", ("vehicle-now", "approve"))
+    kiosk.relay.clear_states()
+    tap(page, page.find_element(By.ID, "approve"))
+    assert kiosk.relay.wait_for(True), "the officer's approve did not open the barrier"
+    draft = kiosk.wait_recorded()
+    assert draft.vehicle is not None
+    assert (draft.vehicle.kind, draft.vehicle.plate) == ("bus", "51B-012.34")
+    assert draft.occupants == ((0,), (1,))
+    no_raw_keys(page)
 
 
 def test_a_wrong_pin_and_actions_without_a_session_are_refused(

@@ -165,7 +165,7 @@ def test_officer_keys_on_a_terminal(tmp_path: Path, daemons: list[Daemon]) -> No
     try:
         d = Daemon(config, stdin=slave)
         daemons.append(d)
-        d.wait_for("keys: a = approve, d = deny, s = surge on/off, q = quit")
+        d.wait_for("keys: a = approve, d = deny, v = vehicle group, s = surge, q = quit")
         d.wait_for("policy deny unrecognised")
         os.write(master, b"a")
         d.wait_for("approved by officer")

@@ -58,6 +58,12 @@ def test_the_demo_traveller_is_approved_until_the_end_of_2099(at: datetime) -> N
     assert read_sample("03-no-code.png", at) == []
     (other,) = read_sample("05-not-a-declaration.png", at)
     assert other.kind == "unrecognised"
+    # then her personal QR (masked) and her card again: confirmed by the card
+    (pqr,) = read_sample("06-personal-qr.png", at)
+    (again,) = read_sample("07-id-card.png", at)
+    assert (pqr.kind, pqr.valid, again.kind) == ("personal_qr", True, "id_card")
+    verdict = RulePolicy(SIMULATION.policy).evaluate([pqr, again], at)
+    assert (verdict.outcome, verdict.reasons) == ("approve", ())
 
 
 def test_after_2099_the_demo_declaration_has_expired() -> None:
@@ -76,4 +82,6 @@ def test_the_samples_and_the_simulation_config_agree() -> None:
         "03-no-code.png",
         "04-expired-declaration.png",
         "05-not-a-declaration.png",
+        "06-personal-qr.png",
+        "07-id-card.png",
     ]

@@ -76,6 +76,8 @@ ID_CARD = (
     "001190099999|123999999|Trần Thị Mẫu|17051990|Nữ|"
     "Số 1 Đường Mẫu, Phường Bến Nghé, Quận 1, TP Hồ Chí Minh|01012022"
 )
+# Her national personal QR as PC-Covid showed it: number and birth date masked.
+PERSONAL_QR = "******099999|TRAN THI MAU|1990-**-**|0|100000000000009999|<2<<0900000000"
 
 
 def scene(seed: int) -> np.ndarray:
@@ -114,6 +116,8 @@ def main() -> None:
         "03-no-code.png": scene(3),
         "04-expired-declaration.png": with_code(expired, 4, 4, (140, 500)),
         "05-not-a-declaration.png": with_code("https://example.vn/not-a-code", 5, 6, (220, 640)),
+        "06-personal-qr.png": with_code(PERSONAL_QR, 6, 6, (160, 420)),
+        "07-id-card.png": with_code(ID_CARD, 7, 5, (200, 560)),
     }
     for name, image in samples.items():
         cv2.imwrite(str(OUT / name), image, [cv2.IMWRITE_PNG_COMPRESSION, 9])

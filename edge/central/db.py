@@ -59,6 +59,7 @@ class Query:
     declaration_id: str | None = None
     site: str | None = None
     decision: str | None = None
+    plate: str | None = None
     since: datetime | None = None
     until: datetime | None = None
 
@@ -89,6 +90,18 @@ def check_passage(msg: Any, device: str) -> dict[str, Any]:
         raise BadPassage(f"device {msg['device']!r} published on the topic of {device!r}")
     if msg["decision"] not in ("approved", "denied"):
         raise BadPassage("decision must be approved or denied")
+    occupants = msg.get("occupants", [])
+    if not isinstance(occupants, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("traveller", {}), dict) for o in occupants
+    ):
+        raise BadPassage("occupants must be a list of objects with a traveller object")
+    vehicle = msg.get("vehicle")
+    if vehicle is not None and not (
+        isinstance(vehicle, dict)
+        and isinstance(vehicle.get("kind"), str)
+        and isinstance(vehicle.get("plate", ""), str)
+    ):
+        raise BadPassage("vehicle must be an object with a kind")
     if _ts(msg["ts"]) is None:
         raise BadPassage("ts is not an ISO 8601 time")
     return msg
@@ -100,6 +113,45 @@ def _ts(text: str) -> datetime | None:
     except ValueError:
         return None
     return ts if ts.tzinfo else None
+
+
+def occupant_rows(msg: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """(pid, idx, id_number, declaration_id, name) of each occupant of a party passage."""
+    rows = []
+    for idx, occupant in enumerate(msg.get("occupants", [])):
+        traveller = occupant.get("traveller", {})
+        rows.append(
+            (
+                msg["pid"],
+                idx,
+                _text(traveller.get("id_number")),
+                _text(traveller.get("declaration_id")),
+                _text(traveller.get("name")),
+            )
+        )
+    return rows
+
+
+def vehicle_rows(msg: dict[str, Any]) -> list[tuple[Any, ...]]:
+    vehicle = msg.get("vehicle")
+    if not isinstance(vehicle, dict):
+        return []
+    people = len(msg.get("occupants", []))
+    return [(msg["pid"], vehicle["kind"], _text(vehicle.get("plate")), people)]
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+INSERT_OCCUPANT = (
+    "INSERT INTO occupants (pid, idx, id_number, declaration_id, name) "
+    "VALUES ({m}, {m}, {m}, {m}, {m}) ON CONFLICT (pid, idx) DO NOTHING"
+)
+INSERT_VEHICLE = (
+    "INSERT INTO vehicles (pid, kind, plate, occupants) "
+    "VALUES ({m}, {m}, {m}, {m}) ON CONFLICT (pid) DO NOTHING"
+)
 
 
 def row_of(msg: dict[str, Any], received_at: datetime) -> tuple[Any, ...]:
@@ -165,15 +217,19 @@ class SqliteDB:
         rows = [row_of(m, datetime.now(UTC)) for m in messages]
         with self._lock:
             try:
-                before = self._conn.total_changes
                 self._conn.execute("BEGIN IMMEDIATE")
+                before = self._conn.total_changes
                 self._conn.executemany(_insert("?"), rows)
+                new = self._conn.total_changes - before
+                for msg in messages:
+                    self._conn.executemany(INSERT_OCCUPANT.format(m="?"), occupant_rows(msg))
+                    self._conn.executemany(INSERT_VEHICLE.format(m="?"), vehicle_rows(msg))
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise DatabaseError(f"cannot store passages: {exc}") from exc
-            return self._conn.total_changes - before
+            return new
 
     def reject(self, topic: str, payload: bytes, reason: str) -> None:
         with self._lock:
@@ -257,6 +313,11 @@ class PostgresDB:
                     for row in rows:
                         cur.execute(sql, row)
                         new += cur.rowcount
+                    for msg in messages:
+                        for people in occupant_rows(msg):
+                            cur.execute(INSERT_OCCUPANT.format(m="%s"), people)
+                        for vehicle in vehicle_rows(msg):
+                            cur.execute(INSERT_VEHICLE.format(m="%s"), vehicle)
                     return new
             except self._psycopg.Error as exc:
                 raise DatabaseError(f"cannot store passages: {exc}") from exc
@@ -299,14 +360,22 @@ def _where(query: Query, mark: str) -> tuple[str, list[Any]]:
     params: list[Any] = []
     for column, value in (
         ("device", query.device),
-        ("id_number", query.id_number),
-        ("declaration_id", query.declaration_id),
         ("site", query.site),
         ("decision", query.decision),
     ):
         if value is not None:
             clauses.append(f"{column} = {mark}")
             params.append(value)
+    # a person: the passage's traveller, or one of a party's occupants
+    for column, value in (("id_number", query.id_number), ("declaration_id", query.declaration_id)):
+        if value is not None:
+            clauses.append(
+                f"({column} = {mark} OR pid IN (SELECT pid FROM occupants WHERE {column} = {mark}))"  # noqa: S608 - constant names
+            )
+            params += [value, value]
+    if query.plate is not None:
+        clauses.append(f"pid IN (SELECT pid FROM vehicles WHERE plate = {mark})")  # noqa: S608
+        params.append(query.plate)
     if query.since is not None:
         clauses.append(f"ts >= {mark}")
         params.append(iso_utc(query.since))
@@ -359,6 +428,23 @@ CREATE INDEX IF NOT EXISTS passages_ts ON passages (ts);
 CREATE INDEX IF NOT EXISTS passages_id_number ON passages (id_number, ts);
 CREATE INDEX IF NOT EXISTS passages_declaration ON passages (declaration_id);
 CREATE INDEX IF NOT EXISTS passages_site ON passages (site, ts);
+CREATE TABLE IF NOT EXISTS occupants (
+    pid TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    id_number TEXT,
+    declaration_id TEXT,
+    name TEXT,
+    PRIMARY KEY (pid, idx)
+);
+CREATE INDEX IF NOT EXISTS occupants_id_number ON occupants (id_number);
+CREATE INDEX IF NOT EXISTS occupants_declaration ON occupants (declaration_id);
+CREATE TABLE IF NOT EXISTS vehicles (
+    pid TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    plate TEXT,
+    occupants INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS vehicles_plate ON vehicles (plate);
 CREATE TABLE IF NOT EXISTS rejected (
     id {id_key},
     topic TEXT NOT NULL,

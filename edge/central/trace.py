@@ -3,7 +3,9 @@
 ``checkpoint-edge trace`` prints the passages matching every filter given, in
 time order: as a table (for a person at a terminal), CSV (for a spreadsheet)
 or JSON lines (for other tools: each line is the passage message itself,
-with ``pid``, ``seq``, ``device``, ...).
+with ``pid``, ``seq``, ``device``, ...). A person is found as a passage's
+traveller or as one of a party's occupants (a vehicle, a family); the table
+and CSV have a row per person, the vehicle's kind and plate on each.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ COLUMNS = (
     "decided_by",
     "verdict",
     "reasons",
+    "vehicle",
     "declaration_id",
     "id_number",
     "name",
@@ -34,18 +37,32 @@ COLUMNS = (
 )
 
 
-def flat(msg: dict[str, Any]) -> dict[str, str]:
-    """One passage as table cells."""
-    traveller = msg.get("traveller", {})
-    cells: dict[str, str] = {}
-    for column in COLUMNS:
-        value = msg.get(column, traveller.get(column))
-        if isinstance(value, dict):  # a place
-            value = "/".join(v for v in (value.get("province"), value.get("district")) if v)
-        elif isinstance(value, list):
-            value = ",".join(map(str, value))
-        cells[column] = "" if value is None else str(value)
-    return cells
+def flat(msg: dict[str, Any]) -> list[dict[str, str]]:
+    """One passage as table rows: one per person (its occupants, or its traveller)."""
+    occupants = msg.get("occupants")
+    people = (
+        [o.get("traveller", {}) for o in occupants if isinstance(o, dict)]
+        if isinstance(occupants, list) and occupants
+        else [msg.get("traveller", {})]
+    )
+    found = msg.get("vehicle")
+    vehicle: dict[str, Any] = found if isinstance(found, dict) else {}
+    rows = []
+    for traveller in people:
+        cells: dict[str, str] = {}
+        for column in COLUMNS:
+            value = msg.get(column, traveller.get(column) if isinstance(traveller, dict) else None)
+            if column == "vehicle":
+                value = vehicle.get("kind")
+            elif column == "plate" and vehicle.get("plate"):
+                value = vehicle["plate"]
+            if isinstance(value, dict):  # a place
+                value = "/".join(v for v in (value.get("province"), value.get("district")) if v)
+            elif isinstance(value, list):
+                value = ",".join(map(str, value))
+            cells[column] = "" if value is None else str(value)
+        rows.append(cells)
+    return rows
 
 
 def find(url: str, query: Query) -> list[dict[str, Any]]:
@@ -61,7 +78,7 @@ def write(messages: Sequence[dict[str, Any]], fmt: str, out: TextIO = sys.stdout
         for msg in messages:
             out.write(json.dumps(msg, ensure_ascii=False) + "\n")
         return
-    rows = [flat(m) for m in messages]
+    rows = [row for m in messages for row in flat(m)]
     if fmt == "csv":
         writer = csv.DictWriter(out, fieldnames=COLUMNS)
         writer.writeheader()
@@ -72,4 +89,5 @@ def write(messages: Sequence[dict[str, Any]], fmt: str, out: TextIO = sys.stdout
     out.write("  ".join(c.ljust(widths[c]) for c in shown).rstrip() + "\n")
     for r in rows:
         out.write("  ".join(r[c].ljust(widths[c]) for c in shown).rstrip() + "\n")
-    out.write(f"({len(rows)} passage{'s' if len(rows) != 1 else ''})\n")
+    people = f", {len(rows)} people" if len(rows) != len(messages) else ""
+    out.write(f"({len(messages)} passage{'s' if len(messages) != 1 else ''}{people})\n")

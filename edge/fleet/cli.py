@@ -246,12 +246,28 @@ def _duration(seconds: float) -> str:
 
 
 def mask_passage(doc: dict[str, Any]) -> dict[str, Any]:
-    """A passage with its traveller data masked: initials, the last digits of numbers."""
+    """A passage with its personal data masked (the traveller's, each occupant's, the
+    vehicle's plate): initials, the last digits of numbers."""
     out = dict(doc)
     traveller = doc.get("traveller")
     if isinstance(traveller, dict):
-        out["traveller"] = {k: _mask_value(k, v) for k, v in traveller.items()}
+        out["traveller"] = _mask_traveller(traveller)
+    occupants = doc.get("occupants")
+    if isinstance(occupants, list):
+        out["occupants"] = [
+            {**o, "traveller": _mask_traveller(o.get("traveller"))} if isinstance(o, dict) else o
+            for o in occupants
+        ]
+    vehicle = doc.get("vehicle")
+    if isinstance(vehicle, dict) and "plate" in vehicle:
+        out["vehicle"] = {**vehicle, "plate": _mask_value("plate", vehicle["plate"])}
     return out
+
+
+def _mask_traveller(traveller: Any) -> dict[str, Any]:
+    if not isinstance(traveller, dict):
+        return {}
+    return {k: _mask_value(k, v) for k, v in traveller.items()}
 
 
 def _mask_value(key: str, value: Any) -> Any:

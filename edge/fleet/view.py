@@ -148,6 +148,9 @@ class KioskView:
             "cpu_temp_c": cpu_temperature(),
             "uptime_s": round(self.uptime_s(), 1),
             "alerts": len(self.app.alerts.names()),
+            # the online lookup ([lookup]): questions asked, answers unavailable in time
+            "lookups": self.app.lookups.asked,
+            "lookups_unavailable": self.app.lookups.unavailable,
         }
 
     def screen_status(self) -> dict[str, Any]:

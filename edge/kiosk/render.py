@@ -90,8 +90,11 @@ def traveller_page(
     reasons = list(dict.fromkeys(_reason(t, c) for c in codes if c != screen))
     needs = _strings(state.get("needs")) if screen == "awaiting_officer" else []
     person = state.get("traveller") if screen != "ready" else None
+    group = state.get("group")
     masked = ""
-    if isinstance(person, Mapping):
+    if isinstance(group, Mapping):
+        masked = t("group.people", count=str(group.get("people", 0)))
+    elif isinstance(person, Mapping):
         masked = t(
             "traveller.masked",
             initials=str(person.get("initials", "")),

@@ -33,6 +33,7 @@ from edge.model import (
     plain,
     traveller,
 )
+from edge.party import Party
 from edge.scan import registry
 
 RECENT = 10
@@ -53,7 +54,35 @@ def _code(c: Credential) -> dict[str, Any]:
     if fmt is not None:
         shown = fmt.labels()
         fields = {k: v for k, v in fields.items() if k in shown}
-    return {"kind": c.kind, "valid": c.valid, "reasons": list(c.reasons), "fields": fields}
+    return {
+        "kind": c.kind,
+        "valid": c.valid,
+        "reasons": list(c.reasons),
+        "lookup": None if c.lookup is None else c.lookup.status,
+        "fields": fields,
+    }
+
+
+def _vehicle(party: Party | None) -> dict[str, Any] | None:
+    """The vehicle being decided, as the officer sees it: kind, plate, how many people,
+    who opened it, and what the green-lane confirmation said (registered drivers)."""
+    if party is None or party.vehicle is None:
+        return None
+    drivers: list[str] = []
+    lookup = None
+    for c in party.vehicle_codes:
+        if c.lookup is not None:
+            lookup = c.lookup.status
+            found = c.lookup.data.get("drivers", [])
+            drivers += [str(d.get("name", "")) for d in found if isinstance(d, dict)]
+    return {
+        "kind": party.vehicle.kind,
+        "plate": party.vehicle.plate,
+        "people": len(party.people),
+        "opened_by": party.vehicle.opened_by,
+        "lookup": lookup,
+        "drivers": [d for d in drivers if d],
+    }
 
 
 class ScreenModel:
@@ -69,6 +98,7 @@ class ScreenModel:
         self.mode = ""
         self.changed_at = iso_utc(datetime.now().astimezone())
         self._person = ("", "")
+        self._vehicle: dict[str, Any] | None = None
         self._codes: list[dict[str, Any]] = []
         self._verdict: Verdict | None = None
         self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
@@ -80,8 +110,15 @@ class ScreenModel:
         shows = [a for a in actions if isinstance(a, Show)]
         records = [a.draft for a in actions if isinstance(a, RecordPassage)]
         presentation: tuple[list[Credential], Verdict] | None = lane.presentation()
+        vehicle = _vehicle(lane.party())
         with self._cond:
+            if vehicle != self._vehicle:
+                self._vehicle = vehicle
+                changed_vehicle = True
+            else:
+                changed_vehicle = False
             changed = state.value != self.state or lane.mode != self.mode or bool(records)
+            changed = changed or changed_vehicle
             self.state, self.mode = state.value, lane.mode
             for draft in records:
                 self._recent.appendleft(_recent(draft))
@@ -99,7 +136,7 @@ class ScreenModel:
             if shows:
                 show = shows[-1]
                 self.screen, self.reasons, self.needs = show.screen, show.reasons, show.needs
-                if show.screen in ("ready", "closed", "surge", "failsafe"):
+                if show.screen in ("ready", "closed", "surge", "failsafe") and vehicle is None:
                     # nobody is being decided: no traveller's data stays on the screen
                     self._person, self._codes, self._verdict = ("", ""), [], None
                 changed = True
@@ -137,7 +174,13 @@ class ScreenModel:
                 "mode": self.mode,
                 "traveller": (
                     {"initials": initials(name), "id_last": mask_tail(number)}
-                    if name or number
+                    if (name or number) and self._vehicle is None
+                    else None
+                ),
+                # a vehicle group: its kind and how many have shown a code (no plate here)
+                "group": (
+                    {"kind": self._vehicle["kind"], "people": self._vehicle["people"]}
+                    if self._vehicle is not None
                     else None
                 ),
             }
@@ -149,6 +192,7 @@ class ScreenModel:
                     "recommendation": verdict.outcome if verdict else None,
                     "policy_reasons": list(verdict.reasons) if verdict else [],
                     "recent": list(self._recent),
+                    "vehicle": dict(self._vehicle) if self._vehicle is not None else None,
                     **self._status(),
                 }
         return doc
@@ -158,6 +202,8 @@ def _recent(draft: PassageDraft) -> dict[str, Any]:
     name, number = _person(draft.credentials)
     return {
         "ts": iso_utc(draft.ts),
+        "vehicle": draft.vehicle.kind if draft.vehicle is not None else None,
+        "people": len(draft.occupants) or (1 if draft.credentials else 0),
         "decision": draft.decision,
         "decided_by": draft.decided_by,
         "reasons": list(draft.reasons),

@@ -17,6 +17,8 @@ Routes (all on ``[kiosk] listen``, loopback by default):
 ``POST /officer/logout``
 ``POST /officer/approve``   the officer's approve, as the hardware button
 ``POST /officer/deny``      the officer's deny
+``POST /officer/vehicle``   ``{"kind": "car", "plate": ""}``: open a vehicle group
+``POST /officer/plate``     ``{"plate": "51H-123.45"}``: the plate of the vehicle being decided
 ==========================  ===================================================
 
 Officer actions need a live session (cookie), its CSRF token in the
@@ -43,6 +45,7 @@ from edge.config import KioskConfig
 from edge.kiosk import render
 from edge.kiosk.auth import LoginRefused, Officers
 from edge.kiosk.screen import ScreenModel
+from edge.model import VEHICLE_KINDS, normal_plate
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +109,15 @@ class KioskServer:
         *,
         on_approve: Callable[[], None],
         on_deny: Callable[[], None],
+        on_vehicle: Callable[[str, str], None] = lambda _kind, _plate: None,
+        on_plate: Callable[[str], None] = lambda _plate: None,
     ) -> None:
         self.cfg = cfg
         self.model = model
         self.on_approve = on_approve
         self.on_deny = on_deny
+        self.on_vehicle = on_vehicle
+        self.on_plate = on_plate
         pin = None
         if cfg.pin_file is not None:
             pin = cfg.pin_file.read_text(encoding="utf-8").strip() or None
@@ -370,16 +377,49 @@ class _Handler(BaseHTTPRequestHandler):
         elif action == "logout":
             self.kiosk.officers.logout(self._token())
             self._json(200, {"logged_in": False}, Set_Cookie=f"{COOKIE}=; Max-Age=0; Path=/")
-        elif action in ("approve", "deny"):
-            session = self.kiosk.officers.check(self._token(), self.headers.get("X-CSRF-Token"))
-            if session is None:
-                self._error(403, "not logged in, or the page's token is missing", "session")
-                return
+        elif action in ("approve", "deny", "vehicle", "plate"):
+            self._action(action, body)
+        else:
+            self._error(404, "not found")
+
+    def _action(self, action: str, body: bytes) -> None:
+        """An officer's action: only with a live session and its CSRF token."""
+        session = self.kiosk.officers.check(self._token(), self.headers.get("X-CSRF-Token"))
+        if session is None:
+            self._error(403, "not logged in, or the page's token is missing", "session")
+        elif action in ("vehicle", "plate"):
+            self._vehicle(action, body)
+        else:
             (self.kiosk.on_approve if action == "approve" else self.kiosk.on_deny)()
             log.info("kiosk: officer %s from the screen", action)
             self._json(202, {"accepted": action})
+
+    def _vehicle(self, action: str, body: bytes) -> None:
+        """Open a vehicle group (kind, optional plate), or type the plate of the one open."""
+        try:
+            doc = json.loads(body or b"{}")
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            doc = None
+        if not isinstance(doc, dict):
+            self._error(400, "send a JSON object")
+            return
+        plate = normal_plate(doc.get("plate", ""))
+        if plate is None:
+            self._error(400, "plate: up to 15 of 0-9 A-Z . - (as on the plate)", "plate")
+            return
+        if action == "plate":
+            if not plate:
+                self._error(400, "plate: empty", "plate")
+                return
+            self.kiosk.on_plate(plate)
         else:
-            self._error(404, "not found")
+            kind = doc.get("kind", "car")
+            if kind not in VEHICLE_KINDS:
+                self._error(400, f"kind: one of {', '.join(VEHICLE_KINDS)}", "kind")
+                return
+            self.kiosk.on_vehicle(kind, plate)
+        log.info("kiosk: officer %s from the screen", action)  # the plate is personal: not logged
+        self._json(202, {"accepted": action})
 
     def _login(self, body: bytes) -> None:
         try:

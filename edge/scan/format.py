@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from edge.scan.envelope import StageLog
+from edge.scan.reasons import LOOKUP_PENDING, LOOKUP_UNAVAILABLE
 from edge.trust import TrustStore
 
 if TYPE_CHECKING:
@@ -140,6 +141,9 @@ class Assessment:
     refer: list[str] = field(default_factory=list)
     needs: list[str] = field(default_factory=list)
     authorised: bool = False
+    # identities (Format.voucher) of people in the same party whose codes hold up: a
+    # proxy code one of them declared is vouched for
+    vouchers: frozenset[str] = frozenset()
 
     def first(self, kind: str) -> Claims | None:
         """The claims of the first valid code of ``kind`` shown, if any."""
@@ -169,6 +173,21 @@ class Assessment:
         """A code that may approve the passage was shown and holds up."""
         self.authorised = True
 
+    @staticmethod
+    def looked_up(credential: Credential) -> str | None:
+        """What the online lookup said of it (pending, confirmed, refused,
+        unavailable), or None when it was not asked."""
+        return credential.lookup.status if credential.lookup is not None else None
+
+    def unconfirmed(self, credential: Credential, otherwise: str, need: str) -> None:
+        """Refer an unsigned code that nothing confirmed: waiting for the lookup, the
+        lookup unavailable, or (not asked) ``otherwise``."""
+        status = self.looked_up(credential)
+        reason = {"pending": LOOKUP_PENDING, "unavailable": LOOKUP_UNAVAILABLE}.get(
+            status or "", otherwise
+        )
+        self.refer_for(reason, need)
+
 
 class Format(Generic[C]):
     """One credential format. Subclasses set the class attributes and override
@@ -183,6 +202,8 @@ class Format(Generic[C]):
     fields: ClassVar[tuple[str, ...]] = ()  # the [passage] fields it can fill
     mismatch: ClassVar[str] = "id_mismatch"  # the reason when it names someone else
     alone: ClassVar[str | None] = None  # the reason when nothing shown with it can approve
+    looked_up: ClassVar[bool] = False  # the optional online lookup can confirm it
+    vehicle: ClassVar[bool] = False  # a vehicle's code (it opens a vehicle group), not a person's
 
     def detect(self, text: str) -> bool:
         """Whether ``text`` has this format's shape (prefix, field count...). Shapes of
@@ -207,6 +228,20 @@ class Format(Generic[C]):
     def traveller(self, claims: C) -> dict[str, Any]:
         """The :data:`fields` it fills, by name (places as province/district/text)."""
         return {}
+
+    def lookup_key(self, claims: C) -> str | None:
+        """What the online lookup is asked about ({key} in ``[lookup] url``), or None."""
+        return None
+
+    def voucher(self, claims: C) -> str | None:
+        """An identity others' codes may name as the one who declared for them (a
+        personal QR's QID), or None."""
+        return None
+
+    def vouched_by(self, claims: C) -> str | None:
+        """The identity that declared this code on its holder's behalf (a proxy
+        personal QR's declarer QID), or None."""
+        return None
 
     def holder(self, claims: C) -> Holder | None:
         """Who it names, for matching codes of one person; None when it names nobody."""

@@ -23,7 +23,8 @@ Example: ``001093029317|NGUYEN VAN A|1987-01-18|0|162979388586171100|<1<00<01232
 The code is unsigned (its electronic signature's scheme is not published, so
 it is kept, never verified): it proves nothing by itself. It identifies; an
 ID card shown with it that agrees (number, name without diacritics, birth
-date), or a confirmation by the optional online lookup, lets it approve.
+date), or a confirmation by the optional online lookup (``[lookup]``, asked
+about its QID), lets it approve; a lookup that refuses it denies it.
 Detection is by shape: exactly 6 fields, the 4th ``0`` or ``1``, the 3rd a
 (masked) date. Every text field is cleaned of control characters at read.
 """
@@ -37,7 +38,14 @@ from typing import TYPE_CHECKING, Any
 
 from edge.errors import CredentialRejected
 from edge.scan.format import Assessment, Claims, Format, Holder, Reading
-from edge.scan.reasons import BAD_FIELDS, PERSONAL_QR_UNCONFIRMED, TOO_LARGE
+from edge.scan.reasons import (
+    BAD_FIELDS,
+    LOOKUP_PENDING,
+    LOOKUP_REFUSED,
+    LOOKUP_UNAVAILABLE,
+    PERSONAL_QR_UNCONFIRMED,
+    TOO_LARGE,
+)
 from edge.scan.text import clean_text
 
 if TYPE_CHECKING:
@@ -165,7 +173,11 @@ class PersonalQrFormat(Format[PersonalQr]):
     claims_type = PersonalQr
     authorises = True
     rank = 15
-    reasons = (BAD_FIELDS, TOO_LARGE, PERSONAL_QR_UNCONFIRMED)
+    reasons = (
+        BAD_FIELDS, TOO_LARGE, PERSONAL_QR_UNCONFIRMED,
+        LOOKUP_PENDING, LOOKUP_UNAVAILABLE, LOOKUP_REFUSED,
+    )  # fmt: skip
+    looked_up = True
     fields = ("id_number", "name", "birth_date", "sex", "phone", "qid")
 
     def detect(self, text: str) -> bool:
@@ -193,7 +205,16 @@ class PersonalQrFormat(Format[PersonalQr]):
         numbers = (claims.number,) if claims.number else ()
         return Holder(claims.name, claims.birth_date, numbers)
 
-    def confirmed(self, credential: Credential, claims: PersonalQr, ctx: Assessment) -> bool:
+    def lookup_key(self, claims: PersonalQr) -> str | None:
+        return claims.qid
+
+    def voucher(self, claims: PersonalQr) -> str | None:
+        return None if claims.proxy else claims.qid
+
+    def vouched_by(self, claims: PersonalQr) -> str | None:
+        return claims.declarer_qid if claims.proxy and claims.declarer_qid else None
+
+    def matched_by_card(self, claims: PersonalQr, ctx: Assessment) -> bool:
         """An ID card shown with it agrees on number, name and birth date."""
         mine = self.holder(claims)
         for other in ctx.shown:
@@ -204,12 +225,17 @@ class PersonalQrFormat(Format[PersonalQr]):
         return False
 
     def assess(self, credential: Credential, claims: PersonalQr, ctx: Assessment) -> None:
+        lookup = ctx.looked_up(credential)
+        if lookup == "refused":
+            ctx.deny.append(LOOKUP_REFUSED)  # the national platform says it is not valid
+            return
         if not ctx.accepts(KIND):
             return  # it identifies only: the fallback refers for a declaration
-        if self.confirmed(credential, claims, ctx):
-            ctx.authorise()
+        vouched = claims.proxy and claims.declarer_qid in ctx.vouchers
+        if self.matched_by_card(claims, ctx) or lookup == "confirmed" or vouched:
+            ctx.authorise()  # vouched: declared by a parent in this party whose code holds up
         else:
-            ctx.refer_for(PERSONAL_QR_UNCONFIRMED, ID_CARD)
+            ctx.unconfirmed(credential, PERSONAL_QR_UNCONFIRMED, ID_CARD)
 
 
 FORMAT = PersonalQrFormat()

@@ -40,3 +40,10 @@ RECOVERY_NOT_VALID = "recovery_not_valid"  # outside the recovery certificate's 
 DCC_HOLDER_MISMATCH = "dcc_holder_mismatch"  # the DCC names someone else
 # an unsigned personal QR not confirmed by a matching ID card or the online lookup
 PERSONAL_QR_UNCONFIRMED = "personal_qr_unconfirmed"
+# the optional online lookup of an unsigned code ([lookup])
+LOOKUP_PENDING = "lookup_pending"  # asked; no answer yet (the lane does not wait)
+LOOKUP_UNAVAILABLE = "lookup_unavailable"  # no answer in time, unreachable, or nonsense
+LOOKUP_REFUSED = "lookup_refused"  # the service says the code is not valid
+# vehicles ([lane] group_s): one passage for a vehicle and its occupants
+GROUP_EMPTY = "group_empty"  # a vehicle group in which nobody has shown a code
+GREENLANE_UNCONFIRMED = "greenlane_unconfirmed"  # no online confirmation: the officer checks

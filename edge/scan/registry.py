@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from edge.scan import dcc, declaration, idcard, personal_qr
+from edge.scan import dcc, declaration, greenlane, idcard, personal_qr
 from edge.scan.format import Format
 from edge.scan.reasons import UNRECOGNISED
 
@@ -21,12 +21,15 @@ FORMATS: tuple[Format[Any], ...] = (
     dcc.FORMAT,
     idcard.FORMAT,
     personal_qr.FORMAT,
+    greenlane.FORMAT,
 )
 
 BY_KIND: Mapping[str, Format[Any]] = {f.kind: f for f in FORMATS}
 KINDS: tuple[str, ...] = (*BY_KIND, UNRECOGNISED)
 # Formats that may approve a passage (what [policy] accept may name).
 AUTHORISING: tuple[str, ...] = tuple(f.kind for f in FORMATS if f.authorises)
+# Formats with something to confirm online (what [lookup] kinds may name).
+LOOKED_UP: tuple[str, ...] = tuple(f.kind for f in FORMATS if f.looked_up)
 # Every traveller field some format fills (what [passage] fields may name).
 TRAVELLER_FIELDS: tuple[str, ...] = tuple(dict.fromkeys(x for f in FORMATS for x in f.fields))
 

@@ -39,6 +39,14 @@ const els = {
   approve: $("approve"),
   deny: $("deny"),
   feedback: $("action-feedback"),
+  vehicleOpen: $("vehicle-open"),
+  vehicleKinds: $("vehicle-kinds"),
+  vehicleNow: $("vehicle-now"),
+  vehicleKind: $("vehicle-kind"),
+  vehiclePeople: $("vehicle-people"),
+  vehicleDrivers: $("vehicle-drivers"),
+  plateForm: $("plate-form"),
+  plate: $("plate"),
 };
 
 const session = { enabled: true, remote: true, csrf: null };
@@ -270,6 +278,21 @@ function renderRecent(recent) {
   els.recentNone.hidden = recent.length !== 0;
 }
 
+/** The vehicle being decided (kind, people, plate, registered drivers), or the buttons
+ * that open a vehicle group while the lane is ready. */
+function renderVehicle(officer) {
+  const vehicle = officer.vehicle;
+  els.vehicleNow.hidden = !vehicle;
+  els.vehicleOpen.hidden = !!vehicle || !["ready", "surge"].includes(officer.state);
+  if (!vehicle) return;
+  els.vehicleKind.textContent = translated("vehicle", vehicle.kind);
+  els.vehiclePeople.textContent = kiosk.t("group.people", { count: String(vehicle.people) });
+  const drivers = Array.isArray(vehicle.drivers) ? vehicle.drivers : [];
+  els.vehicleDrivers.hidden = drivers.length === 0;
+  els.vehicleDrivers.textContent = `${kiosk.t("officer.vehicle.drivers")} ${drivers.join(", ")}`;
+  if (document.activeElement !== els.plate) els.plate.value = vehicle.plate || "";
+}
+
 function renderFeedback() {
   els.feedback.textContent = feedback ? kiosk.t(feedback[0], feedback[1]) : "";
   els.feedback.className = feedback ? feedback[2] || "" : "";
@@ -284,6 +307,7 @@ function render() {
   renderDecision(officer);
   renderCodes(officer.codes || []);
   renderRecent(officer.recent || []);
+  renderVehicle(officer);
 }
 
 // -- the session ---------------------------------------------------------------------
@@ -407,13 +431,13 @@ function applyLoginTexts() {
   els.submit.textContent = kiosk.t("officer.login.submit");
 }
 
-async function act(action) {
+async function act(action, body) {
   if (!session.csrf) {
     loggedOut(["officer.error.session"]);
     return;
   }
   try {
-    const [status] = await post(`/officer/${action}`, undefined, { "X-CSRF-Token": session.csrf });
+    const [status] = await post(`/officer/${action}`, body, { "X-CSRF-Token": session.csrf });
     if (status === 202) {
       setFeedback(`officer.sent.${action}`, "ok");
     } else if (status === 403) {
@@ -472,6 +496,15 @@ async function main() {
   });
   els.approve.addEventListener("click", () => act("approve"));
   els.deny.addEventListener("click", () => act("deny"));
+  els.vehicleKinds.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-kind]");
+    if (button) act("vehicle", { kind: button.dataset.kind });
+  });
+  els.plateForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const plate = els.plate.value.trim();
+    if (plate) act("plate", { plate });
+  });
   els.logout.addEventListener("click", logout);
 
   const info = await sessionInfo();

@@ -78,10 +78,15 @@ function render() {
   els.needs.hidden = needs.length === 0;
 
   const person = online && state && screen !== "ready" ? state.traveller : null;
-  els.person.textContent = person
-    ? kiosk.t("traveller.masked", { initials: person.initials, id: person.id_last })
-    : "";
-  els.person.hidden = !person;
+  const group = online && state ? state.group : null;
+  if (group) {
+    els.person.textContent = kiosk.t("group.people", { count: String(group.people) });
+  } else {
+    els.person.textContent = person
+      ? kiosk.t("traveller.masked", { initials: person.initials, id: person.id_last })
+      : "";
+  }
+  els.person.hidden = !person && !group;
   fit();
   scheduleLanguageReset();
 }

@@ -1,0 +1,209 @@
+"""The lane's vocabulary: its states, the events it takes and the actions it answers with.
+
+Frozen dataclasses, pure. The state machine itself is :class:`edge.lane.Lane`;
+every name here is also importable from :mod:`edge.lane`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from edge.model import Credential, Lookup, PassageDraft
+
+# Reason codes added by the lane itself.
+NO_DECISION = "no_decision"
+NO_CREDENTIAL = "no_credential"
+SURGE = "surge"
+CLOSED = "closed"
+SHUTDOWN = "shutdown"
+OPERATOR_OPEN = "operator_open"
+
+MODES = ("officer", "auto", "surge", "closed")
+# Replays are recognised by Credential.ref (issuer and id of a declaration or
+# DCC), not by the payload bytes: re-encoding a signed code changes its bytes.
+# An ID card has no ref: it is the person, not the permission.
+
+
+class State(enum.Enum):
+    READY = "ready"
+    GROUP = "group"  # a vehicle's occupants are showing their codes
+    AWAITING_DECISION = "awaiting_decision"
+    OPEN = "open"
+    SURGE = "surge"
+    FAILSAFE = "failsafe"
+
+
+# --- events ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CredentialScanned:
+    credential: Credential
+
+
+@dataclass(frozen=True)
+class OfficerApproved:
+    pass
+
+
+@dataclass(frozen=True)
+class OfficerDenied:
+    pass
+
+
+@dataclass(frozen=True)
+class SetMode:
+    """Switch lane mode (officer, auto, surge); ``by`` says who, for the log."""
+
+    mode: str
+    by: str = "operator"
+
+
+@dataclass(frozen=True)
+class OperatorOpen:
+    """An operator opens the barrier remotely for one passage (a pulse of ``open_s``)."""
+
+    by: str = "operator"
+
+
+@dataclass(frozen=True)
+class VehiclePassed:
+    """The vehicle-loop detector says the vehicle has left: close without waiting."""
+
+
+@dataclass(frozen=True)
+class OpenVehicle:
+    """The officer opens a vehicle group: every occupant's code joins one passage.
+    ``kind`` one of :data:`~edge.model.VEHICLE_KINDS`; ``plate`` may be typed later."""
+
+    kind: str = "car"
+    plate: str = ""
+    by: str = "officer"
+
+
+@dataclass(frozen=True)
+class SetPlate:
+    """The officer types the plate of the vehicle being decided."""
+
+    plate: str
+
+
+@dataclass(frozen=True)
+class LookupAnswered:
+    """The online lookup's answer for the code whose payload hashes to ``sha256``."""
+
+    sha256: str
+    lookup: Lookup
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    """The kiosk is stopping: finish the passage in progress and close the barrier."""
+
+
+@dataclass(frozen=True)
+class DecisionTimedOut:
+    token: int
+
+
+@dataclass(frozen=True)
+class CloseDue:
+    token: int
+
+
+@dataclass(frozen=True)
+class FailsafeRetryDue:
+    token: int
+
+
+@dataclass(frozen=True)
+class GroupWindowEnded:
+    """No occupant's code for ``group_s``: the vehicle group is complete."""
+
+    token: int
+
+
+@dataclass(frozen=True)
+class FaultRaised:
+    """Something the lane depends on failed; ``name`` is stable (camera, store, ...)."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class FaultCleared:
+    name: str
+
+
+TimerEvent = DecisionTimedOut | CloseDue | FailsafeRetryDue | GroupWindowEnded
+Event = (
+    CredentialScanned
+    | OfficerApproved
+    | OfficerDenied
+    | SetMode
+    | OperatorOpen
+    | OpenVehicle
+    | SetPlate
+    | LookupAnswered
+    | Shutdown
+    | VehiclePassed
+    | TimerEvent
+    | FaultRaised
+    | FaultCleared
+)
+
+# --- actions --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordPassage:
+    draft: PassageDraft
+
+
+@dataclass(frozen=True)
+class OpenBarrier:
+    """Open for one passage (a pulse the panel bounds), or ``hold`` it open (surge)."""
+
+    hold: bool = False
+
+
+@dataclass(frozen=True)
+class CloseBarrier:
+    pass
+
+
+@dataclass(frozen=True)
+class Signal:
+    """LED and buzzer pattern: ready, reading, approved, denied, fault, surge."""
+
+    pattern: str
+
+
+@dataclass(frozen=True)
+class Show:
+    """What the screen shows: a lane state, reason codes, and what more to present."""
+
+    screen: str
+    reasons: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StartTimer:
+    """Post ``event`` back to the lane after ``delay_s`` seconds, replacing any
+    pending timer of the same event type."""
+
+    event: TimerEvent
+    delay_s: float
+
+
+@dataclass(frozen=True)
+class Note:
+    """A line for the log: what the lane did and why (never personal data)."""
+
+    text: str
+
+
+Action = RecordPassage | OpenBarrier | CloseBarrier | Signal | Show | StartTimer | Note
