@@ -39,7 +39,7 @@ from edge.devices.gpio import Panel, make_pin_factory
 from edge.errors import EdgeError, TrustError
 from edge.fleet import handlers
 from edge.fleet.agent import FleetAgent
-from edge.fleet.remote import RemoteConfig
+from edge.fleet.remote import RemoteConfig, pushed_rules_file
 from edge.fleet.view import KioskView
 from edge.health import Health
 from edge.kiosk.screen import ScreenModel
@@ -65,6 +65,8 @@ from edge.mqtt.device import DeviceLink
 from edge.mqtt.publisher import Publisher
 from edge.notify import Notifier
 from edge.policy import RulePolicy
+from edge.rules.book import RulesHolder
+from edge.rules.rules import RuleError
 from edge.runner import LaneRunner
 from edge.scan.credentials import Verifier
 from edge.scan.decoder import Decoder, make_decoder
@@ -142,8 +144,10 @@ class App:
         with contextlib.suppress(TrustError):  # logged; the kiosk runs on and trusts nothing
             self.trust.reload()
         self.verifier = Verifier(lambda: self.trust.store, skew_s=cfg.policy.clock_skew_s)
+        self.rules = RulesHolder(cfg.rules, pushed_rules_file(cfg.store.dir))
+        self.reload_rules()
         lane = Lane(
-            RulePolicy(cfg.policy),
+            RulePolicy(cfg.policy, rules=self.rules.current),
             mode=cfg.lane.mode,
             decision_timeout_s=cfg.lane.decision_timeout_s,
             open_s=cfg.lane.open_s,
@@ -204,8 +208,11 @@ class App:
             store_dir=cfg.store.dir,
             trust_age=view.trust_age,
             trust_error=lambda: self.trust.last_error,
+            on_rules=self.reload_rules,
+            rules_age=lambda: self.rules.book.made if self.rules.book else None,
+            rules_error=lambda: self.rules.last_error or None,
         )
-        self.screen = ScreenModel(status=view.screen_status)
+        self.screen = ScreenModel(status=view.screen_status, rules=self.rules.describe)
         self.runner.add_listener(
             lambda e, a, st: self.screen.lane_event(e, a, st, self.runner.lane)
         )
@@ -393,6 +400,12 @@ class App:
             pin.drive_high()
         else:
             self.runner.post(OfficerApproved() if button == "approve" else OfficerDenied())
+
+    def reload_rules(self) -> None:
+        """Load the rules in use again (a push arrived, or at start); a rule set that
+        cannot be used is logged and raises the rules-error alert, the last good stays."""
+        with contextlib.suppress(RuleError):
+            self.rules.reload(self.remote.rules_issued)
 
     def vehicle(self, kind: str, plate: str = "") -> None:
         """The officer opens a vehicle group (from the screen, or ``v`` on the

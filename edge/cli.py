@@ -26,6 +26,7 @@ from edge import config as config_mod
 from edge.credtools import UsageError
 from edge.errors import ConfigError, EdgeError, TrustError
 from edge.fleet import cli as fleet_cli
+from edge.rules import cli as rules_cli
 from edge.scan.declaration import TRANSPORT_MODES
 from edge.scan.declaration import issue as issue_declaration
 from edge.trust import load_trust
@@ -61,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "fleet": fleet_cli.main,
         "doctor": lambda a: _doctor(a.config),
         "pki": pki_cli.main,
+        "rules": rules_cli.main,
     }
     try:
         return commands[args.command](args)
@@ -121,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     pki_cli.register(sub)
     _add_central(sub)
+    rules_cli.register(sub, _timestamp)
     return parser
 
 

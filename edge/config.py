@@ -34,6 +34,7 @@ from edge.sections import (
     Parser,
     PassageConfig,
     PolicyConfig,
+    RulesConfig,
     ScanConfig,
     SourceSpec,
     StoreConfig,
@@ -86,6 +87,7 @@ class Config:
     fleet: FleetConfig = field(default_factory=FleetConfig)
     kiosk: KioskConfig = field(default_factory=KioskConfig)
     lookup: LookupConfig = field(default_factory=LookupConfig)
+    rules: RulesConfig = field(default_factory=RulesConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 

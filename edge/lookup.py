@@ -68,7 +68,11 @@ def sanitised(doc: Any) -> Lookup:
     if not isinstance(doc, dict) or doc.get("status") not in STATUSES:
         return Lookup("unavailable")
     data: dict[str, Any] = {}
-    for key, limit in (("plate", 15), ("vehicle", 20), ("valid_until", 40)):
+    # a green-lane vehicle's plate and kind; until when it holds; who a personal QR's
+    # confirmation is of (compared with the code: a QID copied onto another's code fails)
+    fields = (("plate", 15), ("vehicle", 20), ("valid_until", 40), ("name", 100),
+              ("number", 20), ("birth_date", 10))  # fmt: skip
+    for key, limit in fields:
         value = doc.get(key)
         if isinstance(value, str) and clean_text(value):
             data[key] = clean_text(value)[:limit]

@@ -60,7 +60,12 @@ class Party:
             return "duplicate"
         if credential.kind == UNRECOGNISED:
             return "ignored"  # a stray code never joins (one shown first is replaced)
-        return self._in_group(credential) if self.is_group else self._in_party(credential)
+        if self.is_group:
+            return self._in_group(credential)
+        fmt = registry.get(credential.kind)
+        if fmt is not None and fmt.vehicle:
+            return "next"  # a vehicle's code: it opens a vehicle group, never joins a person
+        return self._in_party(credential)
 
     def _in_group(self, credential: Credential) -> Placement:
         fmt = registry.get(credential.kind)

@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from edge.errors import EdgeError
+from edge.mqtt import topics
 from edge.mqtt.topics import CENTRAL, PREFIX
 
 Kind = Literal["device", "ingest", "operator"]
@@ -71,7 +72,7 @@ ACCOUNT_DAYS = 1825
 CRL_DAYS = 365
 # Certificates start an hour early: a Pi without a clock may run a little behind.
 BACKDATE = timedelta(hours=1)
-ALL = "$all"  # fleet-wide topics, as in edge.mqtt.topics
+ALL = topics.ALL  # fleet-wide topics
 # Topic levels under cp/v1/<device id>/ that a device may write, and read.
 DEVICE_WRITES = ("status", "meta", "passage", "telemetry", "alert/+", "res/#", "config/reported")
 DEVICE_READS = ("cmd/+", "config/desired", "ack")
@@ -385,7 +386,7 @@ def render_acl(accounts: Iterable[str]) -> str:
     Any other name in ``accounts`` (a device) is covered by the patterns.
     """
     own = f"{PREFIX}/%u"
-    fleet = [f"{PREFIX}/{ALL}/cmd/+", f"{PREFIX}/{ALL}/trust", f"{PREFIX}/{ALL}/policy"]
+    fleet = [f"{PREFIX}/{ALL}/cmd/+", *(topics.fleet_push(kind) for kind in topics.PUSH_KINDS)]
     lines = [
         "# ACL of the checkpoint-edge broker, written by 'checkpoint-edge pki acl'.",
         "# Username = client certificate CN = client id. 'pattern' lines apply to EVERY",

@@ -20,13 +20,15 @@ stable; they are published in passages.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Protocol
 
 from edge.config import PolicyConfig
 from edge.model import Credential, Verdict
 from edge.party import Party
+from edge.rules.book import RuleBook
 from edge.scan import registry
 from edge.scan.format import Assessment
 from edge.scan.reasons import (
@@ -58,23 +60,41 @@ class Policy(Protocol):
         ...
 
 
+MAX_PROXIES = 6  # codes one person may have declared for others, in one party
+
+
 def judge_party(
-    policy: Policy, party: Party, now: datetime, replayed: Iterable[str] = ()
+    policy: Policy,
+    party: Party,
+    now: datetime,
+    replayed: Iterable[str] = (),
+    vouchers: Iterable[str] = (),
 ) -> Verdict:
     """The verdict for a whole party: each person's, the vehicle's codes', combined
-    (any deny denies, any refer refers, else approve). A proxy code (a child's,
-    declared by a parent) holds up when its declarer is in the party and theirs
-    does. A vehicle group with nobody's code yet is referred (``group_empty``)."""
-    replayed = tuple(replayed)
+    (any deny denies, any refer refers, else approve). The same signed code twice in
+    one party is ``replayed``. A proxy code (a child's, declared by a parent) holds up
+    when its declarer's code does, in the party or (``vouchers``) approved at this lane
+    a moment ago, and no declarer speaks for more than :data:`MAX_PROXIES`. A vehicle
+    group with nobody's code yet is referred (``group_empty``)."""
+    codes_all = [c for codes in (*party.people, party.vehicle_codes) for c in codes]
+    counted = Counter(c.ref for c in codes_all if c.ref is not None)
+    replayed = (*replayed, *(ref for ref, n in counted.items() if n > 1))
     verdicts = [policy.evaluate(codes, now, replayed) for codes in party.people]
-    vouchers = frozenset(
+    found = {
         key
         for codes, verdict in zip(party.people, verdicts, strict=True)
         if verdict.outcome == "approve"
         for c in codes
         if (fmt := registry.get(c.kind)) is not None and c.claims is not None
         if (key := fmt.voucher(c.claims)) is not None
+    }
+    declared = Counter(
+        key
+        for c in codes_all
+        if (fmt := registry.get(c.kind)) is not None and c.claims is not None
+        if (key := fmt.vouched_by(c.claims)) is not None
     )
+    vouchers = frozenset(k for k in {*found, *vouchers} if declared[k] <= MAX_PROXIES)
     if vouchers:
         verdicts = [
             policy.evaluate(codes, now, replayed, vouchers) if v.outcome != "approve" else v
@@ -98,10 +118,14 @@ def combine(verdicts: Sequence[Verdict]) -> Verdict:
 
 
 class RulePolicy:
-    """The config-driven rules of ``[policy]`` (see ``docs/configuration.md``)."""
+    """The config-driven rules of ``[policy]`` (see ``docs/configuration.md``), and the
+    business rules (``rules``: the book in use now, None when off) for DCCs."""
 
-    def __init__(self, cfg: PolicyConfig) -> None:
+    def __init__(
+        self, cfg: PolicyConfig, rules: Callable[[], RuleBook | None] = lambda: None
+    ) -> None:
         self.cfg = cfg
+        self.rules = rules
 
     def evaluate(
         self,
@@ -112,7 +136,9 @@ class RulePolicy:
     ) -> Verdict:
         seen_too_recently = set(replayed)
         valid = [c for c in credentials if c.valid and c.claims is not None]
-        ctx = Assessment(self.cfg, now, valid, registry.BY_KIND, vouchers=vouchers)
+        ctx = Assessment(
+            self.cfg, now, valid, registry.BY_KIND, vouchers=vouchers, rules=self.rules()
+        )
         for c in credentials:
             if c.kind == UNRECOGNISED:
                 ctx.deny.append(UNRECOGNISED)

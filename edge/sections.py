@@ -581,6 +581,14 @@ class FleetConfig:
         default=True,
         metadata=_doc("Raise clock-unsynchronised when the kernel says the clock is not synced."),
     )
+    rules_max_age_h: float = field(
+        default=0.0,
+        metadata=_doc(
+            "Raise rules-stale when the rule set in use (a push, or [rules] files) is older "
+            "(hours; 0 = off: the bundled rules never go stale).",
+            _non_negative,
+        ),
+    )
 
 
 def _listen(value: Any, _base: Path) -> str:
@@ -631,6 +639,43 @@ class KioskConfig:
             "A folder of more message catalogues (<code>.json, as edge/kiosk/i18n/): "
             "languages added without code changes.",
             _parse_existing_dir,
+        ),
+    )
+
+
+def _country(value: Any, _base: Path) -> str:
+    if not re.fullmatch(r"[A-Z]{2}", str(value)):
+        raise ValueError(f"must be an ISO 3166-1 alpha-2 code, upper case (got {value!r})")
+    return str(value)
+
+
+@dataclass(frozen=True)
+class RulesConfig:
+    enabled: bool = field(
+        default=True,
+        metadata=_doc(
+            "Judge EU DCCs (vaccine passports) by business rules in CertLogic; off: by the "
+            "fixed [policy] proof_* keys."
+        ),
+    )
+    country: str = field(
+        default="VN",
+        metadata=_doc("The country of arrival: whose acceptance rules apply.", _country),
+    )
+    files: tuple[Path, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Rule folders (<RuleId>/rule.json) or folders of them; empty = the bundled "
+            "rules of Vietnam (edge/rules/vn). A signed fleet push replaces them.",
+            _paths,
+        ),
+    )
+    value_sets: Path | None = field(
+        default=None,
+        metadata=_doc(
+            "Value sets JSON the rules refer to (external.valueSets); empty = the bundled one "
+            "(with the bundled rules) or none.",
+            _parse_existing_file,
         ),
     )
 

@@ -95,3 +95,12 @@ def test_fleet_bench_every_virtual_kiosk_appears_and_answers() -> None:
     assert status["answered"] == status["cli_answered"] == 5  # get-status, ok
     assert window["disconnects"] == 0
     assert window["publish_in"] > 0  # the broker's counters were read
+
+
+def test_rules_bench_judges_a_real_dcc_against_every_rule_set() -> None:
+    out = run_bench(str(REPO / "bench" / "rules_bench.py"), "--rounds", "1", "--runs", "3")
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip()}
+    assert int(rows["VN"][0]) == 5  # the vaccination's rules of Vietnam were all selected
+    assert float(rows["VN"][1]) > 0
+    assert float(rows["VN"][4]) > 0  # the ratio to the anchor in the same process
+    assert "slowest country" in out

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -591,6 +592,69 @@ def test_signed_trust_push_is_applied_and_a_forged_one_refused(
     wait(op, lambda: op.devices[DEVICE].reported.get("trust_version") == 6, "trust 6 applied")
     assert kiosk.app.trust.store.describe() != before
     assert op.send(DEVICE, "reload-trust")["status"] == "ok"
+
+
+def test_rules_pushed_fleet_wide_replace_stale_or_broken_local_rules(
+    tmp_path: Path, broker: Mosquitto, kiosks: Callable[[Config], Kiosk], operator: Any
+) -> None:
+    from edge.rules.book import bundled_rules
+
+    priv, pub = write_fleet_key(tmp_path)
+    local = tmp_path / "local-rules"
+    shutil.copytree(bundled_rules() / "VR-VN-0002", local / "VR-VN-0002")
+    old = (datetime.now(UTC) - timedelta(hours=3)).timestamp()
+    for path in [local, *local.rglob("*")]:
+        os.utime(path, (old, old))
+    fleet = {"keys": [str(pub)], "rules_max_age_h": 2}
+    kiosk = kiosks(
+        fleet_config(tmp_path, broker.port, fleet=fleet, rules={"files": [str(local)]})
+    ).start()
+    op = operator()
+    wait(op, lambda: "rules-stale" in getattr(op.devices.get(DEVICE), "alerts", {}), "stale")
+    assert "3 h old (limit 2 h)" in op.devices[DEVICE].alerts["rules-stale"]["detail"]
+    port = ["--host", "127.0.0.1", "--port", str(broker.port)]
+    (tmp_path / "other").mkdir()
+    forger, _ = write_fleet_key(tmp_path / "other")
+    push = ["fleet", *port, "rules", "push", str(bundled_rules())]
+    assert cli.main([*push, "--key", str(forger), "--version", "5"]) == 0
+    wait(
+        op,
+        lambda: (
+            op.devices[DEVICE].reported.get("last", {}).get("rules", {}).get("state") == "rejected"
+        ),
+        "forged rules refused",
+    )
+    assert kiosk.app.rules.book is not None
+    assert kiosk.app.rules.book.source == "the configured files"
+    assert cli.main([*push, "--key", str(priv), "--version", "6"]) == 0
+    wait(op, lambda: op.devices[DEVICE].reported.get("rules_version") == 6, "rules 6 applied")
+    assert kiosk.app.rules.book.source == "a fleet push"
+    assert len(kiosk.app.rules.book.rules.rules) == 10
+    wait(op, lambda: "rules-stale" not in op.devices[DEVICE].alerts, "stale cleared")
+    # what no kiosk could use is refused by the command line itself
+    broken = tmp_path / "broken"
+    shutil.copytree(bundled_rules() / "TR-VN-0001", broken / "TR-VN-0001")
+    (broken / "TR-VN-0001" / "rule.json").write_text('{"Identifier": 1}')
+    assert cli.main(["fleet", *port, "rules", "push", str(broken), "--key", str(priv)]) == 2
+
+
+def test_local_rules_that_cannot_load_raise_rules_error_and_no_dcc_passes_unjudged(
+    tmp_path: Path, broker: Mosquitto, kiosks: Callable[[Config], Kiosk], operator: Any
+) -> None:
+    from edge.rules.book import bundled_rules
+
+    local = tmp_path / "local-rules"
+    shutil.copytree(bundled_rules() / "VR-VN-0002", local / "VR-VN-0002")
+    (local / "VR-VN-0002" / "rule.json").write_text("{broken")
+    kiosk = kiosks(fleet_config(tmp_path, broker.port, rules={"files": [str(local)]})).start()
+    op = operator()
+    wait(op, lambda: "rules-error" in getattr(op.devices.get(DEVICE), "alerts", {}), "error")
+    alert = op.devices[DEVICE].alerts["rules-error"]
+    assert alert["severity"] == "critical"
+    assert "not JSON" in alert["detail"]
+    book = kiosk.app.rules.current()
+    assert book is not None
+    assert book.broken
 
 
 # -- the operator's command line ---------------------------------------------

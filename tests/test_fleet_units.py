@@ -364,6 +364,37 @@ def test_trust_push_must_load_as_a_trust_list(tmp_path: Path) -> None:
     assert remote.trust_version == 1
 
 
+def test_rules_push_must_load_as_a_rule_set_and_the_last_good_stays(tmp_path: Path) -> None:
+    from edge.rules.book import bundle, bundled_rules, from_bundle
+
+    key, pub = fleet_key(tmp_path)
+    remote = remote_for(tmp_path, fleet={"keys": [str(pub)]})
+    doc = bundle([bundled_rules()])
+    body = json.dumps(doc).encode()
+    offer = remote.offer_push("rules", signing.sign("rules", 3, body, key, NOW))
+    assert (offer.changed, offer.state) == (True, "applied")  # no restart: the rules reload
+    assert remote.rules_path.read_bytes() == body
+    assert (remote.rules_version, remote.rules_issued) == (3, NOW)
+    assert remote.reported()["rules_version"] == 3
+    broken = json.dumps({**doc, "rules": [{**doc["rules"][0], "Logic": {"nope": [1]}}]}).encode()
+    for version, payload, problem in [
+        (4, b"[not json", "not JSON"),
+        (5, broken, 'unrecognised operator: "nope"'),
+        (6, b'{"format": "x"}', "checkpoint-edge-rules"),
+    ]:
+        offer = remote.offer_push("rules", signing.sign("rules", version, payload, key, NOW))
+        assert offer.state == "rejected"
+        assert problem in offer.detail
+    older = remote.offer_push("rules", signing.sign("rules", 2, body, key, NOW))
+    assert older.state == "rejected"
+    stranger = ed25519.Ed25519PrivateKey.generate()
+    forged = remote.offer_push("rules", signing.sign("rules", 9, body, stranger, NOW))
+    assert "bad_signature" in forged.detail
+    assert remote.rules_path.read_bytes() == body
+    assert len(from_bundle(json.loads(remote.rules_path.read_bytes())).rules) == 10
+    assert remote_for(tmp_path, fleet={"keys": [str(pub)]}).rules_version == 3  # kept
+
+
 def test_pushes_are_refused_without_fleet_keys(tmp_path: Path) -> None:
     key, _ = fleet_key(tmp_path)
     remote = remote_for(tmp_path)

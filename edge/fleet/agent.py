@@ -34,6 +34,8 @@ from edge.alerts import (
     CLOCK_UNSYNCHRONISED,
     CONFIG_REJECTED,
     DISK_LOW,
+    RULES_ERROR,
+    RULES_STALE,
     TRUST_ERROR,
     TRUST_STALE,
     Alert,
@@ -126,6 +128,9 @@ class FleetAgent(threading.Thread):
         store_dir: Path,
         trust_age: Callable[[], datetime | None],
         trust_error: Callable[[], str | None],
+        on_rules: Callable[[], None] = lambda: None,
+        rules_age: Callable[[], datetime | None] = lambda: None,
+        rules_error: Callable[[], str | None] = lambda: None,
     ) -> None:
         super().__init__(name="fleet", daemon=True)
         self.device_id = device_id
@@ -139,6 +144,9 @@ class FleetAgent(threading.Thread):
         self.store_dir = store_dir
         self.trust_age = trust_age
         self.trust_error = trust_error
+        self.on_rules = on_rules
+        self.rules_age = rules_age
+        self.rules_error = rules_error
         self.cfg = remote.effective.fleet
         self.transport: Transport | None = None
         self._queue: queue.Queue[Inbound | Alert | str | _Birth | _Stop] = queue.Queue()
@@ -262,6 +270,14 @@ class FleetAgent(threading.Thread):
             self.alerts.set(TRUST_STALE, stale, f"{what} (limit {cfg.trust_max_age_h:g} h)")
         error = self.trust_error()
         self.alerts.set(TRUST_ERROR, error is not None, error or "", "critical")
+        if cfg.rules_max_age_h > 0:
+            made = self.rules_age()
+            age_h = None if made is None else (datetime.now(UTC) - made).total_seconds() / 3600
+            stale = age_h is not None and age_h > cfg.rules_max_age_h
+            what = f"the rules in use are {age_h or 0:.0f} h old"
+            self.alerts.set(RULES_STALE, stale, f"{what} (limit {cfg.rules_max_age_h:g} h)")
+        error = self.rules_error()
+        self.alerts.set(RULES_ERROR, error is not None, error or "", "critical")
 
     # -- inbound -------------------------------------------------------------------
 
@@ -311,6 +327,10 @@ class FleetAgent(threading.Thread):
         if offer.changed:
             if kind == "trust":
                 self.on_trust()
+                self.check_health()  # the trust alerts follow at once
+            elif kind == "rules":
+                self.on_rules()
+                self.check_health()
             else:
                 self.on_config(f"policy push version {self.remote.policy_version}")
 

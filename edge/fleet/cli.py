@@ -30,6 +30,9 @@ from edge.fleet import signing
 from edge.fleet.operator import DeviceView, FleetClient, FleetError, Message
 from edge.model import initials, iso_utc, mask_tail
 from edge.mqtt import topics
+from edge.rules import book as rules_book
+from edge.rules.book import MAX_BUNDLE
+from edge.rules.rules import RuleError, read_json
 from edge.sections import MqttConfig
 from edge.trust import load_trust
 
@@ -75,7 +78,8 @@ def register(sub: Any) -> None:
     for kind in topics.PUSH_KINDS:
         group = cmds.add_parser(kind, help=f"signed fleet-wide {kind} push")
         group_cmds = group.add_subparsers(dest=f"{kind}_command", required=True)
-        push = group_cmds.add_parser("push", help="sign FILE and push it to every kiosk")
+        what = "a rule folder (or folder of them) or a rule bundle" if kind == "rules" else "FILE"
+        push = group_cmds.add_parser("push", help=f"sign {what} and push it to every kiosk")
         push.add_argument("file", type=Path)
         push.add_argument("--key", type=Path, required=True, help="the fleet signing key (PEM)")
         push.add_argument("--version", type=int, help="default: seconds since the epoch")
@@ -431,6 +435,13 @@ def _push_body(kind: str, path: Path) -> bytes:
     if kind == "trust":
         load_trust([path])  # TrustError: a file no kiosk could load is not pushed
         return path.read_bytes()
+    if kind == "rules":  # a folder of rule folders (with valueSets.json), or a bundle
+        try:
+            doc = rules_book.bundle([path]) if path.is_dir() else read_json(path, MAX_BUNDLE)
+            rules_book.from_bundle(doc)
+        except RuleError as exc:
+            raise ConfigError(exc.problems[:20], str(path)) from exc
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
     table = _read_table(path)
     policy = table.get("policy", table)
     if not isinstance(policy, dict):

@@ -36,6 +36,8 @@ from edge.config import Config
 from edge.errors import ConfigError, EdgeError, StoreError, TrustError
 from edge.fleet.signing import Push, PushRejected, VerifyKey, load_verify_keys, verify
 from edge.model import iso_utc
+from edge.rules.book import from_bundle
+from edge.rules.rules import RuleError
 from edge.storage import ensure_dir, read_json, replace_file
 from edge.trust import load_trust
 
@@ -60,6 +62,11 @@ class Offer:
 def pushed_trust_file(store_dir: Path) -> Path:
     """Where a kiosk keeps the trust list pushed to the fleet (beside its fleet state)."""
     return store_dir / "fleet" / "trust-push.json"
+
+
+def pushed_rules_file(store_dir: Path) -> Path:
+    """Where a kiosk keeps the rule set pushed to the fleet (beside its fleet state)."""
+    return store_dir / "fleet" / "rules-push.json"
 
 
 def _merge(base: Mapping[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
@@ -106,6 +113,7 @@ class RemoteConfig:
         self.dir = self.file_config.store.dir / "fleet"
         self.state_path = self.dir / "state.json"
         self.trust_path = pushed_trust_file(self.file_config.store.dir)
+        self.rules_path = pushed_rules_file(self.file_config.store.dir)
         self._lock = threading.Lock()
         self._state: dict[str, Any] = {}
         self.replies: OrderedDict[str, Any] = OrderedDict()  # command replies, for every App
@@ -176,6 +184,15 @@ class RemoteConfig:
         issued = self._state.get("trust", {}).get("issued")
         return datetime.fromisoformat(issued) if isinstance(issued, str) else None
 
+    @property
+    def rules_version(self) -> int:
+        return int(self._state.get("rules", {}).get("version", 0))
+
+    @property
+    def rules_issued(self) -> datetime | None:
+        issued = self._state.get("rules", {}).get("issued")
+        return datetime.fromisoformat(issued) if isinstance(issued, str) else None
+
     def trust_files(self) -> tuple[Path, ...]:
         """The file's trust files, and the pushed trust list when there is one."""
         pushed = (self.trust_path,) if self.trust_path.is_file() else ()
@@ -225,7 +242,7 @@ class RemoteConfig:
         return version, _check_remote(doc.get("config", {}))
 
     def offer_push(self, kind: str, payload: bytes) -> Offer:  # noqa: PLR0911 - guard clauses
-        """A retained signed push on ``cp/v1/$all/<kind>`` (trust or policy)."""
+        """A retained signed push on ``cp/v1/$all/<kind>`` (trust, policy or rules)."""
         with self._lock:
             if not payload:
                 return Offer(False, "unchanged")  # cleared: keep what was applied
@@ -236,7 +253,9 @@ class RemoteConfig:
             except PushRejected as exc:
                 log.warning("fleet: %s push refused: %s", kind, exc)
                 return self._reject(kind, None, str(exc))
-            held = self.trust_version if kind == "trust" else self.policy_version
+            held = {"trust": self.trust_version, "rules": self.rules_version}.get(
+                kind, self.policy_version
+            )
             if push.version <= held or push.version == self._refused(kind):
                 if push.version in (held, self._refused(kind)):
                     return Offer(False, "unchanged")  # the retained copy, again
@@ -246,8 +265,10 @@ class RemoteConfig:
             try:
                 if kind == "trust":
                     return self._offer_trust(push)
+                if kind == "rules":
+                    return self._offer_rules(push)
                 state, effective = self._policy_state(push)
-            except (ConfigError, TrustError) as exc:
+            except (ConfigError, TrustError, RuleError) as exc:
                 return self._reject(kind, push.version, str(exc))
             except EdgeError as exc:  # the pushed list could not be saved
                 return self._reject(kind, push.version, f"cannot be saved: {exc}")
@@ -259,6 +280,21 @@ class RemoteConfig:
         self._note("trust", push.version, "applied")
         self._save()
         log.info("fleet: trust push version %d applied", push.version)
+        return Offer(True, "applied")
+
+    def _offer_rules(self, push: Push) -> Offer:
+        """A rule set applies at once (the rules reload; no restart), once every rule in
+        it parses and compiles: RuleError refuses it and the last good set stays."""
+        try:
+            doc = json.loads(push.body)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise RuleError("rules push", ["the body is not JSON"]) from exc
+        rules = from_bundle(doc)
+        replace_file(self.rules_path, push.body)
+        self._state["rules"] = {"version": push.version, "issued": iso_utc(push.issued)}
+        self._note("rules", push.version, "applied")
+        self._save()
+        log.info("fleet: rules push version %d applied (%d rules)", push.version, len(rules.rules))
         return Offer(True, "applied")
 
     def _commit(self, state: dict[str, Any], effective: Config, what: str, version: int) -> Offer:
@@ -374,6 +410,7 @@ class RemoteConfig:
                 "version": self.config_version,
                 "policy_version": self.policy_version,
                 "trust_version": self.trust_version,
+                "rules_version": self.rules_version,
                 "remote_config": self.file_config.fleet.remote_config,
                 "last": copy.deepcopy(self._state.get("last", {})),
             }

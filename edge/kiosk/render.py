@@ -49,7 +49,14 @@ class Texts:
         return text
 
 
-def _reason(t: Texts, code: str) -> str:
+def _reason(t: Texts, code: str, rules: Any, language: str) -> str:
+    prefix, sep, identifier = code.partition(":")
+    if sep:  # a business rule: its own description in the screen's language (as kiosk.js)
+        texts = rules.get(identifier) if isinstance(rules, Mapping) else None
+        own = texts.get(language) or texts.get(FALLBACK) if isinstance(texts, Mapping) else None
+        if prefix == "rule_failed" and isinstance(own, str):
+            return own
+        return t(f"reason.{prefix}")
     key = f"reason.{code}"
     if not t.has(key) and code.startswith("fault_"):
         return t("reason.fault")
@@ -87,7 +94,8 @@ def traveller_page(
     t = Texts(messages, catalogues.get(FALLBACK, {}).get("messages", {}))
     screen = str(state.get("screen") or "offline")
     codes = _strings(state.get("reasons")) if screen in WITH_REASONS else []
-    reasons = list(dict.fromkeys(_reason(t, c) for c in codes if c != screen))
+    rules = state.get("rules")
+    reasons = list(dict.fromkeys(_reason(t, c, rules, chosen) for c in codes if c != screen))
     needs = _strings(state.get("needs")) if screen == "awaiting_officer" else []
     person = state.get("traveller") if screen != "ready" else None
     group = state.get("group")

@@ -88,7 +88,11 @@ def _vehicle(party: Party | None) -> dict[str, Any] | None:
 class ScreenModel:
     """The screen's state: written by the lane thread, read by the server's threads."""
 
-    def __init__(self, status: Callable[[], Mapping[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        status: Callable[[], Mapping[str, Any]] | None = None,
+        rules: Callable[[str], Mapping[str, str]] = lambda _identifier: {},
+    ) -> None:
         self._cond = threading.Condition()
         self.version = 0
         self.screen = "ready"
@@ -103,6 +107,7 @@ class ScreenModel:
         self._verdict: Verdict | None = None
         self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
         self._status = status or (lambda: {})
+        self._rules = rules  # a business rule's descriptions by language, by its identifier
 
     # -- the lane thread -------------------------------------------------------------
 
@@ -161,6 +166,21 @@ class ScreenModel:
             self._cond.wait_for(lambda: self.version != version, timeout)
             return self.version
 
+    def _policy_reasons(self) -> list[str]:
+        verdict = self._verdict
+        codes = [r for c in self._codes for r in c.get("reasons", [])]
+        return [*(verdict.reasons if verdict else ()), *codes]
+
+    def _rule_texts(self, reasons: Sequence[str]) -> dict[str, Mapping[str, str]]:
+        """What a business rule named in ``reasons`` (``rule_failed:<Id>``) says, by
+        language: the screens show it instead of a code."""
+        found: dict[str, Mapping[str, str]] = {}
+        for code in reasons:
+            _, sep, identifier = code.partition(":")
+            if sep and identifier not in found:
+                found[identifier] = dict(self._rules(identifier))
+        return found
+
     def snapshot(self, officer: bool) -> dict[str, Any]:
         """The traveller's view, and with ``officer`` the officer's too."""
         with self._cond:
@@ -184,6 +204,7 @@ class ScreenModel:
                     else None
                 ),
             }
+            doc["rules"] = self._rule_texts([*self.reasons, *self._policy_reasons()])
             if officer:
                 verdict = self._verdict
                 doc["officer"] = {

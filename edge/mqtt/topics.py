@@ -106,7 +106,7 @@ def fleet_push(kind: str) -> str:
     return _join(ALL, kind)
 
 
-PUSH_KINDS = ("trust", "policy")
+PUSH_KINDS = ("trust", "policy", "rules")
 
 
 def central_status() -> str:
@@ -145,7 +145,7 @@ class Parsed:
 
 
 _KINDS_WITH_NAME = {"alert", "res", "cmd", "config"}
-_KINDS = {"status", "meta", "passage", "telemetry", "ack", "trust", "policy"}
+_KINDS = {"status", "meta", "passage", "telemetry", "ack", *PUSH_KINDS}
 
 
 def parse(topic: str) -> Parsed | None:

@@ -11,8 +11,10 @@ is its entry in the format table (``registry.py``).
 from __future__ import annotations
 
 import hashlib
+import math
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +36,9 @@ from edge.scan.reasons import (
     NOT_YET_VALID,
     RECOVERY_NOT_VALID,
     REVOKED,
+    RULE_ERROR,
+    RULE_FAILED,
+    RULES_UNAVAILABLE,
     TEST_POSITIVE,
     TEST_TOO_OLD,
     TOO_LARGE,
@@ -80,6 +85,8 @@ class Dcc(Claims):
     sampled_at: datetime | None = None  # t: sample collection time
     recovery_from: str = ""  # r: valid from
     recovery_until: str = ""  # r: valid until
+    # the whole DCC payload as JSON data: what business rules (CertLogic) read
+    payload: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __repr__(self) -> str:
         return f"Dcc(issuer={self.issuer!r}, type={self.type!r})"
@@ -211,6 +218,7 @@ def parse_claims(claims: dict[Any, Any], payload: dict[Any, Any]) -> Dcc:
         "certificate_id": _text(entry, "ci", required=True),
         "name": " ".join(p for p in (_text(name, "gn"), _text(name, "fn")) if p),
         "birth_date": _text(payload, "dob"),
+        "payload": json_data(payload),
     }
     if kind == "v":
         fields.update(
@@ -224,6 +232,43 @@ def parse_claims(claims: dict[Any, Any], payload: dict[Any, Any]) -> Dcc:
     else:
         fields.update(recovery_from=_text(entry, "df"), recovery_until=_text(entry, "du"))
     return Dcc(**fields)
+
+
+def json_data(value: Any, depth: int = 0) -> Any:
+    """A CBOR value as the JSON data it stands for (what CertLogic reads): maps keep
+    their text keys; a date tag (0 and 1004: text, 1: seconds since the epoch) is its
+    date text; byte strings, other tags and CBOR-only values become null."""
+    if depth > 16:
+        return None
+    if isinstance(value, cbor.Tag):
+        return _tag_data(value)
+    if isinstance(value, dict):
+        return {k: json_data(v, depth + 1) for k, v in value.items() if isinstance(k, str)}
+    if isinstance(value, list | tuple):
+        return [json_data(v, depth + 1) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return value if value is None or isinstance(value, str | bool | int) else None
+
+
+def _tag_data(tag: cbor.Tag) -> str | None:
+    if tag.tag in (0, 1004) and isinstance(tag.value, str):
+        return tag.value
+    if tag.tag != 1 or not isinstance(tag.value, int | float) or not math.isfinite(tag.value):
+        return None
+    try:
+        when = datetime.fromtimestamp(tag.value, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return when.isoformat().replace("+00:00", "Z")
+
+
+def decode_payload(text: str) -> tuple[dict[Any, Any], dict[str, Any]]:
+    """(CWT claims, the DCC payload as JSON data) of an ``HC1:`` text, the signature
+    NOT verified: for rule authors trying rules on a certificate."""
+    log = StageLog()
+    _, claims = open_text(text, PREFIX, log)
+    return claims, json_data(hcert_payload(claims))
 
 
 def _text(obj: dict[Any, Any], key: str, required: bool = False) -> str:
@@ -297,7 +342,7 @@ class DccFormat(Format[Dcc]):
         BAD_PREFIX, TOO_LARGE, BAD_COMPRESSION, BAD_COSE, UNKNOWN_KID, BAD_SIGNATURE,
         BAD_FIELDS, NOT_YET_VALID, EXPIRED, WRONG_KEY_USAGE, REVOKED, DCC_ONLY,
         VACCINATION_INCOMPLETE, TEST_POSITIVE, TEST_TOO_OLD, RECOVERY_NOT_VALID,
-        DCC_HOLDER_MISMATCH,
+        DCC_HOLDER_MISMATCH, RULE_FAILED, RULE_ERROR, RULES_UNAVAILABLE,
     )  # fmt: skip
     fields = ("name", "birth_date", "dcc_id")
     mismatch = DCC_HOLDER_MISMATCH
@@ -305,6 +350,9 @@ class DccFormat(Format[Dcc]):
 
     def detect(self, text: str) -> bool:
         return bool(_FAMILY.match(text))  # HCn: and HLn: of other versions: refused
+
+    def labels(self) -> tuple[str, ...]:
+        return tuple(n for n in super().labels() if n != "payload")  # shown field by field
 
     def read(self, text: str, reading: Reading) -> Dcc:
         return read(text, reading.trust, reading.now, reading.stages, skew=reading.skew)
@@ -325,18 +373,47 @@ class DccFormat(Format[Dcc]):
     def holder(self, claims: Dcc) -> Holder:
         return Holder(claims.name, claims.birth_date)
 
+    def judged(self, claims: Dcc, ctx: Assessment) -> tuple[list[str], list[str]] | None:
+        """(failed, errors) as reason codes by the business rules in use (``rule_failed:<Id>``,
+        ``rule_error:<Id>``), or None when rules are off: the fixed [policy] keys judge."""
+        book = ctx.rules
+        if book is None:
+            return None
+        if book.broken:
+            return [], [RULES_UNAVAILABLE]
+        if id(claims) not in ctx.judged:
+            ctx.judged[id(claims)] = book.judge(
+                claims.type, claims.issuer, claims.payload, ctx.now,
+                iat=claims.issued_at, exp=claims.expires_at,
+            )  # fmt: skip
+        results = ctx.judged[id(claims)]
+        failed = [f"{RULE_FAILED}:{r.rule.identifier}" for r in results if r.outcome == "failed"]
+        errors = [f"{RULE_ERROR}:{r.rule.identifier}" for r in results if r.outcome == "error"]
+        return failed, errors
+
     def proves_health(self, claims: Dcc, ctx: Assessment) -> bool:
-        return not shortfalls(claims, ctx.cfg, ctx.now)
+        found = self.judged(claims, ctx)
+        if found is None:
+            return not shortfalls(claims, ctx.cfg, ctx.now)
+        return found == ([], [])
 
     def assess(self, credential: Credential, claims: Dcc, ctx: Assessment) -> None:
         others = [c for c in ctx.shown if c is not credential and ctx.formats[c.kind].authorises]
         if others:
             return  # proof of health for the code that carries the passage
+        found = self.judged(claims, ctx)
+        errors: list[str] = []
+        if found is None:
+            failed = shortfalls(claims, ctx.cfg, ctx.now)
+        else:
+            failed, errors = found
         if ctx.accepts(KIND):
-            found = shortfalls(claims, ctx.cfg, ctx.now)
-            ctx.deny.extend(found)  # it must stand on its own
-            if not found:
+            ctx.deny.extend(failed)  # it must stand on its own
+            ctx.refer.extend(errors)  # never an approval on a rule that could not run
+            if not failed and not errors:
                 ctx.authorise()
+        else:
+            ctx.refer.extend([*failed, *errors])  # (and dcc_only: the officer sees why)
 
 
 FORMAT = DccFormat()

@@ -29,6 +29,8 @@ from edge.trust import TrustStore
 
 if TYPE_CHECKING:
     from edge.model import Credential
+    from edge.rules.book import RuleBook
+    from edge.rules.rules import Result
     from edge.sections import PolicyConfig
 
 
@@ -144,6 +146,10 @@ class Assessment:
     # identities (Format.voucher) of people in the same party whose codes hold up: a
     # proxy code one of them declared is vouched for
     vouchers: frozenset[str] = frozenset()
+    # the business rules in use (CertLogic, edge/rules), None: off; and what they said of
+    # each certificate already judged in this assessment (by id of its claims)
+    rules: RuleBook | None = None
+    judged: dict[int, list[Result]] = field(default_factory=dict)
 
     def first(self, kind: str) -> Claims | None:
         """The claims of the first valid code of ``kind`` shown, if any."""
@@ -173,11 +179,22 @@ class Assessment:
         """A code that may approve the passage was shown and holds up."""
         self.authorised = True
 
-    @staticmethod
-    def looked_up(credential: Credential) -> str | None:
+    def looked_up(self, credential: Credential) -> str | None:
         """What the online lookup said of it (pending, confirmed, refused,
-        unavailable), or None when it was not asked."""
-        return credential.lookup.status if credential.lookup is not None else None
+        unavailable), or None when it was not asked. A confirmation whose
+        ``valid_until`` has passed is a refusal."""
+        found = credential.lookup
+        if found is None:
+            return None
+        until = found.data.get("valid_until")
+        if found.status == "confirmed" and isinstance(until, str):
+            try:
+                ends = datetime.fromisoformat(until.replace("Z", "+00:00"))
+            except ValueError:
+                return "refused"  # a confirmation that cannot say until when
+            if ends.tzinfo is None or ends < self.now:
+                return "refused"
+        return found.status
 
     def unconfirmed(self, credential: Credential, otherwise: str, need: str) -> None:
         """Refer an unsigned code that nothing confirmed: waiting for the lookup, the

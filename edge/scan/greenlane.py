@@ -16,6 +16,7 @@ vehicle and types its plate on the screen (``greenlane_unconfirmed``).
 
 from __future__ import annotations
 
+import hashlib
 import re
 import urllib.parse
 from dataclasses import dataclass
@@ -102,12 +103,17 @@ class GreenLaneFormat(Format[GreenLane]):
     def lookup_key(self, claims: GreenLane) -> str | None:
         return claims.token
 
+    def reference(self, claims: GreenLane) -> str | None:
+        # a permission, not a person: the same code again within the replay window is
+        # another vehicle using it
+        return hashlib.sha256(f"greenlane/{claims.host}/{claims.token}".encode()).hexdigest()
+
     def labels(self) -> tuple[str, ...]:
         return ("host",)  # the token is a secret of sorts: the officer needs only where from
 
     def assess(self, credential: Credential, claims: GreenLane, ctx: Assessment) -> None:
         """The vehicle holds up when the lookup confirms it; the officer decides otherwise."""
-        lookup = ctx.looked_up(credential)
+        lookup = ctx.looked_up(credential)  # (a confirmation past its valid_until: refused)
         if lookup == "confirmed":
             ctx.authorise()
         elif lookup == "refused":

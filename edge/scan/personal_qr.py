@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from edge.errors import CredentialRejected
@@ -59,6 +59,7 @@ SEX_CODES = {"1": "M", "2": "F", "0": "", "": ""}
 
 _BIRTH = re.compile(r"[0-9]{4}-([0-9]{2}|\*\*)-([0-9]{2}|\*\*)")
 _BIRTH_SHAPE = re.compile(r"[0-9*]{4}-[0-9*]{2}-[0-9*]{2}")
+_NUMBER_SHAPE = re.compile(r"[0-9A-Za-z*]{0,20}")
 # CCCD (12 digits), CMND (9 digits), a passport (a letter and digits, or the
 # alphanumerics of a foreign one); the first 6 characters may be masked.
 _NUMBER = re.compile(r"(\*{6}|[0-9A-Z]{6})[0-9A-Z]{1,14}")
@@ -96,10 +97,12 @@ def clean(text: str) -> str:
 
 
 def looks_like(text: str) -> bool:
-    """Six ``|``-separated fields, the 4th ``0`` or ``1``, the 3rd a (masked) date."""
+    """Six ``|``-separated fields: the 1st a document number's characters (or empty), the
+    3rd a (masked) date, the 4th ``0`` or ``1``."""
     parts = clean(text).split("|")
     return (
         len(parts) == 6
+        and bool(_NUMBER_SHAPE.fullmatch(parts[0].strip()))
         and parts[3].strip() in (SELF, PROXY)
         and bool(_BIRTH_SHAPE.fullmatch(parts[2].strip()))
     )
@@ -110,7 +113,10 @@ def read(text: str, reading: Reading) -> PersonalQr:
         body = clean(text)
         if len(body) > MAX_LENGTH:
             raise CredentialRejected(TOO_LARGE, "longer than a personal QR code")
-        number, name, born, kind, qid, ext = (clean_text(p) for p in body.split("|"))
+        parts = body.split("|")
+        if len(parts) != 6:
+            raise CredentialRejected(BAD_FIELDS, f"{len(parts)} fields (6 expected)")
+        number, name, born, kind, qid, ext = (clean_text(p) for p in parts)
         if number and not _NUMBER.fullmatch(number):
             raise CredentialRejected(
                 BAD_FIELDS, "document number: 7-20 of 0-9 A-Z, the first 6 possibly masked"
@@ -153,6 +159,16 @@ def _is_name(text: str) -> bool:
     return (
         0 < len(text) <= 100 and text[0].isalpha() and all(c.isalpha() or c in " .'-" for c in text)
     )
+
+
+def dependant(birth_date: str, now: datetime) -> bool:
+    """Someone others declare for (khai hộ: children, the elderly): under 18 or 60 and
+    over for certain, whatever a masked day and month hide."""
+    year = int(birth_date[:4]) if birth_date[:4].isdigit() else None
+    if year is None:
+        return False
+    oldest, youngest = now.year - year, now.year - year - 1  # before or after the birthday
+    return oldest < 18 or youngest >= 60
 
 
 def _birth_date(text: str) -> None:
@@ -226,16 +242,34 @@ class PersonalQrFormat(Format[PersonalQr]):
 
     def assess(self, credential: Credential, claims: PersonalQr, ctx: Assessment) -> None:
         lookup = ctx.looked_up(credential)
+        if lookup == "confirmed" and not self._answer_names_it(credential, claims):
+            lookup = "refused"  # the QID confirmed is someone else's: copied onto this code
         if lookup == "refused":
             ctx.deny.append(LOOKUP_REFUSED)  # the national platform says it is not valid
             return
         if not ctx.accepts(KIND):
             return  # it identifies only: the fallback refers for a declaration
-        vouched = claims.proxy and claims.declarer_qid in ctx.vouchers
+        vouched = (
+            claims.proxy
+            and claims.declarer_qid in ctx.vouchers
+            and lookup != "pending"  # a refusal may still come: wait for it
+            and dependant(claims.birth_date, ctx.now)
+        )
         if self.matched_by_card(claims, ctx) or lookup == "confirmed" or vouched:
             ctx.authorise()  # vouched: declared by a parent in this party whose code holds up
         else:
             ctx.unconfirmed(credential, PERSONAL_QR_UNCONFIRMED, ID_CARD)
+
+    def _answer_names_it(self, credential: Credential, claims: PersonalQr) -> bool:
+        """The confirmation names the code's holder (when it names anyone)."""
+        data = credential.lookup.data if credential.lookup is not None else {}
+        number = data.get("number")
+        theirs = Holder(
+            str(data.get("name", "")),
+            str(data.get("birth_date", "")),
+            (number,) if isinstance(number, str) and number else (),
+        )
+        return self.holder(claims).compare(theirs) != "different"
 
 
 FORMAT = PersonalQrFormat()

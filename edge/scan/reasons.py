@@ -47,3 +47,8 @@ LOOKUP_REFUSED = "lookup_refused"  # the service says the code is not valid
 # vehicles ([lane] group_s): one passage for a vehicle and its occupants
 GROUP_EMPTY = "group_empty"  # a vehicle group in which nobody has shown a code
 GREENLANE_UNCONFIRMED = "greenlane_unconfirmed"  # no online confirmation: the officer checks
+# business rules (CertLogic, edge/rules): published as "<prefix>:<rule Identifier>",
+# e.g. "rule_failed:VR-VN-0003"; the screens show the rule's own description
+RULE_FAILED = "rule_failed"  # the rule says the certificate does not meet it: deny
+RULE_ERROR = "rule_error"  # the rule could not be evaluated on it: an officer decides
+RULES_UNAVAILABLE = "rules_unavailable"  # rules are on but none could be loaded

@@ -51,6 +51,21 @@ def certificate(
     return builder.sign(key, hashes.SHA256())
 
 
+# a full course of Comirnaty, finished in 2021 (the default entry of dcc_claims)
+VACCINATION: dict[str, Any] = {
+    "tg": "840539006",
+    "vp": "1119349007",
+    "mp": "EU/1/20/1528",
+    "ma": "ORG-100030215",
+    "dn": 2,
+    "sd": 2,
+    "dt": "2021-09-01",
+    "co": "VN",
+    "is": "Ministry of Health",
+    "ci": "URN:UVCI:01:VN:0123456789ABCDEF#X",
+}
+
+
 def dcc_claims(
     entry: dict[str, Any] | None = None,
     *,
@@ -61,18 +76,7 @@ def dcc_claims(
     dob: str = "1990-08-15",
 ) -> dict[int, Any]:
     """CWT claims of a DCC; ``entry`` replaces the default vaccination entry."""
-    default = {
-        "tg": "840539006",
-        "vp": "1119349007",
-        "mp": "EU/1/20/1528",
-        "ma": "ORG-100030215",
-        "dn": 2,
-        "sd": 2,
-        "dt": "2021-09-01",
-        "co": "VN",
-        "is": "Ministry of Health",
-        "ci": "URN:UVCI:01:VN:0123456789ABCDEF#X",
-    }
+    default = dict(VACCINATION)
     claims: dict[int, Any] = {1: "VN"}
     if iat is not None:
         claims[6] = int(iat.timestamp())

@@ -75,6 +75,18 @@ export function t(key, params) {
   return text;
 }
 
+/** A business rule's reason (`rule_failed:<Identifier>`) in the chosen language: the
+ * rule's own description from the state's `rules`, else the generic text; null for
+ * other reasons. */
+export function ruleText(code, state) {
+  const [prefix, identifier] = String(code).split(":", 2);
+  if (!identifier) return null;
+  const texts = state && state.rules ? state.rules[identifier] : null;
+  const own = texts && (texts[i18n.code] || texts[FALLBACK]);
+  if (prefix === "rule_failed" && typeof own === "string") return own;
+  return t(`reason.${prefix}`);
+}
+
 /** Whether `key` is in the chosen language's or the English catalogue. */
 export function has(key) {
   return typeof i18n.messages[key] === "string" || typeof i18n.fallback[key] === "string";

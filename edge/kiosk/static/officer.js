@@ -72,6 +72,8 @@ function translated(prefix, value) {
 }
 
 function reasonText(code) {
+  const rule = kiosk.ruleText(code, state);
+  if (rule) return `${rule} (${String(code).split(":")[1]})`;
   if (!kiosk.has(`reason.${code}`) && code.startsWith("fault_")) {
     return `${kiosk.t("reason.fault")} (${code.slice(6)})`;
   }

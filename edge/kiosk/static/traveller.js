@@ -41,6 +41,8 @@ try {
 }
 
 function reasonText(code) {
+  const rule = kiosk.ruleText(code, state);
+  if (rule) return rule;
   const key = `reason.${code}`;
   if (!kiosk.has(key) && code.startsWith("fault_")) return kiosk.t("reason.fault");
   return kiosk.t(key);
