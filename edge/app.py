@@ -60,7 +60,7 @@ from edge.lane import (
     VehiclePassed,
 )
 from edge.lookup import LookupService
-from edge.model import Passage, PassageDraft
+from edge.model import Credential, Passage, PassageDraft
 from edge.mqtt.device import DeviceLink
 from edge.mqtt.publisher import Publisher
 from edge.notify import Notifier
@@ -185,7 +185,7 @@ class App:
             self.slot,
             self.decoder,
             cfg.scan.leave_s,
-            on_scan=lambda c: self.runner.post(CredentialScanned(self.lookups.ask(c))),
+            on_scan=self._on_scan,
             read=self.verifier.read,
         )
         self.publisher = Publisher(
@@ -400,6 +400,13 @@ class App:
             pin.drive_high()
         else:
             self.runner.post(OfficerApproved() if button == "approve" else OfficerDenied())
+
+    def _on_scan(self, credential: Credential) -> None:
+        """A code read: to the lane first, then its online question (if any) goes out, so
+        its answer always finds it there."""
+        prepared, send = self.lookups.prepare(credential)
+        self.runner.post(CredentialScanned(prepared))
+        send()
 
     def reload_rules(self) -> None:
         """Load the rules in use again (a push arrived, or at start); a rule set that

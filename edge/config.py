@@ -39,6 +39,7 @@ from edge.sections import (
     SourceSpec,
     StoreConfig,
     TrustConfig,
+    loopback_url,
 )
 
 __all__ = [
@@ -267,12 +268,20 @@ def _cross_checks(built: dict[str, Any]) -> list[str]:
     if mqtt.reconnect_min_s > mqtt.reconnect_max_s:
         problems.append("mqtt.reconnect_min_s: must not exceed mqtt.reconnect_max_s")
     lookup: LookupConfig | None = built.get("lookup")
-    if lookup is not None and (lookup.cert_file is None) != (lookup.key_file is None):
+    return problems + (_lookup_checks(lookup) if lookup is not None else [])
+
+
+def _lookup_checks(lookup: LookupConfig) -> list[str]:
+    problems = []
+    if (lookup.cert_file is None) != (lookup.key_file is None):
         problems.append("lookup.cert_file: cert_file and key_file must be given together")
-    if lookup is not None and not lookup.url.startswith("https://"):
+    if not lookup.url.startswith("https://"):
         for name in ("ca_file", "cert_file"):
             if getattr(lookup, name) is not None:
                 problems.append(f"lookup.{name}: needs an https:// lookup.url")
+        if lookup.token_file is not None and lookup.url and not loopback_url(lookup.url):
+            # a bearer token in clear over the network: anyone on the path could reuse it
+            problems.append("lookup.token_file: needs an https:// lookup.url (or a loopback one)")
     return problems
 
 

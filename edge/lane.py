@@ -95,7 +95,7 @@ from edge.model import (
     normal_plate,
 )
 from edge.party import Party
-from edge.policy import Policy, judge_party
+from edge.policy import MAX_PROXIES, Policy, judge_party
 from edge.scan import registry
 
 __all__ = [
@@ -187,6 +187,10 @@ class Lane:
         self._timers: dict[type, int] = {}
         self._approved: dict[str, datetime] = {}  # Credential.ref -> last approval
         self._surge_group: Party | None = None  # a vehicle collected in surge mode
+        # identities (Format.voucher) in parties the policy approved a moment ago, with
+        # how many proxy codes each has vouched for since: a parent's code approved, then
+        # their child's proxy code shown just after, is the same family
+        self._vouchers: dict[str, tuple[datetime, int]] = {}
 
     # -- public ------------------------------------------------------------
 
@@ -256,11 +260,18 @@ class Lane:
         denied, and retries after ``failsafe_retry_s``.
         """
         deciding, self._current = self._current, None
-        self._pending = self._surge_group = None
+        group, self._surge_group = self._surge_group, None
+        self._pending = None
         self._timers.clear()
         self.faults[INTERNAL_FAULT] = reason
         self.state = State.FAILSAFE
         actions: list[Action] = [CloseBarrier()]
+        if group is not None and (group.credentials or group.vehicle is not None):
+            # a vehicle collected in surge mode passed the open barrier: recorded as it
+            # stands, without asking the policy (which may be what failed)
+            recorded = (SURGE, reason)
+            draft = self._draft(now, "approved", "policy", recorded, group.credentials, None)
+            actions.append(RecordPassage(group.apply(draft)))
         if deciding is not None:
             reasons = (*deciding.verdict.reasons, reason)
             actions.append(
@@ -288,7 +299,9 @@ class Lane:
         if self.state is not State.READY:
             return self._queue(credential)
         if self.mode != "closed" and _is_vehicle(credential):
-            return self._open_group(Party([], Vehicle("truck", "", "greenlane"), [credential]), now)
+            party = Party([], Vehicle("truck", "", "greenlane"), [credential])
+            _seed_vehicle(party, credential)  # a cached confirmation: its plate and kind
+            return self._open_group(party, now)
         party = Party.of(credential)
         verdict = self._evaluate(party, now)
         if self.mode == "closed":
@@ -321,10 +334,16 @@ class Lane:
             group = self._surge_group = Party([], Vehicle("truck", "", "greenlane"), [])
         if group is not None:
             placed = group.place(credential)
-            if placed in ("duplicate", "ignored", "next"):
-                return [Note(f"surge group: {tag} not added ({placed})")]
-            return [Note(f"surge group: {tag} {placed}"), Signal("reading"),
-                    self._start(GroupWindowEnded, self.group_s)]  # fmt: skip
+            if placed == "duplicate":
+                return []
+            if placed == "next":  # another vehicle's code: this vehicle is done, the next opens
+                return [*self._drop_surge_group(now, SURGE), *self._surge_scan(credential, now)]
+            if placed != "ignored":
+                if placed == "vehicle":
+                    _seed_vehicle(group, credential)
+                return [Note(f"surge group: {tag} {placed}"), Signal("reading"),
+                        self._start(GroupWindowEnded, self.group_s)]  # fmt: skip
+            # a stray code joins no vehicle, but in surge everything shown is recorded
         party = Party.of(credential)
         verdict = self._evaluate(party, now)
         reasons = (*verdict.reasons, SURGE)
@@ -345,6 +364,8 @@ class Lane:
             return [Note(f"ignored during a presentation: {_tag(credential)}")]
         if placed == "next":
             return self._queue(credential)  # a second code of a kind: the next traveller's
+        if placed == "vehicle":
+            _seed_vehicle(party, credential)
         verdict = self._evaluate(party, now)
         self._current.verdict = verdict
         note = Note(
@@ -412,18 +433,15 @@ class Lane:
         if self._pending is not None and self._pending.sha256 == sha256:
             self._pending = replace(self._pending, lookup=lookup)
             return [note]
-        if self._surge_group is not None and self._surge_group.update(sha256, lookup):
+        group = self._surge_group
+        if group is not None and (answered := group.update(sha256, lookup)) is not None:
+            _seed_vehicle(group, answered)
             return [note]
-        if self._current is None or not self._current.party.update(sha256, lookup):
+        answered = self._current.party.update(sha256, lookup) if self._current else None
+        if self._current is None or answered is None:
             return [Note(f"lookup answered ({lookup.status}) for a code no longer shown")]
         party = self._current.party
-        if party.vehicle is not None and lookup.status == "confirmed":
-            plate = normal_plate(lookup.data.get("plate", ""))
-            kind = str(lookup.data.get("vehicle", ""))
-            if plate and not party.vehicle.plate:
-                party.set_plate(plate)
-            if kind in VEHICLE_KINDS and party.vehicle.opened_by == "greenlane":
-                party.vehicle = replace(party.vehicle, kind=kind)
+        _seed_vehicle(party, answered)  # a vehicle's own code: its plate and kind
         verdict = self._current.verdict = self._evaluate(party, now)
         note = Note(f"lookup answered: {lookup.status}: policy {verdict.outcome}")
         if self.state is State.GROUP:
@@ -523,7 +541,19 @@ class Lane:
         replayed = [
             c.ref for c in party.credentials if c.ref is not None and c.ref in self._approved
         ]
-        return judge_party(self.policy, party, now, replayed)
+        self._vouchers = {
+            k: v
+            for k, v in self._vouchers.items()
+            if timedelta(0) <= now - v[0] <= self._vouch_window
+        }
+        vouchers = [k for k, (_, used) in self._vouchers.items() if used < MAX_PROXIES]
+        return judge_party(self.policy, party, now, replayed, vouchers)
+
+    @property
+    def _vouch_window(self) -> timedelta:
+        """How long after a party's approval its members vouch for proxy codes shown next:
+        the vehicle group window (a parent then their child, one after the other)."""
+        return timedelta(seconds=self.group_s)
 
     def _group_complete(self, now: datetime) -> list[Action]:
         """The vehicle group's window ended: judge it (surge: record it)."""
@@ -547,8 +577,10 @@ class Lane:
         was open for them), with ``reason`` for why it ended, unless nobody showed a code."""
         group, self._surge_group = self._surge_group, None
         self._timers.pop(GroupWindowEnded, None)
-        if group is None or not group.credentials:
+        if group is None:
             return []
+        if not group.credentials and (group.vehicle is None or not group.vehicle.plate):
+            return [Note("surge: an empty vehicle group closed: nothing to record")]
         verdict = self._evaluate(group, now)
         reasons = (*verdict.reasons, SURGE, reason)
         draft = group.apply(
@@ -593,6 +625,7 @@ class Lane:
         for c in draft.credentials:
             if c.ref is not None:
                 self._approved[c.ref] = draft.ts
+        self._remember_vouchers(draft)
         self.state = State.OPEN
         reasons = draft.reasons
         return [
@@ -603,6 +636,21 @@ class Lane:
             self._start(CloseDue, self.open_s),
             Note(f"approved by {by}" + (f": {','.join(reasons)}" if reasons else "")),
         ]
+
+    def _remember_vouchers(self, draft: PassageDraft) -> None:
+        """After an approval the policy recommended: who in it may vouch for a proxy code
+        shown next, and which vouchers it used (each vouches for MAX_PROXIES at most)."""
+        if draft.verdict != "approve":
+            return  # an officer's approval of what the policy referred vouches for nobody
+        for c in draft.credentials:
+            fmt = registry.get(c.kind)
+            if fmt is None or c.claims is None:
+                continue
+            if (key := fmt.voucher(c.claims)) is not None and key not in self._vouchers:
+                self._vouchers[key] = (draft.ts, 0)
+            if (by := fmt.vouched_by(c.claims)) is not None and by in self._vouchers:
+                since, used = self._vouchers[by]
+                self._vouchers[by] = (since, used + 1)
 
     def _draft(  # noqa: PLR0917 - the fields of a passage, in their order
         self,
@@ -673,6 +721,23 @@ class Lane:
 def _tag(credential: Credential) -> str:
     """How a credential appears in logs: its kind and a short hash, never its content."""
     return f"{credential.kind} {credential.short_id}"
+
+
+def _seed_vehicle(party: Party, credential: Credential) -> None:
+    """A vehicle's own code confirmed online (now, or from the cache) names the vehicle:
+    its plate (unless typed already) and, for a group the code opened, its kind. Only
+    a vehicle's code: a person's confirmation never sets a plate."""
+    lookup, vehicle = credential.lookup, party.vehicle
+    if vehicle is None or lookup is None or lookup.status != "confirmed":
+        return
+    if not _is_vehicle(credential):
+        return
+    plate = normal_plate(lookup.data.get("plate", ""))
+    kind = str(lookup.data.get("vehicle", ""))
+    if plate and not vehicle.plate:
+        party.set_plate(plate)
+    if kind in VEHICLE_KINDS and vehicle.opened_by == "greenlane":
+        party.vehicle = replace(party.vehicle or vehicle, kind=kind)
 
 
 def _is_vehicle(credential: Credential) -> bool:

@@ -41,14 +41,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from ipaddress import ip_address
 from typing import Any
 
 from edge import __version__
 from edge.model import Credential, Lookup
 from edge.scan import registry
 from edge.scan.text import clean_text
-from edge.sections import LookupConfig
+from edge.sections import LookupConfig, loopback_url
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +85,14 @@ def sanitised(doc: Any) -> Lookup:
     return Lookup(doc["status"], data)
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is not an answer: it could carry the question (and the bearer token)
+    to another host. urllib then raises HTTPError: ``unavailable``."""
+
+    def redirect_request(self, *_args: Any, **_kw: Any) -> None:
+        return None
+
+
 class LookupService:
     """Asks the configured service about unsigned codes, on its own threads."""
 
@@ -114,13 +121,8 @@ class LookupService:
 
     def _build_opener(self) -> urllib.request.OpenerDirector:
         cfg = self.cfg
-        handlers: list[urllib.request.BaseHandler] = []
-        host = urllib.parse.urlsplit(cfg.url.format(kind="k", key="k")).hostname or ""
-        try:
-            loopback = ip_address(host).is_loopback
-        except ValueError:
-            loopback = host == "localhost"
-        if loopback:
+        handlers: list[urllib.request.BaseHandler] = [_NoRedirects()]
+        if loopback_url(cfg.url):
             handlers.append(urllib.request.ProxyHandler({}))  # never through a proxy
         if cfg.url.startswith("https://"):
             context = ssl.create_default_context(
@@ -153,17 +155,26 @@ class LookupService:
         return (credential.kind, key) if key else None
 
     def ask(self, credential: Credential) -> Credential:
-        """``credential`` as the lane first sees it: with a cached answer, ``pending``
-        while its question is out, or unchanged when nothing is looked up."""
+        """:meth:`prepare` and :meth:`send` at once (for callers that do not hand the
+        code on in between)."""
+        prepared, send = self.prepare(credential)
+        send()
+        return prepared
+
+    def prepare(self, credential: Credential) -> tuple[Credential, Callable[[], None]]:
+        """``credential`` as the lane first sees it (with a cached answer, ``pending``
+        while its question is out, or unchanged when nothing is looked up) and what sends
+        the question: call it after the code reached the lane, so that the answer can
+        never arrive before the code it is for."""
         question = self.question(credential)
         pool = self._pool
         if question is None or pool is None:
-            return credential
+            return credential, _nothing
         now = self.clock()
         with self._lock:
             cached = self._cache.get(question)
             if cached is not None and now - cached[0] <= self.cfg.cache_s:
-                return replace(credential, lookup=cached[1])
+                return replace(credential, lookup=cached[1]), _nothing
             waiting = self._waiting.setdefault(question, {})
             if credential.sha256 not in waiting:  # each waiting code has its own deadline
                 deadline = threading.Timer(
@@ -176,12 +187,16 @@ class LookupService:
             if ask and len(self._inflight) >= MAX_INFLIGHT:
                 waiting.pop(credential.sha256).cancel()
                 log.warning("lookup: %d questions unanswered: not asking more", MAX_INFLIGHT)
-                return replace(credential, lookup=Lookup("unavailable"))
+                return replace(credential, lookup=Lookup("unavailable")), _nothing
             self._inflight.add(question)
-        if ask:
-            self.asked += 1
-            pool.submit(self._fetch, question)
-        return replace(credential, lookup=Lookup("pending"))
+            if ask:
+                self.asked += 1
+
+        def send() -> None:
+            if ask:
+                pool.submit(self._fetch, question)
+
+        return replace(credential, lookup=Lookup("pending")), send
 
     # -- worker threads --------------------------------------------------------------
 
@@ -203,15 +218,15 @@ class LookupService:
             headers["Authorization"] = f"Bearer {self._token}"
         request = urllib.request.Request(url, headers=headers)  # noqa: S310 - http(s) only (config)
         assert self._opener is not None
+        late = max(5.0, LATE_FACTOR * self.cfg.timeout_s)  # past the deadline: for the cache
         try:
-            late = max(5.0, LATE_FACTOR * self.cfg.timeout_s)  # past the deadline: for the cache
             with self._opener.open(request, timeout=late) as response:
-                body = response.read(MAX_BODY + 1)
+                body = _read_by(response, time.monotonic() + late)
                 status = response.status
         except urllib.error.HTTPError as exc:
             log.warning("lookup: %s: the service answered HTTP %d", kind, exc.code)
             return Lookup("unavailable")
-        except (OSError, ValueError) as exc:  # unreachable, refused, timeout, TLS
+        except (OSError, ValueError) as exc:  # unreachable, refused, timeout, TLS, too slow
             log.warning("lookup: %s: no answer: %s", kind, type(exc).__name__)
             return Lookup("unavailable")
         if status != 200 or len(body) > MAX_BODY:
@@ -234,8 +249,8 @@ class LookupService:
             waiting = self._waiting.get(question, {})
             if waiting.pop(sha256, None) is None:
                 return  # answered in time
+            self.unavailable += 1
         log.warning("lookup: %s: no answer within %.1f s", question[0], self.cfg.timeout_s)
-        self.unavailable += 1
         self.post(sha256, Lookup("unavailable"))
 
     def _answered(self, question: tuple[str, str], answer: Lookup) -> None:
@@ -249,10 +264,30 @@ class LookupService:
                     self._cache.popitem(last=False)
             self._inflight.discard(question)
             waiting = self._waiting.pop(question, {})
+            if answer.status == "unavailable":
+                self.unavailable += len(waiting)
+            else:
+                self.answered += len(waiting)
         for sha256, deadline in waiting.items():
             deadline.cancel()
-            if answer.status == "unavailable":
-                self.unavailable += 1
-            else:
-                self.answered += 1
             self.post(sha256, answer)
+
+
+def _nothing() -> None:
+    """No question to send."""
+
+
+def _read_by(response: Any, deadline: float) -> bytes:
+    """The body, at most MAX_BODY + 1 bytes, read by ``deadline``: a service that drips
+    its answer a byte at a time (each within the socket timeout) is cut off (TimeoutError)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_BODY:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the answer took too long")
+        chunk = response.read1(min(8192, MAX_BODY + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)

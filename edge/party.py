@@ -99,14 +99,15 @@ class Party:
                 return "joined"
         return "next"
 
-    def update(self, sha256: str, lookup: Lookup) -> bool:
-        """Put an online answer on the code it is for; False when that code is not here."""
+    def update(self, sha256: str, lookup: Lookup) -> Credential | None:
+        """Put an online answer on the code it is for: that code now, None when it is not
+        here."""
         for codes in (self.vehicle_codes, *self.people):
             for i, c in enumerate(codes):
                 if c.sha256 == sha256:
                     codes[i] = replace(c, lookup=lookup)
-                    return True
-        return False
+                    return codes[i]
+        return None
 
     def set_plate(self, plate: str) -> None:
         if self.vehicle is not None:

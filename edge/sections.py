@@ -8,8 +8,10 @@ the key (:mod:`edge.config`).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -680,6 +682,15 @@ class RulesConfig:
     )
 
 
+def loopback_url(url: str) -> bool:
+    """A lookup URL template's host is this machine (a local proxy, a test service)."""
+    host = urllib.parse.urlsplit(url.format(kind="k", key="k")).hostname or ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def _lookup_url(value: Any, _base: Path) -> str:
     if value == "":
         return ""
@@ -732,7 +743,8 @@ class LookupConfig:
     token_file: Path | None = field(
         default=None,
         metadata=_doc(
-            "File (or credential:NAME) holding a bearer token sent with each lookup.",
+            "File (or credential:NAME) holding a bearer token sent with each lookup; needs an "
+            "https:// url (or a loopback one).",
             _parse_existing_file,
         ),
     )

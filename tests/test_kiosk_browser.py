@@ -651,6 +651,37 @@ def test_screens_for_review_denied_closed_surge_failsafe_and_offline(
     shoot(page, shots, "traveller-offline", ("title", "hint"))
 
 
+def test_a_failed_vaccination_rule_is_read_in_the_screens_language(
+    tmp_path: Path, frames_dir: Path, kiosks: Callable[[Config], Kiosk], page: webdriver.Chrome
+) -> None:
+    """A DCC one dose short: the traveller reads Vietnam's rule itself, then in English."""
+    from edge.rules.book import bundled_rules
+    from edge.rules.rules import RuleSet
+
+    from .test_rules import Signer, vaccination
+
+    signer = Signer()
+    now = datetime.now(UTC)
+    text = signer.sign(vaccination(dn=1), iat=now - timedelta(days=10), exp=now + timedelta(30))
+    write_frame(frames_dir / "01-dcc.png", text)
+    cfg = screen_config(
+        tmp_path,
+        lane={"mode": "auto"},
+        policy={"accept": ["dcc"]},
+        trust={"files": [str(signer.pem(tmp_path / "signer.pem"))]},
+    )
+    _, url = start(kiosks, cfg)
+    rules = RuleSet.load([bundled_rules()]).rules
+    (rule,) = [r for r in rules if r.identifier == "VR-VN-0002"]
+    open_page(page, url + "/")
+    wait_for(page, showing("denied", VI["screen.denied"]))
+    assert shown_reasons(page) == [rule.descriptions["vi"]]
+    tap(page, page.find_element(By.CSS_SELECTOR, '.lang[data-lang="en"]'))
+    wait_for(page, showing("denied", EN["screen.denied"]))
+    assert shown_reasons(page) == [rule.descriptions["en"]]
+    no_raw_keys(page)
+
+
 # -- deploy/kiosk: the Pi's side ---------------------------------------------------------
 
 DEPLOY = REPO / "deploy" / "kiosk"

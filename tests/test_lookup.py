@@ -47,6 +47,7 @@ class Service:
     hold: threading.Event | None = None  # answer only once it is set
     token: str = ""
     url: str = ""
+    redirect: str = ""  # the Location of a 3xx answer
 
     def answer(self, key: str, status: int, doc: Any) -> None:
         body = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
@@ -67,6 +68,8 @@ def serve(service: Service, context: ssl.SSLContext | None = None) -> ThreadingH
             else:
                 status, body = service.answers.get(self.path, (404, b"{}"))
             self.send_response(status)
+            if service.redirect and 300 <= status < 400:
+                self.send_header("Location", service.redirect)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -290,5 +293,76 @@ def test_the_config_is_checked(tmp_path: Path) -> None:
     assert problems(url="http://x/{key}", ca_file=str(cert)) == [
         "lookup.ca_file: needs an https:// lookup.url"
     ]
+    token = tmp_path / "token"
+    token.write_text("secret")
+    assert problems(url="http://qr.example.vn/{key}", token_file=str(token)) == [
+        "lookup.token_file: needs an https:// lookup.url (or a loopback one)"
+    ]  # a bearer token never crosses a network in clear
+    assert problems(url="http://127.0.0.1:8000/{key}", token_file=str(token)) == []
     cfg: Config = make_config(tmp_path, lookup={"url": "https://qr.example.vn/c/{kind}/{key}"})
     assert cfg.lookup.timeout_s == 1.5
+
+
+def test_a_redirect_is_not_followed_and_is_unavailable(
+    service: Service, lookups: Callable[..., tuple[LookupService, Answers]]
+) -> None:
+    """A redirect could carry the question and the token elsewhere: never followed."""
+    elsewhere = Service()
+    other = serve(elsewhere)
+    try:
+        elsewhere.answer(QID, 200, {"status": "confirmed"})
+        target = elsewhere.url.format(kind="personal_qr", key=QID)
+        service.answers[f"/check/personal_qr/{QID}"] = (302, b"")
+        service.redirect = target
+        svc, answers = lookups(service.url, token_file=None)
+        code = personal_qr()
+        svc.ask(code)
+        assert answers.get(timeout=5) == (code.sha256, Lookup("unavailable"))
+        assert elsewhere.requests == []
+    finally:
+        other.shutdown()
+        other.server_close()
+
+
+def test_the_question_goes_out_only_once_the_code_is_handed_on(
+    service: Service, lookups: Callable[..., tuple[LookupService, Answers]]
+) -> None:
+    """The kiosk posts the scanned code to the lane, then sends its question: an answer
+    can never overtake the code it is for."""
+    service.answer(QID, 200, {"status": "confirmed"})
+    svc, answers = lookups(service.url)
+    code = personal_qr()
+    prepared, send = svc.prepare(code)
+    assert prepared.lookup == Lookup("pending")
+    assert answers.empty()
+    assert service.requests == []  # nothing asked yet
+    _again, send_again = svc.prepare(code)  # the same code again meanwhile: one question
+    send()
+    send_again()
+    assert answers.get(timeout=5) == (code.sha256, Lookup("confirmed"))
+    assert len(service.requests) == 1
+    assert (svc.asked, svc.answered, svc.unavailable) == (1, 1, 0)
+
+
+def test_an_answer_that_drips_in_is_cut_off() -> None:
+    """Each read within the socket timeout, but the whole body past its deadline."""
+    import io
+    import time
+
+    from edge import lookup as lookup_mod
+
+    whole = io.BufferedReader(io.BytesIO(b'{"status": "confirmed"}'))
+    assert lookup_mod._read_by(whole, time.monotonic() + 60) == b'{"status": "confirmed"}'
+    huge = io.BufferedReader(io.BytesIO(b"x" * (lookup_mod.MAX_BODY * 2)))
+    assert len(lookup_mod._read_by(huge, time.monotonic() + 60)) == lookup_mod.MAX_BODY + 1
+
+    class Drip(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: Any) -> int:
+            buffer[0:1] = b" "  # one byte per read, for ever
+            return 1
+
+    with pytest.raises(TimeoutError):
+        lookup_mod._read_by(io.BufferedReader(Drip(), buffer_size=1), time.monotonic() + 0.05)

@@ -128,6 +128,9 @@ def test_pipe_text_of_other_shapes_is_unrecognised_never_mislabelled() -> None:
     assert read(EXAMPLE + "|more|fields")[0] == "unrecognised"  # 8 fields
     assert read(EXAMPLE.replace("1987-01-18", "18011987"))[0] == "unrecognised"
     assert read("a|b|c|d|e|f")[0] == "unrecognised"
+    # a first field that is no document number's: some other app's record, not ours
+    assert read("hello world|NGUYEN VAN A|1987-01-18|0|162979388586171100|")[0] == "unrecognised"
+    assert read("Xin chào|x|1987-01-18|1|y|")[0] == "unrecognised"
 
 
 # -- the policy ---------------------------------------------------------------------

@@ -29,6 +29,7 @@ from edge.lane import (
     Show,
     StartTimer,
     State,
+    VehiclePassed,
 )
 from edge.model import Credential, Lookup, Passage, Vehicle
 from edge.party import Party
@@ -329,3 +330,172 @@ def test_a_lookup_answer_updates_the_code_and_auto_mode_decides() -> None:
     assert [a.text for a in only(late, Note)] == [
         "lookup answered (refused) for a code no longer shown"
     ]
+
+
+# -- what a crowd, a copied code or a hostile service must not get through ------------------
+
+
+def confirmed_green(**data: str) -> Credential:
+    answer = {"plate": "51C-999.99", "vehicle": "bus", **data}
+    return replace(READ.read(GREEN.encode()), lookup=Lookup("confirmed", answer))
+
+
+def test_a_vehicle_code_never_joins_a_person() -> None:
+    assert Party.of(A_DECL).place(READ.read(GREEN.encode())) == "next"
+    ln = lane("officer")
+    ln.handle(CredentialScanned(A_DECL), NOW)
+    queued = ln.handle(CredentialScanned(READ.read(GREEN.encode())), NOW)
+    assert next(a.text for a in only(queued, Note)).startswith("scan queued")
+    assert [c.kind for c in ln.party().credentials] == ["declaration"]  # type: ignore[union-attr]
+
+
+def test_the_same_signed_code_twice_in_one_party_is_a_replay() -> None:
+    twin = Credential.from_raw("declaration", b"re-rendered", valid=True, claims=A_DECL.claims)
+    assert twin.sha256 != A_DECL.sha256
+    assert twin.ref == A_DECL.ref
+    party = Party([[A_DECL], [twin]], vehicle=Vehicle("car", "51H-123.45"))
+    verdict = judge_party(RulePolicy(PolicyConfig()), party, NOW)
+    assert verdict.outcome == "deny"
+    assert "replayed" in verdict.reasons
+
+
+def test_the_same_green_lane_code_again_within_the_replay_window_is_a_replay() -> None:
+    ln = Lane(RulePolicy(PolicyConfig()), mode="auto", decision_timeout_s=20, open_s=5,
+              failsafe_retry_s=10, group_s=15, replay_window_s=600)  # fmt: skip
+    end = show_all(ln, confirmed_green(), A_DECL)
+    (first,) = only(ln.handle(end, NOW), RecordPassage)
+    assert first.draft.decision == "approved"
+    ln.handle(VehiclePassed(), NOW)
+    later = NOW + timedelta(minutes=5)
+    end = show_all(ln, confirmed_green(), C_DECL)
+    (second,) = only(ln.handle(end, later), RecordPassage)
+    assert second.draft.decision == "denied"
+    assert "replayed" in second.draft.reasons
+
+
+def proxy(name: str, born: str, qid: str, declarer: str = PARENT_QID) -> Credential:
+    return pqr("", name, born, qid, proxy="1", declarer=declarer)
+
+
+def test_vouching_is_for_dependants_only_and_a_few_of_them() -> None:
+    policy = RulePolicy(PolicyConfig())
+    adult = proxy("PHAM VAN LON", "1990-01-01", "200000000000000003")
+    grandma = proxy("PHAM THI BA", "1950-**-**", "200000000000000004")
+    verdict = judge_party(policy, Party([[PARENT_QR, PARENT_CARD], [adult]]), NOW)
+    assert verdict.outcome == "refer"  # an adult of working age shows their own code
+    verdict = judge_party(policy, Party([[PARENT_QR, PARENT_CARD], [grandma]]), NOW)
+    assert verdict.outcome == "approve"
+    children = [
+        [proxy(f"PHAM THI CON {letter}", "2015-01-01", f"2000000000000001{n:02d}")]
+        for n, letter in enumerate("ABCDEFG")
+    ]
+    verdict = judge_party(policy, Party([[PARENT_QR, PARENT_CARD], *children[:6]]), NOW)
+    assert verdict.outcome == "approve"
+    verdict = judge_party(policy, Party([[PARENT_QR, PARENT_CARD], *children]), NOW)
+    assert verdict.outcome == "refer"  # nobody declares for seven: each must show theirs
+    waiting = replace(CHILD_QR, lookup=Lookup("pending"))
+    verdict = judge_party(policy, Party([[PARENT_QR, PARENT_CARD], [waiting]]), NOW)
+    assert verdict.outcome == "refer"  # the platform may still refuse the child's code
+
+
+def test_a_confirmation_must_be_of_this_code_and_still_valid() -> None:
+    policy = RulePolicy(PolicyConfig(accept=("personal_qr",)))
+    whose = {"name": "TRAN THI BINH", "number": "001090000002", "birth_date": "1985-05-05"}
+    theirs = replace(B_QR, lookup=Lookup("confirmed", whose))
+    assert judge_party(policy, Party([[theirs]]), NOW).outcome == "approve"
+    other = {"name": "LE VAN KHAC", "number": "079190099999", "birth_date": "1970-02-02"}
+    copied = replace(B_QR, lookup=Lookup("confirmed", other))  # the QID copied onto B's code
+    verdict = judge_party(policy, Party([[copied]]), NOW)
+    assert (verdict.outcome, verdict.reasons) == ("deny", ("lookup_refused",))
+    for until, outcome in [("2026-11-26T09:00:00Z", "approve"), ("2026-11-26T07:00:00Z", "deny"),
+                           ("whenever", "deny")]:  # fmt: skip
+        dated = replace(B_QR, lookup=Lookup("confirmed", {"valid_until": until}))
+        assert judge_party(policy, Party([[dated]]), NOW).outcome == outcome, until
+    expired_green = replace(
+        confirmed_green(), lookup=Lookup("confirmed", {"valid_until": "2026-11-01T00:00:00Z"})
+    )
+    party = Party([[A_DECL]], vehicle=Vehicle("truck"), vehicle_codes=[expired_green])
+    assert judge_party(RulePolicy(PolicyConfig()), party, NOW).outcome == "deny"
+
+
+def test_a_cached_confirmation_names_the_vehicle_and_only_a_vehicle_code_does() -> None:
+    ln = lane("auto")
+    ln.handle(CredentialScanned(confirmed_green()), NOW)
+    vehicle = ln.party().vehicle  # type: ignore[union-attr]
+    assert vehicle is not None
+    assert (vehicle.kind, vehicle.plate) == ("bus", "51C-999.99")
+    # a person's confirmation carrying a plate never names the vehicle
+    typed = lane("auto")
+    typed.handle(OpenVehicle("car"), NOW)
+    pending = replace(B_QR, lookup=Lookup("pending"))
+    typed.handle(CredentialScanned(pending), NOW)
+    typed.handle(LookupAnswered(B_QR.sha256, Lookup("confirmed", {"plate": "99Z-999.99"})), NOW)
+    assert typed.party().vehicle == Vehicle("car", "", "officer")  # type: ignore[union-attr]
+    surge = lane("surge")
+    surge.start(NOW)
+    surge.handle(CredentialScanned(confirmed_green()), NOW)
+    assert surge.party().vehicle.plate == "51C-999.99"  # type: ignore[union-attr]
+
+
+def test_surge_records_every_vehicle_and_every_stray_code() -> None:
+    ln = lane("surge")
+    ln.start(NOW)
+    ln.handle(CredentialScanned(READ.read(GREEN.encode())), NOW)
+    ln.handle(CredentialScanned(A_DECL), NOW)
+    stray = ln.handle(CredentialScanned(READ.read(b"some|random|text")), NOW)
+    (single,) = only(stray, RecordPassage)  # recorded on its own, the group goes on
+    assert [c.kind for c in single.draft.credentials] == ["unrecognised"]
+    assert single.draft.vehicle is None
+    second = READ.read(b"https://luongxanh.drvn.gov.vn/tra-cuu?token=SECONDtruck99")
+    changed = ln.handle(CredentialScanned(second), NOW)
+    (first_vehicle,) = only(changed, RecordPassage)  # the next vehicle: the first is done
+    assert [c.kind for c in first_vehicle.draft.credentials] == ["greenlane", "declaration"]
+    end = window(changed)
+    (second_vehicle,) = only(ln.handle(end, NOW), RecordPassage)
+    assert [c.sha256 for c in second_vehicle.draft.credentials] == [second.sha256]
+    # an officer's vehicle with a typed plate and no codes passed the open barrier too
+    opened = ln.handle(OpenVehicle("truck", "51C-123.45"), NOW)
+    (empty,) = only(ln.handle(window(opened), NOW), RecordPassage)
+    assert empty.draft.vehicle == Vehicle("truck", "51C-123.45", "officer")
+    assert "group_empty" in empty.draft.reasons
+    untyped = ln.handle(OpenVehicle("car"), NOW)
+    assert only(ln.handle(window(untyped), NOW), RecordPassage) == []  # nothing to record
+
+
+def test_an_internal_failure_in_surge_still_records_the_vehicle() -> None:
+    ln = lane("surge")
+    ln.start(NOW)
+    ln.handle(CredentialScanned(READ.read(GREEN.encode())), NOW)
+    ln.handle(CredentialScanned(B_QR), NOW)
+    failed = ln.fail(NOW)
+    (record,) = only(failed, RecordPassage)
+    assert record.draft.decision == "approved"  # the barrier was open for them
+    assert record.draft.reasons == ("surge", "internal_error")
+    assert [c.kind for c in record.draft.credentials] == ["greenlane", "personal_qr"]
+    assert ln.state is State.FAILSAFE
+
+
+def test_a_child_shown_just_after_the_parent_is_vouched_by_that_approval() -> None:
+    ln = lane("auto")
+    ln.handle(CredentialScanned(PARENT_QR), NOW)
+    (parent,) = only(ln.handle(CredentialScanned(PARENT_CARD), NOW), RecordPassage)
+    assert parent.draft.decision == "approved"
+    queued = ln.handle(CredentialScanned(CHILD_QR), NOW + timedelta(seconds=2))
+    assert not only(queued, RecordPassage)  # the barrier is still open for the parent
+    (child,) = only(ln.handle(VehiclePassed(), NOW + timedelta(seconds=3)), RecordPassage)
+    assert (child.draft.decision, child.draft.reasons) == ("approved", ())
+    assert [c.sha256 for c in child.draft.credentials] == [CHILD_QR.sha256]  # its own passage
+    # a moment is the group window: a child shown later shows who vouches again
+    late = lane("auto")
+    late.handle(CredentialScanned(PARENT_QR), NOW)
+    late.handle(CredentialScanned(PARENT_CARD), NOW)
+    late.handle(VehiclePassed(), NOW)
+    shown = late.handle(CredentialScanned(CHILD_QR), NOW + timedelta(seconds=16))
+    assert Show("awaiting_officer", ("personal_qr_unconfirmed",), ("id_card",)) in shown
+    # an officer's approval of what the policy referred vouches for nobody
+    officer = lane("officer")
+    officer.handle(CredentialScanned(PARENT_QR), NOW)
+    officer.handle(OfficerApproved(), NOW)
+    officer.handle(VehiclePassed(), NOW)
+    shown = officer.handle(CredentialScanned(CHILD_QR), NOW + timedelta(seconds=1))
+    assert Show("awaiting_officer", ("personal_qr_unconfirmed",), ("id_card",)) in shown
