@@ -118,13 +118,20 @@ def test_green_lane_shaped_urls(rest: str, scheme: str) -> None:
 
 
 @pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris is not installed")
-def test_atheris_harness_short_run() -> None:
+@pytest.mark.parametrize(
+    ("harness", "runs"),
+    [
+        ("fuzz_credentials.py", 4000),  # the credential parsers
+        ("fuzz_rules.py", 20000),  # hostile rules, payloads and bundles: only typed errors
+    ],
+)
+def test_atheris_harness_short_run(harness: str, runs: int) -> None:
     run = subprocess.run(
-        [sys.executable, str(REPO / "fuzz" / "fuzz_credentials.py"), "-runs=4000", "-seed=1"],
+        [sys.executable, str(REPO / "fuzz" / harness), f"-runs={runs}", "-seed=1"],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "Done 4000 runs" in run.stderr
+    assert f"Done {runs} runs" in run.stderr
