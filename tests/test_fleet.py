@@ -629,7 +629,7 @@ def test_rules_pushed_fleet_wide_replace_stale_or_broken_local_rules(
     assert cli.main([*push, "--key", str(priv), "--version", "6"]) == 0
     wait(op, lambda: op.devices[DEVICE].reported.get("rules_version") == 6, "rules 6 applied")
     assert kiosk.app.rules.book.source == "a fleet push"
-    assert len(kiosk.app.rules.book.rules.rules) == 10
+    assert len(kiosk.app.rules.book.rules.rules) == 11
     wait(op, lambda: "rules-stale" not in op.devices[DEVICE].alerts, "stale cleared")
     # what no kiosk could use is refused by the command line itself
     broken = tmp_path / "broken"

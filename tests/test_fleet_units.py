@@ -391,8 +391,23 @@ def test_rules_push_must_load_as_a_rule_set_and_the_last_good_stays(tmp_path: Pa
     forged = remote.offer_push("rules", signing.sign("rules", 9, body, stranger, NOW))
     assert "bad_signature" in forged.detail
     assert remote.rules_path.read_bytes() == body
-    assert len(from_bundle(json.loads(remote.rules_path.read_bytes())).rules) == 10
+    assert len(from_bundle(json.loads(remote.rules_path.read_bytes())).rules) == 11
     assert remote_for(tmp_path, fleet={"keys": [str(pub)]}).rules_version == 3  # kept
+    # the card damaged the saved copy: the retained push, seen again, repairs it
+    retained = signing.sign("rules", 3, body, key, NOW)
+    assert remote.offer_push("rules", retained).state == "unchanged"
+    remote.rules_path.write_bytes(b'{"format": "checkpoint-edge-rules", "ru')
+    repaired = remote.offer_push("rules", retained)
+    assert (repaired.changed, repaired.state) == (True, "applied")
+    assert remote.rules_path.read_bytes() == body
+    # rules that say nothing of this kiosk's country of arrival are no rules for it
+    german = {**doc, "rules": [{**r, "Country": "DE", "Identifier": r["Identifier"][:3] + "DE"
+                                + r["Identifier"][5:]} for r in doc["rules"]]}  # fmt: skip
+    elsewhere = remote.offer_push(
+        "rules", signing.sign("rules", 10, json.dumps(german).encode(), key, NOW)
+    )
+    assert elsewhere.state == "rejected"
+    assert "no Acceptance rule of VN" in elsewhere.detail
 
 
 def test_pushes_are_refused_without_fleet_keys(tmp_path: Path) -> None:

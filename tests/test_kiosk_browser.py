@@ -282,11 +282,15 @@ def start(kiosks: Callable[[Config], Kiosk], cfg: Config) -> tuple[Kiosk, str]:
     return kiosk, kiosk.app.kiosk.address
 
 
-def signed(tmp_path: Path, **changes: Any) -> tuple[str, str]:
-    """(trust list file, a signed declaration's QR payload) from a fresh demo issuer."""
+def signed(tmp_path: Path, now: datetime | None = None, **changes: Any) -> tuple[str, str]:
+    """(trust list file, a signed declaration's QR payload) from a fresh demo issuer.
+
+    The declaration is valid at ``now`` (the wall clock unless given): every date in
+    it, the test date included, is derived from that one instant.
+    """
     made = credtools.keys_new("VN-HN", "ES256", tmp_path / "keys")
     key, kid = credtools.load_private_key(Path(made["private_key"]))
-    decl = make_declaration(now=datetime.now(UTC))
+    decl = make_declaration(now=now or datetime.now(UTC))
     return str(made["trust_list"]), declaration.issue(replace(decl, **changes), key, kid)
 
 
@@ -622,9 +626,8 @@ def test_screens_for_review_denied_closed_surge_failsafe_and_offline(
     shots: Path,
 ) -> None:
     expired_at = datetime.now(UTC) - timedelta(hours=2)
-    trust, payload = signed(
-        tmp_path, issued_at=expired_at - timedelta(hours=30), expires_at=expired_at
-    )
+    # Valid 28 h before it expired (issued 2 h before that), whatever the time of day.
+    trust, payload = signed(tmp_path, now=expired_at - timedelta(hours=28), expires_at=expired_at)
     write_frame(frames_dir / "01-expired.png", payload)
     cfg = screen_config(tmp_path, lane={"mode": "auto"}, trust={"files": [trust]})
     kiosk, url = start(kiosks, cfg)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,9 @@ from edge.kiosk import server as server_mod
 from edge.lane import State
 from edge.model import Credential
 from edge.policy import RulePolicy
+from edge.rules import certlogic
 from edge.rules.book import RuleBook, RulesHolder, bundle, bundled_rules, from_bundle
+from edge.rules.certlogic import LimitExceeded
 from edge.rules.rules import RuleError, RuleSet, parse_rule, read_json
 from edge.scan import cbor
 from edge.scan.credentials import Verifier
@@ -285,7 +288,7 @@ def test_selection_by_country_type_validity_and_version() -> None:
 def test_vietnams_rules_pass_their_own_tests(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["rules", "test", str(VN)]) == 0
     summary = lines(capsys.readouterr().out)[-1]["summary"]
-    assert summary["rules"] == 10
+    assert summary["rules"] == 11
     assert summary["cases"] >= 30
 
 
@@ -368,7 +371,110 @@ def test_recovery_counts_180_days_from_the_first_positive_test(signer: Signer) -
         return signer.read(signer.sign(entry, kind="r"))
 
     assert judged(vn_policy(), recovery(170)) == ("approve",)
-    assert judged(vn_policy(), recovery(181)) == ("deny", "rule_failed:RR-VN-0001")
+    assert judged(vn_policy(), recovery(181)) == (
+        "deny",
+        "rule_failed:RR-VN-0001",
+        "rule_failed:RR-VN-0002",  # and its own valid-until (first positive + 180 days)
+    )
+
+    def dated(first: str, valid_from: str, valid_until: str) -> Credential:
+        entry = {"tg": "840539006", "fr": first, "df": valid_from, "du": valid_until,
+                 "co": "VN", "is": "MoH", "ci": "URN:UVCI:01:VN:R2"}  # fmt: skip
+        return signer.read(signer.sign(entry, kind="r"))
+
+    tomorrow = (NOW + timedelta(days=1)).date().isoformat()
+    assert judged(vn_policy(), dated(tomorrow, tomorrow, "2027-05-01")) == (
+        "deny",
+        "rule_failed:RR-VN-0001",
+        "rule_failed:RR-VN-0002",
+    )
+    lapsed = dated("2026-10-01", "2026-10-12", "2026-11-20")  # its valid-until has passed
+    assert judged(vn_policy(), lapsed) == ("deny", "rule_failed:RR-VN-0002")
+
+
+def test_a_dcc_listing_every_dose_is_judged_on_the_entry_the_officer_sees(
+    signer: Signer,
+) -> None:
+    claims = dcc_claims()
+    first, last = vaccination(dn=1, sd=2), vaccination(dn=2, sd=2)
+    claims[-260][1]["v"] = [first, last]
+    credential = signer.read(sign_dcc(claims, signer.key, signer.kid))
+    assert credential.claims.payload["v"] == [last]  # type: ignore[union-attr]
+    assert judged(vn_policy(), credential) == ("approve",)
+    claims[-260][1]["v"] = [last, vaccination(dn=1, sd=2, mp="EU/1/21/1618")]
+    newest_first = signer.read(sign_dcc(claims, signer.key, signer.kid))
+    assert judged(vn_policy(), newest_first) == (
+        "deny",
+        "rule_failed:VR-VN-0001",
+        "rule_failed:VR-VN-0002",
+    )
+
+
+def test_no_rule_for_the_certificate_never_approves(tmp_path: Path, signer: Signer) -> None:
+    good = signer.read(signer.sign(vaccination()))
+    elsewhere = RulesHolder(RulesConfig(country="TH"))  # the bundled rules are Vietnam's
+    elsewhere.reload()
+    assert "no rule of TH judges Vaccination, Test, Recovery" in elsewhere.last_error
+    policy = RulePolicy(PolicyConfig(accept=("dcc",)), rules=elsewhere.current)
+    assert judged(policy, good) == ("refer", "rules_unavailable")
+    # rules of Vietnam not yet in force: no rule judges the certificate
+    folder = copy_rule(tmp_path, "VR-VN-0002")
+    edit_rule(folder, ValidFrom="2027-01-01T00:00:00Z")
+    later = RulesHolder(RulesConfig(files=(tmp_path / "rules",)))
+    later.reload()
+    assert "Test, Recovery" in later.last_error
+    policy = RulePolicy(PolicyConfig(accept=("dcc",)), rules=later.current)
+    assert judged(policy, good) == ("refer", "rules_unavailable")
+    assert judged(policy, good, datetime(2027, 1, 2, tzinfo=UTC))[0] == "approve"
+
+
+def test_a_rule_can_neither_outlast_its_budget_nor_raise_anything_else() -> None:
+    items = list(range(10_000))
+    hostile = {"reduce": [{"var": "items"}, [*range(20_000)], 0]}  # a huge literal per fold
+    data = {"items": items}
+    started = time.monotonic()
+    with pytest.raises(LimitExceeded):
+        certlogic.evaluate(hostile, data)
+    assert time.monotonic() - started < 2.0
+    assert certlogic.evaluate({"var": "a." + "9" * 5000}, {"a": [1]}) is None  # no ValueError
+    assert certlogic.evaluate({"var": "a.0000000001"}, {"a": [1, 2]}) is None
+    doc = rule_doc("VR-VN-0001", Version="1." + "9" * 5000 + ".0")
+    with pytest.raises(RuleError, match="semantic version"):
+        parse_rule(doc)
+    bundle_doc = {"format": "checkpoint-edge-rules", "rules": [doc], "valueSets": {}}
+    with pytest.raises(RuleError):
+        from_bundle(bundle_doc)
+    big = rule_doc("VR-VN-0001", Logic={"in": [{"var": "payload.v.0.mp"}, ["x" * 100] * 3000]},
+                   AffectedFields=["v.0.mp"])  # fmt: skip
+    with pytest.raises(RuleError, match="larger than 256 KiB"):
+        from_bundle({**bundle_doc, "rules": [big]})
+
+
+def test_a_slow_rule_set_errs_as_a_whole_and_refers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge.rules import book as book_mod
+
+    holder = RulesHolder(RulesConfig())
+    holder.reload()
+    book = holder.current()
+    assert book is not None
+    monkeypatch.setattr(book_mod, "JUDGE_BUDGET_S", -1.0)  # already spent
+    results = book.judge("v", "VN", {"v": [VACCINATION]}, NOW, iat=NOW)
+    assert results
+    assert {r.outcome for r in results} == {"error"}
+
+
+def test_the_screen_reads_the_version_in_force() -> None:
+    old = parse_rule(rule_doc("VR-VN-0001", Description=[{"lang": "en", "desc": "old"}]))
+    new = parse_rule(
+        rule_doc("VR-VN-0001", Version="1.1.0", Description=[{"lang": "en", "desc": "new"}])
+    )
+    future = parse_rule(
+        rule_doc("VR-VN-0001", Version="2.0.0", ValidFrom="2099-01-01T00:00:00Z",
+                 Description=[{"lang": "en", "desc": "future"}])
+    )  # fmt: skip
+    book = RuleBook(RuleSet.of([new, future, old], {}), "VN", "test")
+    assert book.describe("VR-VN-0001", NOW) == {"en": "new"}
+    assert book.describe("VR-VN-0009", NOW) == {}
 
 
 def test_a_rule_that_cannot_run_refers_never_approves(tmp_path: Path, signer: Signer) -> None:
@@ -401,7 +507,7 @@ def test_rules_off_broken_or_not_accepted(tmp_path: Path, signer: Signer) -> Non
     assert judged(vn_policy(accept=()), one_dose) == ("refer", "rule_failed:VR-VN-0002")
 
 
-def test_a_damaged_push_falls_back_to_the_files_and_says_so(tmp_path: Path) -> None:
+def test_a_damaged_push_stays_in_use_or_falls_back_to_the_files_and_says_so(tmp_path: Path) -> None:
     pushed = tmp_path / "rules-push.json"
     holder = RulesHolder(RulesConfig(), pushed)
     pushed.write_text(json.dumps(bundle([VN])), encoding="utf-8")
@@ -410,13 +516,18 @@ def test_a_damaged_push_falls_back_to_the_files_and_says_so(tmp_path: Path) -> N
     assert (holder.book.source, holder.book.made, holder.last_error) == ("a fleet push", NOW, "")
     pushed.write_text('{"format": "checkpoint-edge-rules", "rules": [}', encoding="utf-8")
     holder.reload(NOW)
-    assert holder.book.source == "the bundled rules of VN"
+    assert holder.book.source == "a fleet push"  # the push in use stays, in memory
     assert "pushed rules cannot be used" in holder.last_error
+    fresh = RulesHolder(RulesConfig(), pushed)  # after a restart: the files take over
+    fresh.reload(NOW)
+    assert fresh.book is not None
+    assert fresh.book.source == "the bundled rules of VN"
+    assert "pushed rules cannot be used" in fresh.last_error
 
 
 def test_bundles_refuse_what_no_kiosk_could_use(tmp_path: Path) -> None:
     doc = bundle([VN])
-    assert len(from_bundle(doc).rules) == 10
+    assert len(from_bundle(doc).rules) == 11
     assert from_bundle(doc).value_sets == read_json(VN / "valueSets.json")
     for bad, problem in [
         ({**doc, "format": "x"}, "format"),

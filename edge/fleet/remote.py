@@ -256,7 +256,8 @@ class RemoteConfig:
             held = {"trust": self.trust_version, "rules": self.rules_version}.get(
                 kind, self.policy_version
             )
-            if push.version <= held or push.version == self._refused(kind):
+            repair = push.version == held and self._damaged(kind, push.body)
+            if (push.version <= held or push.version == self._refused(kind)) and not repair:
                 if push.version in (held, self._refused(kind)):
                     return Offer(False, "unchanged")  # the retained copy, again
                 return self._reject(
@@ -270,6 +271,9 @@ class RemoteConfig:
                 state, effective = self._policy_state(push)
             except (ConfigError, TrustError, RuleError) as exc:
                 return self._reject(kind, push.version, str(exc))
+            except (ValueError, TypeError, RecursionError) as exc:  # a bug: never retried for ever
+                log.exception("fleet: %s push version %d could not be applied", kind, push.version)
+                return self._reject(kind, push.version, f"cannot be applied ({type(exc).__name__})")
             except EdgeError as exc:  # the pushed list could not be saved
                 return self._reject(kind, push.version, f"cannot be saved: {exc}")
             return self._commit(state, effective, "policy", push.version)
@@ -282,6 +286,17 @@ class RemoteConfig:
         log.info("fleet: trust push version %d applied", push.version)
         return Offer(True, "applied")
 
+    def _damaged(self, kind: str, body: bytes) -> bool:
+        """The saved copy of the push in use is not what was pushed (a damaged card):
+        the retained push, seen again, repairs it."""
+        path = {"trust": self.trust_path, "rules": self.rules_path}.get(kind)
+        if path is None:
+            return False
+        try:
+            return path.read_bytes() != body
+        except OSError:
+            return True
+
     def _offer_rules(self, push: Push) -> Offer:
         """A rule set applies at once (the rules reload; no restart), once every rule in
         it parses and compiles: RuleError refuses it and the last good set stays."""
@@ -290,6 +305,9 @@ class RemoteConfig:
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise RuleError("rules push", ["the body is not JSON"]) from exc
         rules = from_bundle(doc)
+        country = self.file_config.rules.country
+        if not any(r.type == "Acceptance" and r.country == country for r in rules.rules):
+            raise RuleError("rules push", [f"no Acceptance rule of {country} (this kiosk's)"])
         replace_file(self.rules_path, push.body)
         self._state["rules"] = {"version": push.version, "issued": iso_utc(push.issued)}
         self._note("rules", push.version, "applied")

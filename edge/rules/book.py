@@ -13,8 +13,10 @@ A pushed rule set is a JSON bundle::
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.rules.rules import (
+    MAX_RULE_BYTES,
     MAX_RULES,
     OF_ENTRY,
     Result,
@@ -40,6 +43,9 @@ log = logging.getLogger(__name__)
 
 BUNDLE_FORMAT = "checkpoint-edge-rules"
 MAX_BUNDLE = 4 * 1024 * 1024
+PUSHED = "a fleet push"
+JUDGE_BUDGET_S = 1.0  # all the rules for one DCC (each has its own 0.25 s as well)
+CERTIFICATE_TYPES = ("Vaccination", "Test", "Recovery")
 
 
 def bundled_rules() -> Path:
@@ -57,6 +63,8 @@ def from_bundle(doc: Any) -> RuleSet:
         raise RuleError("rule bundle", [f"rules: a list of 1-{MAX_RULES} rules"])
     for i, item in enumerate(found):
         try:
+            if len(json.dumps(item)) > MAX_RULE_BYTES:
+                raise RuleError(f"rules[{i}]", [f"larger than {MAX_RULE_BYTES // 1024} KiB"])
             rules.append(parse_rule(item, f"rules[{i}]"))
         except RuleError as exc:
             problems.append(str(exc))
@@ -104,14 +112,32 @@ class RuleBook:
         certificate_type = OF_ENTRY.get(entry, "")
         selected = self.rules.select(self.country, issuer, certificate_type, when)
         data = external(when, self.rules.value_sets, self.country, iat, exp)
-        return [run(rule, payload, data) for rule in selected]
+        deadline = time.monotonic() + JUDGE_BUDGET_S
+        results = []
+        for rule in selected:
+            if time.monotonic() > deadline:  # hostile or broken rules: never a pass
+                results.append(Result(rule, "error", "the rule set took too long"))
+            else:
+                results.append(run(rule, payload, data))
+        return results
 
-    def describe(self, identifier: str) -> Mapping[str, str]:
-        """The descriptions (by language) of the rule with ``identifier``."""
-        for rule in self.rules.rules:
-            if rule.identifier == identifier:
-                return rule.descriptions
-        return {}
+    def describe(self, identifier: str, when: datetime | None = None) -> Mapping[str, str]:
+        """The descriptions (by language) of the rule with ``identifier``: of the version
+        a DCC is judged by at ``when`` (now), else of its highest version."""
+        when = when or datetime.now(UTC)
+        found = [r for r in self.rules.rules if r.identifier == identifier]
+        valid = [r for r in found if r.valid_at(when)] or found
+        return max(valid, key=lambda r: r.version).descriptions if valid else {}
+
+    def gaps(self) -> list[str]:
+        """The certificate types no Acceptance rule of the country of arrival judges
+        (whatever its validity): a DCC of such a type is referred, never approved."""
+        judged = {
+            r.certificate_type
+            for r in self.rules.rules
+            if r.type == "Acceptance" and r.country == self.country
+        }
+        return [t for t in CERTIFICATE_TYPES if t not in judged]
 
 
 class RulesHolder:
@@ -142,9 +168,19 @@ class RulesHolder:
                 self.last_error = str(exc)[:500]
                 log.error("rules: %s; the last good rules stay", self.last_error)  # noqa: TRY400
                 raise
+            held = self.book
+            if problem and held is not None and held.source == PUSHED:
+                book = held  # the push in use stays until a good one replaces it
+            gaps = book.gaps()
+            if gaps:
+                problem = "; ".join(
+                    [*filter(None, [problem]),
+                     f"no rule of {book.country} judges {', '.join(gaps)}: those DCCs are "
+                     "referred"]
+                )  # fmt: skip
             self.book, self.last_error = book, problem[:500]
             if problem:
-                log.error("rules: %s; using %s instead", problem, book.source)
+                log.error("rules: %s; using %s", problem, book.source)
             log.info(
                 "rules: %d from %s, country of arrival %s",
                 len(book.rules.rules),
@@ -158,7 +194,7 @@ class RulesHolder:
         if self.pushed is not None and self.pushed.is_file():
             try:
                 rules = from_bundle(read_json(self.pushed, MAX_BUNDLE))
-                return RuleBook(rules, cfg.country, "a fleet push", pushed_issued), ""
+                return RuleBook(rules, cfg.country, PUSHED, pushed_issued), ""
             except RuleError as exc:
                 problem = f"the pushed rules cannot be used: {exc}"
         if cfg.files:

@@ -125,7 +125,8 @@ def access(data: Any, path: str) -> Any:
         if isinstance(value, dict):
             value = value.get(fragment)
         elif isinstance(value, list | str):
-            index = int(fragment) if fragment.isdecimal() and fragment.isascii() else -1
+            digits = fragment.isdecimal() and fragment.isascii() and len(fragment) <= 9
+            index = int(fragment) if digits else -1
             value = value[index] if 0 <= index < len(value) else None
         else:
             return None
@@ -279,11 +280,13 @@ class _Run:
     deadline: float
     steps: int = 0
 
-    def step(self) -> None:
-        self.steps += 1
+    def step(self, count: int = 1) -> None:
+        """``count`` more operations (a list literal's items, a reduce's fold); past the
+        step budget or the deadline: LimitExceeded."""
+        self.steps += count
         if self.steps > self.limits.max_steps:
             raise LimitExceeded(f"more than {self.limits.max_steps} operations")
-        if self.steps % 256 == 0 and time.monotonic() > self.deadline:
+        if time.monotonic() > self.deadline:
             raise LimitExceeded(f"longer than {self.limits.max_seconds} s")
 
 
@@ -301,8 +304,13 @@ class Compiled:
             return self.node(run, data)
         except RecursionError as exc:
             raise LimitExceeded("nested too deep") from exc
+        except CertLogicError:
+            raise
         except DateError as exc:
             raise CertLogicError(str(exc)) from exc
+        except (ArithmeticError, ValueError, TypeError, LookupError, MemoryError) as exc:
+            # whatever the data held, an evaluation fails only as CertLogic fails
+            raise CertLogicError(f"cannot be evaluated ({type(exc).__name__})") from exc
 
 
 def evaluate(expr: Any, data: Any, limits: Limits = Limits()) -> Any:
@@ -324,7 +332,12 @@ def _compile(expr: Any) -> Node:  # noqa: PLR0911 - a return per form
         return lambda _run, _data: value
     if isinstance(expr, list):
         items = [_compile(item) for item in expr]
-        return lambda run, data: [item(run, data) for item in items]
+
+        def array(run: _Run, data: Any) -> list[Any]:
+            run.step(len(items) + 1)  # a literal of 20,000 items costs its size
+            return [item(run, data) for item in items]
+
+        return array
     ((operator, values),) = expr.items()
     if operator == "var":
         path = values
@@ -432,6 +445,7 @@ def _reduce(operand: Node, lam: Node, initial: Node) -> Node:
         if len(items) > run.limits.max_items:
             raise LimitExceeded(f"reduce over more than {run.limits.max_items} items")
         for current in items:
+            run.step()
             context = {"accumulator": accumulator, "current": current, "data": data}
             accumulator = lam(run, context)
         return accumulator

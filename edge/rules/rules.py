@@ -33,7 +33,7 @@ from edge.rules import certlogic
 from edge.rules.certlogic import CertLogicError, Compiled
 
 IDENTIFIER = re.compile(r"(GR|VR|TR|RR|IR)-[A-Z]{2}-[0-9]{4}")
-VERSION = re.compile(r"([0-9]+)\.([0-9]+)\.([0-9]+)")
+VERSION = re.compile(r"([0-9]{1,9})\.([0-9]{1,9})\.([0-9]{1,9})")
 COUNTRY = re.compile(r"[A-Z]{2}")
 TYPES = ("Acceptance", "Invalidation")
 CERTIFICATE_TYPES = ("General", "Vaccination", "Test", "Recovery")

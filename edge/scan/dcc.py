@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 
 from edge.errors import CredentialRejected, TrustError
+from edge.rules.rules import OF_ENTRY
 from edge.scan import cbor, cose
 from edge.scan.envelope import CWT_EXP, CWT_IAT, CWT_ISS, StageLog, open_cose, open_text, timestamp
 from edge.scan.format import Assessment, Claims, Format, Holder, Reading
@@ -218,7 +219,8 @@ def parse_claims(claims: dict[Any, Any], payload: dict[Any, Any]) -> Dcc:
         "certificate_id": _text(entry, "ci", required=True),
         "name": " ".join(p for p in (_text(name, "gn"), _text(name, "fn")) if p),
         "birth_date": _text(payload, "dob"),
-        "payload": json_data(payload),
+        # what the rules read: the DCC with the entry the kiosk judges and shows only
+        "payload": json_data({**payload, kind: [entry]}),
     }
     if kind == "v":
         fields.update(
@@ -389,6 +391,14 @@ class DccFormat(Format[Dcc]):
         results = ctx.judged[id(claims)]
         failed = [f"{RULE_FAILED}:{r.rule.identifier}" for r in results if r.outcome == "failed"]
         errors = [f"{RULE_ERROR}:{r.rule.identifier}" for r in results if r.outcome == "error"]
+        certificate_type = OF_ENTRY.get(claims.type)
+        if not any(
+            r.rule.type == "Acceptance" and r.rule.certificate_type == certificate_type
+            for r in results
+        ):
+            # no rule of the arrival country says what this kind of certificate must
+            # show (another country's rule set, rules not yet in force): never a pass
+            errors.append(RULES_UNAVAILABLE)
         return failed, errors
 
     def proves_health(self, claims: Dcc, ctx: Assessment) -> bool:
