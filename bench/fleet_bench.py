@@ -355,7 +355,8 @@ class VirtualKiosk:
             self._command(msg, parsed.name, fleet_wide=parsed.device == topics.ALL)
         elif parsed.kind == "ack":
             now = time.monotonic()
-            for pid in parse_ack(bytes(msg.payload)) or []:
+            ack = parse_ack(bytes(msg.payload))
+            for pid in ack.pids if ack is not None else ():
                 sent = self.unacked.pop(pid, None)
                 self.sim.burst.discard(pid)
                 if sent is not None:

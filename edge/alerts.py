@@ -38,6 +38,7 @@ RULES_ERROR = "rules-error"
 CONFIG_REJECTED = "config-rejected"
 SURGE_MODE = "surge-mode"
 BARRIER_POSITION = "barrier-position"
+PASSAGE_REJECTED = "passage-rejected"
 
 # lane fault name -> alert
 FAULT_ALERTS = {"camera": CAMERA_DOWN, "barrier": BARRIER_FAULT, "store": STORE_FAULT}

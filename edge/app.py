@@ -28,6 +28,7 @@ from gpiozero.pins.mock import MockFactory
 
 from edge import logbuffer
 from edge.alerts import (
+    PASSAGE_REJECTED,
     STORE_CORRUPT,
     STORE_FOREIGN,
     Alerts,
@@ -194,6 +195,7 @@ class App:
             window=cfg.mqtt.inflight * QUEUED_PER_INFLIGHT,
             ack_mode=cfg.mqtt.ack,
             ack_timeout_s=cfg.mqtt.ack_timeout_s,
+            on_rejected=self._passages_rejected,
         )
         view = self.view
         self.agent = FleetAgent(
@@ -299,6 +301,16 @@ class App:
                 self.notifier.stopping("stopping: finishing the passage in progress")
             self.stop()
         return code
+
+    def _passages_rejected(self, count: int, reason: str) -> None:
+        """The ingest refused passages: they are in the archive, marked; someone must look.
+        Open until the kiosk restarts (the archive keeps them whatever happens)."""
+        self.alerts.raise_(
+            PASSAGE_REJECTED,
+            f"{count} passage(s) refused by the central ingest, kept in the archive "
+            f"(outbox export --archive); last reason: {reason}",
+            "critical",
+        )
 
     def request_restart(self, reason: str) -> None:
         """Stop and come back with the new config (any thread); see :data:`RESTART`."""

@@ -17,13 +17,14 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
+from edge.passage_model import SCHEMA_VERSION, fit_traveller
 from edge.scan import registry
 from edge.scan.format import Claims
 
 Decision = Literal["approved", "denied"]
 DecidedBy = Literal["officer", "policy", "operator"]
 
-PASSAGE_SCHEMA_VERSION = 1
+PASSAGE_SCHEMA_VERSION = SCHEMA_VERSION
 _LOG_KEY = secrets.token_bytes(16)
 
 
@@ -246,16 +247,18 @@ class Passage:
 def traveller(credentials: Sequence[Credential], fields: Sequence[str]) -> dict[str, Any]:
     """The chosen traveller fields from the codes shown: where several codes give a
     field, the format of higher rank wins (a declaration over an ID card over a
-    DCC). Claims are present for every credential whose signature verified (even
-    if it then failed a later check, such as expiry), and for well-formed
-    unsigned codes."""
+    DCC), each fitted to the passage model (``edge.passage_model``). Claims are present
+    for every credential whose signature verified (even if it then failed a later
+    check, such as expiry), and for well-formed unsigned codes."""
     values: dict[str, Any] = {}
     found = [(registry.get(c.kind), c.claims) for c in credentials if c.claims is not None]
     for fmt, claims in sorted(
         ((f, c) for f, c in found if f is not None), key=lambda pair: pair[0].rank
     ):
         values.update({k: v for k, v in fmt.traveller(claims).items() if v not in (None, "")})
-    return {f: values[f] for f in fields if values.get(f) not in (None, "")}
+    # fitted to the passage model: no traveller's code can make a passage the ingest
+    # refuses (a NUL in a printed card's name, a 10,000-character field)
+    return fit_traveller(values, fields)
 
 
 def iso_utc(ts: datetime) -> str:

@@ -19,6 +19,7 @@ from edge.central.trace import COLUMNS, flat
 from edge.store import SENT, StoreSnapshot, snapshot
 
 ACKNOWLEDGED = "acknowledged"
+REJECTED = "rejected"  # refused by the ingest: archived, never sent again
 
 
 def status(directory: Path, out: TextIO = sys.stdout, as_json: bool = False) -> dict[str, Any]:
@@ -35,6 +36,7 @@ def status(directory: Path, out: TextIO = sys.stdout, as_json: bool = False) -> 
         "last_seq": snap.last_seq,
         "last_ack": snap.last_ack,
         "archived": len(snap.archived),
+        "rejected": len(snap.rejected),
         "archive_days": len(snap.archive_days),
         # damaged files moved aside at a start (each also raised a store_corrupt alert)
         "quarantined": sorted(
@@ -55,6 +57,10 @@ def status(directory: Path, out: TextIO = sys.stdout, as_json: bool = False) -> 
     out.write(f"last seq     {snap.last_seq}\n")
     out.write(f"last ack     {snap.last_ack or 'never'}\n")
     out.write(f"archive      {len(snap.archived)} passages over {len(snap.archive_days)} day(s)\n")
+    if snap.rejected:
+        out.write(
+            f"rejected     {len(snap.rejected)} of them refused by the ingest (state rejected)\n"
+        )
     if report["quarantined"]:
         out.write(
             f"quarantine   {len(report['quarantined'])} damaged file(s) moved aside, "
@@ -87,7 +93,9 @@ def export(
 def _passages(
     snap: StoreSnapshot, since: date | None, until: date | None
 ) -> list[tuple[str, dict[str, Any]]]:
-    everything = [(ACKNOWLEDGED, m) for m in snap.archived]
+    everything = [
+        (REJECTED if str(m.get("pid")) in snap.rejected else ACKNOWLEDGED, m) for m in snap.archived
+    ]
     everything += [(str(doc.get("state")), doc["msg"]) for doc in snap.live.values()]
     kept = []
     for state, msg in everything:

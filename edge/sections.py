@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from edge.passage_model import MAX_PASSAGE_BYTES, MAX_SITE, text_problem
 from edge.scan import registry
 
 DEVICE_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -56,6 +57,15 @@ def _parse_device_id(value: Any, _base: Path) -> str:
             "must be 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit"
         )
     return value
+
+
+def _parse_site(value: Any, _base: Path) -> str:
+    problem = text_problem(value, MAX_SITE)
+    if problem is not None:
+        raise ValueError(
+            f"{problem} (a site goes into every passage: at most {MAX_SITE} characters)"
+        )
+    return str(value)
 
 
 def _parse_source(value: Any, base: Path) -> SourceSpec:
@@ -187,7 +197,13 @@ class DeviceConfig:
             _parse_device_id,
         )
     )
-    site: str = field(default="", metadata=_doc("Checkpoint name or code, copied into passages."))
+    site: str = field(
+        default="",
+        metadata=_doc(
+            f"Checkpoint name or code, copied into passages (at most {MAX_SITE} characters).",
+            _parse_site,
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -828,5 +844,23 @@ class IngestConfig:
         default=0.01,
         metadata=_doc(
             "Seconds a transaction waits for more passages once the queue is empty.", _positive
+        ),
+    )
+    retention_days: int = field(
+        default=30,
+        metadata=_doc(
+            "Days the personal data of a passage (ID numbers, names, plates, traveller fields, "
+            "rejected messages) is kept, counted from when it was decided or received, "
+            "whichever is earlier; then it is purged and only the passage's counts remain. "
+            "0 keeps it forever.",
+            _non_negative,
+        ),
+    )
+    max_message_bytes: int = field(
+        default=MAX_PASSAGE_BYTES,
+        metadata=_doc(
+            "Largest passage message taken (bytes); a larger one is rejected unread. "
+            "The broker's own limit (deploy/mosquitto) should be at least this.",
+            _positive,
         ),
     )

@@ -418,11 +418,16 @@ class Outbox:
             for seq in group:
                 self._index[seq].state = SENT
 
-    def acknowledge(self, pids: Iterable[str], now: datetime) -> list[int]:
+    def acknowledge(
+        self, pids: Iterable[str], now: datetime, rejected: Mapping[str, str] | None = None
+    ) -> list[int]:
         """The ingest has stored these: archive them and take them out of the outbox.
 
+        ``rejected`` (pid -> reason): those the ingest refused to store; they are
+        archived all the same, marked ``"rejected": reason``, and never sent again.
         Returns the seqs acknowledged; unknown pids (already archived) are ignored.
         """
+        refused = rejected or {}
         seqs = sorted({self._by_pid[p] for p in pids if p in self._by_pid})
         if not seqs:
             return []
@@ -440,7 +445,11 @@ class Outbox:
                 if doc is None:
                     continue
                 # {"msg": <the text as published>, "acked_at": ...}: no re-encoding
-                record = f'{{"msg":{_payload_of(doc)},"acked_at":{acked_at}}}'
+                record = f'{{"msg":{_payload_of(doc)},"acked_at":{acked_at}'
+                reason = refused.get(self._index[seq].pid)
+                if reason is not None:
+                    record += f',"rejected":{json.dumps(reason)}'
+                record += "}"
                 lines.setdefault(_day_of_ts(self._index[seq].ts), []).append(record)
             for day, day_lines in lines.items():
                 storage.append_lines(self.archive_dir / f"{day}.jsonl", day_lines)
@@ -581,6 +590,12 @@ def _day_from_name(path: Path) -> date | None:
 
 def _read_archive(path: Path) -> Iterable[dict[str, Any]]:
     """The messages of a day archive, tolerating a torn last line (a power cut mid-append)."""
+    return [record["msg"] for record in archive_records(path)]
+
+
+def archive_records(path: Path) -> list[dict[str, Any]]:
+    """The records of a day archive (``{"msg", "acked_at"}``, and ``"rejected"`` with the
+    ingest's reason when it refused the passage), skipping a torn last line."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError):
@@ -592,7 +607,7 @@ def _read_archive(path: Path) -> Iterable[dict[str, Any]]:
         except ValueError:
             continue
         if isinstance(record, dict) and isinstance(record.get("msg"), dict):
-            out.append(record["msg"])
+            out.append(record)
     return out
 
 
@@ -608,6 +623,7 @@ class StoreSnapshot:
 
     live: dict[int, dict[str, Any]]  # seq -> {"msg", "state"}
     archived: list[dict[str, Any]]  # messages, one per pid, oldest day first
+    rejected: dict[str, str]  # pid -> reason, of archived passages the ingest refused
     last_seq: int
     last_ack: str | None
     archive_days: list[str]
@@ -631,13 +647,18 @@ def snapshot(directory: Path) -> StoreSnapshot:
                 live[int(key)] = {"msg": msg, "state": doc.get("state")}
     days = sorted((directory / "archive").glob("*.jsonl"))
     archived: dict[str, dict[str, Any]] = {}
+    rejected: dict[str, str] = {}
     for day in days:
-        for msg in _read_archive(day):
-            archived.setdefault(str(msg.get("pid")), msg)  # a crash may have written it twice
+        for record in archive_records(day):
+            pid = str(record["msg"].get("pid"))
+            archived.setdefault(pid, record["msg"])  # a crash may have written it twice
+            if isinstance(record.get("rejected"), str):
+                rejected[pid] = record["rejected"]
     last_seq = max([int(meta.get("last_seq", 0) or 0), *live])
     return StoreSnapshot(
         live=dict(sorted(live.items())),
         archived=list(archived.values()),
+        rejected=rejected,
         last_seq=last_seq,
         last_ack=meta.get("last_ack"),
         archive_days=[d.stem for d in days],

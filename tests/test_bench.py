@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
+import uuid
+from types import ModuleType
+
+import pytest
 
 from .conftest import REPO
 
@@ -104,3 +109,92 @@ def test_rules_bench_judges_a_real_dcc_against_every_rule_set() -> None:
     assert float(rows["VN"][1]) > 0
     assert float(rows["VN"][4]) > 0  # the ratio to the anchor in the same process
     assert "slowest country" in out
+
+
+def load_ingest_bench() -> ModuleType:
+    """bench/ingest_bench.py as a module (bench/ is no package)."""
+    if "ingest_bench" in sys.modules:
+        return sys.modules["ingest_bench"]
+    spec = importlib.util.spec_from_file_location(
+        "ingest_bench", REPO / "bench" / "ingest_bench.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ingest_bench"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ingest_bench_reports_raw_and_ingest_rates_per_database() -> None:
+    script = str(REPO / "bench" / "ingest_bench.py")
+    report = json.loads(run_bench(script, "--passages", "200", "--rounds", "1", "--json"))
+    assert report["devices"] == 10
+    by_db = {r["database"]: r for r in report["rounds"]}
+    assert set(by_db) | set(report["skipped"]) == {"sqlite", "postgres"}
+    for name, result in by_db.items():
+        assert result["complete"], result  # all 200 stored, and counted in the database
+        assert result["stored"] == result["rows"] == 200
+        assert result["raw"] > 0
+        assert result["ingest"] > 0
+        assert result["ratio"] == pytest.approx(result["ingest"] / result["raw"])
+        summary = report["summary"][name]
+        assert summary["min"] <= summary["median"] <= summary["max"]
+        assert summary["target"] == {"sqlite": 0.8, "postgres": 0.6}[name]
+    out = run_bench(script, "--passages", "200", "--rounds", "1", "--databases", "sqlite")
+    assert "raw msg/s" in out
+    assert "ingest msg/s" in out
+    assert "sqlite   ingest/raw median " in out
+    assert "target >= 0.8: " in out
+
+
+def test_hostile_corpus_holds_every_kind() -> None:
+    bench = load_ingest_bench()
+    victim = str(uuid.uuid4())
+    corpus = {h.kind: h for h in bench.hostile_corpus("lane-hostile", victim, 3)}
+    assert {
+        "not JSON", "JSON array", "huge seq", "seq as string", "object for a string",
+        "NUL in name", "lone surrogate bytes", "lone surrogate escape", "ts year 9999 +23:59",
+        "ts without zone", "pid of another device", "own passage", "own passage again",
+        "300 KB", "deeply nested", "wrong device", "unknown keys",
+    } <= set(corpus)  # fmt: skip
+    assert [h.kind for h in corpus.values() if h.stores] == ["own passage"]
+    own = json.loads(corpus["own passage"].payload)
+    assert (own["device"], own["seq"]) == ("lane-hostile", 3)
+    assert corpus["own passage again"].payload == corpus["own passage"].payload
+    assert json.loads(corpus["pid of another device"].payload)["pid"] == victim
+    assert json.loads(corpus["huge seq"].payload)["seq"] == 2**70
+    assert b"\xed\xa0\x80" in corpus["lone surrogate bytes"].payload
+    assert b"\\ud800" in corpus["lone surrogate escape"].payload
+    assert b"\\u0000" in corpus["NUL in name"].payload
+    assert len(corpus["300 KB"].payload) >= 300_000
+    assert corpus["deeply nested"].payload == b"[" * 100_000
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_ingest_soak_stores_every_good_passage_exactly_once(database: str) -> None:
+    """500 good passages from 10 devices, the hostile corpus after every 50: each good
+    passage stored once, nothing of the corpus but the hostile device's own valid
+    passage, every message accounted for, the ingest's worker alive throughout."""
+    bench = load_ingest_bench()
+    url = None
+    if database == "postgres":
+        pytest.importorskip("psycopg", reason="psycopg is not installed")
+        url = bench.POSTGRES
+    try:
+        report = bench.soak(500, url, every=50, stall_s=10)
+    except bench.Unavailable as exc:
+        pytest.skip(str(exc))
+    bench.print_soak(report)  # every problem, in the captured output of a failure
+    assert report.good == 500
+    assert report.hostile == 10 * len(bench.hostile_corpus("x", "y"))
+    assert report.problems == []
+    assert report.died_after_s is None  # the worker was alive at every check
+    assert report.alive_checks > 0
+    assert report.missing == []
+    assert report.altered == []
+    assert report.doubled == []
+    assert report.hostile_stored == []
+    assert report.hostile_missing == []
+    assert report.rows == report.expected_rows == 510
+    assert report.stored + report.duplicates + report.rejected == report.good + report.hostile

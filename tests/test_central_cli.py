@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edge import outbox_tool
-from edge.central.db import open_db
+from edge.central.db import Checked, open_db
 from edge.store import Outbox
 
 from .conftest import Daemon, free_port, write_frame
@@ -54,7 +54,7 @@ def test_trace_queries(tmp_path: Path) -> None:
         ),
         passage("lane-2", 2, "2026-11-25T10:00:00.000Z", "QL5", id_number="001190000001"),
     ]
-    assert db.store(stored) == 4
+    assert db.store([Checked.of(m) for m in stored]).new == 4
     db.close()
 
     person = cli("trace", "--database", url, "--id-number", "001190000001",
@@ -163,7 +163,7 @@ def test_trace_finds_occupants_and_vehicles_a_row_per_person(tmp_path: Path) -> 
     car["vehicle"] = {"kind": "car", "plate": "51H-123.45", "occupants": 2, "opened_by": "officer"}
     alone = passage("lane-1", 2, "2026-11-20T09:00:00.000Z", "QL1", id_number="001190000002")
     db = open_db(url)
-    assert db.store([car, alone]) == 2
+    assert db.store([Checked.of(car), Checked.of(alone)]).new == 2
     db.close()
     b = cli("trace", "--database", url, "--id-number", "001190000002", "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(b.stdout)))

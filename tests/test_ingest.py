@@ -14,7 +14,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge import config as config_mod
-from edge.central.db import DatabaseError, PassageDB, Query, open_db
+from edge.central.db import Checked, DatabaseError, PassageDB, Query, Stored, open_db
 from edge.central.ingest import Ingest
 from edge.config import Config, IngestFile
 from edge.lane import State
@@ -221,7 +221,7 @@ class FlakyDB:
         self.db = open_db(url)
         self.failures = n
 
-    def store(self, messages: Any) -> int:
+    def store(self, messages: Any) -> Stored:
         if self.failures:
             self.failures -= 1
             raise DatabaseError("database is restarting")
@@ -271,14 +271,15 @@ def test_postgresql_store(
     try:
         found = db.find(Query(device="lane-a"))
         assert [m["seq"] for m in found] == [1, 2, 3]
-        assert db.store(found) == 0  # idempotent
+        again = db.store([Checked.of(m) for m in found])
+        assert (again.new, again.duplicates) == (0, 3)  # idempotent
     finally:
         db.close()
     reader = open_db(url, readonly=True)  # as trace opens it
     try:
         assert [m["seq"] for m in reader.find(Query(device="lane-a"))] == [1, 2, 3]
-        with pytest.raises(DatabaseError, match="cannot store"):
-            reader.store(found)
+        with pytest.raises(DatabaseError, match="read-only"):
+            reader.store([Checked.of(dict(found[0], pid=str(uuid.uuid4()), seq=99))])
     finally:
         reader.close()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from edge.central.db import Query, open_db
+from edge.central.db import Checked, Query, open_db
 from edge.config import Config
 from edge.lane import LookupAnswered, OfficerDenied, OpenVehicle, RecordPassage, SetPlate, State
 
@@ -129,8 +129,8 @@ def test_a_vehicle_is_one_passage_at_the_broker_and_traced_by_occupant_and_plate
 
     db = open_db(f"sqlite:///{tmp_path / 'central.db'}")
     try:
-        assert db.store([msg]) == 1
-        assert db.store([msg]) == 0  # idempotent, occupants and vehicle too
+        assert db.store([Checked.of(msg)]).new == 1
+        assert db.store([Checked.of(msg)]).new == 0  # idempotent, occupants and vehicle too
         for query in (
             Query(id_number="001090000003"),  # the third occupant
             Query(id_number="001090000001"),  # the first: the passage's traveller too

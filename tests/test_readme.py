@@ -23,7 +23,7 @@ import pytest
 
 from edge import cli
 from edge import config as config_mod
-from edge.central.db import open_db
+from edge.central.db import Checked, open_db
 from edge.model import Credential, PassageDraft
 from edge.scan.idcard import IdCard
 from edge.store import Outbox
@@ -92,9 +92,9 @@ def simulated_kiosk_and_ingest(home: Path) -> None:
     db = open_db(f"sqlite:///{state / 'central' / 'passages.db'}")
     db.store(
         [
-            passage("sim-lane-1", 1, "2026-11-26T08:00:00.000Z", "simulation",
-                    id_number="001190099999", name="Tran Thi Mau"),
-            passage("sim-lane-1", 2, "2026-11-26T08:01:00.000Z", "simulation"),
+            Checked.of(passage("sim-lane-1", 1, "2026-11-26T08:00:00.000Z", "simulation",
+                               id_number="001190099999", name="Tran Thi Mau")),
+            Checked.of(passage("sim-lane-1", 2, "2026-11-26T08:01:00.000Z", "simulation")),
         ]
     )  # fmt: skip
     db.close()

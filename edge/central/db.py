@@ -1,22 +1,33 @@
 """The central passage store: SQLite by default, PostgreSQL (psycopg 3) when configured.
 
-One row per passage, keyed by ``pid``: storing the same passage again (a
-device re-sends what it is not sure arrived) changes nothing, so any number of
-ingest workers can write at once without double rows. The whole message is
-kept as JSON; the columns tracing queries need are copied out of it.
+One row per passage, keyed by ``pid``, and unique per device by ``seq``:
+storing the same passage again (a device re-sends what it is not sure
+arrived) changes nothing, so any number of ingest workers can write at once
+without double rows. A pid already stored for another device, or a seq the
+device already used for another passage, is a **conflict**: refused, never
+acknowledged as stored. The message is kept as the device sent it; the columns
+tracing queries need are copied out of it.
 
-Messages from outside are checked before they are stored; one that is not a
-passage goes to the ``rejected`` table with the reason, whole, so nothing is
-silently dropped.
+Only passages checked by :mod:`edge.passage_model` reach :meth:`store`;
+anything else goes to the ``rejected`` table with its reason (the same
+message again only counts), so nothing is silently dropped. A batch is
+written with one ``executemany`` per table in one transaction.
+
+Personal data (ID numbers, declaration ids, names, plates, the traveller
+fields of the message, rejected payloads) is purged after the retention the
+ingest is configured with (:meth:`purge`); the passage rows stay, without it,
+for statistics.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -40,14 +51,21 @@ COLUMNS = (
     "message",
     "received_at",
 )
+# what the rejected table keeps of a message (its size and digest are kept whole)
+REJECTED_PAYLOAD_BYTES = 64 * 1024
+_CHUNK = 500  # pids per IN (...) list
 
 
 class DatabaseError(EdgeError, RuntimeError):
-    """The central database cannot be opened or written."""
+    """The central database cannot be opened or written.
 
+    ``transient``: the database (or the way to it) failed, not the data; the same
+    write may succeed later. Otherwise the database refused what was written.
+    """
 
-class BadPassage(EdgeError, ValueError):
-    """A message on a passage topic that is not a passage (the reason says why)."""
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -64,124 +82,67 @@ class Query:
     until: datetime | None = None
 
 
-def check_passage(msg: Any, device: str) -> dict[str, Any]:
-    """The message if it is a passage of ``device``; raise BadPassage otherwise."""
-    if not isinstance(msg, dict):
-        raise BadPassage("not a JSON object")
-    rules: list[tuple[str, type | tuple[type, ...]]] = [
-        ("pid", str),
-        ("seq", int),
-        ("device", str),
-        ("site", str),
-        ("ts", str),
-        ("decision", str),
-        ("decided_by", str),
-        ("mode", str),
-        ("reasons", list),
-        ("credentials", list),
-        ("traveller", dict),
-    ]
-    for key, kind in rules:
-        if not isinstance(msg.get(key), kind) or isinstance(msg.get(key), bool):
-            raise BadPassage(f"{key} missing or of the wrong type")
-    if not 0 < len(msg["pid"]) <= 64 or msg["seq"] < 1:
-        raise BadPassage("pid or seq out of range")
-    if msg["device"] != device:
-        raise BadPassage(f"device {msg['device']!r} published on the topic of {device!r}")
-    if msg["decision"] not in ("approved", "denied"):
-        raise BadPassage("decision must be approved or denied")
-    occupants = msg.get("occupants", [])
-    if not isinstance(occupants, list) or not all(
-        isinstance(o, dict) and isinstance(o.get("traveller", {}), dict) for o in occupants
-    ):
-        raise BadPassage("occupants must be a list of objects with a traveller object")
-    vehicle = msg.get("vehicle")
-    if vehicle is not None and not (
-        isinstance(vehicle, dict)
-        and isinstance(vehicle.get("kind"), str)
-        and isinstance(vehicle.get("plate", ""), str)
-    ):
-        raise BadPassage("vehicle must be an object with a kind")
-    if _ts(msg["ts"]) is None:
-        raise BadPassage("ts is not an ISO 8601 time")
-    return msg
+@dataclass(frozen=True)
+class Checked:
+    """A passage that passed the model's check: the message and its text as received
+    (kept as is: parsed once, never re-encoded)."""
+
+    msg: dict[str, Any]
+    text: str
+
+    @classmethod
+    def of(cls, msg: dict[str, Any]) -> Checked:
+        return cls(msg, json.dumps(msg, ensure_ascii=False, separators=(",", ":")))
 
 
-def _ts(text: str) -> datetime | None:
-    try:
-        ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return ts if ts.tzinfo else None
+@dataclass
+class Stored:
+    """What one :meth:`PassageDB.store` did with the pids of its batch."""
+
+    stored: list[str] = field(default_factory=list)  # the database holds them for their device
+    new: int = 0  # of those, how many this call stored (the others were there already)
+    conflicts: dict[str, str] = field(default_factory=dict)  # pid -> why it was refused
+
+    @property
+    def duplicates(self) -> int:
+        return len(self.stored) - self.new
 
 
-def occupant_rows(msg: dict[str, Any]) -> list[tuple[Any, ...]]:
-    """(pid, idx, id_number, declaration_id, name) of each occupant of a party passage."""
-    rows = []
-    for idx, occupant in enumerate(msg.get("occupants", [])):
-        traveller = occupant.get("traveller", {})
-        rows.append(
-            (
-                msg["pid"],
-                idx,
-                _text(traveller.get("id_number")),
-                _text(traveller.get("declaration_id")),
-                _text(traveller.get("name")),
-            )
-        )
-    return rows
+@dataclass(frozen=True)
+class Rejection:
+    topic: str
+    device: str | None
+    pid: str | None
+    reason: str
+    payload: bytes
 
 
-def vehicle_rows(msg: dict[str, Any]) -> list[tuple[Any, ...]]:
-    vehicle = msg.get("vehicle")
-    if not isinstance(vehicle, dict):
-        return []
-    people = len(msg.get("occupants", []))
-    return [(msg["pid"], vehicle["kind"], _text(vehicle.get("plate")), people)]
+@dataclass(frozen=True)
+class Purged:
+    """What one retention pass emptied of personal data."""
 
+    passages: int = 0
+    occupants: int = 0
+    vehicles: int = 0
+    rejected: int = 0
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-INSERT_OCCUPANT = (
-    "INSERT INTO occupants (pid, idx, id_number, declaration_id, name) "
-    "VALUES ({m}, {m}, {m}, {m}, {m}) ON CONFLICT (pid, idx) DO NOTHING"
-)
-INSERT_VEHICLE = (
-    "INSERT INTO vehicles (pid, kind, plate, occupants) "
-    "VALUES ({m}, {m}, {m}, {m}) ON CONFLICT (pid) DO NOTHING"
-)
-
-
-def row_of(msg: dict[str, Any], received_at: datetime) -> tuple[Any, ...]:
-    traveller = msg["traveller"]
-    ts = _ts(msg["ts"])
-    assert ts is not None
-    return (
-        msg["pid"],
-        msg["device"],
-        msg["seq"],
-        msg["site"],
-        iso_utc(ts),
-        msg["decision"],
-        msg["decided_by"],
-        msg["mode"],
-        msg.get("verdict"),
-        traveller.get("id_number"),
-        traveller.get("declaration_id"),
-        traveller.get("name"),
-        json.dumps(msg, ensure_ascii=False, separators=(",", ":")),
-        iso_utc(received_at),
-    )
+    def __bool__(self) -> bool:
+        return any((self.passages, self.occupants, self.vehicles, self.rejected))
 
 
 class PassageDB(Protocol):
-    def store(self, messages: Sequence[dict[str, Any]]) -> int:
-        """Store passages idempotently in one transaction; how many were new."""
+    def store(self, passages: Sequence[Checked]) -> Stored:
+        """Store checked passages in one transaction: new, duplicate or conflict each."""
         ...
 
-    def reject(self, topic: str, payload: bytes, reason: str) -> None: ...
+    def reject(self, rejections: Sequence[Rejection]) -> None:
+        """Keep refused messages with their reasons (the same message again: counted)."""
+        ...
+
+    def purge(self, before: datetime) -> Purged:
+        """Empty of personal data every passage decided or received before ``before``,
+        and every message rejected before it."""
+        ...
 
     def find(self, query: Query) -> list[dict[str, Any]]:
         """The stored messages matching ``query``, in time order (then device, seq)."""
@@ -192,7 +153,259 @@ class PassageDB(Protocol):
     def close(self) -> None: ...
 
 
-class SqliteDB:
+def occupant_rows(msg: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """(pid, idx, id_number, declaration_id, name) of each occupant of a party passage."""
+    rows = []
+    for idx, occupant in enumerate(msg.get("occupants", [])):
+        traveller = occupant["traveller"]
+        rows.append(
+            (
+                msg["pid"],
+                idx,
+                traveller.get("id_number"),
+                traveller.get("declaration_id"),
+                traveller.get("name"),
+            )
+        )
+    return rows
+
+
+def vehicle_rows(msg: dict[str, Any]) -> list[tuple[Any, ...]]:
+    vehicle = msg.get("vehicle")
+    if vehicle is None:
+        return []
+    people = len(msg.get("occupants", []))
+    return [(msg["pid"], vehicle["kind"], vehicle.get("plate"), people)]
+
+
+def row_of(passage: Checked, received_at: str) -> tuple[Any, ...]:
+    msg = passage.msg
+    traveller = msg["traveller"]
+    return (
+        msg["pid"],
+        msg["device"],
+        msg["seq"],
+        msg["site"],
+        msg["ts"],  # checked: ISO 8601 UTC with milliseconds and Z, text order is time order
+        msg["decision"],
+        msg["decided_by"],
+        msg["mode"],
+        msg["verdict"],
+        traveller.get("id_number"),
+        traveller.get("declaration_id"),
+        traveller.get("name"),
+        passage.text,
+        received_at,
+    )
+
+
+def without_personal_data(msg: dict[str, Any]) -> dict[str, Any]:
+    """A stored message with every traveller field and the plate taken out."""
+    out = dict(msg, traveller={})
+    if isinstance(msg.get("occupants"), list):
+        out["occupants"] = [
+            dict(o, traveller={}) if isinstance(o, dict) else o for o in msg["occupants"]
+        ]
+    if isinstance(msg.get("vehicle"), dict):
+        out["vehicle"] = {k: v for k, v in msg["vehicle"].items() if k != "plate"}
+    return out
+
+
+def rejected_row(rejection: Rejection, now: Any) -> tuple[Any, ...]:
+    payload = rejection.payload
+    return (
+        rejection.topic[:200],
+        rejection.device,
+        rejection.pid,
+        rejection.reason[:300],
+        hashlib.sha256(payload).hexdigest(),
+        len(payload),
+        payload[:REJECTED_PAYLOAD_BYTES],
+        now,
+        now,
+    )
+
+
+class Tx(Protocol):
+    """The part of a connection one transaction uses."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any: ...
+
+
+class _SqlDB:
+    """What SQLite and PostgreSQL share: the statements, batching and retention.
+
+    ``mark`` is the driver's placeholder; :meth:`_tx` runs one transaction under
+    the lock and turns the driver's errors into :class:`DatabaseError`.
+    """
+
+    mark = "?"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def _tx(self, write: bool = True) -> Iterator[Tx]:
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+    def _stamp(self, when: datetime) -> Any:
+        """A time as the rejected table's column takes it."""
+        return iso_utc(when)
+
+    def _in(self, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return "(" + ", ".join([self.mark] * len(values)) + ")", list(values)
+
+    def _sql(self, text: str) -> str:
+        return text.format(m=self.mark)
+
+    # -- writing -----------------------------------------------------------------
+
+    def store(self, passages: Sequence[Checked]) -> Stored:
+        first: dict[str, Checked] = {}
+        for p in passages:
+            first.setdefault(p.msg["pid"], p)  # a batch may hold the same passage twice
+        batch = list(first.values())
+        received = iso_utc(datetime.now(UTC))
+        result = Stored()
+        with self._tx() as tx:
+            # one INSERT for the batch (nothing happens for a pid or (device, seq) already
+            # held), then one SELECT says which passage holds each pid
+            result.new = self._insert(tx, [row_of(p, received) for p in batch])
+            held = self._held(tx, list(first))
+            landed = []
+            for p in batch:
+                pid, msg = p.msg["pid"], p.msg
+                holder = held.get(pid)
+                if holder == (msg["device"], msg["seq"]):
+                    result.stored.append(pid)  # new, or stored before: the same passage
+                    landed.append(msg)
+                elif holder is None:
+                    result.conflicts[pid] = f"seq {msg['seq']} already stored for another passage"
+                elif holder[0] != msg["device"]:
+                    result.conflicts[pid] = "pid already stored for another device"
+                else:
+                    result.conflicts[pid] = f"pid already stored with seq {holder[1]}"
+            # idempotent: a passage stored before has them already
+            occupants = [row for m in landed for row in occupant_rows(m)]
+            if occupants:
+                tx.executemany(self._sql(INSERT_OCCUPANT), occupants)
+            vehicles = [row for m in landed for row in vehicle_rows(m)]
+            if vehicles:
+                tx.executemany(self._sql(INSERT_VEHICLE), vehicles)
+        return result
+
+    def _insert(self, tx: Tx, rows: list[tuple[Any, ...]]) -> int:
+        """INSERT the rows; how many were new."""
+        cur = tx.executemany(_insert(self.mark), rows)
+        return int(cur.rowcount)
+
+    def _held(self, tx: Tx, pids: list[str]) -> dict[str, tuple[str, int]]:
+        """pid -> (device, seq) of those of ``pids`` already stored."""
+        held: dict[str, tuple[str, int]] = {}
+        for i in range(0, len(pids), _CHUNK):
+            marks, params = self._in(pids[i : i + _CHUNK])
+            rows = tx.execute(
+                f"SELECT pid, device, seq FROM passages WHERE pid IN {marks}",  # noqa: S608
+                params,
+            ).fetchall()
+            held.update({r[0]: (r[1], int(r[2])) for r in rows})
+        return held
+
+    def reject(self, rejections: Sequence[Rejection]) -> None:
+        if not rejections:
+            return
+        now = self._stamp(datetime.now(UTC))
+        with self._tx() as tx:
+            tx.executemany(self._sql(INSERT_REJECTED), [rejected_row(r, now) for r in rejections])
+
+    def purge(self, before: datetime) -> Purged:
+        cutoff = iso_utc(before)
+        passages = occupants = vehicles = 0
+        while True:
+            with self._tx() as tx:
+                rows = tx.execute(
+                    self._sql(
+                        "SELECT pid, message FROM passages WHERE personal = 1 "
+                        "AND (ts < {m} OR received_at < {m}) LIMIT 1000"
+                    ),
+                    (cutoff, cutoff),
+                ).fetchall()
+                if not rows:
+                    break
+                tx.executemany(
+                    self._sql(
+                        "UPDATE passages SET id_number = NULL, declaration_id = NULL, "
+                        "name = NULL, message = {m}, personal = 0 WHERE pid = {m}"
+                    ),
+                    [(_stripped(text), pid) for pid, text in rows],
+                )
+                pids = [r[0] for r in rows]
+                passages += len(pids)
+                for i in range(0, len(pids), _CHUNK):
+                    marks, params = self._in(pids[i : i + _CHUNK])
+                    occupants += tx.execute(
+                        "UPDATE occupants SET id_number = NULL, declaration_id = NULL, "  # noqa: S608
+                        f"name = NULL WHERE pid IN {marks}",
+                        params,
+                    ).rowcount
+                    vehicles += tx.execute(
+                        "UPDATE vehicles SET plate = NULL "  # noqa: S608
+                        f"WHERE plate IS NOT NULL AND pid IN {marks}",
+                        params,
+                    ).rowcount
+        with self._tx() as tx:
+            rejected = tx.execute(
+                self._sql(
+                    "UPDATE rejected SET payload = {m} WHERE last_at < {m} AND length(payload) > 0"
+                ),
+                (b"", self._stamp(before)),
+            ).rowcount
+        return Purged(passages, occupants, vehicles, rejected)
+
+    # -- reading -------------------------------------------------------------------
+
+    def find(self, query: Query) -> list[dict[str, Any]]:
+        where, params = _where(query, self.mark)
+        sql = f"SELECT message FROM passages {where} ORDER BY ts, device, seq"  # noqa: S608
+        with self._tx(write=False) as tx:
+            rows = tx.execute(sql, params).fetchall()
+        return [json.loads(r[0]) if isinstance(r[0], str) else r[0] for r in rows]
+
+    def count(self) -> int:
+        with self._tx(write=False) as tx:
+            return int(tx.execute("SELECT count(*) FROM passages").fetchone()[0])
+
+
+def _stripped(text: str) -> str:
+    try:
+        msg = json.loads(text)
+    except ValueError:
+        return "{}"
+    if not isinstance(msg, dict):
+        return "{}"
+    return json.dumps(without_personal_data(msg), ensure_ascii=False, separators=(",", ":"))
+
+
+INSERT_OCCUPANT = (
+    "INSERT INTO occupants (pid, idx, id_number, declaration_id, name) "
+    "VALUES ({m}, {m}, {m}, {m}, {m}) ON CONFLICT (pid, idx) DO NOTHING"
+)
+INSERT_VEHICLE = (
+    "INSERT INTO vehicles (pid, kind, plate, occupants) "
+    "VALUES ({m}, {m}, {m}, {m}) ON CONFLICT (pid) DO NOTHING"
+)
+# The same message again (a device resending, a flood) only counts.
+INSERT_REJECTED = (
+    "INSERT INTO rejected (topic, device, pid, reason, digest, size, payload, received_at, "
+    "last_at, count) VALUES ({m}, {m}, {m}, {m}, {m}, {m}, {m}, {m}, {m}, 1) "
+    "ON CONFLICT (digest) DO UPDATE SET count = rejected.count + 1, last_at = excluded.last_at"
+)
+
+
+class SqliteDB(_SqlDB):
     """SQLite in WAL mode; one connection, serialised by a lock.
 
     ``readonly`` (the tracing queries): the file must exist and hold the
@@ -200,54 +413,55 @@ class SqliteDB:
     """
 
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        super().__init__()
         if readonly:
             self._conn = _open_sqlite_readonly(path)
-        else:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-                self._conn.execute("PRAGMA journal_mode=WAL")
-                self._conn.execute("PRAGMA synchronous=FULL")
-                self._conn.executescript(_SCHEMA_SQLITE)
-            except (sqlite3.Error, OSError) as exc:
-                raise DatabaseError(f"cannot open {path}: {exc}") from exc
-        self._lock = threading.Lock()
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.executescript(_SCHEMA_SQLITE)
+            self._migrate()
+        except (sqlite3.Error, OSError) as exc:
+            raise DatabaseError(f"cannot open {path}: {exc}") from exc
 
-    def store(self, messages: Sequence[dict[str, Any]]) -> int:
-        rows = [row_of(m, datetime.now(UTC)) for m in messages]
+    def _migrate(self) -> None:
+        """Columns and indexes a database written by an older ingest lacks."""
+        for table, columns in _ADDED.items():
+            have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({table})")}
+            for name, kind in columns:
+                if name not in have:
+                    self._conn.execute(
+                        f"ALTER TABLE {table} ADD COLUMN {name} {kind.format(**_SQLITE_TYPES)}"
+                    )
+        self._conn.executescript(_INDEXES)
+
+    @contextmanager
+    def _tx(self, write: bool = True) -> Iterator[Tx]:
         with self._lock:
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                before = self._conn.total_changes
-                self._conn.executemany(_insert("?"), rows)
-                new = self._conn.total_changes - before
-                for msg in messages:
-                    self._conn.executemany(INSERT_OCCUPANT.format(m="?"), occupant_rows(msg))
-                    self._conn.executemany(INSERT_VEHICLE.format(m="?"), vehicle_rows(msg))
+                self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                yield self._conn
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
-                raise DatabaseError(f"cannot store passages: {exc}") from exc
-            return new
-
-    def reject(self, topic: str, payload: bytes, reason: str) -> None:
-        with self._lock:
-            self._conn.execute(
-                "INSERT INTO rejected (topic, payload, reason, received_at) VALUES (?, ?, ?, ?)",
-                (topic, payload, reason, iso_utc(datetime.now(UTC))),
-            )
-
-    def find(self, query: Query) -> list[dict[str, Any]]:
-        where, params = _where(query, "?")
-        sql = f"SELECT message FROM passages {where} ORDER BY ts, device, seq"  # noqa: S608
-        with self._lock:
-            rows = self._conn.execute(sql, params).fetchall()
-        return [json.loads(r[0]) for r in rows]
-
-    def count(self) -> int:
-        with self._lock:
-            return int(self._conn.execute("SELECT count(*) FROM passages").fetchone()[0])
+                raise DatabaseError(
+                    f"database error: {type(exc).__name__}: {_first_line(exc)}",
+                    transient=isinstance(exc, sqlite3.OperationalError),
+                ) from exc
+            except (OverflowError, ValueError, TypeError) as exc:  # a value it cannot bind
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise DatabaseError(
+                    f"database refused a value: {type(exc).__name__}", transient=False
+                ) from exc
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         with self._lock:
@@ -272,14 +486,18 @@ def _open_sqlite_readonly(path: Path) -> sqlite3.Connection:
     return conn
 
 
-class PostgresDB:
+class PostgresDB(_SqlDB):
     """PostgreSQL through psycopg 3; one connection, serialised by a lock.
 
     ``readonly`` (the tracing queries): every transaction is read-only and the
     schema is not created; a database without the ingest's tables is an error.
+    A batch's ``executemany`` goes in one pipeline: one round trip, not one per row.
     """
 
+    mark = "%s"
+
     def __init__(self, url: str, *, readonly: bool = False) -> None:
+        super().__init__()
         try:
             import psycopg  # noqa: PLC0415 - optional: only PostgreSQL deployments need it
         except ImportError as exc:
@@ -299,58 +517,62 @@ class PostgresDB:
             else:
                 with self._conn.transaction():
                     self._conn.execute(_SCHEMA_POSTGRES)
+                    for table, columns in _ADDED.items():
+                        for name, kind in columns:
+                            self._conn.execute(
+                                f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} "
+                                f"{kind.format(**_POSTGRES_TYPES)}"
+                            )
+                    self._conn.execute(_INDEXES)
         except psycopg.Error as exc:
             raise DatabaseError(f"cannot open the PostgreSQL database: {exc}") from exc
-        self._lock = threading.Lock()
 
-    def store(self, messages: Sequence[dict[str, Any]]) -> int:
-        rows = [row_of(m, datetime.now(UTC)) for m in messages]
-        sql = _insert("%s")
+    def _stamp(self, when: datetime) -> Any:
+        return when
+
+    def _insert(self, tx: Tx, rows: list[tuple[Any, ...]]) -> int:
+        tx.executemany(_insert(self.mark), rows)  # one pipeline: one round trip
+        return int(tx.rowcount)  # type: ignore[attr-defined]  # psycopg sums executemany's
+
+    def _in(self, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return "(SELECT unnest(%s::text[]))", [list(values)]
+
+    @contextmanager
+    def _tx(self, write: bool = True) -> Iterator[Tx]:
+        errors = self._psycopg
         with self._lock:
             try:
                 with self._conn.transaction(), self._conn.cursor() as cur:
-                    new = 0
-                    for row in rows:
-                        cur.execute(sql, row)
-                        new += cur.rowcount
-                    for msg in messages:
-                        for people in occupant_rows(msg):
-                            cur.execute(INSERT_OCCUPANT.format(m="%s"), people)
-                        for vehicle in vehicle_rows(msg):
-                            cur.execute(INSERT_VEHICLE.format(m="%s"), vehicle)
-                    return new
-            except self._psycopg.Error as exc:
-                raise DatabaseError(f"cannot store passages: {exc}") from exc
-
-    def reject(self, topic: str, payload: bytes, reason: str) -> None:
-        with self._lock, self._conn.transaction():
-            self._conn.execute(
-                "INSERT INTO rejected (topic, payload, reason, received_at) "
-                "VALUES (%s, %s, %s, now())",
-                (topic, payload, reason),
-            )
-
-    def find(self, query: Query) -> list[dict[str, Any]]:
-        where, params = _where(query, "%s")
-        sql = f"SELECT message FROM passages {where} ORDER BY ts, device, seq"  # noqa: S608
-        with self._lock, self._conn.transaction():
-            rows = self._conn.execute(sql, params).fetchall()
-        return [json.loads(r[0]) if isinstance(r[0], str) else r[0] for r in rows]
-
-    def count(self) -> int:
-        with self._lock, self._conn.transaction():
-            return int(self._conn.execute("SELECT count(*) FROM passages").fetchone()[0])
+                    yield cur
+            except errors.Error as exc:
+                transient = isinstance(exc, errors.OperationalError | errors.InterfaceError)
+                if self._conn.closed:
+                    transient = True
+                raise DatabaseError(
+                    f"database error: {type(exc).__name__}: {_first_line(exc)}",
+                    transient=transient,
+                ) from exc
+            except (OverflowError, ValueError, TypeError) as exc:  # a value it cannot send
+                raise DatabaseError(
+                    f"database refused a value: {type(exc).__name__}", transient=False
+                ) from exc
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
 
 
+def _first_line(exc: BaseException) -> str:
+    """An error's first line, without the values a driver may quote after it."""
+    return str(exc).split("\n", 1)[0][:200]
+
+
 def _insert(mark: str) -> str:
-    """The idempotent INSERT (``mark``: the driver's placeholder)."""
+    """The INSERT of a passage: nothing happens when its pid, or its (device, seq), is
+    already stored (:meth:`_SqlDB.store` then tells a duplicate from a conflict)."""
     columns = ", ".join(COLUMNS)
     marks = ", ".join([mark] * len(COLUMNS))
-    return f"INSERT INTO passages ({columns}) VALUES ({marks}) ON CONFLICT (pid) DO NOTHING"  # noqa: S608
+    return f"INSERT INTO passages ({columns}) VALUES ({marks}) ON CONFLICT DO NOTHING"  # noqa: S608
 
 
 # Query text is built from constant column names and placeholders only; every
@@ -397,14 +619,6 @@ def open_db(url: str, *, readonly: bool = False) -> PassageDB:
     raise DatabaseError(f"unsupported database URL (sqlite:/// or postgresql://): {url[:40]}")
 
 
-def unique(messages: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One message per pid (a batch may hold the same passage twice)."""
-    seen: dict[str, dict[str, Any]] = {}
-    for m in messages:
-        seen.setdefault(m["pid"], m)
-    return list(seen.values())
-
-
 # ts is ISO 8601 UTC with milliseconds and Z: text order is time order.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS passages (
@@ -423,11 +637,6 @@ CREATE TABLE IF NOT EXISTS passages (
     message TEXT NOT NULL,
     received_at TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS passages_device_seq ON passages (device, seq);
-CREATE INDEX IF NOT EXISTS passages_ts ON passages (ts);
-CREATE INDEX IF NOT EXISTS passages_id_number ON passages (id_number, ts);
-CREATE INDEX IF NOT EXISTS passages_declaration ON passages (declaration_id);
-CREATE INDEX IF NOT EXISTS passages_site ON passages (site, ts);
 CREATE TABLE IF NOT EXISTS occupants (
     pid TEXT NOT NULL,
     idx INTEGER NOT NULL,
@@ -436,15 +645,12 @@ CREATE TABLE IF NOT EXISTS occupants (
     name TEXT,
     PRIMARY KEY (pid, idx)
 );
-CREATE INDEX IF NOT EXISTS occupants_id_number ON occupants (id_number);
-CREATE INDEX IF NOT EXISTS occupants_declaration ON occupants (declaration_id);
 CREATE TABLE IF NOT EXISTS vehicles (
     pid TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
     plate TEXT,
     occupants INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS vehicles_plate ON vehicles (plate);
 CREATE TABLE IF NOT EXISTS rejected (
     id {id_key},
     topic TEXT NOT NULL,
@@ -453,10 +659,41 @@ CREATE TABLE IF NOT EXISTS rejected (
     received_at {timestamp} NOT NULL
 );
 """
+# Added since the first schema: created on new databases, added to old ones.
+_ADDED = {
+    "passages": [("personal", "INTEGER NOT NULL DEFAULT 1")],
+    "rejected": [
+        ("device", "TEXT"),
+        ("pid", "TEXT"),
+        ("digest", "TEXT"),
+        ("size", "INTEGER NOT NULL DEFAULT 0"),
+        ("count", "INTEGER NOT NULL DEFAULT 1"),
+        ("last_at", "{timestamp}"),
+    ],
+}
+_INDEXES = """
+DROP INDEX IF EXISTS passages_device_seq;
+CREATE UNIQUE INDEX IF NOT EXISTS passages_device_seq_unique ON passages (device, seq);
+CREATE INDEX IF NOT EXISTS passages_ts ON passages (ts);
+CREATE INDEX IF NOT EXISTS passages_received ON passages (received_at);
+CREATE INDEX IF NOT EXISTS passages_id_number ON passages (id_number, ts);
+CREATE INDEX IF NOT EXISTS passages_declaration ON passages (declaration_id);
+CREATE INDEX IF NOT EXISTS passages_site ON passages (site, ts);
+CREATE INDEX IF NOT EXISTS passages_personal ON passages (personal, ts);
+CREATE INDEX IF NOT EXISTS occupants_id_number ON occupants (id_number);
+CREATE INDEX IF NOT EXISTS occupants_declaration ON occupants (declaration_id);
+CREATE INDEX IF NOT EXISTS vehicles_plate ON vehicles (plate);
+CREATE UNIQUE INDEX IF NOT EXISTS rejected_digest ON rejected (digest);
+CREATE INDEX IF NOT EXISTS rejected_last ON rejected (last_at);
+"""
+_SQLITE_TYPES = {
+    "bigint": "INTEGER", "id_key": "INTEGER PRIMARY KEY AUTOINCREMENT", "blob": "BLOB",
+    "timestamp": "TEXT",
+}  # fmt: skip
+_POSTGRES_TYPES = {
+    "bigint": "BIGINT", "id_key": "BIGSERIAL PRIMARY KEY", "blob": "BYTEA",
+    "timestamp": "TIMESTAMPTZ",
+}  # fmt: skip
 # one schema, each database's types
-_SCHEMA_SQLITE = _SCHEMA.format(
-    bigint="INTEGER", id_key="INTEGER PRIMARY KEY AUTOINCREMENT", blob="BLOB", timestamp="TEXT"
-)
-_SCHEMA_POSTGRES = _SCHEMA.format(
-    bigint="BIGINT", id_key="BIGSERIAL PRIMARY KEY", blob="BYTEA", timestamp="TIMESTAMPTZ"
-)
+_SCHEMA_SQLITE = _SCHEMA.format(**_SQLITE_TYPES)
+_SCHEMA_POSTGRES = _SCHEMA.format(**_POSTGRES_TYPES)

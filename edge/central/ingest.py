@@ -3,14 +3,27 @@
 A worker connects with a persistent MQTT v5 session (clean start off on every
 connection, a session expiry), so that the broker queues passages while it is
 away, and subscribes to ``cp/v1/+/passage``, through a shared subscription
-when workers share the load. Each passage is:
+when workers share the load. Messages are taken in batches; each is:
 
-1. checked (a passage of the device whose topic it came on),
-2. stored in the central database in a batch transaction, idempotently by pid,
+1. checked against the passage model (:mod:`edge.passage_model`): at most
+   ``max_message_bytes``, UTF-8 JSON, parsed once, every field of its type and
+   range, a passage of the device whose topic it came on. What fails is
+   **rejected**: kept in the ``rejected`` table with its reason;
+2. stored in the central database, the whole batch in one transaction
+   (``executemany``); a pid stored for another device, or a seq the device
+   already used, is a **conflict**, rejected too. Should the database still
+   refuse a value, the batch is split until the one message it refuses is
+   rejected alone: one bad row never blocks the others;
 3. PUBACKed to the broker only then (manual acknowledgement: a worker that
-   dies before storing gets it again),
-4. acknowledged to its device on ``cp/v1/<device>/ack`` (``{"pids": [...]}``),
-   which lets the device move it out of its outbox.
+   dies before storing gets it again); rejected messages too, since they are
+   kept;
+4. answered to its device on ``cp/v1/<device>/ack``:
+   ``{"pids": [stored...], "rejected": [{"pid": ..., "reason": ...}]}``. The
+   device moves stored passages out of its outbox; a rejected one goes to its
+   archive marked rejected, with an alert, and is never sent again.
+
+Personal data older than ``retention_days`` is purged at start and every hour
+(:meth:`PassageDB.purge`); what was purged is logged as counts.
 
 The worker publishes ``cp/v1/$central/status`` online (retained) on every
 connect, with a will of offline; devices replay their backlog only while it is
@@ -24,17 +37,27 @@ import json
 import logging
 import queue
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from edge.central.db import BadPassage, DatabaseError, PassageDB, check_passage, open_db, unique
+from edge.central.db import (
+    Checked,
+    DatabaseError,
+    PassageDB,
+    Rejection,
+    Stored,
+    open_db,
+)
 from edge.config import IngestFile
 from edge.mqtt import topics
 from edge.mqtt.device import parse_central
 from edge.mqtt.link import LinkOptions, MqttLink, Will, state_payload
+from edge.passage_model import PID, BadPassage, check_passage
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +66,29 @@ def central_payload(state: str, worker: str) -> bytes:
     return state_payload(state, worker=worker)
 
 
+RETENTION_EVERY_S = 3600.0
+
+
 @dataclass(frozen=True)
 class _Incoming:
     topic: str
     payload: bytes
     mid: int
     qos: int
+
+
+@dataclass
+class _Answer:
+    """What one device is told about a batch."""
+
+    pids: list[str] = field(default_factory=list)
+    rejected: dict[str, str] = field(default_factory=dict)  # pid -> reason
+
+    def payload(self) -> bytes:
+        doc: dict[str, Any] = {"pids": list(dict.fromkeys(self.pids))}
+        if self.rejected:
+            doc["rejected"] = [{"pid": p, "reason": r} for p, r in self.rejected.items()]
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 class Ingest:
@@ -76,9 +116,13 @@ class Ingest:
         self._inbox: queue.Queue[_Incoming | None] = queue.Queue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work, name="ingest", daemon=True)
+        self._retention = threading.Thread(
+            target=self._retain, name="ingest-retention", daemon=True
+        )
         self.stored = 0
         self.duplicates = 0
         self.rejected = 0
+        self.purged = 0  # passages emptied of personal data
         self._progress = threading.Condition()
 
     # -- lifecycle ---------------------------------------------------------
@@ -86,6 +130,10 @@ class Ingest:
     def start(self) -> None:
         log.info("ingest: worker %s, database %s", self.worker, _safe_url(self.cfg.ingest.database))
         self._thread.start()
+        if self.cfg.ingest.retention_days:
+            self._retention.start()
+        else:
+            log.warning("ingest: retention_days = 0: personal data is kept forever")
         self.link.start()
 
     def stop(self) -> None:
@@ -97,6 +145,8 @@ class Ingest:
         self._stop.set()
         self._inbox.put(None)
         self._thread.join(timeout=10)
+        if self._retention.is_alive():
+            self._retention.join(timeout=10)
         self.db.close()
 
     def run(self, stop: threading.Event) -> int:
@@ -175,35 +225,153 @@ class Ingest:
         return batch
 
     def _handle(self, batch: list[_Incoming]) -> None:
-        good: list[tuple[_Incoming, dict[str, Any]]] = []
+        # Passages sharing a pid go in separate rounds (the first of each pid in the
+        # first), so that the database, not the order of arrival, says which one holds it.
+        rounds: list[dict[str, Checked]] = []
+        repeated = 0
+        rejections: list[Rejection] = []
         for item in batch:
-            device = topics.device_of(item.topic)
-            try:
-                if device is None:
-                    raise BadPassage("not a device topic")
-                msg = check_passage(json.loads(item.payload), device)
-            except (ValueError, RecursionError, BadPassage) as exc:
-                reason = str(exc) if isinstance(exc, BadPassage) else "not JSON"
-                log.warning("ingest: rejected a message on %s: %s", item.topic, reason)
-                self.db.reject(item.topic, item.payload, reason)
-                self.rejected += 1
-                self.link.ack(item.mid, item.qos)  # kept in 'rejected': nothing is lost
+            passage, rejection = self._check(item, topics.device_of(item.topic))
+            if passage is None:
+                if rejection is not None:
+                    rejections.append(rejection)
                 continue
-            good.append((item, msg))
-        if good:
-            messages = unique(m for _, m in good)
-            new = self.db.store(messages)
-            self.stored += new
-            self.duplicates += len(good) - new  # already stored, or twice in this batch
-        for item, _ in good:
-            self.link.ack(item.mid, item.qos)  # stored: the broker may forget it
-        by_device: dict[str, list[str]] = {}
-        for _, msg in good:
-            by_device.setdefault(msg["device"], []).append(msg["pid"])
-        for device, pids in by_device.items():
-            once = list(dict.fromkeys(pids))
-            payload = json.dumps({"pids": once}, separators=(",", ":")).encode()
-            self.link.publish(topics.ack(device), payload, qos=1)
+            msg = passage.msg
+            same = (msg["device"], msg["seq"])
+            for round_ in rounds:
+                first = round_.get(msg["pid"])
+                if first is None:
+                    round_[msg["pid"]] = passage
+                    break
+                if (first.msg["device"], first.msg["seq"]) == same:
+                    repeated += 1  # sent twice (the device was not sure): stored once
+                    break
+            else:
+                rounds.append({msg["pid"]: passage})
+        stored_by: list[tuple[str, str]] = []  # (device, pid) stored
+        new = duplicates = 0
+        for round_ in rounds:
+            stored, refused = self._store(list(round_.values()))
+            new += stored.new
+            duplicates += stored.duplicates
+            stored_by += [(round_[pid].msg["device"], pid) for pid in stored.stored]
+            rejections += [_refused(round_[pid], why) for pid, why in stored.conflicts.items()]
+            rejections += [_refused(passage, why) for passage, why in refused]
+        self.db.reject(rejections)  # before the PUBACKs: a rejected message is kept
+        for item in batch:
+            self.link.ack(item.mid, item.qos)  # stored or kept: the broker may forget it
+        self._answer(stored_by, rejections)
+        self.stored += new
+        self.duplicates += duplicates + repeated
+        self.rejected += len(rejections)
+        if rejections:
+            for reason, n in Counter(r.reason for r in rejections).most_common(5):
+                log.warning("ingest: rejected %d message(s): %s", n, reason)
+
+    def _answer(self, stored: list[tuple[str, str]], rejections: list[Rejection]) -> None:
+        """Tell each device which of its passages are stored and which are rejected."""
+        answers: dict[str, _Answer] = {}
+        for device, pid in stored:
+            answers.setdefault(device, _Answer()).pids.append(pid)
+        for r in rejections:
+            if r.device is not None and r.pid is not None:
+                answers.setdefault(r.device, _Answer()).rejected[r.pid] = r.reason
+        for device, answer in answers.items():
+            self.link.publish(topics.ack(device), answer.payload(), qos=1)
+
+    def _check(
+        self, item: _Incoming, device: str | None
+    ) -> tuple[Checked | None, Rejection | None]:
+        """The passage a message holds, or why it is rejected (with its pid when it names
+        one, so that its device can be told)."""
+        limit = self.cfg.ingest.max_message_bytes
+        msg: Any = None
+        try:
+            if device is None:
+                raise BadPassage("not a device topic")
+            if len(item.payload) > limit:
+                raise BadPassage(f"larger than {limit} bytes ({len(item.payload)})")
+            try:
+                text = item.payload.decode("utf-8")
+            except UnicodeDecodeError:
+                raise BadPassage("not UTF-8") from None
+            try:
+                msg = json.loads(text)
+            except (ValueError, RecursionError):
+                raise BadPassage("not JSON") from None
+            return Checked(check_passage(msg, device), text), None
+        except Exception as exc:  # BadPassage; anything else is a bug: reject, never stall
+            if not isinstance(exc, BadPassage):
+                log.exception("ingest: checking a message failed")
+            reason = str(exc) if isinstance(exc, BadPassage) else "could not be checked"
+            pid = msg.get("pid") if isinstance(msg, dict) else None
+            if not (isinstance(pid, str) and PID.fullmatch(pid)):
+                pid = None
+            return None, Rejection(item.topic, device, pid, reason, item.payload)
+
+    def _store(self, passages: Sequence[Checked]) -> tuple[Stored, list[tuple[Checked, str]]]:
+        """Store a batch; should the database refuse a value all the same, split the batch
+        until the message it refuses stands alone, and refuse only that one. A database
+        that fails (not the data) raises: nothing is PUBACKed, all of it comes again."""
+        if not passages:
+            return Stored(), []
+        try:
+            return self.db.store(passages), []
+        except DatabaseError as exc:
+            if exc.transient:
+                raise
+            problem = str(exc)
+        except Exception as exc:  # a bug of ours must not stall the fleet's record either
+            log.exception("ingest: storing a batch failed")
+            problem = f"storing it failed: {type(exc).__name__}"
+        if len(passages) == 1:
+            return Stored(), [(passages[0], f"the database refused it: {problem}")]
+        half = len(passages) // 2
+        first, refused = self._store(passages[:half])
+        second, more = self._store(passages[half:])
+        merged = Stored(
+            first.stored + second.stored,
+            first.new + second.new,
+            {**first.conflicts, **second.conflicts},
+        )
+        return merged, refused + more
+
+    # -- retention -----------------------------------------------------------------
+
+    def _retain(self) -> None:
+        """Purge personal data past retention now, then every hour, until stopped."""
+        while True:
+            self.purge_once()
+            if self._stop.wait(RETENTION_EVERY_S):
+                return
+
+    def purge_once(self, now: datetime | None = None) -> None:
+        """One retention pass (``now``: the clock; tests pass their own)."""
+        days = self.cfg.ingest.retention_days
+        if not days:
+            return
+        before = (now or datetime.now(UTC)) - timedelta(days=days)
+        try:
+            purged = self.db.purge(before)
+        except DatabaseError as exc:
+            log.error("ingest: retention: %s; trying again within the hour", exc)  # noqa: TRY400
+            return
+        self.purged += purged.passages
+        if purged:
+            log.info(
+                "ingest: retention: personal data purged from %d passage(s), %d occupant(s), "
+                "%d vehicle(s), %d rejected message(s) older than %d days",
+                purged.passages, purged.occupants, purged.vehicles, purged.rejected, days,
+            )  # fmt: skip
+        with self._progress:
+            self._progress.notify_all()
+
+
+def _refused(passage: Checked, reason: str) -> Rejection:
+    """A checked passage the database will not take (a conflict, a value it refuses)."""
+    msg = passage.msg
+    device = msg["device"]
+    return Rejection(topics.passage(device), device, msg["pid"], reason, passage.text.encode())
 
 
 def _safe_url(url: str) -> str:

@@ -17,7 +17,8 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -26,6 +27,7 @@ from edge.fleet.agent import FleetAgent, Inbound
 from edge.mqtt import topics
 from edge.mqtt.link import LinkOptions, MqttLink, Will, state_payload
 from edge.mqtt.publisher import Publisher
+from edge.scan.text import clean_text
 from edge.sections import MqttConfig
 
 log = logging.getLogger(__name__)
@@ -38,8 +40,17 @@ def status_payload(state: str, session: int = 0) -> bytes:
     return state_payload(state, session=session)
 
 
-def parse_ack(payload: bytes) -> list[str] | None:
-    """The pids of an acknowledgement, or None when it is not one."""
+@dataclass(frozen=True)
+class Ack:
+    """The ingest's answer: pids it stored, and pids it refused with the reason."""
+
+    pids: tuple[str, ...]
+    rejected: Mapping[str, str]
+
+
+def parse_ack(payload: bytes) -> Ack | None:
+    """The ingest's acknowledgement (``{"pids": [...], "rejected": [{"pid", "reason"}]}``),
+    or None when it is not one."""
     try:
         doc = json.loads(payload)
     except (ValueError, RecursionError):
@@ -49,7 +60,17 @@ def parse_ack(payload: bytes) -> list[str] | None:
         return None
     if not all(isinstance(p, str) and len(p) <= 64 for p in pids):
         return None
-    return pids
+    rejected = doc.get("rejected", [])
+    if not isinstance(rejected, list) or len(rejected) > MAX_ACK_PIDS:
+        return None
+    refused: dict[str, str] = {}
+    for entry in rejected:
+        pid = entry.get("pid") if isinstance(entry, dict) else None
+        reason = entry.get("reason") if isinstance(entry, dict) else None
+        if not (isinstance(pid, str) and len(pid) <= 64 and isinstance(reason, str)):
+            return None
+        refused[pid] = clean_text(reason)[:300]  # for logs and the alert: printable only
+    return Ack(tuple(pids), refused)
 
 
 def parse_central(payload: bytes) -> bool | None:
@@ -163,11 +184,11 @@ class DeviceLink:
 
     def _message(self, msg: mqtt.MQTTMessage) -> None:
         if msg.topic == self.ack_topic:
-            pids = parse_ack(bytes(msg.payload))
-            if pids is None:
+            ack = parse_ack(bytes(msg.payload))
+            if ack is None:
                 log.warning("mqtt: malformed acknowledgement dropped (%d bytes)", len(msg.payload))
                 return
-            self.publisher.on_ack(pids)
+            self.publisher.on_ack(list(ack.pids), ack.rejected)
         elif msg.topic == self.central_topic:
             online = parse_central(bytes(msg.payload))
             if online is None:

@@ -31,7 +31,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -62,6 +62,7 @@ class _Pubacks:
 @dataclass(frozen=True)
 class _Acked:
     pids: tuple[str, ...]
+    rejected: tuple[tuple[str, str], ...] = ()  # (pid, reason): refused by the ingest
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class _Flushed:
 class _Batch:
     sent: tuple[int, ...]  # mark sent
     acked: tuple[str, ...]  # pids the ingest acknowledged: archive them
+    rejected: tuple[tuple[str, str], ...]  # (pid, reason) of those it refused to store
     finished: tuple[int, ...]  # broker mode: PUBACKed seqs to archive
 
 
@@ -111,6 +113,7 @@ class Publisher(threading.Thread):
         ack_timeout_s: float = 120.0,
         retry_s: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
+        on_rejected: Callable[[int, str], None] | None = None,
     ) -> None:
         super().__init__(name="publisher", daemon=True)
         self.store = store
@@ -121,6 +124,7 @@ class Publisher(threading.Thread):
         self.ack_timeout_s = ack_timeout_s
         self.retry_s = retry_s
         self.monotonic = monotonic
+        self.on_rejected = on_rejected  # (how many so far, the last reason): raise an alert
         self.link: MqttLink | None = None
         self._inbox: queue.Queue[_Item] = queue.Queue()
         self._stopping = threading.Event()
@@ -135,6 +139,7 @@ class Publisher(threading.Thread):
         self._to_mark_sent: dict[int, float] = {}  # seq -> when PUBACKed
         self._to_finish: set[int] = set()  # broker mode: done, to move to the archive
         self._to_ack: list[str] = []  # acknowledged by the ingest, to move to the archive
+        self._to_reject: dict[str, str] = {}  # of those, refused by it: pid -> reason
         self._flushing: Future[tuple[int, ...]] | None = None
         self._pid_seq: dict[str, int] = {}  # of passages published by this process
         self._flush_after = 0.0  # after a failed flush: not before this
@@ -150,6 +155,7 @@ class Publisher(threading.Thread):
         self.published = 0
         self.acknowledged = 0
         self.refused = 0
+        self.rejected = 0  # refused by the ingest (kept in the archive, marked)
         self.last_ack: datetime | None = None
         self._progress = threading.Condition()
         self._wakes = itertools.count(1)
@@ -171,8 +177,9 @@ class Publisher(threading.Thread):
         """The PUBACKs of one pass of the network loop: queue only."""
         self._inbox.put(_Pubacks(tuple(_Puback(*a) for a in acks)))
 
-    def on_ack(self, pids: list[str]) -> None:
-        self._wake(_Acked(tuple(pids)))
+    def on_ack(self, pids: list[str], rejected: Mapping[str, str] | None = None) -> None:
+        """The ingest stored ``pids`` and refused ``rejected`` (pid -> reason)."""
+        self._wake(_Acked(tuple(pids), tuple((rejected or {}).items())))
 
     def on_central(self, online: bool) -> None:
         self._wake(_Central(online))
@@ -269,8 +276,11 @@ class Publisher(threading.Thread):
                     self._rewind()
                 case _Central(online=online):
                     self._central_changed(online, now)
-                case _Acked(pids=pids):
+                case _Acked(pids=pids, rejected=rejected):
                     acked.extend(pids)
+                    if rejected:
+                        self._rejected_by_ingest(rejected)
+                        acked.extend(pid for pid, _ in rejected)
                 case _Flushed() as flushed:
                     self._flushed(flushed)
                 case _Pubacks(acks=acks):
@@ -341,10 +351,16 @@ class Publisher(threading.Thread):
             return
         if now < self._flush_after and not force:
             return
-        batch = _Batch(tuple(sorted(marks)), tuple(self._to_ack), tuple(sorted(self._to_finish)))
+        batch = _Batch(
+            tuple(sorted(marks)),
+            tuple(self._to_ack),
+            tuple(self._to_reject.items()),
+            tuple(sorted(self._to_finish)),
+        )
         for seq in marks:
             del self._to_mark_sent[seq]
         self._to_ack.clear()
+        self._to_reject.clear()
         self._to_finish.clear()
         future = self.store.submit(BOOKKEEPING, lambda: self._bookkeep(batch))
         self._flushing = future
@@ -363,7 +379,7 @@ class Publisher(threading.Thread):
         pids = list(batch.acked)
         if batch.finished:
             pids += outbox.pids(batch.finished)
-        return tuple(outbox.acknowledge(pids, now)) if pids else ()
+        return tuple(outbox.acknowledge(pids, now, dict(batch.rejected))) if pids else ()
 
     def _flushed(self, item: _Flushed) -> None:
         if item.error is not None:
@@ -371,11 +387,29 @@ class Publisher(threading.Thread):
             log.error("publisher: could not record delivery: %s; retrying", item.error)
             self._to_mark_sent.update(dict.fromkeys(item.batch.sent, 0.0))
             self._to_ack.extend(item.batch.acked)
+            self._to_reject.update(item.batch.rejected)
             self._to_finish.update(item.batch.finished)
             self._flush_after = self.monotonic() + 1.0  # not at once: the disk may need a while
             return
         late = [s for s in item.acknowledged if s in self._unacked]
         self._count_acknowledged(late)  # acknowledged passages this process had not published
+
+    def _rejected_by_ingest(self, rejected: tuple[tuple[str, str], ...]) -> None:
+        """Passages the ingest will never store: archived marked, never sent again, and an
+        alert, since someone must look (a device bug, or a store that restarted its
+        numbering)."""
+        mine = [(p, r) for p, r in rejected if p not in self._to_reject]
+        self._to_reject.update(mine)
+        self.rejected += len(mine)
+        for pid, reason in mine:
+            seq = self._pid_seq.get(pid)
+            log.error(
+                "publisher: the ingest rejected passage %s: %s; kept in the archive, marked",
+                f"seq={seq}" if seq is not None else "(from an earlier run)",
+                reason,
+            )
+        if mine and self.on_rejected is not None:
+            self.on_rejected(self.rejected, mine[-1][1])
 
     def _record_acked(self, pids: list[str]) -> None:
         """The ingest has them: done in memory now, in the store with the next batch."""
