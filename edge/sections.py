@@ -149,6 +149,12 @@ def _positive(value: Any, _base: Path) -> Any:
     return value
 
 
+def _receive_maximum(value: Any, _base: Path) -> Any:
+    if not 1 <= value <= 65535:
+        raise ValueError(f"must be 1 to 65535 (got {value})")
+    return value
+
+
 def _non_negative(value: Any, _base: Path) -> Any:
     if not 0 <= value <= MAX_NUMBER:  # also refuses nan
         raise ValueError(f"must be 0 to {MAX_NUMBER} (got {value})")
@@ -841,9 +847,20 @@ class IngestConfig:
         default=200, metadata=_doc("Passages stored per database transaction at most.", _positive)
     )
     batch_wait_s: float = field(
-        default=0.01,
+        default=0.0,
         metadata=_doc(
-            "Seconds a transaction waits for more passages once the queue is empty.", _positive
+            "Seconds a transaction waits for more passages once the queue is empty (0: it "
+            "takes what is waiting; under load the next batch gathers while one is stored).",
+            _non_negative,
+        ),
+    )
+    receive_maximum: int = field(
+        default=1000,
+        metadata=_doc(
+            "Passages the broker may hand this worker before it has stored and PUBACKed "
+            "them (MQTT v5 Receive Maximum, 1-65535): the depth of its pipeline. The "
+            "broker's max_inflight_messages does not apply to a worker that sets it.",
+            _receive_maximum,
         ),
     )
     retention_days: int = field(

@@ -467,7 +467,7 @@ def test_personal_data_is_purged_after_retention_and_the_counts_kept(
     caplog.set_level(logging.INFO, "edge.central.ingest")
     # decided 2026-10-01 and 10-02, received "now" (the wall clock): purged by their ts
     ingest.purge_once(now=T0)
-    ingest.db.close()
+    ingest.close()
     assert ingest.purged == 2
     assert "personal data purged from 2 passage(s), 1 occupant(s), 1 vehicle(s)" in caplog.text
 
@@ -486,7 +486,7 @@ def test_personal_data_is_purged_after_retention_and_the_counts_kept(
     # a second pass finds nothing more
     again = Ingest(ingest_cfg)
     again.purge_once(now=T0)
-    again.db.close()
+    again.close()
     assert again.purged == 0
 
 
@@ -512,11 +512,12 @@ def test_a_retention_of_zero_keeps_everything_and_says_so(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     ingest = Ingest(ingest_config(tmp_path, 1, retention_days=0))
+    assert "retention_days = 0: personal data is kept forever" in caplog.text
     db = ingest.db
     db.store([Checked.of(passage(ts="2000-01-01T00:00:00.000Z"))])
     ingest.purge_once(now=T0)
     assert db.find(Query())[0]["traveller"] != {}
-    db.close()
+    ingest.close()
 
 
 def test_an_old_database_gains_the_new_columns_and_keeps_its_rows(tmp_path: Path) -> None:

@@ -38,26 +38,19 @@ import logging
 import queue
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from edge.central.db import (
-    Checked,
-    DatabaseError,
-    PassageDB,
-    Rejection,
-    Stored,
-    open_db,
-)
+from edge.central.db import DatabaseError, PassageDB, open_db
+from edge.central.writer import Writer, WriterProcess
 from edge.config import IngestFile
 from edge.mqtt import topics
 from edge.mqtt.device import parse_central
 from edge.mqtt.link import LinkOptions, MqttLink, Will, state_payload
-from edge.passage_model import PID, BadPassage, check_passage
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +88,20 @@ class Ingest:
     """One ingest worker: MQTT in, database, acknowledgements out."""
 
     def __init__(self, cfg: IngestFile, db: PassageDB | None = None) -> None:
+        """``db``: check and store in this process, into ``db`` (tests give one that fails
+        on purpose); without it, a writer process does, on its own connection."""
         self.cfg = cfg
         self.worker = cfg.ingest.client_id
+        limit = cfg.ingest.max_message_bytes
+        self.writer: Writer | WriterProcess
+        if db is None:
+            self.writer = WriterProcess(cfg.ingest.database, limit)
+        else:
+            self.writer = Writer(db, limit)
+        # this process's own connection: retention
         self.db = db or open_db(cfg.ingest.database)
+        if not cfg.ingest.retention_days:
+            log.warning("ingest: retention_days = 0: personal data is kept forever")
         passages = topics.all_passages()
         if cfg.ingest.group:
             passages = topics.shared(cfg.ingest.group, passages)
@@ -109,6 +113,7 @@ class Ingest:
             subscriptions=[(passages, 1), (topics.central_status(), 1)],
             manual_ack=True,
             max_queued=100_000,
+            receive_maximum=cfg.ingest.receive_maximum,
         )
         self.link = MqttLink(
             cfg.mqtt, options, on_connected=self._connected, on_message=self._message
@@ -132,8 +137,6 @@ class Ingest:
         self._thread.start()
         if self.cfg.ingest.retention_days:
             self._retention.start()
-        else:
-            log.warning("ingest: retention_days = 0: personal data is kept forever")
         self.link.start()
 
     def stop(self) -> None:
@@ -147,6 +150,12 @@ class Ingest:
         self._thread.join(timeout=10)
         if self._retention.is_alive():
             self._retention.join(timeout=10)
+        self.close()
+
+    def close(self) -> None:
+        """Release the database and the writer (an ingest never started needs only this)."""
+        if isinstance(self.writer, WriterProcess):
+            self.writer.close()
         self.db.close()
 
     def run(self, stop: threading.Event) -> int:
@@ -208,13 +217,15 @@ class Ingest:
             return []
         if first is None:
             return []
-        # Whatever is already waiting joins the batch; beyond that, wait only
-        # briefly: the batch grows with the load and costs no latency when quiet.
+        # Whatever is already waiting joins the batch (beyond that, wait batch_wait_s):
+        # the batch grows with the load, since the next one gathers while one is stored.
         batch = [first]
         while len(batch) < self.cfg.ingest.batch_size:
             try:
                 item = self._inbox.get_nowait()
             except queue.Empty:
+                if not self.cfg.ingest.batch_wait_s:
+                    break
                 try:
                     item = self._inbox.get(timeout=self.cfg.ingest.batch_wait_s)
                 except queue.Empty:
@@ -225,116 +236,24 @@ class Ingest:
         return batch
 
     def _handle(self, batch: list[_Incoming]) -> None:
-        # Passages sharing a pid go in separate rounds (the first of each pid in the
-        # first), so that the database, not the order of arrival, says which one holds it.
-        rounds: list[dict[str, Checked]] = []
-        repeated = 0
-        rejections: list[Rejection] = []
-        for item in batch:
-            passage, rejection = self._check(item, topics.device_of(item.topic))
-            if passage is None:
-                if rejection is not None:
-                    rejections.append(rejection)
-                continue
-            msg = passage.msg
-            same = (msg["device"], msg["seq"])
-            for round_ in rounds:
-                first = round_.get(msg["pid"])
-                if first is None:
-                    round_[msg["pid"]] = passage
-                    break
-                if (first.msg["device"], first.msg["seq"]) == same:
-                    repeated += 1  # sent twice (the device was not sure): stored once
-                    break
-            else:
-                rounds.append({msg["pid"]: passage})
-        stored_by: list[tuple[str, str]] = []  # (device, pid) stored
-        new = duplicates = 0
-        for round_ in rounds:
-            stored, refused = self._store(list(round_.values()))
-            new += stored.new
-            duplicates += stored.duplicates
-            stored_by += [(round_[pid].msg["device"], pid) for pid in stored.stored]
-            rejections += [_refused(round_[pid], why) for pid, why in stored.conflicts.items()]
-            rejections += [_refused(passage, why) for passage, why in refused]
-        self.db.reject(rejections)  # before the PUBACKs: a rejected message is kept
+        outcome = self.writer.handle([(item.topic, item.payload) for item in batch])
         for item in batch:
             self.link.ack(item.mid, item.qos)  # stored or kept: the broker may forget it
-        self._answer(stored_by, rejections)
-        self.stored += new
-        self.duplicates += duplicates + repeated
-        self.rejected += len(rejections)
-        if rejections:
-            for reason, n in Counter(r.reason for r in rejections).most_common(5):
-                log.warning("ingest: rejected %d message(s): %s", n, reason)
-
-    def _answer(self, stored: list[tuple[str, str]], rejections: list[Rejection]) -> None:
-        """Tell each device which of its passages are stored and which are rejected."""
         answers: dict[str, _Answer] = {}
-        for device, pid in stored:
+        for device, pid in outcome.stored:
             answers.setdefault(device, _Answer()).pids.append(pid)
-        for r in rejections:
-            if r.device is not None and r.pid is not None:
-                answers.setdefault(r.device, _Answer()).rejected[r.pid] = r.reason
+        for to, named, reason in outcome.rejected:
+            if to is not None and named is not None:
+                answers.setdefault(to, _Answer()).rejected[named] = reason
         for device, answer in answers.items():
             self.link.publish(topics.ack(device), answer.payload(), qos=1)
-
-    def _check(
-        self, item: _Incoming, device: str | None
-    ) -> tuple[Checked | None, Rejection | None]:
-        """The passage a message holds, or why it is rejected (with its pid when it names
-        one, so that its device can be told)."""
-        limit = self.cfg.ingest.max_message_bytes
-        msg: Any = None
-        try:
-            if device is None:
-                raise BadPassage("not a device topic")
-            if len(item.payload) > limit:
-                raise BadPassage(f"larger than {limit} bytes ({len(item.payload)})")
-            try:
-                text = item.payload.decode("utf-8")
-            except UnicodeDecodeError:
-                raise BadPassage("not UTF-8") from None
-            try:
-                msg = json.loads(text)
-            except (ValueError, RecursionError):
-                raise BadPassage("not JSON") from None
-            return Checked(check_passage(msg, device), text), None
-        except Exception as exc:  # BadPassage; anything else is a bug: reject, never stall
-            if not isinstance(exc, BadPassage):
-                log.exception("ingest: checking a message failed")
-            reason = str(exc) if isinstance(exc, BadPassage) else "could not be checked"
-            pid = msg.get("pid") if isinstance(msg, dict) else None
-            if not (isinstance(pid, str) and PID.fullmatch(pid)):
-                pid = None
-            return None, Rejection(item.topic, device, pid, reason, item.payload)
-
-    def _store(self, passages: Sequence[Checked]) -> tuple[Stored, list[tuple[Checked, str]]]:
-        """Store a batch; should the database refuse a value all the same, split the batch
-        until the message it refuses stands alone, and refuse only that one. A database
-        that fails (not the data) raises: nothing is PUBACKed, all of it comes again."""
-        if not passages:
-            return Stored(), []
-        try:
-            return self.db.store(passages), []
-        except DatabaseError as exc:
-            if exc.transient:
-                raise
-            problem = str(exc)
-        except Exception as exc:  # a bug of ours must not stall the fleet's record either
-            log.exception("ingest: storing a batch failed")
-            problem = f"storing it failed: {type(exc).__name__}"
-        if len(passages) == 1:
-            return Stored(), [(passages[0], f"the database refused it: {problem}")]
-        half = len(passages) // 2
-        first, refused = self._store(passages[:half])
-        second, more = self._store(passages[half:])
-        merged = Stored(
-            first.stored + second.stored,
-            first.new + second.new,
-            {**first.conflicts, **second.conflicts},
-        )
-        return merged, refused + more
+        self.stored += outcome.new
+        self.duplicates += outcome.duplicates
+        self.rejected += len(outcome.rejected)
+        if outcome.rejected:
+            reasons = Counter(reason for _, _, reason in outcome.rejected)
+            for reason, n in reasons.most_common(5):
+                log.warning("ingest: rejected %d message(s): %s", n, reason)
 
     # -- retention -----------------------------------------------------------------
 
@@ -365,13 +284,6 @@ class Ingest:
             )  # fmt: skip
         with self._progress:
             self._progress.notify_all()
-
-
-def _refused(passage: Checked, reason: str) -> Rejection:
-    """A checked passage the database will not take (a conflict, a value it refuses)."""
-    msg = passage.msg
-    device = msg["device"]
-    return Rejection(topics.passage(device), device, msg["pid"], reason, passage.text.encode())
 
 
 def _safe_url(url: str) -> str:

@@ -74,6 +74,9 @@ class LinkOptions:
     subscriptions: list[tuple[str, int]] = field(default_factory=list)
     manual_ack: bool = False  # PUBACK a received message only when told (ack())
     max_queued: int = 1000
+    # MQTT v5 Receive Maximum: QoS 1 messages the broker may send before PUBACKs come
+    # back (None: the broker's max_inflight_messages)
+    receive_maximum: int | None = None
 
 
 class MqttLink:
@@ -256,10 +259,13 @@ class MqttLink:
                 self._client.will_set(will.topic, will.payload, qos=1, retain=will.retain)
             if not self._connected_once:
                 props = None
-                if self.options.session_expiry_s:
+                if self.options.session_expiry_s or self.options.receive_maximum:
                     make: Any = Properties  # paho's Properties has no type hints
                     props = make(PacketTypes.CONNECT)
-                    props.SessionExpiryInterval = self.options.session_expiry_s
+                    if self.options.session_expiry_s:
+                        props.SessionExpiryInterval = self.options.session_expiry_s
+                    if self.options.receive_maximum:
+                        props.ReceiveMaximum = self.options.receive_maximum
                 self._client.connect(
                     self.cfg.host,
                     self.cfg.port,
