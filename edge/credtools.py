@@ -25,6 +25,7 @@ from edge.model import plain
 from edge.scan import cose, declaration
 from edge.scan.credentials import Verifier
 from edge.scan.declaration import Declaration, Place
+from edge.textout import terminal_json
 from edge.trust import TrustStore, kid_of_public_key, load_trust, trust_list
 
 
@@ -252,8 +253,7 @@ def print_report(report: dict[str, Any], show: bool, as_json: bool) -> None:
     if not show:
         report = {k: v for k, v in report.items() if k != "claims"}
     if as_json:
-        json.dump(report, sys.stdout, ensure_ascii=False)
-        sys.stdout.write("\n")
+        sys.stdout.write(terminal_json(report) + "\n")  # claims: a code's text, made safe
         return
     marks = " ".join(f"{name} {'ok' if ok else 'FAILED'}" for name, ok in report["stages"].items())
     print(f"kind:    {report['kind'] or '(no code found)'}")
@@ -262,4 +262,4 @@ def print_report(report: dict[str, Any], show: bool, as_json: bool) -> None:
     print(f"reasons: {', '.join(report['reasons']) or '-'}")
     print(f"sha256:  {report['payload_sha256'] or '-'}")
     if show and report.get("claims"):
-        print(json.dumps(report["claims"], ensure_ascii=False, indent=2))
+        print(terminal_json(report["claims"], indent=2))

@@ -3,7 +3,8 @@
 ``status`` prints the outbox depth (passages the ingest has not acknowledged),
 how many the broker has accepted, the oldest, the last sequence number and
 the last acknowledgement; ``export`` writes every passage the kiosk still
-holds (archive and outbox) as JSON lines or CSV, for an audit.
+holds (archive and outbox) as JSON lines or CSV, for an audit, made safe by
+:mod:`edge.textout` like ``trace``'s (no formula in a cell, no terminal escape).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, TextIO
 
 from edge.central.trace import COLUMNS, flat
 from edge.store import SENT, StoreSnapshot, snapshot
+from edge.textout import csv_cell, terminal_json
 
 ACKNOWLEDGED = "acknowledged"
 REJECTED = "rejected"  # refused by the ingest: archived, never sent again
@@ -80,13 +82,14 @@ def export(
     rows = list(_passages(snapshot(directory), since, until))
     if fmt == "jsonl":
         for state, msg in rows:
-            out.write(json.dumps({**msg, "state": state}, ensure_ascii=False) + "\n")
+            out.write(terminal_json({**msg, "state": state}) + "\n")
     else:
         writer = csv.DictWriter(out, fieldnames=["state", "pid", *COLUMNS])
         writer.writeheader()
         for state, msg in rows:
             for person in flat(msg):  # a row per person: a vehicle's occupants each
-                writer.writerow({"state": state, "pid": msg.get("pid", ""), **person})
+                row = {"state": state, "pid": msg.get("pid", ""), **person}
+                writer.writerow({column: csv_cell(value) for column, value in row.items()})
     return len(rows)
 
 

@@ -810,3 +810,50 @@ def test_one_device_reporting_nonsense_does_not_break_the_fleet_table(
     assert "\x07" not in out
     assert "odd-lane" in out
     assert "good-lane" in out
+
+
+def test_a_hostile_device_puts_no_escape_on_the_operators_terminal(
+    broker: Mosquitto, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """fleet status and fleet watch, run as an operator runs them, against a device that
+    publishes terminal escapes, C1 controls and bidi marks in everything it sends."""
+    evil = "\x1b]0;pwned\x07\x9b2J\u202eevil\x7f"
+    raw = RawClient(broker.port, [])
+    raw.publish(topics.status("odd-lane"), {"state": "online", "session": 1}, retain=True)
+    raw.publish(topics.meta("odd-lane"), {"version": evil, "mode": "auto\u2066"}, retain=True)
+    port = ["--host", "127.0.0.1", "--port", str(broker.port)]
+    assert cli.main(["fleet", *port, "--timeout", "1", "status", "--no-live"]) == 0
+    table = capsys.readouterr().out
+    assert [ch for ch in table if not ch.isprintable() and ch != "\n"] == []
+    assert "\\x9b2J" in table  # shown, visibly
+    assert cli.main(["fleet", *port, "--timeout", "1", "status", "--no-live", "--json"]) == 0
+    as_json = capsys.readouterr().out
+    assert [ch for ch in as_json if not ch.isprintable() and ch != "\n"] == []
+    assert json.loads(as_json)["devices"][0]["device"] == "odd-lane"
+
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "edge", "fleet", *port, "watch", "--show-personal", "--count", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        env=env,
+    )
+    passage = {"seq": 1, "traveller": {"name": evil, "origin": {"province": "\u2028"}}}
+    alert = {"severity": "critical", "detail": evil + "\ud800"}
+    try:
+        assert watch.stderr is not None
+        assert "watching passages and alerts" in watch.stderr.readline()  # subscribed
+        raw.publish(topics.passage("odd-lane"), passage)
+        raw.publish(topics.alert("odd-lane", "camera-down"), alert)
+        out, _ = watch.communicate(timeout=20)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+        raw.close()
+    assert watch.returncode == 0
+    assert [ch for ch in out if not ch.isprintable() and ch != "\n"] == []
+    shown = dict(line.split(": ", 1) for line in out.splitlines())
+    assert json.loads(shown["odd-lane passage"]) == passage  # escaped, not changed
+    assert json.loads(shown["odd-lane alert camera-down"]) == alert

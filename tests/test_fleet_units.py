@@ -3,8 +3,10 @@ masked logs. (Their MQTT behaviour with a real broker: test_fleet.py.)"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -602,3 +604,61 @@ def test_last_seen_is_when_the_device_last_spoke_not_when_its_session_began() ->
     arrive(topics.reply(dev, "get-status"), {"id": "x", "status": "ok", "data": {}}, False)
     assert client.devices[dev].heard == iso_utc(NOW + timedelta(seconds=30))
     assert fleet_cli._row(client.devices[dev])["last_seen"] == iso_utc(NOW + timedelta(seconds=30))
+
+
+# what a hostile (or broken) device may publish, for the operator's terminal
+ESCAPES = "\x1b[2J\x1b]0;pwned\x07\x9b31m\u202eevil\u2028\x7f"
+
+
+def _unsafe(text: str) -> list[str]:
+    bad = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+    return [ch for ch in text if ch != "\n" and unicodedata.category(ch) in bad]
+
+
+def test_fleet_watch_prints_no_device_text_a_terminal_would_act_on(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    passage = {"seq": 1, "traveller": {"name": ESCAPES, "id_number": "079190012345"}}
+    alert = {"severity": "critical", "detail": "\ud800" + ESCAPES}
+    arriving = [
+        Message(topics.passage("odd-lane"), json.dumps(passage).encode(), False),
+        Message(topics.alert("odd-lane", "camera-down"), json.dumps(alert).encode(), False),
+        Message(topics.alert("odd-lane", "disk-low"), ESCAPES.encode() + b"\xff", False),
+    ]
+    client = FleetClient(MqttConfig(host="127.0.0.1", port=1))
+    # no broker: the messages arrive the moment watch subscribes
+    monkeypatch.setattr(client, "_subscribe", lambda *_a: [client._absorb(m) for m in arriving])
+    args = argparse.Namespace(device="+", show_personal=True, count=3)
+    assert fleet_cli._watch(client, args) == 0
+    out = capsys.readouterr().out
+    assert _unsafe(out) == []
+    lines = out.splitlines()
+    assert len(lines) == 3
+    shown = lines[0].removeprefix("odd-lane passage: ")
+    assert json.loads(shown) == passage  # escaped, not changed
+    assert json.loads(lines[1].removeprefix("odd-lane alert camera-down: ")) == alert
+    assert lines[2].startswith("odd-lane alert disk-low: ")  # not JSON: still shown
+
+
+def test_fleet_status_shows_a_devices_escapes_visibly(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    client = FleetClient(MqttConfig(host="127.0.0.1", port=1), clock=lambda: NOW)
+    for topic, doc in [
+        (topics.status("odd-lane"), {"state": "online\x1b[2J", "session": 2}),
+        (topics.meta("odd-lane"), {"version": "1.0\u202e", "site": ESCAPES}),
+        (topics.telemetry("odd-lane"), {"mode": "auto\x9b31m", "ts": "\ud800"}),
+    ]:
+        client._absorb(Message(topic, json.dumps(doc).encode(), True))
+    row = fleet_cli._row(client.devices["odd-lane"])
+    assert (row["state"], row["version"], row["mode"]) == (
+        "online\\x1b[2J",
+        "1.0\\u202e",
+        "auto\\x9b31m",
+    )
+    assert row["site"] == "\\x1b[2J\\x1b]0;pwned\\x07\\x9b31m\\u202eevil\\u2028\\x7f"
+    assert row["last_seen"] == "\\ud800"
+    fleet_cli._table([row])
+    table = capsys.readouterr().out
+    assert _unsafe(table) == []
+    assert "online\\x1b[2J" in table

@@ -6,17 +6,21 @@ or JSON lines (for other tools: each line is the passage message itself,
 with ``pid``, ``seq``, ``device``, ...). A person is found as a passage's
 traveller or as one of a party's occupants (a vehicle, a family); the table
 and CSV have a row per person, the vehicle's kind and plate on each.
+
+What a passage holds came from a traveller's code and a device: every format
+is made safe by :mod:`edge.textout` (no terminal escapes or bidi marks in the
+table, no formula in a CSV cell, JSON escaped so that it reads back the same).
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
 from edge.central.db import Query, open_db
+from edge.textout import csv_cell, terminal_json, terminal_text
 
 COLUMNS = (
     "ts",
@@ -76,14 +80,15 @@ def find(url: str, query: Query) -> list[dict[str, Any]]:
 def write(messages: Sequence[dict[str, Any]], fmt: str, out: TextIO = sys.stdout) -> None:
     if fmt == "json":
         for msg in messages:
-            out.write(json.dumps(msg, ensure_ascii=False) + "\n")
+            out.write(terminal_json(msg) + "\n")
         return
     rows = [row for m in messages for row in flat(m)]
     if fmt == "csv":
         writer = csv.DictWriter(out, fieldnames=COLUMNS)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({c: csv_cell(v) for c, v in r.items()} for r in rows)
         return
+    rows = [{c: terminal_text(v) for c, v in r.items()} for r in rows]
     widths = {c: max([len(c), *(len(r[c]) for r in rows)]) for c in COLUMNS}
     shown = [c for c in COLUMNS if any(r[c] for r in rows)] or list(COLUMNS[:5])
     out.write("  ".join(c.ljust(widths[c]) for c in shown).rstrip() + "\n")

@@ -7,6 +7,10 @@ CMD [KEY=VALUE ...]`` (prints the reply, or names who did not answer),
 and ``policy push FILE --key KEY`` (signed fleet-wide pushes). Exit codes: 0 done,
 1 a device answered with an error, refused, or did not answer, 2 bad usage or
 no broker.
+
+Whatever a device published (status, telemetry, alerts, passages, replies) is
+printed through :mod:`edge.textout`: a hostile device cannot put terminal
+escapes, bidi marks or raw control characters on the operator's screen.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from edge.rules import book as rules_book
 from edge.rules.book import MAX_BUNDLE
 from edge.rules.rules import RuleError, read_json
 from edge.sections import MqttConfig
+from edge.textout import terminal_json, terminal_text
 from edge.trust import load_trust
 
 CLOCK_SLACK_S = 60.0  # a kiosk's clock may be behind the operator's: reports within it count
@@ -157,7 +162,7 @@ def _status(client: FleetClient, args: argparse.Namespace) -> int:
         missing = online - set(got)
     rows = [_row(devices[name]) for name in sorted(devices)]
     if args.json:
-        print(json.dumps({"devices": rows, "no_reply": sorted(missing)}, indent=1))
+        print(terminal_json({"devices": rows, "no_reply": sorted(missing)}, indent=1))
     else:
         _table(rows)
     if missing:
@@ -170,12 +175,11 @@ def _status(client: FleetClient, args: argparse.Namespace) -> int:
 
 
 def _text(value: Any, limit: int = 40) -> str | None:
-    """A device's string for the operator's terminal: printable only, bounded (a device
-    could send anything: escape sequences, a megabyte)."""
+    """A device's string for the operator's terminal: bounded (a device could send
+    anything: escape sequences, a megabyte), what is not printable a visible escape."""
     if value is None or isinstance(value, dict | list):
         return None
-    text = "".join(ch if ch.isprintable() else "?" for ch in str(value))
-    return text[:limit]
+    return terminal_text(str(value)[:limit])
 
 
 def _number(value: Any) -> float | None:
@@ -294,11 +298,14 @@ def _watch(client: FleetClient, args: argparse.Namespace) -> int:
         parsed = topics.parse(msg.topic)
         if parsed is None or parsed.kind not in ("passage", "alert") or msg.retained:
             return
-        doc = None if not msg.payload else json.loads(msg.payload)
+        try:
+            doc = None if not msg.payload else json.loads(msg.payload)
+        except (ValueError, RecursionError):  # shown as the text it is, not a lost message
+            doc = msg.payload.decode("utf-8", "replace")
         if parsed.kind == "passage" and isinstance(doc, dict) and not args.show_personal:
             doc = mask_passage(doc)
         what = parsed.kind if parsed.kind == "passage" else f"alert {parsed.name}"
-        state = "cleared" if doc is None else json.dumps(doc, ensure_ascii=False)
+        state = "cleared" if doc is None else terminal_json(doc)
         print(f"{parsed.device} {what}: {state}", flush=True)
         seen[0] += 1
         if args.count and seen[0] >= args.count:
@@ -351,7 +358,7 @@ def _send(client: FleetClient, args: argparse.Namespace) -> int:
         if sys.stderr.isatty():
             sys.stderr.write("\n")
         for device in sorted(got):
-            print(json.dumps({"device": device, **got[device]}, ensure_ascii=False))
+            print(terminal_json({"device": device, **got[device]}))
         missing = expect - set(got)
         if missing:
             print(
@@ -364,10 +371,11 @@ def _send(client: FleetClient, args: argparse.Namespace) -> int:
     if one is None:
         print(f"{target}: no reply to {args.cmd} within {args.timeout:g} s", file=sys.stderr)
         return 1
-    print(json.dumps(one[1], indent=1, ensure_ascii=False))
+    print(terminal_json(one[1], indent=1))
     if one[1].get("status") != "ok":
         print(
-            f"{target}: {args.cmd} {one[1].get('status')}: {one[1].get('error', '')}",
+            f"{target}: {args.cmd} {terminal_text(one[1].get('status'))}: "
+            + terminal_text(one[1].get("error", "")),
             file=sys.stderr,
         )
         return 1
@@ -418,10 +426,11 @@ def _config(client: FleetClient, args: argparse.Namespace) -> int:
 
     if client.wait_for(outcome, args.timeout):
         last = reported()
-        print(json.dumps(last, indent=1))
+        print(terminal_json(last, indent=1))
         if last.get("state") == "applied":
             return 0
-        print(f"{device}: config version {version} rejected: {last.get('detail')}", file=sys.stderr)
+        detail = terminal_text(last.get("detail"))
+        print(f"{device}: config version {version} rejected: {detail}", file=sys.stderr)
         return 1
     print(
         f"{device}: did not report config version {version} within {args.timeout:g} s "

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +32,7 @@ from edge.rules.rules import (
 )
 from edge.scan import dcc
 from edge.scan.envelope import CWT_EXP, CWT_IAT, timestamp
+from edge.textout import terminal_json
 
 
 def register(sub: Any, timestamp: Any) -> None:
@@ -63,7 +63,7 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def _line(out: TextIO, doc: dict[str, Any]) -> None:
-    out.write(json.dumps(doc, ensure_ascii=False) + "\n")
+    out.write(terminal_json(doc) + "\n")  # an error may quote the certificate
 
 
 def _rule_file(path: Path) -> Path:
