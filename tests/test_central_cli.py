@@ -193,7 +193,8 @@ def test_trace_output_is_safe_for_spreadsheets_and_terminals(tmp_path: Path) -> 
     # A formula passes the passage model (it is printable text); escapes and marks no
     # longer do, but a database written by an older ingest or another tool may hold them:
     # stored here as they are.
-    assert check_passage(json.loads(json.dumps(sent[0])), "lane-1")["traveller"]["name"] == formula
+    ok = passage("lane-1", 1, "2026-11-20T08:00:00.000Z", "QL1", name=formula)
+    assert check_passage(json.loads(json.dumps(ok)), "lane-1")["traveller"]["name"] == formula
     db = open_db(url)
     assert db.store([Checked.of(m) for m in sent]).new == 3
     db.close()
