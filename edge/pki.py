@@ -15,11 +15,11 @@ A PKI directory holds (private keys mode 0600; nothing is overwritten without
 - ``crl.pem``: the CA's revocation list, written again on every revocation.
 - ``fleet-signing.key`` / ``fleet-signing.pub.pem``: the Ed25519 key that signs
   trust-list and policy pushes; devices hold the public half.
-
-The broker's ACL is rendered from the index: one ``pattern`` block for devices
-and a ``user`` block per live ingest or operator account. Mosquitto applies
-``pattern`` lines to every user, which is why device ids may not take the
-``ingest-`` and ``op-`` prefixes (``deploy/mosquitto/README.md``).
+- ``dynamic-security.json`` (``pki acl --out``): the broker's access control,
+  rendered from the index by :mod:`edge.pki_acl`: every live account, each
+  device with a role of its own. An account's kind is read from its name,
+  which is why device ids may not take the ``ingest-`` and ``op-`` prefixes
+  (``deploy/mosquitto/README.md``).
 
 Wiring: ``register(subparsers)`` adds ``pki`` to the main command line and
 ``main(args)`` runs it; ``cli(argv)`` is the same as a parser of its own.
@@ -46,9 +46,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from edge import pki_acl
 from edge.errors import EdgeError
-from edge.mqtt import topics
-from edge.mqtt.topics import CENTRAL, PREFIX
 
 Kind = Literal["device", "ingest", "operator"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
@@ -56,7 +55,7 @@ PREFIXES: dict[Kind, str] = {"ingest": "ingest-", "operator": "op-"}
 # Same rule as a device id in the config: one MQTT topic level, no wildcards.
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 # Accounts named like these would write over the PKI's own files.
-RESERVED = frozenset({"ca", "broker", "crl", "index", "acl", "fleet-signing"})
+RESERVED = frozenset({"ca", "broker", "crl", "index", "acl", "dynamic-security", "fleet-signing"})
 REASONS = (
     "unspecified",
     "key_compromise",
@@ -72,13 +71,11 @@ ACCOUNT_DAYS = 1825
 CRL_DAYS = 365
 # Certificates start an hour early: a Pi without a clock may run a little behind.
 BACKDATE = timedelta(hours=1)
-ALL = topics.ALL  # fleet-wide topics
-# Topic levels under cp/v1/<device id>/ that a device may write, and read.
-DEVICE_WRITES = ("status", "meta", "passage", "telemetry", "alert/+", "res/#", "config/reported")
-DEVICE_READS = ("cmd/+", "config/desired", "ack")
 
 CA_KEY, CA_CERT, BROKER_KEY, BROKER_CERT = "ca.key", "ca.pem", "broker.key", "broker.pem"
 CRL, INDEX = "crl.pem", "index.json"
+# The broker's access control (``pki acl --out``), as installed next to crl.pem.
+ACL = "dynamic-security.json"
 SIGNING_KEY, SIGNING_PUB = "fleet-signing.key", "fleet-signing.pub.pem"
 
 
@@ -381,46 +378,19 @@ def write_crl(directory: Path, *, days: int = CRL_DAYS, now: datetime | None = N
 
 
 def render_acl(accounts: Iterable[str]) -> str:
-    """The broker's ACL file: the device patterns, then a block per ingest/operator account.
+    """The broker's dynamic-security file (:mod:`edge.pki_acl`) for these accounts (CNs).
 
-    Any other name in ``accounts`` (a device) is covered by the patterns.
+    The kind of each comes from its name: ``ingest-``, ``op-``, else a device.
     """
-    own = f"{PREFIX}/%u"
-    fleet = [f"{PREFIX}/{ALL}/cmd/+", *(topics.fleet_push(kind) for kind in topics.PUSH_KINDS)]
-    lines = [
-        "# ACL of the checkpoint-edge broker, written by 'checkpoint-edge pki acl'.",
-        "# Username = client certificate CN = client id. 'pattern' lines apply to EVERY",
-        "# user (so device ids may not start with 'ingest-' or 'op-'); mosquitto warns",
-        "# at start-up about the four without %u: they are the fleet-wide topics.",
-        "# Mosquitto 2.0 grants every SUBSCRIBE and checks read access on each message",
-        "# it delivers, against the message's topic: a shared subscription",
-        "# ($share/ingest/cp/v1/+/passage) needs 'read cp/v1/+/passage', nothing more.",
-        "",
-        "# Devices write only their own topics...",
-        *(f"pattern write {own}/{leaf}" for leaf in DEVICE_WRITES),
-        "# ...and read only their own commands, config and acks, and the fleet's.",
-        *(f"pattern read {own}/{leaf}" for leaf in DEVICE_READS),
-        *(f"pattern read {topic}" for topic in fleet),
-        f"pattern read {PREFIX}/{CENTRAL}/status",
-    ]
-    for account in sorted(set(accounts)):
-        if account.startswith(PREFIXES["ingest"]):
-            lines += [
-                "",
-                f"user {account}",
-                f"topic read {PREFIX}/+/passage",
-                f"topic write {PREFIX}/+/ack",
-                f"topic readwrite {PREFIX}/{CENTRAL}/status",
-            ]
-        elif account.startswith(PREFIXES["operator"]):
-            lines += ["", f"user {account}", f"topic read {PREFIX}/#"]
-            lines += [f"topic write {PREFIX}/+/{leaf}" for leaf in ("cmd/+", "config/desired")]
-            lines += [f"topic write {topic}" for topic in fleet]
-    return "\n".join(lines) + "\n"
+    names = sorted(set(accounts))
+    ingest = [n for n in names if n.startswith(PREFIXES["ingest"])]
+    operators = [n for n in names if n.startswith(PREFIXES["operator"])]
+    devices = [n for n in names if n not in ingest and n not in operators]
+    return pki_acl.render(devices, ingest, operators)
 
 
 def acl_text(directory: Path) -> str:
-    """The ACL for every live account in the index."""
+    """The broker's dynamic-security file for every live account in the index."""
     return render_acl(load_index(directory).live_accounts())
 
 

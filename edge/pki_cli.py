@@ -18,6 +18,7 @@ from cryptography import x509
 from edge import pki
 from edge.pki import (
     ACCOUNT_DAYS,
+    ACL,
     CRL,
     CRL_DAYS,
     KINDS,
@@ -30,6 +31,9 @@ from edge.pki import (
     revoke,
     write_crl,
 )
+
+# Where deploy/mosquitto/checkpoint-edge.conf reads the access control from.
+INSTALLED_ACL = f"/etc/mosquitto/checkpoint-edge/{ACL}"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -92,7 +96,7 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--reason", choices=REASONS, default="unspecified")
     p = command("crl", "sign a fresh crl.pem (run before the current one expires)")
     p.add_argument("--days", type=int, default=CRL_DAYS, help="days until the next update")
-    p = command("acl", "the broker's ACL file for every live account")
+    p = command("acl", "the broker's access control (dynamic-security JSON) for every live account")
     p.add_argument("--out", type=Path, help="write it here (default: standard output)")
     command("list", "every certificate issued, and the CRL")
 
@@ -106,13 +110,22 @@ def _run(command: str, args: argparse.Namespace) -> int:
             args.broker_ip or ["127.0.0.1"],
             force=args.force,
         )
-        print(f"PKI created in {directory}; the broker needs ca.pem broker.pem broker.key crl.pem")
+        print(
+            f"PKI created in {directory}; the broker needs ca.pem broker.pem broker.key crl.pem "
+            f"and, from 'pki acl', {ACL}"
+        )
     elif command in KINDS:
         issued = issue(directory, command, args.name, days=args.days, force=args.force)
-        print(f"{issued.name}: {directory / issued.name}.pem and .key (serial {issued.serial:x})")
+        print(
+            f"{issued.name}: {directory / issued.name}.pem and .key (serial {issued.serial:x}); "
+            "the broker lets it in after 'pki acl' and a restart of mosquitto"
+        )
     elif command == "revoke":
         done = revoke(directory, args.name, reason=args.reason)
-        print(f"{done.name}: revoked; copy {directory / CRL} to the broker, restart mosquitto")
+        print(
+            f"{done.name}: revoked; copy {directory / CRL} to the broker, restart mosquitto "
+            "(and run 'pki acl' to drop the account from its access control)"
+        )
     elif command == "crl":
         path = write_crl(directory, days=args.days)
         print(f"{path} written; copy it to the broker, reload mosquitto")
@@ -122,6 +135,10 @@ def _run(command: str, args: argparse.Namespace) -> int:
             sys.stdout.write(text)
         else:
             pki.write_file(args.out, text.encode(), 0o644, force=True)
+            print(
+                f"{args.out} written; install it as {INSTALLED_ACL} on the broker and "
+                "restart mosquitto (a reload does not read it again)"
+            )
     else:
         _list(directory)
     return 0

@@ -26,6 +26,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from edge import pki, pki_cli
+from edge.fleet.commands import MAX_COMMAND_BYTES
+from edge.fleet.remote import MAX_DESIRED_BYTES
+from edge.fleet.signing import MAX_PUSH_BYTES
 
 from .pki_helpers import (
     DEPLOY,
@@ -42,6 +45,8 @@ from .pki_helpers import (
 ACCEPTED = (SUCCESS, NO_MATCHING_SUBSCRIBERS)  # a PUBACK that is not a refusal
 OP = "op-admin"
 INGEST = "ingest-1"
+# The deploy config's max_packet_size: the largest packet a client may send.
+MAX_PACKET = 8 * 1024 * 1024 + 64 * 1024
 
 
 def run(*argv: str | Path) -> int:
@@ -60,7 +65,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
         assert run("device", device, "--dir", d) == 0
     assert run("ingest", "1", "--dir", d) == 0
     assert run("operator", "admin", "--dir", d) == 0
-    assert run("acl", "--dir", d, "--out", d / "acl") == 0
+    assert run("acl", "--dir", d, "--out", d / pki.ACL) == 0
     return d
 
 
@@ -143,7 +148,7 @@ def test_the_test_broker_runs_the_deploy_config_with_only_paths_listener_and_use
                 ("certfile", "broker.pem"),
                 ("keyfile", "broker.key"),
                 ("crlfile", "crl.pem"),
-                ("acl_file", "acl"),
+                ("plugin_opt_config_file", pki.ACL),
             ]
         },
     }
@@ -171,25 +176,33 @@ def test_the_deploy_config_holds_the_settings_the_fleet_relies_on() -> None:
         "use_identity_as_username": "true",
         "use_username_as_clientid": "true",
         "allow_anonymous": "false",
-        "acl_file": f"{INSTALLED}acl",
+        "plugin": "mosquitto_dynamic_security.so",
+        "plugin_opt_config_file": f"{INSTALLED}{pki.ACL}",
         "persistence": "true",
         "persistence_location": "/var/lib/mosquitto/",
         "autosave_interval": "10",
         "autosave_on_changes": "false",
         "max_queued_messages": "1000000",
         "max_inflight_messages": "100",
+        "max_packet_size": str(MAX_PACKET),
     }
 
 
 def test_the_deploy_acl_is_what_pki_acl_writes_for_the_example_accounts(
     fleet: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    deployed = (DEPLOY / "acl").read_text()
+    deployed = (DEPLOY / pki.ACL).read_text()
     capsys.readouterr()
     assert run("acl", "--dir", fleet) == 0
-    assert capsys.readouterr().out == deployed  # the fleet has ingest-1 and op-admin
-    assert (fleet / "acl").read_text() == deployed
-    assert pki.render_acl([INGEST, OP]) == deployed
+    assert capsys.readouterr().out == deployed  # lane-a, lane-b, ingest-1 and op-admin
+    assert (fleet / pki.ACL).read_text() == deployed
+    assert pki.render_acl(["lane-b", OP, "lane-a", INGEST]) == deployed
+
+
+def test_the_packet_limit_fits_the_largest_legitimate_message() -> None:
+    """A signed fleet push may be MAX_PUSH_BYTES of payload; its topic and header fit too."""
+    assert MAX_PUSH_BYTES + 1024 <= MAX_PACKET <= MAX_PUSH_BYTES + 64 * 1024
+    assert max(MAX_DESIRED_BYTES, MAX_COMMAND_BYTES) < MAX_PUSH_BYTES
 
 
 # -- what each account may do -------------------------------------------------------------
@@ -251,11 +264,8 @@ def test_a_device_cannot_read_another_devices_topics(
         "#",
         "cp/v1/lane-a/cmd/+",  # its own: where the marker comes
     ]
-    codes = lane_a.subscribe(*filters)
-    # mosquitto 2.0 grants every SUBSCRIBE and filters each delivery by the ACL;
-    # a broker that refuses the subscription outright (0x87) is as good.
-    assert all(rc in (GRANTED_QOS1, NOT_AUTHORIZED) for rc in codes), codes
-    assert codes[-1] == GRANTED_QOS1
+    # refused at SUBSCRIBE (the dynamic-security plugin), and filtered on delivery too
+    assert lane_a.subscribe(*filters) == [NOT_AUTHORIZED] * (len(filters) - 1) + [GRANTED_QOS1]
     assert lane_b.publish("cp/v1/lane-b/passage", b"b's passage") in ACCEPTED
     assert operator.publish("cp/v1/lane-b/cmd/open", b"for b") in ACCEPTED
     # they were published (the operator sees them) and lane-a got none of them
@@ -322,24 +332,71 @@ def test_the_ingest_takes_passages_by_shared_subscription_and_acks(
     ]
 
 
-def test_mosquitto_grants_a_shared_subscription_by_the_plain_topic_line(
-    own_fleet: Path, start_broker: Callable[[Path], Broker], connect: Callable[..., TlsClient]
+def test_a_device_cannot_join_the_ingests_shared_subscription(
+    broker: Broker, connect: Callable[..., TlsClient], operator: TlsClient
 ) -> None:
-    """What the ingest's ACL needs: with only a ``$share/...`` line, nothing is delivered."""
-    acl = (own_fleet / "acl").read_text()
-    assert "topic read cp/v1/+/passage\n" in acl
-    (own_fleet / "acl").write_text(
-        acl.replace("topic read cp/v1/+/passage\n", "topic read $share/ingest/cp/v1/+/passage\n")
-    )
-    broker = start_broker(own_fleet)
-    ingest = connect(broker, INGEST, pki_dir=own_fleet)
-    lane_a = connect(broker, "lane-a", pki_dir=own_fleet)
-    assert (
-        ingest.subscribe("$share/ingest/cp/v1/+/passage", "cp/v1/$central/status")
-        == [GRANTED_QOS1] * 2
-    )
-    assert lane_a.publish("cp/v1/lane-a/passage", b"lost") == SUCCESS  # routed, then denied
-    assert ingest.drain(ingest, "cp/v1/$central/status") == []
+    """Issue 14: a kiosk in the ingest's group would be handed every other passage."""
+    ingest = connect(broker, INGEST)
+    lane_a, lane_b = connect(broker, "lane-a"), connect(broker, "lane-b")
+    group = "$share/ingest/cp/v1/+/passage"
+    assert ingest.subscribe(group, "cp/v1/$central/status") == [GRANTED_QOS1] * 2
+    # the thief: refused outright, or at least never a member that takes a turn
+    assert lane_b.subscribe(group, "cp/v1/lane-b/cmd/+")[1] == GRANTED_QOS1
+    sent = []
+    for i in range(25):
+        for lane in (lane_a, lane_b):
+            topic, payload = f"cp/v1/{lane.client_id}/passage", f"p-{i}".encode()
+            assert lane.publish(topic, payload) == SUCCESS
+            sent.append((topic, payload))
+    got = ingest.drain(ingest, "cp/v1/$central/status")
+    assert sorted((m.topic, m.payload) for m in got) == sorted(sent)  # all 50, once each
+    assert lane_b.drain(operator, "cp/v1/lane-b/cmd/marker") == []
+
+
+def test_only_ingest_accounts_join_a_shared_subscription_of_passages(
+    broker: Broker, connect: Callable[..., TlsClient], operator: TlsClient
+) -> None:
+    ingest, lane_a = connect(broker, INGEST), connect(broker, "lane-a")
+    # whatever group the ingest is configured with ([ingest] group), or none
+    assert ingest.subscribe("$share/night/cp/v1/+/passage", "cp/v1/+/passage") == [GRANTED_QOS1] * 2
+    joins = [
+        "$share/ingest/cp/v1/+/passage",
+        "$share/ingest/cp/v1/lane-a/passage",  # not even its own passages
+        "$share/ingest/cp/v1/#",
+        "$share/ingest/#",
+    ]
+    assert lane_a.subscribe(*joins) == [NOT_AUTHORIZED] * len(joins)
+    assert operator.subscribe(*joins) == [NOT_AUTHORIZED] * len(joins)  # it reads, plainly
+
+
+# -- how large a message may be ---------------------------------------------------------
+
+
+def test_a_packet_over_the_limit_is_refused_and_never_reaches_the_ingest(
+    broker: Broker, connect: Callable[..., TlsClient]
+) -> None:
+    ingest, lane_a = connect(broker, INGEST), connect(broker, "lane-a")
+    group = "$share/ingest/cp/v1/+/passage"
+    assert ingest.subscribe(group, "cp/v1/$central/status") == [GRANTED_QOS1] * 2
+    topic = "cp/v1/lane-a/passage"
+    under = b"u" * (MAX_PACKET - 1024)  # with its topic and header: just under the limit
+    assert lane_a.publish(topic, under) == SUCCESS
+    mark = broker.mark()
+    lane_a.client.publish(topic, b"o" * MAX_PACKET, qos=1)  # the payload alone is the limit
+    broker.wait_log("Client lane-a disconnected due to oversize packet.", mark)
+    assert lane_a.disconnects.get(timeout=10) is not None  # DISCONNECT 0x95, or the socket
+    got = ingest.drain(ingest, "cp/v1/$central/status")
+    assert [(m.topic, len(m.payload)) for m in got] == [(topic, len(under))]
+
+
+def test_the_largest_fleet_push_fits_under_the_limit(
+    broker: Broker, connect: Callable[..., TlsClient], operator: TlsClient
+) -> None:
+    lane_a = connect(broker, "lane-a")
+    assert lane_a.subscribe("cp/v1/$all/trust", "cp/v1/lane-a/cmd/+") == [GRANTED_QOS1] * 2
+    assert operator.publish("cp/v1/$all/trust", b"t" * MAX_PUSH_BYTES) == SUCCESS
+    got = lane_a.drain(operator, "cp/v1/lane-a/cmd/marker")
+    assert [(m.topic, len(m.payload)) for m in got] == [("cp/v1/$all/trust", MAX_PUSH_BYTES)]
 
 
 def test_an_operator_commands_but_forges_nothing(
@@ -350,22 +407,44 @@ def test_an_operator_commands_but_forges_nothing(
     forged = ["cp/v1/lane-b/passage", "cp/v1/lane-b/status", "cp/v1/lane-b/ack"]
     assert attempts(operator, forged) == dict.fromkeys(forged, NOT_AUTHORIZED)
     assert [topic for topic, _ in op_drain(operator)] == allowed
+    # nor does it change the access control through the plugin's own topics
+    control = "$CONTROL/dynamic-security/v1"
+    assert operator.subscribe(control + "/#") == [NOT_AUTHORIZED]
+    assert operator.publish(control, b'{"commands": [{"command": "listClients"}]}') == (
+        NOT_AUTHORIZED
+    )
 
 
-def test_a_new_operator_is_in_once_the_acl_is_rewritten_and_reloaded(
+def test_new_accounts_are_in_once_pki_acl_is_rerun_and_the_broker_restarted(
     own_fleet: Path, start_broker: Callable[[Path], Broker], connect: Callable[..., TlsClient]
 ) -> None:
     broker = start_broker(own_fleet)
-    lane_a = connect(broker, "lane-a", pki_dir=own_fleet)
-    assert lane_a.subscribe("cp/v1/lane-a/cmd/+") == [GRANTED_QOS1]
+    assert run("device", "lane-c", "--dir", own_fleet) == 0
     assert run("operator", "alice", "--dir", own_fleet) == 0
-    alice = connect(broker, "op-alice", pki_dir=own_fleet)  # the CA vouches for her...
-    assert alice.publish("cp/v1/lane-a/cmd/open", b"too early") == NOT_AUTHORIZED  # ...not the ACL
-    assert run("acl", "--dir", own_fleet, "--out", own_fleet / "acl") == 0
-    broker.reload()
-    assert alice.publish("cp/v1/lane-a/cmd/open", b"now") in ACCEPTED
-    got = lane_a.drain(alice, "cp/v1/lane-a/cmd/marker")
-    assert [(m.topic, m.payload) for m in got] == [("cp/v1/lane-a/cmd/open", b"now")]
+    lane_c = connect(broker, "lane-c", pki_dir=own_fleet)  # the CA vouches for them...
+    alice = connect(broker, "op-alice", pki_dir=own_fleet)
+    assert lane_c.publish("cp/v1/lane-c/status", b"too early") == NOT_AUTHORIZED  # ...not the ACL
+    assert lane_c.subscribe("cp/v1/lane-c/cmd/+") == [NOT_AUTHORIZED]
+    assert alice.publish("cp/v1/lane-c/cmd/open", b"too early") == NOT_AUTHORIZED
+    assert run("acl", "--dir", own_fleet, "--out", own_fleet / pki.ACL) == 0
+    written = (own_fleet / pki.ACL).read_bytes()
+    broker.reload()  # mosquitto 2.0.11 does not read the plugin's file again on SIGHUP
+    assert lane_c.publish("cp/v1/lane-c/status", b"still early") == NOT_AUTHORIZED
+    broker.restart()
+    assert (own_fleet / pki.ACL).read_bytes() == written  # the broker never writes it
+    for client in (lane_c, alice):
+        client.disconnects.get(timeout=10)
+        client.disconnect()
+    lane_c = connect(broker, "lane-c", pki_dir=own_fleet)
+    alice = connect(broker, "op-alice", pki_dir=own_fleet)
+    assert lane_c.subscribe("cp/v1/lane-c/cmd/+") == [GRANTED_QOS1]
+    assert alice.subscribe("cp/v1/lane-c/status") == [GRANTED_QOS1]
+    assert lane_c.publish("cp/v1/lane-c/status", b"now") == SUCCESS
+    assert alice.publish("cp/v1/lane-c/cmd/open", b"now") == SUCCESS
+    assert [(m.topic, m.payload) for m in lane_c.drain(alice, "cp/v1/lane-c/cmd/marker")] == [
+        ("cp/v1/lane-c/cmd/open", b"now")
+    ]
+    assert alice.messages.get(timeout=10).payload == b"now"
 
 
 # -- who may connect -----------------------------------------------------------------------
@@ -593,15 +672,42 @@ def test_the_crl_command_signs_a_fresh_next_update(own_fleet: Path) -> None:
     assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 2
 
 
-def test_the_acl_lists_only_live_ingest_and_operator_accounts(own_fleet: Path) -> None:
+def test_the_acl_lists_every_live_account_each_device_with_a_role_of_its_own(
+    own_fleet: Path,
+) -> None:
+    def clients() -> dict[str, list[str]]:
+        doc = json.loads(pki.acl_text(own_fleet))
+        return {c["username"]: [r["rolename"] for r in c["roles"]] for c in doc["clients"]}
+
     assert run("operator", "alice", "--dir", own_fleet) == 0
-    assert "\nuser op-alice\n" in pki.acl_text(own_fleet)
+    assert clients() == {
+        "lane-a": ["device-lane-a", "devices"],
+        "lane-b": ["device-lane-b", "devices"],
+        INGEST: ["ingest"],
+        OP: ["operators"],
+        "op-alice": ["operators"],
+    }
     assert run("revoke", OP, "--dir", own_fleet) == 0
-    acl = pki.acl_text(own_fleet)
-    assert "user op-admin" not in acl
-    assert "\nuser op-alice\n" in acl
-    assert "\nuser ingest-1\n" in acl
-    assert "user lane-a" not in acl  # devices are the patterns
+    assert run("revoke", "lane-b", "--dir", own_fleet) == 0
+    assert sorted(clients()) == ["ingest-1", "lane-a", "op-alice"]
+    doc = json.loads(pki.acl_text(own_fleet))
+    assert doc["defaultACLAccess"] == {
+        "publishClientSend": False,
+        "publishClientReceive": False,
+        "subscribe": False,
+        "unsubscribe": True,
+    }
+    roles = {r["rolename"]: r["acls"] for r in doc["roles"]}
+    assert sorted(roles) == ["device-lane-a", "devices", "ingest", "operators"]
+    assert all(acl["allow"] for acls in roles.values() for acl in acls)
+    assert {acl["topic"].split("/")[2] for acl in roles["device-lane-a"]} == {"lane-a"}
+    assert {acl["topic"] for acl in roles["devices"]} == {
+        "cp/v1/$all/cmd/+",
+        "cp/v1/$all/trust",
+        "cp/v1/$all/policy",
+        "cp/v1/$all/rules",
+        "cp/v1/$central/status",
+    }
 
 
 @pytest.mark.parametrize(

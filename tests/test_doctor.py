@@ -108,7 +108,7 @@ def fleet_pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pki.issue(d, "device", "lane-doc")
     pki.issue(d, "device", "lane-soon", days=10)
     pki.issue(d, "device", "lane-other")
-    (d / "acl").write_text(pki.acl_text(d))
+    (d / pki.ACL).write_text(pki.acl_text(d))
     return d
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from edge import cli
+from edge import cli, pki
 from edge import config as config_mod
 from edge.central.ingest import Ingest
 from edge.config import Config, IngestFile
@@ -49,7 +49,7 @@ def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pki_run("ingest", "1", "--dir", d)
     for operator in ("admin", "raw"):  # two operators: one account = one connection
         pki_run("operator", operator, "--dir", d)
-    pki_run("acl", "--dir", d, "--out", d / "acl")
+    pki_run("acl", "--dir", d, "--out", d / pki.ACL)
     return d
 
 

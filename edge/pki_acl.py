@@ -1,0 +1,151 @@
+"""The broker's access control: the dynamic-security file that ``pki acl`` writes.
+
+The broker (``deploy/mosquitto/checkpoint-edge.conf``) checks every SUBSCRIBE,
+publish and delivery with mosquitto's dynamic-security plugin, configured by
+the JSON document :func:`render` returns. Mosquitto 2.0's ``acl_file`` cannot
+do this job: it grants every SUBSCRIBE and checks only each delivery, so any
+kiosk could join the ingest's shared subscription and make the broker hand it
+(and drop) every other passage (``deploy/mosquitto/README.md``, issue 14).
+
+Every account is a client of the plugin, named by its certificate CN (the
+MQTT username), holding roles; whatever no role allows is refused
+(``defaultACLAccess`` all false but unsubscribing). The plugin of mosquitto
+2.0 has no ``%u`` substitution, so each device has a role of its own
+(``device-<id>``) for its own topics, besides the fleet-wide role ``devices``.
+A device whose certificate is newer than the file may connect but do nothing
+until ``pki acl`` is run again and the broker restarted.
+
+Only ingest accounts may subscribe to passages other than their own, and so
+join a shared subscription (``$share/<group>/cp/v1/+/passage``, any group);
+operators read everything but may not join a ``$share`` group.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from edge.mqtt import topics
+from edge.mqtt.topics import ALL, CENTRAL, PREFIX
+
+# Topic levels under cp/v1/<device id>/ that a device may write, and read.
+DEVICE_WRITES = ("status", "meta", "passage", "telemetry", "alert/+", "res/#", "config/reported")
+DEVICE_READS = ("cmd/+", "config/desired", "ack")
+# Roles shared by several clients (a device's own role is ``device-<id>``).
+DEVICES, INGEST, OPERATORS = "devices", "ingest", "operators"
+FLEET = (f"{PREFIX}/{ALL}/cmd/+", *(topics.fleet_push(kind) for kind in topics.PUSH_KINDS))
+CENTRAL_STATUS = f"{PREFIX}/{CENTRAL}/status"
+
+
+def _allow(acltype: str, topic: str) -> dict[str, Any]:
+    return {"acltype": acltype, "topic": topic, "allow": True}
+
+
+def _reads(*filters: str) -> list[dict[str, Any]]:
+    """Subscribing to ``filters`` (or narrower ones), and receiving what they match."""
+    acls = [_allow("subscribePattern", f) for f in filters]
+    return acls + [_allow("publishClientReceive", f) for f in filters]
+
+
+def _writes(*filters: str) -> list[dict[str, Any]]:
+    return [_allow("publishClientSend", f) for f in filters]
+
+
+def _role(name: str, text: str, acls: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"rolename": name, "textdescription": text, "acls": acls}
+
+
+def device_role(device: str) -> str:
+    return f"device-{device}"
+
+
+def config(
+    devices: Iterable[str], ingest: Iterable[str], operators: Iterable[str]
+) -> dict[str, Any]:
+    """The plugin's configuration for these accounts (each a certificate CN)."""
+    passages = topics.all_passages()
+    roles = [
+        _role(
+            DEVICES,
+            "every kiosk: fleet-wide commands and pushes, the ingest's status",
+            _reads(*FLEET, CENTRAL_STATUS),
+        ),
+        _role(
+            INGEST,
+            "ingest workers: every passage, alone or in a shared subscription; acks",
+            [
+                _allow("subscribePattern", topics.shared("+", passages)),
+                *_reads(passages, CENTRAL_STATUS),
+                *_writes(f"{PREFIX}/+/ack", CENTRAL_STATUS),
+            ],
+        ),
+        _role(
+            OPERATORS,
+            "operators: read everything (no shared subscription); commands, config, pushes",
+            [
+                *_reads(f"{PREFIX}/#"),
+                *_writes(f"{PREFIX}/+/cmd/+", f"{PREFIX}/+/config/desired", *FLEET),
+            ],
+        ),
+    ]
+    clients: list[dict[str, Any]] = []
+    for device in sorted(set(devices)):
+        own = f"{PREFIX}/{device}"
+        roles.append(
+            _role(
+                device_role(device),
+                f"kiosk {device}: its own topics",
+                [
+                    *_writes(*(f"{own}/{leaf}" for leaf in DEVICE_WRITES)),
+                    *_reads(*(f"{own}/{leaf}" for leaf in DEVICE_READS)),
+                ],
+            )
+        )
+        clients.append(_client(device, device_role(device), DEVICES))
+    clients += [_client(name, INGEST) for name in sorted(set(ingest))]
+    clients += [_client(name, OPERATORS) for name in sorted(set(operators))]
+    return {
+        "defaultACLAccess": {
+            "publishClientSend": False,
+            "publishClientReceive": False,
+            "subscribe": False,
+            "unsubscribe": True,
+        },
+        "clients": sorted(clients, key=lambda c: str(c["username"])),
+        "groups": [],
+        "roles": roles,
+    }
+
+
+def _client(username: str, *roles: str) -> dict[str, Any]:
+    # No password: the broker authenticates by certificate (use_identity_as_username).
+    return {"username": username, "roles": [{"rolename": r} for r in roles]}
+
+
+def render(devices: Iterable[str], ingest: Iterable[str], operators: Iterable[str]) -> str:
+    """:func:`config` as the file's text: a client or an ACL a line, the same bytes each time."""
+    doc = config(devices, ingest, operators)
+    roles = []
+    for role in doc["roles"]:
+        fields = [f"{_one(k)}: {_one(v)}" for k, v in role.items() if k != "acls"]
+        fields.append(f'"acls": {_rows([_one(acl) for acl in role["acls"]], 4)}')
+        roles.append(_rows(fields, 3, "{}"))
+    fields = [
+        f'"defaultACLAccess": {_one(doc["defaultACLAccess"])}',
+        f'"clients": {_rows([_one(client) for client in doc["clients"]], 2)}',
+        f'"groups": {_one(doc["groups"])}',
+        f'"roles": {_rows(roles, 2)}',
+    ]
+    return _rows(fields, 1, "{}") + "\n"
+
+
+def _one(value: Any) -> str:
+    return json.dumps(value, separators=(", ", ": "))
+
+
+def _rows(items: list[str], depth: int, brackets: str = "[]") -> str:
+    """``items`` one a line, ``depth`` levels of two spaces in, between ``brackets``."""
+    inner, outer = "  " * depth, "  " * (depth - 1)
+    body = ",\n".join(inner + item for item in items)
+    return f"{brackets[0]}\n{body}\n{outer}{brackets[1]}"
