@@ -30,13 +30,14 @@ from edge.scan import registry
 from edge.scan.text import clean_text
 
 SCHEMA_VERSION = 1
-# A passage is ~1-3 KB; the largest a device can build (64 codes, every field at
-# its length) stays well under this. The broker's limit is above it
-# (deploy/mosquitto), the ingest refuses anything larger before parsing it.
-MAX_PASSAGE_BYTES = 256 * 1024
+# A passage is ~1-3 KB; the largest a device can build (MAX_CREDENTIALS codes and
+# as many occupants, every field at its length: ~0.4 MB, a test builds it) stays
+# under this. The broker's limit is above it (deploy/mosquitto); the ingest
+# refuses anything larger before parsing it.
+MAX_PASSAGE_BYTES = 1024 * 1024
 INT64_MAX = 2**63 - 1
-MAX_CREDENTIALS = 64  # codes in one passage (a bus of travellers)
-MAX_REASONS = 64
+MAX_CREDENTIALS = 512  # codes in one passage: a coach of travellers, two codes each
+MAX_REASONS = 256
 
 DECISIONS = ("approved", "denied")
 DECIDED_BY = ("officer", "policy", "operator")

@@ -29,12 +29,20 @@ from edge.config import Config
 from edge.model import Credential, Passage, PassageDraft, Vehicle
 from edge.mqtt import topics
 from edge.mqtt.device import parse_ack
-from edge.passage_model import INT64_MAX, MAX_PASSAGE_BYTES, BadPassage, check_passage
+from edge.passage_model import (
+    INT64_MAX,
+    MAX_CREDENTIALS,
+    MAX_PASSAGE_BYTES,
+    BadPassage,
+    check_passage,
+)
 from edge.scan.dcc import Dcc
+from edge.scan.declaration import Place
 from edge.scan.idcard import IdCard
 from edge.store import snapshot
 
 from .conftest import Mosquitto, Subscriber, archived_messages
+from .test_declaration import make_declaration
 from .test_e2e import Kiosk
 from .test_ingest import device, ingest_config, ingests, kiosks, postgres_url, wave_through
 
@@ -184,6 +192,37 @@ def test_a_vehicle_and_its_party_make_a_valid_passage() -> None:
     )  # fmt: skip
     msg = built(draft, EVERY_FIELD)
     assert check_passage(msg, "lane-a") is msg
+
+
+def test_the_largest_passage_a_kiosk_can_build_fits_the_model_and_the_size_limit() -> None:
+    """A coach of MAX_CREDENTIALS / 2 travellers, each showing a declaration with every
+    field at its longest and a DCC whose text is longer than any field: one passage."""
+    place = Place("79", "760", "x" * 200)
+    decl = make_declaration(
+        T0, name="N" * 100, purpose="P" * 100, plate="51H-123.45" + "9" * 5,
+        origin=place, destination=place,
+    )  # fmt: skip
+    dcc = Dcc(
+        issuer="XX", issued_at=T0, expires_at=T0, type="v", certificate_id="U" * 500,
+        name="Ñ" * 500, birth_date="1990-01-31",
+    )  # fmt: skip
+    people = MAX_CREDENTIALS // 2
+    creds = []
+    for _ in range(people):
+        creds += [
+            Credential.from_raw("declaration", b"d", valid=True, claims=decl),
+            Credential.from_raw("dcc", b"HC1:x", valid=True, claims=dcc),
+        ]
+    draft = PassageDraft(
+        T0, "approved", "officer", tuple(f"rule_failed:VR-VN-{n:04d}" for n in range(50)),
+        tuple(creds), "officer", "approve",
+        occupants=tuple((2 * i, 2 * i + 1) for i in range(people)),
+        vehicle=Vehicle("bus", "51B-000.01"),
+    )  # fmt: skip
+    msg = built(draft, EVERY_FIELD)
+    size = len(json.dumps(msg, ensure_ascii=False, separators=(",", ":")).encode())
+    assert 300_000 < size < MAX_PASSAGE_BYTES / 2  # large indeed, and twice within the limit
+    assert check_passage(json.loads(json.dumps(msg)), "lane-a") == msg
 
 
 # -- through the broker to the ingest -------------------------------------------------
