@@ -277,13 +277,13 @@ def _nothing() -> None:
     """No question to send."""
 
 
-def _read_by(response: Any, deadline: float) -> bytes:
+def _read_by(response: Any, deadline: float, clock: Callable[[], float] = time.monotonic) -> bytes:
     """The body, at most MAX_BODY + 1 bytes, read by ``deadline``: a service that drips
     its answer a byte at a time (each within the socket timeout) is cut off (TimeoutError)."""
     chunks: list[bytes] = []
     size = 0
     while size <= MAX_BODY:
-        if time.monotonic() > deadline:
+        if clock() > deadline:
             raise TimeoutError("the answer took too long")
         chunk = response.read1(min(8192, MAX_BODY + 1 - size))
         if not chunk:

@@ -844,7 +844,7 @@ class IngestConfig:
         ),
     )
     batch_size: int = field(
-        default=200, metadata=_doc("Passages stored per database transaction at most.", _positive)
+        default=500, metadata=_doc("Passages stored per database transaction at most.", _positive)
     )
     batch_wait_s: float = field(
         default=0.0,
@@ -855,10 +855,11 @@ class IngestConfig:
         ),
     )
     receive_maximum: int = field(
-        default=1000,
+        default=2000,
         metadata=_doc(
             "Passages the broker may hand this worker before it has stored and PUBACKed "
-            "them (MQTT v5 Receive Maximum, 1-65535): the depth of its pipeline. The "
+            "them (MQTT v5 Receive Maximum, 1-65535): the depth of its pipeline, best about "
+            "4 batches. The "
             "broker's max_inflight_messages does not apply to a worker that sets it.",
             _receive_maximum,
         ),

@@ -356,13 +356,17 @@ def test_an_answer_that_drips_in_is_cut_off() -> None:
     huge = io.BufferedReader(io.BytesIO(b"x" * (lookup_mod.MAX_BODY * 2)))
     assert len(lookup_mod._read_by(huge, time.monotonic() + 60)) == lookup_mod.MAX_BODY + 1
 
+    now = [0.0]  # the test's clock: each byte takes 1 ms, however fast this machine is
+
     class Drip(io.RawIOBase):
         def readable(self) -> bool:
             return True
 
         def readinto(self, buffer: Any) -> int:
+            now[0] += 0.001
             buffer[0:1] = b" "  # one byte per read, for ever
             return 1
 
     with pytest.raises(TimeoutError):
-        lookup_mod._read_by(io.BufferedReader(Drip(), buffer_size=1), time.monotonic() + 0.05)
+        lookup_mod._read_by(io.BufferedReader(Drip(), buffer_size=1), 0.05, lambda: now[0])
+    assert 0.05 < now[0] < 0.06  # cut off at the deadline, not at the size limit

@@ -105,11 +105,11 @@ def test_acknowledged_passages_are_not_republished_while_the_store_cannot_record
     real_acknowledge = outbox.acknowledge
     failures = [2]
 
-    def disk_full(pids: Any, now: Any) -> Any:
+    def disk_full(pids: Any, now: Any, rejected: Any = None) -> Any:
         if failures[0]:
             failures[0] -= 1
             raise StoreError("cannot write store: No space left on device")
-        return real_acknowledge(pids, now)
+        return real_acknowledge(pids, now, rejected)
 
     outbox.acknowledge = disk_full  # type: ignore[method-assign]
     kiosk.start()

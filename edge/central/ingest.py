@@ -33,6 +33,7 @@ see it and say online again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -41,12 +42,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 
 from edge.central.db import DatabaseError, PassageDB, open_db
-from edge.central.writer import Writer, WriterProcess
+from edge.central.writer import Outcome, Writer, WriterProcess
 from edge.config import IngestFile
 from edge.mqtt import topics
 from edge.mqtt.device import parse_central
@@ -62,12 +63,12 @@ def central_payload(state: str, worker: str) -> bytes:
 RETENTION_EVERY_S = 3600.0
 
 
-@dataclass(frozen=True)
-class _Incoming:
+class _Incoming(NamedTuple):
     topic: str
     payload: bytes
     mid: int
     qos: int
+    connection: int  # the link's connection it came on: its mid means nothing on another
 
 
 @dataclass
@@ -118,7 +119,8 @@ class Ingest:
         self.link = MqttLink(
             cfg.mqtt, options, on_connected=self._connected, on_message=self._message
         )
-        self._inbox: queue.Queue[_Incoming | None] = queue.Queue()
+        self._central_topic = topics.central_status()
+        self._inbox: queue.SimpleQueue[_Incoming | None] = queue.SimpleQueue()  # C: cheap put
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work, name="ingest", daemon=True)
         self._retention = threading.Thread(
@@ -183,36 +185,49 @@ class Ingest:
         )
 
     def _message(self, msg: mqtt.MQTTMessage) -> None:
-        if msg.topic == topics.central_status():
+        # the hot path of the network thread: one passage at a time, kept short
+        topic = msg.topic
+        if topic == self._central_topic:
             if parse_central(bytes(msg.payload)) is False and self.link.connected:
                 # another worker went away; as long as this one is here, say so
                 self._connected()
             if msg.qos:
                 self.link.ack(msg.mid, msg.qos)
             return
-        self._inbox.put(_Incoming(msg.topic, bytes(msg.payload), msg.mid, msg.qos))
+        payload = bytes(msg.payload)  # paho hands bytes: no copy
+        self._inbox.put(_Incoming(topic, payload, msg.mid, msg.qos, self.link.connects))
 
     # -- worker thread -------------------------------------------------------
 
     def _work(self) -> None:
+        """Batches go to the writer one ahead: while it checks and stores one, this thread
+        PUBACKs and answers the one before, and the network thread receives the next."""
+        pending: list[_Incoming] | None = None
         while not self._stop.is_set():
-            batch = self._take_batch()
-            if not batch:
-                continue
+            batch = self._take_batch(wait=0.5 if pending is None else 0.0)
             try:
-                self._handle(batch)
+                if batch:
+                    self.writer.submit([(item.topic, item.payload) for item in batch])
+                if pending is not None:
+                    done, pending = pending, None
+                    self._finish(done, self.writer.result())
             except DatabaseError as exc:
                 # not PUBACKed: the broker gives them to us again after a reconnect
-                log.error("ingest: %s; %d passage(s) wait for the next try", exc, len(batch))  # noqa: TRY400
+                log.error("ingest: %s; the passage(s) wait for the next try", exc)  # noqa: TRY400
+                if batch:
+                    with contextlib.suppress(DatabaseError):
+                        self.writer.result()  # sent meanwhile: comes again too
+                    batch = []
                 self._stop.wait(2.0)
                 self.link.stop()
                 self.link.start()
+            pending = batch or None
             with self._progress:
                 self._progress.notify_all()
 
-    def _take_batch(self) -> list[_Incoming]:
+    def _take_batch(self, wait: float) -> list[_Incoming]:
         try:
-            first = self._inbox.get(timeout=0.5)
+            first = self._inbox.get(timeout=wait) if wait else self._inbox.get_nowait()
         except queue.Empty:
             return []
         if first is None:
@@ -235,10 +250,11 @@ class Ingest:
             batch.append(item)
         return batch
 
-    def _handle(self, batch: list[_Incoming]) -> None:
-        outcome = self.writer.handle([(item.topic, item.payload) for item in batch])
-        for item in batch:
-            self.link.ack(item.mid, item.qos)  # stored or kept: the broker may forget it
+    def _finish(self, batch: list[_Incoming], outcome: Outcome) -> None:
+        """A batch checked and stored: PUBACK it, answer its devices, count."""
+        # stored or kept: the broker may forget them (the network thread PUBACKs them,
+        # woken by the answers published below)
+        self.link.ack_later([(item.mid, item.qos, item.connection) for item in batch])
         answers: dict[str, _Answer] = {}
         for device, pid in outcome.stored:
             answers.setdefault(device, _Answer()).pids.append(pid)

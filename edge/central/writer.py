@@ -22,10 +22,11 @@ import json
 import logging
 import multiprocessing
 import threading
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NoReturn
 
 from edge.central.db import Checked, DatabaseError, PassageDB, Rejection, Stored, open_db
 from edge.mqtt import topics
@@ -53,6 +54,21 @@ class Writer:
     def __init__(self, db: PassageDB, max_bytes: int) -> None:
         self.db = db
         self.max_bytes = max_bytes
+        self._done: deque[Outcome | DatabaseError] = deque()
+
+    def submit(self, batch: Sequence[Message]) -> None:
+        """Start on a batch; :meth:`result` gives its outcome (batches finish in order)."""
+        try:
+            self._done.append(self.handle(batch))
+        except DatabaseError as exc:
+            self._done.append(exc)
+
+    def result(self) -> Outcome:
+        """The outcome of the oldest batch submitted; raise its DatabaseError."""
+        done = self._done.popleft()
+        if isinstance(done, DatabaseError):
+            raise done
+        return done
 
     def handle(self, batch: Sequence[Message]) -> Outcome:
         """Check and store one batch; raise :class:`DatabaseError` (transient) when the
@@ -170,6 +186,7 @@ class WriterProcess:
         self.url = url
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
+        self._sent = 0  # batches sent, outcome not yet read
         self._conn: Connection | None = None
         self._process: multiprocessing.process.BaseProcess | None = None
         self._start()
@@ -196,22 +213,40 @@ class WriterProcess:
             raise DatabaseError(str(ready))
         self._conn, self._process = ours, process
 
-    def handle(self, batch: Sequence[Message]) -> Outcome:
+    def submit(self, batch: Sequence[Message]) -> None:
+        """Send a batch to the writer process (which works through them in order)."""
         with self._lock:
             if self._conn is None:
                 self._start()
             assert self._conn is not None
             try:
                 self._conn.send(list(batch))
+            except OSError as exc:
+                self._lost(exc)
+            self._sent += 1
+
+    def result(self) -> Outcome:
+        """The outcome of the oldest batch sent; raise DatabaseError when the database (or
+        the process) failed: then that batch must come again."""
+        with self._lock:
+            if self._conn is None:
+                raise DatabaseError("the ingest's writer process was restarted")
+            try:
                 answer = self._conn.recv()
             except (EOFError, OSError) as exc:
-                self._conn = None
-                if self._process is not None:
-                    self._process.join(timeout=5)
-                raise DatabaseError(f"the ingest's writer process died ({exc!r})") from exc
+                self._lost(exc)
+            finally:
+                self._sent -= 1
         if isinstance(answer, Outcome):
             return answer
         raise DatabaseError(str(answer))  # a transient database failure: try again
+
+    def _lost(self, exc: BaseException) -> NoReturn:
+        """The process died: the next batch starts a new one; what it held comes again."""
+        self._conn = None
+        if self._process is not None:
+            self._process.join(timeout=5)
+        raise DatabaseError(f"the ingest's writer process died ({exc!r})") from exc
 
     @property
     def alive(self) -> bool:

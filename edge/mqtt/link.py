@@ -19,6 +19,7 @@ import logging
 import random
 import ssl
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -97,6 +98,7 @@ class MqttLink:
         self._on_connected = on_connected
         self._on_puback = on_puback
         self._pubacks: list[tuple[int, bool, str]] = []  # of the current loop pass
+        self._acks: deque[tuple[int, int, int]] = deque()  # PUBACKs to send (ack_later)
         self._on_message = on_message
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._stop = threading.Event()
@@ -207,6 +209,21 @@ class MqttLink:
         """PUBACK a received message (with ``manual_ack``): after it is safely stored."""
         self._client.ack(mid, qos)
 
+    def ack_later(self, acks: list[tuple[int, int, int]]) -> None:
+        """PUBACK many received messages, ``(mid, qos, connection)`` each, from the network
+        thread on its next pass (a publish, or the next packet, wakes it): one thread
+        writes them all, instead of the caller waiting for the interpreter lock the
+        network thread holds, once per message. Those of an earlier connection are
+        dropped: the broker sends them again, and their packet ids may name another
+        message by now."""
+        self._acks.extend(acks)
+
+    def _flush_acks(self) -> None:
+        while self._acks:
+            mid, qos, connection = self._acks.popleft()
+            if connection == self.connects:
+                self._client.ack(mid, qos)
+
     def stop(self) -> None:
         """Disconnect cleanly (no will) and end the network thread."""
         self._stop.set()
@@ -223,7 +240,9 @@ class MqttLink:
             if self._try_connect():
                 # the socket is open: drive it until the connection ends
                 while not self._stop.is_set():
+                    self._flush_acks()
                     rc = self._client.loop(timeout=0.2)
+                    self._flush_acks()
                     self._deliver_pubacks()
                     if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                         break
