@@ -593,3 +593,23 @@ def test_parse_ack_reads_rejections_and_refuses_nonsense() -> None:
     assert parse_ack(b'{"pids": []}') is not None  # an older ingest
     for bad in (b'{"pids": [], "rejected": {}}', b'{"pids": [], "rejected": [{"pid": 1}]}'):
         assert parse_ack(bad) is None
+
+
+def test_a_postgresql_connection_cut_is_transient_and_reopened() -> None:
+    """A database restart (here: its backend terminated) fails the batch in flight as
+    transient (it comes again), and the next one goes through a new connection."""
+    url = postgres_url(f"ce_{uuid.uuid4().hex[:10]}")
+    psycopg = pytest.importorskip("psycopg")
+    db = open_db(url)
+    try:
+        assert db.store([Checked.of(passage(seq=1))]).new == 1
+        pid = db._conn.info.backend_pid  # type: ignore[attr-defined]
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(DatabaseError) as cut:
+            db.store([Checked.of(passage(seq=2))])
+        assert cut.value.transient
+        assert db.store([Checked.of(passage(seq=2))]).new == 1
+        assert db.count() == 2
+    finally:
+        db.close()

@@ -487,11 +487,13 @@ def _open_sqlite_readonly(path: Path) -> sqlite3.Connection:
 
 
 class PostgresDB(_SqlDB):
-    """PostgreSQL through psycopg 3; one connection, serialised by a lock.
+    """PostgreSQL through psycopg 3; one connection, serialised by a lock, opened again
+    when it broke (a database restart).
 
     ``readonly`` (the tracing queries): every transaction is read-only and the
     schema is not created; a database without the ingest's tables is an error.
-    A batch's ``executemany`` goes in one pipeline: one round trip, not one per row.
+    A batch is COPYed into a temporary table, then moved with one INSERT ... SELECT:
+    half the client's CPU of a pipelined executemany (measured here).
     """
 
     mark = "%s"
@@ -505,36 +507,49 @@ class PostgresDB(_SqlDB):
                 "PostgreSQL needs psycopg 3: pip install 'checkpoint-edge[postgres]'"
             ) from exc
         self._psycopg: Any = psycopg
+        self._url = url
+        self._readonly = readonly
         try:
-            self._conn: Any = psycopg.connect(url, connect_timeout=10)
-            if readonly:
-                self._conn.read_only = True
-                with self._conn.transaction():
-                    found = self._conn.execute("SELECT to_regclass('passages')").fetchone()
-                if found is None or found[0] is None:
-                    self._conn.close()
-                    raise DatabaseError("not a passage database (no passages table)")
-            else:
-                with self._conn.transaction():
-                    self._conn.execute(_SCHEMA_POSTGRES)
-                    for table, columns in _ADDED.items():
-                        for name, kind in columns:
-                            self._conn.execute(
-                                f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} "
-                                f"{kind.format(**_POSTGRES_TYPES)}"
-                            )
-                    self._conn.execute(_INDEXES)
+            self._conn: Any = self._connect()
         except psycopg.Error as exc:
             raise DatabaseError(f"cannot open the PostgreSQL database: {exc}") from exc
+
+    def _connect(self) -> Any:
+        conn = self._psycopg.connect(self._url, connect_timeout=10)
+        if self._readonly:
+            conn.read_only = True
+            with conn.transaction():
+                found = conn.execute("SELECT to_regclass('passages')").fetchone()
+            if found is None or found[0] is None:
+                conn.close()
+                raise DatabaseError("not a passage database (no passages table)")
+            return conn
+        with conn.transaction():
+            conn.execute(_SCHEMA_POSTGRES)
+            for table, columns in _ADDED.items():
+                for name, kind in columns:
+                    conn.execute(
+                        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} "
+                        f"{kind.format(**_POSTGRES_TYPES)}"
+                    )
+            conn.execute(_INDEXES)
+            conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS incoming ON COMMIT DELETE ROWS AS "  # noqa: S608
+                f"SELECT {', '.join(COLUMNS)} FROM passages WITH NO DATA"
+            )
+        return conn
 
     def _stamp(self, when: datetime) -> Any:
         return when
 
     def _insert(self, tx: Tx, rows: list[tuple[Any, ...]]) -> int:
-        # psycopg pipelines executemany: one round trip for the batch (measured 3.5x
-        # faster here than one INSERT ... SELECT FROM unnest(arrays))
-        tx.executemany(_insert(self.mark), rows)
-        return int(tx.rowcount)  # type: ignore[attr-defined]  # psycopg sums executemany's
+        if self._readonly:
+            raise DatabaseError("the database is opened read-only", transient=False)
+        cur: Any = tx
+        with cur.copy(_COPY_INCOMING) as copy:
+            for row in rows:
+                copy.write_row(row)
+        return int(cur.execute(_INSERT_INCOMING).rowcount)  # emptied at commit
 
     def _in(self, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return "(SELECT unnest(%s::text[]))", [list(values)]
@@ -544,6 +559,8 @@ class PostgresDB(_SqlDB):
         errors = self._psycopg
         with self._lock:
             try:
+                if self._conn.broken or self._conn.closed:
+                    self._conn = self._connect()  # the database came back (or will)
                 with self._conn.transaction(), self._conn.cursor() as cur:
                     yield cur
             except errors.Error as exc:
@@ -562,6 +579,13 @@ class PostgresDB(_SqlDB):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+_COPY_INCOMING = f"COPY incoming ({', '.join(COLUMNS)}) FROM STDIN"
+_INSERT_INCOMING = (
+    f"INSERT INTO passages ({', '.join(COLUMNS)}) "  # noqa: S608 - constant names
+    f"SELECT {', '.join(COLUMNS)} FROM incoming ON CONFLICT DO NOTHING"
+)
 
 
 def _first_line(exc: BaseException) -> str:
