@@ -4,4 +4,5 @@ import sys
 
 from edge.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a spawned process (the ingest's writer) imports it
+    sys.exit(main())

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -288,3 +291,65 @@ def test_postgresql_trace_refuses_a_database_without_passages() -> None:
     url = postgres_url(f"ce_{uuid.uuid4().hex[:10]}")
     with pytest.raises(DatabaseError, match="not a passage database"):
         open_db(url, readonly=True)
+
+
+def children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def test_the_ingest_command_stores_and_stops_with_its_writer(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    """``checkpoint-edge ingest`` as a service runs it: a writer process of its own, a
+    passage stored and acknowledged, SIGTERM ends both."""
+    config = tmp_path / "ingest.toml"
+    config.write_text(
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'
+        f'[ingest]\ndatabase = "sqlite:///{tmp_path / "central.db"}"\n'
+    )
+    status = Subscriber(broker.port, [topics.central_status()]).connect()
+    proc = subprocess.Popen([sys.executable, "-m", "edge", "ingest", "-c", str(config)])
+    try:
+        while json.loads(status.get(timeout=30).payload)["state"] != "online":
+            pass
+        # the writer (multiprocessing's resource tracker, also a child, ends by itself)
+        writers = {p for p in children(proc.pid) if b"spawn_main" in cmdline(p)}
+        assert len(writers) == 1, "no writer process"
+        acks = Subscriber(broker.port, ["cp/v1/+/ack"]).connect()
+        passage = {
+            "v": 1, "pid": str(uuid.uuid4()), "seq": 1, "device": "lane-x", "site": "s",
+            "ts": "2026-11-26T08:00:00.000Z", "decision": "approved", "decided_by": "officer",
+            "reasons": [], "mode": "officer", "verdict": None, "credentials": [], "traveller": {},
+        }  # fmt: skip
+        pub = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        pub.connect("127.0.0.1", broker.port)
+        pub.loop_start()
+        pub.publish("cp/v1/lane-x/passage", json.dumps(passage), qos=1).wait_for_publish(5)
+        assert json.loads(acks.get(timeout=15).payload) == {"pids": [passage["pid"]]}
+        pub.loop_stop()
+        pub.disconnect()
+        acks.disconnect()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        assert not [pid for pid in writers if Path(f"/proc/{pid}").exists()]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        status.disconnect()
+    assert rows(tmp_path / "central.db") == [("lane-x", 1)]
