@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -198,3 +199,12 @@ def test_ingest_soak_stores_every_good_passage_exactly_once(database: str) -> No
     assert report.hostile_missing == []
     assert report.rows == report.expected_rows == 510
     assert report.stored + report.duplicates + report.rejected == report.good + report.hostile
+
+
+def test_photo_bench_reports_reads_and_cpu(shared_testdata: Path) -> None:
+    out = run_bench(str(REPO / "bench" / "photo_bench.py"), "--rounds", "1", "--every", "8")
+    assert "chain - raw = " in out
+    assert "(one each = no extra pass)" in out
+    rows = {line.split()[0]: line for line in out.splitlines() if line}
+    assert "idle" in rows
+    assert "with" in rows
