@@ -21,7 +21,7 @@ import contextlib
 import logging
 import threading
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gpiozero.pins.mock import MockFactory
@@ -39,7 +39,7 @@ from edge.devices.frames import LatestFrame
 from edge.devices.gpio import Panel, make_pin_factory
 from edge.errors import EdgeError, TrustError
 from edge.fleet import handlers
-from edge.fleet.agent import FleetAgent
+from edge.fleet.agent import FleetAgent, clock_synchronised
 from edge.fleet.remote import RemoteConfig, pushed_rules_file
 from edge.fleet.view import KioskView
 from edge.health import Health
@@ -66,6 +66,7 @@ from edge.mqtt.device import DeviceLink
 from edge.mqtt.publisher import Publisher
 from edge.notify import Notifier
 from edge.policy import RulePolicy
+from edge.retention import Retention
 from edge.rules.book import RulesHolder
 from edge.rules.rules import RuleError
 from edge.runner import LaneRunner
@@ -112,7 +113,6 @@ class App:
         self.notifier = notifier or Notifier()
         self._barrier_faulted = threading.Event()
         self._stopping = False
-        self._purged_on: date | None = None
         box = Outbox(
             cfg.store.dir,
             cfg.device.id,
@@ -128,6 +128,13 @@ class App:
             self.alerts.raise_(name, detail, "critical")
         self.outbox = StoreThread(box)
         self.outbox.start()
+        clock_check = cfg.fleet.clock_check
+        self.retention = Retention(
+            self.outbox.purge,
+            self.alerts,
+            clock=lambda: datetime.now(UTC),
+            synchronised=lambda: clock_synchronised() if clock_check else None,
+        )
         try:
             self.remote = remote or RemoteConfig.from_config(cfg)
             self._build(pin_factory, source, decoder)
@@ -355,13 +362,7 @@ class App:
         if dead:
             log.critical("edge: thread(s) %s stopped unexpectedly; restarting", ", ".join(dead))
             return False
-        today = datetime.now(UTC).date()
-        if self._purged_on != today:
-            self._purged_on = today
-            try:
-                self.outbox.purge(today)
-            except (EdgeError, OSError) as exc:
-                log.error("edge: archive purge failed: %s", exc)  # noqa: TRY400
+        self.retention.tick()
         return True
 
     def stop(self, flush_s: float = 3.0) -> None:

@@ -2,7 +2,7 @@
 
 On disk, under ``[store] dir``::
 
-    meta.json                    last_seq (the floor for numbering), last_ack
+    meta.json                    last_seq (the floor for numbering), last_ack, last_known
     outbox/seg-00000042.json     TinyDB: passages with seq 4201..4300 not yet acknowledged
     archive/2026-11-26.jsonl     acknowledged passages of that day (by passage time)
     [outbox/]quarantine/         damaged files, moved aside with a timestamp
@@ -16,8 +16,9 @@ The live outbox is segmented: a new passage rewrites only its own segment
 bounded however long the ingest is away. Acknowledged passages leave their
 segment for the day archive; an emptied segment is deleted. Day archives
 older than ``retention_days`` are deleted: personal data does not outlive
-them. Every file is written through :mod:`edge.storage` (atomic, fsynced,
-with a last good copy).
+them; but only on a clock consistent with ``last_known``, the newest passage
+time the store has seen (:mod:`edge.retention`). Every file is written through
+:mod:`edge.storage` (atomic, fsynced, with a last good copy).
 
 ``seq`` is monotonic per device and never repeats: the next one is 1 + the
 highest of ``meta.last_seq`` and every seq still in a segment; ``meta`` is
@@ -48,6 +49,7 @@ from tinydb.table import Document
 from edge import storage
 from edge.errors import StoreCorrupt, StoreError
 from edge.model import Passage, PassageDraft, iso_utc
+from edge.retention import Purge, clock_problem
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +141,7 @@ class OutboxStatus:
 class _Meta:
     last_seq: int = 0
     last_ack: str | None = None
+    last_known: datetime | None = None  # the latest time known to be right (edge.retention)
 
 
 def _check_meta(data: Any) -> None:
@@ -236,6 +239,7 @@ class Outbox:
         if not floor and self.alerts:
             floor = self._archived_max_seq()  # meta was lost: the archive still knows
         self._last_seq = max([floor, *self._index])
+        self._last_known = self._known_time()
         foreign = sorted({e.device for e in self._index.values() if e.device != device})
         if foreign:
             # the device id changed with passages waiting: the ingest would refuse them
@@ -252,7 +256,32 @@ class Outbox:
         loaded = self._read(self.meta_path, _check_meta)
         if loaded is None or loaded.data is None:
             return _Meta()
-        return _Meta(int(loaded.data.get("last_seq", 0)), loaded.data.get("last_ack"))
+        data = loaded.data
+        return _Meta(
+            int(data.get("last_seq", 0)),
+            data.get("last_ack"),
+            _aware(_parse_ts(str(data["last_known"]))) if data.get("last_known") else None,
+        )
+
+    def _known_time(self) -> datetime | None:
+        """The last known time at start-up: meta's, unless the newest live passage is later
+        (meta.json is not rewritten for each passage); a store without one (an older
+        version) falls back on its newest passage: live, or the newest archive day."""
+        newest = _ts_of(self._index[max(self._index)]) if self._index else None
+        if self._meta.last_known is not None:
+            return max(t for t in (self._meta.last_known, newest) if t)
+        known = [t for t in map(_ts_of, self._index.values()) if t]
+        days = [d for d in map(_day_from_name, self.archive_dir.glob("*.jsonl")) if d]
+        if days:
+            known.append(datetime.combine(max(days), datetime.min.time(), UTC))
+        return max(known, default=None)
+
+    @property
+    def last_known(self) -> datetime | None:
+        """The time of the latest passage written, or of the latest purge on a consistent
+        clock (UTC); None for an empty store. The latest, not the greatest: once a jumped
+        clock is put right, the next passage brings it back."""
+        return self._last_known
 
     def _read(self, path: Path, check: Any) -> storage.Loaded | None:
         try:
@@ -360,6 +389,7 @@ class Outbox:
             raise
         self._last_seq = seq
         self._remember(seq, msg, STORED)
+        self._last_known = _aware(draft.ts)
         return passage
 
     def entries(self) -> dict[int, Entry]:
@@ -481,6 +511,7 @@ class Outbox:
             "device": self.device,
             "last_seq": self._meta.last_seq,
             "last_ack": self._meta.last_ack,
+            "last_known": iso_utc(self._last_known) if self._last_known else None,
         }
         storage.replace_file(self.meta_path, json.dumps(doc).encode())
 
@@ -516,9 +547,17 @@ class Outbox:
             alerts=tuple(self.alerts),
         )
 
-    def purge(self, today: date) -> list[str]:
-        """Delete day archives older than ``retention_days``; the names deleted."""
-        limit = today - timedelta(days=self.retention_days)
+    def purge(self, now: datetime, synchronised: bool | None = None) -> Purge:
+        """Delete day archives older than ``retention_days`` before ``now``'s day, unless
+        ``now`` is not to be trusted (:func:`edge.retention.clock_problem`: the kernel's
+        ``synchronised``, or ``now`` far from the last known time): then nothing."""
+        problem = clock_problem(now, self._last_known, synchronised)
+        if problem is not None:
+            return Purge(refused=problem)
+        if self._last_known is None or now > self._last_known:
+            self._last_known = now.astimezone(UTC)  # an idle kiosk's time moves on too
+            self._write_meta()
+        limit = now.astimezone(UTC).date() - timedelta(days=self.retention_days)
         gone = []
         for path in sorted(self.archive_dir.glob("*.jsonl")):
             day = _day_from_name(path)
@@ -528,7 +567,7 @@ class Outbox:
         if gone:
             storage.fsync_dir(self.archive_dir)
             log.info("store: archive days past retention deleted: %s", ", ".join(gone))
-        return gone
+        return Purge(deleted=tuple(gone))
 
     def check_writable(self) -> None:
         """Raise StoreError unless the head segment can be rewritten durably right now."""
@@ -574,6 +613,14 @@ def _parse_ts(text: str) -> datetime | None:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
+
+
+def _ts_of(entry: Entry) -> datetime | None:
+    return _aware(_parse_ts(entry.ts))
+
+
+def _aware(ts: datetime | None) -> datetime | None:
+    return ts if ts is None or ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def _day_of_ts(text: str) -> str:

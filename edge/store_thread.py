@@ -14,10 +14,11 @@ import queue
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 from edge.model import Passage, PassageDraft
+from edge.retention import Purge
 from edge.store import Entry, Outbox, OutboxStatus, Payload
 
 log = logging.getLogger(__name__)
@@ -103,8 +104,8 @@ class StoreThread(threading.Thread):
         wanted = list(pids)
         return self._call(BOOKKEEPING, lambda: self.outbox.acknowledge(wanted, now))
 
-    def purge(self, today: date) -> list[str]:
-        return self._call(MAINTENANCE, lambda: self.outbox.purge(today))
+    def purge(self, now: datetime, synchronised: bool | None = None) -> Purge:
+        return self._call(MAINTENANCE, lambda: self.outbox.purge(now, synchronised))
 
     def check_writable(self) -> None:
         self._call(MAINTENANCE, self.outbox.check_writable)

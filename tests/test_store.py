@@ -248,8 +248,8 @@ def test_archive_days_past_retention_are_purged(tmp_path: Path) -> None:
     for days_ago in (40, 31, 30, 1):
         b.append(draft(ts=T0 - timedelta(days=days_ago)))
     b.acknowledge([e.pid for e in b.entries().values()], T0)
-    gone = b.purge(T0.date())
-    assert gone == ["2026-10-17.jsonl", "2026-10-26.jsonl"]
+    gone = b.purge(T0).deleted
+    assert gone == ("2026-10-17.jsonl", "2026-10-26.jsonl")
     left = sorted(p.name for p in (tmp_path / "archive").iterdir())
     assert left == ["2026-10-27.jsonl", "2026-11-25.jsonl"]
 
