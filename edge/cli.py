@@ -24,7 +24,7 @@ from typing import Any
 from edge import __version__, credtools, pki_cli
 from edge import config as config_mod
 from edge.credtools import UsageError
-from edge.errors import ConfigError, EdgeError, TrustError
+from edge.errors import ConfigError, EdgeError, InputError, TrustError
 from edge.fleet import cli as fleet_cli
 from edge.rules import cli as rules_cli
 from edge.scan.declaration import TRANSPORT_MODES
@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return commands[args.command](args)
-    except UsageError as exc:
+    except (UsageError, InputError) as exc:  # (InputError: a file no command wrapped)
         print(f"checkpoint-edge {args.command}: {exc}", file=sys.stderr)
         return 2
 
@@ -249,7 +249,7 @@ def _verify(args: argparse.Namespace) -> int:
         codes = credtools.decode_image(args.image)
         payload = codes[0] if codes else None
     else:
-        payload = args.text.encode("utf-8")
+        payload = credtools.payload_text(args.text)
     report = credtools.verify(
         payload, trust, args.at or datetime.now(UTC), skew_s=0.0, from_image=bool(args.image)
     )

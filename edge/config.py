@@ -18,7 +18,9 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
-from edge.errors import ConfigError
+from edge import files
+from edge.errors import ConfigError, InputError
+from edge.files import read_text_limited
 from edge.sections import (
     TRAVELLER_FIELDS,
     CameraConfig,
@@ -133,11 +135,9 @@ def load_as(path: Path, schema: type[S]) -> S:
 def read_toml(path: Path) -> dict[str, Any]:
     """The TOML data of a config file, not yet validated; ConfigError when unreadable."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"cannot read file: {exc.strerror or exc}"], str(path)) from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError([f"not UTF-8 text: {exc.reason}"], str(path)) from exc
+        text = read_text_limited(path, files.CONFIG, "config file")
+    except InputError as exc:
+        raise ConfigError([exc.reason], str(path)) from exc
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -20,7 +20,8 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from edge.errors import CredentialRejected, EdgeError, TrustError
+from edge import files
+from edge.errors import CredentialRejected, EdgeError, InputError, TrustError
 from edge.model import plain
 from edge.scan import cose, declaration
 from edge.scan.credentials import Verifier
@@ -77,9 +78,10 @@ def keys_new(issuer: str, alg: str, out: Path) -> dict[str, str]:
 
 
 def load_private_key(path: Path) -> tuple[cose.PrivateKey, bytes]:
+    data = _read(path, files.KEY, "private key")
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as exc:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
         raise UsageError(f"{path}: not a readable unencrypted PEM private key ({exc})") from exc
     if isinstance(key, ed25519.Ed25519PrivateKey) or (
         isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1)
@@ -92,10 +94,10 @@ def load_private_key(path: Path) -> tuple[cose.PrivateKey, bytes]:
 
 
 def read_declaration_file(path: Path) -> dict[str, Any]:
+    text = _text(path, files.DECLARATION, "declaration file")
     try:
-        text = path.read_text(encoding="utf-8")
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    except (OSError, ValueError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise UsageError(f"{path}: {exc}") from exc
     if not isinstance(data, dict):
         raise UsageError(f"{path}: must hold a table / object")
@@ -167,6 +169,28 @@ def render_qr(payload: str, png: Path | None, svg: Path | None, scale: int = 8) 
     return int(qr.version)
 
 
+def _read(path: Path, limit: int, what: str) -> bytes:
+    try:
+        return files.read_limited(path, limit, what)
+    except InputError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _text(path: Path, limit: int, what: str) -> str:
+    try:
+        return files.read_text_limited(path, limit, what)
+    except InputError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def payload_text(text: str) -> bytes:
+    """``verify --text``: the payload as UTF-8 bytes, at most :data:`files.QR_TEXT`."""
+    try:
+        return files.argument_text(text, files.QR_TEXT, "--text")
+    except InputError as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
     value = data.get(key, {})
     if not isinstance(value, dict):
@@ -207,11 +231,15 @@ def load_trust_paths(paths: Sequence[Path]) -> TrustStore:
 
 def decode_image(path: Path) -> list[bytes]:
     import cv2  # noqa: PLC0415 - only this command needs images
+    import numpy as np  # noqa: PLC0415
 
     from edge.devices.camera import as_gray  # noqa: PLC0415
     from edge.scan.decoder import make_decoder  # noqa: PLC0415
 
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    data = _read(path, files.IMAGE, "image")
+    # decoded from the bytes read (bounded), not cv2.imread(path): a device or FIFO
+    # would have it read forever
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
     if image is None:
         raise UsageError(f"{path}: not a readable image")
     return make_decoder("auto").decode(as_gray(image))

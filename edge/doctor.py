@@ -34,6 +34,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
+from edge import files
 from edge.config import Config
 from edge.errors import EdgeError, TrustError
 from edge.fleet.agent import clock_synchronised
@@ -156,15 +157,15 @@ def _tls(cfg: Config) -> Iterator[Check]:
         return
     now = datetime.now(UTC)
     if mqtt.ca_file is not None:
-        ca = x509.load_pem_x509_certificate(mqtt.ca_file.read_bytes())
+        ca = x509.load_pem_x509_certificate(_pem(mqtt.ca_file, "CA certificate"))
         yield _expiry("tls", f"CA {mqtt.ca_file.name}", ca, now)
     if mqtt.cert_file is None or mqtt.key_file is None:
         yield Check("tls", "WARN", "no client certificate: the fleet broker will refuse it")
         return
-    cert = x509.load_pem_x509_certificate(mqtt.cert_file.read_bytes())
+    cert = x509.load_pem_x509_certificate(_pem(mqtt.cert_file, "certificate"))
     try:
-        key = serialization.load_pem_private_key(mqtt.key_file.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as exc:
+        key = serialization.load_pem_private_key(_pem(mqtt.key_file, "key"), password=None)
+    except (ValueError, TypeError) as exc:
         yield Check("tls", "FAIL", f"{mqtt.key_file}: not a readable private key: {exc}")
         return
     cn = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
@@ -175,6 +176,11 @@ def _tls(cfg: Config) -> Iterator[Check]:
         yield Check("tls", "FAIL", f"certificate CN {cn} is not the device id {cfg.device.id!r}")
     else:
         yield _expiry("tls", f"certificate {cfg.device.id}", cert, now)
+
+
+def _pem(path: Path, what: str) -> bytes:
+    """A TLS file, bounded (InputError, a failed check, when it is not a file)."""
+    return files.read_limited(path, files.CERTIFICATES, what)
 
 
 def _expiry(name: str, what: str, cert: x509.Certificate, now: datetime) -> Check:
@@ -201,6 +207,9 @@ def _broker(cfg: Config) -> Iterator[Check]:
         if not mqtt.tls:
             yield Check("broker", "OK", f"{where} reachable (no TLS)")
             return
+        for path in (mqtt.ca_file, mqtt.cert_file, mqtt.key_file):
+            if path is not None:  # OpenSSL reads them itself: regular files only
+                _pem(path, "TLS file")
         context = ssl.create_default_context(cafile=str(mqtt.ca_file) if mqtt.ca_file else None)
         if mqtt.cert_file is not None and mqtt.key_file is not None:
             context.load_cert_chain(str(mqtt.cert_file), str(mqtt.key_file))
@@ -252,13 +261,13 @@ def _store(cfg: Config) -> Iterator[Check]:
     if not os.access(directory, os.W_OK):
         yield Check("store", "FAIL", f"{directory}: not writable by this user")
         return
-    files = [directory / "meta.json", *sorted((directory / "outbox").glob("seg-*.json"))]
+    stored = [directory / "meta.json", *sorted((directory / "outbox").glob("seg-*.json"))]
     damaged = []
-    for path in files:
+    for path in stored:
         if not path.exists():
             continue
         try:
-            json.loads(path.read_text(encoding="utf-8"))
+            json.loads(files.read_limited(path, files.STORE_FILE, "store file"))
         except (OSError, ValueError):
             damaged.append(path.name)
     quarantined = list(directory.rglob("quarantine/*"))
@@ -271,7 +280,7 @@ def _store(cfg: Config) -> Iterator[Check]:
     elif quarantined:
         yield Check("store", "WARN", f"{len(quarantined)} damaged file(s) kept in quarantine/")
     else:
-        yield Check("store", "OK", f"{directory}: {len(files) - 1} segment(s), readable")
+        yield Check("store", "OK", f"{directory}: {len(stored) - 1} segment(s), readable")
 
 
 def _trust(cfg: Config, files: tuple[Path, ...]) -> Iterator[Check]:

@@ -18,6 +18,9 @@ class ConfigError(EdgeError, ValueError):
     def __init__(self, problems: list[str], source: str = "config") -> None:
         self.problems = list(problems)
         self.source = source
+        if len(self.problems) == 1:  # one line: an unreadable file, a bad key
+            super().__init__(f"{source}: {self.problems[0]}")
+            return
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"{source}: {len(self.problems)} problem(s):\n{lines}")
 
@@ -59,3 +62,15 @@ class CredentialRejected(EdgeError, ValueError):
 
 class TrustError(EdgeError, ValueError):
     """A trust file (keys, certificates, trust list) cannot be loaded."""
+
+
+class InputError(EdgeError, ValueError):
+    """An input file cannot be used: missing, not a regular file, too large, not UTF-8.
+
+    ``path`` and ``reason`` apart, for callers that wrap it in their own error.
+    """
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")

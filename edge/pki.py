@@ -46,8 +46,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from edge import pki_acl
-from edge.errors import EdgeError
+from edge import files, pki_acl
+from edge.errors import EdgeError, InputError
 
 Kind = Literal["device", "ingest", "operator"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
@@ -146,7 +146,11 @@ def load_index(directory: Path) -> Index:
     if not path.exists():
         raise PkiError(f"{directory}: no PKI here ({INDEX} missing): run 'pki init' first")
     try:
-        data = json.loads(path.read_text())
+        raw = files.read_limited(path, files.PKI_INDEX, "PKI index")
+    except InputError as exc:
+        raise PkiError(str(exc)) from exc
+    try:
+        data = json.loads(raw)
         return Index(
             tuple(Issued.from_json(c) for c in data["certificates"]), int(data["crl_number"])
         )
@@ -453,8 +457,13 @@ def _load_ca(directory: Path, label: str) -> tuple[ec.EllipticCurvePrivateKey, x
     if not key_path.exists() or not cert_path.exists():
         raise PkiError(f"{label}: no CA in {directory} ({CA_KEY}, {CA_CERT}): run 'pki init'")
     try:
-        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key_pem = files.read_limited(key_path, files.KEY, "CA key")
+        cert_pem = files.read_limited(cert_path, files.KEY, "CA certificate")
+    except InputError as exc:
+        raise PkiError(f"{label}: {exc}") from exc
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        cert = x509.load_pem_x509_certificate(cert_pem)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise PkiError(f"{label}: the CA in {directory} cannot be read ({exc})") from exc
     if not isinstance(key, ec.EllipticCurvePrivateKey):

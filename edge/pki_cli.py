@@ -16,6 +16,8 @@ from pathlib import Path
 from cryptography import x509
 
 from edge import pki
+from edge.errors import InputError
+from edge.files import CERTIFICATES, read_limited
 from edge.pki import (
     ACCOUNT_DAYS,
     ACL,
@@ -149,7 +151,12 @@ def _list(directory: Path) -> None:
     for c in index.certificates:
         state = f"revoked {c.revoked_at:%Y-%m-%d} ({c.reason})" if c.revoked_at else "live"
         print(f"{c.name:<32} {c.kind:<8} {c.serial:040x} {c.not_after:%Y-%m-%d} {state}")
-    crl = x509.load_pem_x509_crl((directory / CRL).read_bytes())
+    try:
+        crl = x509.load_pem_x509_crl(read_limited(directory / CRL, CERTIFICATES, "CRL"))
+    except InputError as exc:
+        raise PkiError(str(exc)) from exc
+    except ValueError as exc:
+        raise PkiError(f"{directory / CRL}: not a PEM CRL ({exc})") from exc
     next_update = crl.next_update_utc or datetime.now(UTC)
     days = (next_update - datetime.now(UTC)).days
     warn = (

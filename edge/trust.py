@@ -32,7 +32,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from edge.errors import TrustError
+from edge.errors import InputError, TrustError
+from edge.files import read_limited
 from edge.scan.cose import PublicKey
 
 log = logging.getLogger(__name__)
@@ -86,22 +87,37 @@ class TrustStore:
 
 def load_trust(paths: Sequence[Path]) -> TrustStore:
     """One store from all ``paths``; raise TrustError on the first bad file."""
+    parts = []
+    for path in paths:
+        try:
+            data = read_limited(path, MAX_TRUST_FILE, "trust file")
+        except InputError as exc:
+            raise TrustError(str(exc)) from exc
+        parts.append(_part(data, str(path)))
+    return _store(parts, tuple(str(p) for p in paths))
+
+
+def load_trust_bytes(data: bytes, source: str) -> TrustStore:
+    """The store of one trust file's content (a push checked before it is sent)."""
+    if len(data) > MAX_TRUST_FILE:
+        raise TrustError(f"{source}: larger than {MAX_TRUST_FILE} bytes")
+    return _store([_part(data, source)], (source,))
+
+
+def _part(data: bytes, source: str) -> _Part:
+    try:
+        return _load_one(data)
+    except TrustError as exc:
+        raise TrustError(f"{source}: {exc}") from exc
+
+
+def _store(parts: Iterable[_Part], sources: tuple[str, ...]) -> TrustStore:
     issuers: dict[bytes, list[IssuerKey]] = {}
     signers: dict[bytes, list[DccSigner]] = {}
     revoked_decl: set[str] = set()
     revoked_dcc: set[str] = set()
     issued: list[datetime] = []
-    for path in paths:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise TrustError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-        if len(data) > MAX_TRUST_FILE:
-            raise TrustError(f"{path}: larger than {MAX_TRUST_FILE} bytes")
-        try:
-            part = _load_one(data)
-        except TrustError as exc:
-            raise TrustError(f"{path}: {exc}") from exc
+    for part in parts:
         for k in part.issuers:
             issuers.setdefault(k.kid, []).append(k)
         for s in part.signers:
@@ -116,7 +132,7 @@ def load_trust(paths: Sequence[Path]) -> TrustStore:
         revoked_declarations=frozenset(revoked_decl),
         revoked_dcc=frozenset(revoked_dcc),
         issued_at=min(issued) if issued else None,
-        sources=tuple(str(p) for p in paths),
+        sources=sources,
     )
 
 

@@ -117,7 +117,7 @@ def test_tls_files_must_exist_and_pair(tmp_path: Path) -> None:
 
 def test_not_toml_and_unreadable_files(tmp_path: Path) -> None:
     assert problems(tmp_path, "[device\nid=")[0].startswith("not valid TOML")
-    with pytest.raises(ConfigError, match="cannot read file"):
+    with pytest.raises(ConfigError, match="cannot read the config file"):
         config_mod.load(tmp_path / "missing.toml")
 
 

@@ -28,8 +28,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from edge import config as config_mod
+from edge import files
 from edge.config import OperatorFile
-from edge.errors import ConfigError, EdgeError, TrustError
+from edge.errors import ConfigError, EdgeError, InputError, TrustError
+from edge.files import read_limited, read_text_limited
 from edge.fleet import signing
 from edge.fleet.operator import DeviceView, FleetClient, FleetError, Message
 from edge.model import initials, iso_utc, mask_tail
@@ -39,7 +41,7 @@ from edge.rules.book import MAX_BUNDLE
 from edge.rules.rules import RuleError, read_json
 from edge.sections import MqttConfig
 from edge.textout import terminal_json, terminal_text
-from edge.trust import load_trust
+from edge.trust import MAX_TRUST_FILE, load_trust_bytes
 
 CLOCK_SLACK_S = 60.0  # a kiosk's clock may be behind the operator's: reports within it count
 
@@ -101,6 +103,7 @@ def main(args: argparse.Namespace) -> int:
         if command in topics.PUSH_KINDS:
             body = _push_body(command, args.file)  # check the file before connecting
             key = signing.load_signing_key(args.key)
+        table = _read_table(args.file) if command == "config" else {}  # also before
         client = FleetClient(mqtt_cfg).connect(args.timeout)
     except (FleetError, TrustError, ConfigError) as exc:
         print(f"checkpoint-edge fleet {command}: {exc}", file=sys.stderr)
@@ -109,7 +112,7 @@ def main(args: argparse.Namespace) -> int:
         "status": lambda: _status(client, args),
         "watch": lambda: _watch(client, args),
         "send": lambda: _send(client, args),
-        "config": lambda: _config(client, args),
+        "config": lambda: _config(client, args, table),
     }
     try:
         if command in topics.PUSH_KINDS:
@@ -387,20 +390,22 @@ def _send(client: FleetClient, args: argparse.Namespace) -> int:
 
 def _read_table(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"cannot read: {exc.strerror}"], str(path)) from exc
+        text = read_text_limited(path, files.CONFIG, "file")
+    except InputError as exc:
+        raise ConfigError([exc.reason], str(path)) from exc
     try:
-        return json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (ValueError, RecursionError) as exc:
         raise ConfigError(
             [f"not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}"], str(path)
         ) from exc
+    if not isinstance(data, dict):
+        raise ConfigError(["must hold a table / object"], str(path))
+    return data
 
 
-def _config(client: FleetClient, args: argparse.Namespace) -> int:
+def _config(client: FleetClient, args: argparse.Namespace, table: dict[str, Any]) -> int:
     device = args.device
-    table = _read_table(args.file)
     view = client.devices.get(device)
     applied = int((view.reported.get("version") if view else 0) or 0)
     version = args.version or applied + 1
@@ -442,8 +447,12 @@ def _config(client: FleetClient, args: argparse.Namespace) -> int:
 
 def _push_body(kind: str, path: Path) -> bytes:
     if kind == "trust":
-        load_trust([path])  # TrustError: a file no kiosk could load is not pushed
-        return path.read_bytes()
+        try:  # read once: the file checked is the file pushed
+            body = read_limited(path, MAX_TRUST_FILE, "trust file")
+        except InputError as exc:
+            raise TrustError(str(exc)) from exc
+        load_trust_bytes(body, str(path))  # TrustError: what no kiosk could load is not pushed
+        return body
     if kind == "rules":  # a folder of rule folders (with valueSets.json), or a bundle
         try:
             doc = rules_book.bundle([path]) if path.is_dir() else read_json(path, MAX_BUNDLE)

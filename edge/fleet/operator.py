@@ -32,6 +32,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge import files
 from edge.errors import EdgeError
 from edge.model import iso_utc
 from edge.mqtt import topics
@@ -125,7 +126,8 @@ class FleetClient:
         if cfg.username:
             password = None
             if cfg.password_file is not None:
-                password = cfg.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+                secret = files.read_text_limited(cfg.password_file, files.SECRET, "password file")
+                password = secret.rstrip("\r\n")
             self.client.username_pw_set(cfg.username, password)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe

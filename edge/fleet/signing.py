@@ -29,7 +29,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from edge.errors import EdgeError, TrustError
+from edge import files
+from edge.errors import EdgeError, InputError, TrustError
+from edge.files import read_limited
 from edge.model import iso_utc
 
 FORMAT = "checkpoint-edge-fleet-push"
@@ -138,8 +140,10 @@ def load_verify_keys(paths: Sequence[Path]) -> list[VerifyKey]:
     out: list[VerifyKey] = []
     for path in paths:
         try:
-            key = serialization.load_pem_public_key(path.read_bytes())
-        except (OSError, ValueError) as exc:
+            key = serialization.load_pem_public_key(read_limited(path, files.KEY, "public key"))
+        except InputError as exc:
+            raise TrustError(str(exc)) from exc
+        except ValueError as exc:
             raise TrustError(f"{path}: not a PEM public key: {exc}") from exc
         if not isinstance(key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey):
             raise TrustError(f"{path}: a fleet key must be Ed25519 or ECDSA P-256")
@@ -150,8 +154,11 @@ def load_verify_keys(paths: Sequence[Path]) -> list[VerifyKey]:
 def load_signing_key(path: Path) -> SigningKey:
     """The fleet private key (PEM, unencrypted); TrustError when it is not one."""
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as exc:
+        data = read_limited(path, files.KEY, "private key")
+        key = serialization.load_pem_private_key(data, password=None)
+    except InputError as exc:
+        raise TrustError(str(exc)) from exc
+    except (ValueError, TypeError) as exc:
         raise TrustError(f"{path}: not an unencrypted PEM private key: {exc}") from exc
     if not isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
         raise TrustError(f"{path}: a fleet key must be Ed25519 or ECDSA P-256")

@@ -153,6 +153,7 @@ def evaluate_one(args: argparse.Namespace, out: TextIO) -> int:
     """One rule on one DCC, as a verifier would run it at ``--at``."""
     from edge import credtools  # noqa: PLC0415 - the image decoder: only here
 
+    given = credtools.payload_text(args.text).decode() if args.text is not None else ""
     try:
         rule = parse_rule(read_json(_rule_file(args.rule)), str(args.rule))
         if args.image:
@@ -161,7 +162,7 @@ def evaluate_one(args: argparse.Namespace, out: TextIO) -> int:
                 raise credtools.UsageError(f"{args.image}: no QR code found")
             text = codes[0].decode("utf-8", "replace")
         else:
-            text = args.text
+            text = given
         claims, payload = dcc.decode_payload(text)
         value_sets = read_json(args.value_sets, 4 * 1024 * 1024) if args.value_sets else {}
         if not isinstance(value_sets, dict):

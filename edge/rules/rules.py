@@ -28,7 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from edge.errors import EdgeError
+from edge.errors import EdgeError, InputError
+from edge.files import read_limited
 from edge.rules import certlogic
 from edge.rules.certlogic import CertLogicError, Compiled
 
@@ -223,11 +224,9 @@ def parse_rule(doc: Any, where: str = "rule") -> Rule:
 def read_json(path: Path, limit: int = MAX_RULE_BYTES) -> Any:
     """A JSON file, bounded in size; RuleError with the reason when it is not one."""
     try:
-        data = path.read_bytes()[: limit + 1]
-    except OSError as exc:
-        raise RuleError(str(path), [exc.strerror or str(exc)]) from exc
-    if len(data) > limit:
-        raise RuleError(str(path), [f"larger than {limit // 1024} KiB"])
+        data = read_limited(path, limit, "JSON file")
+    except InputError as exc:
+        raise RuleError(str(path), [exc.reason]) from exc
     try:
         return json.loads(data)
     except (ValueError, RecursionError) as exc:
