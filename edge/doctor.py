@@ -34,7 +34,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from edge import files
+from edge import files, seglog
 from edge.config import Config
 from edge.errors import EdgeError, TrustError
 from edge.fleet.agent import clock_synchronised
@@ -261,26 +261,35 @@ def _store(cfg: Config) -> Iterator[Check]:
     if not os.access(directory, os.W_OK):
         yield Check("store", "FAIL", f"{directory}: not writable by this user")
         return
-    stored = [directory / "meta.json", *sorted((directory / "outbox").glob("seg-*.json"))]
+    segments = sorted((directory / "outbox").glob("seg-*.json"))
+    logs = sorted((directory / "outbox").glob("seg-*.log"))
     damaged = []
-    for path in stored:
+    for path in [directory / "meta.json", *segments]:
         if not path.exists():
             continue
         try:
             json.loads(files.read_limited(path, files.STORE_FILE, "store file"))
         except (OSError, ValueError):
             damaged.append(path.name)
+    for path in logs:
+        try:
+            replayed = seglog.load(path)
+        except OSError:
+            replayed = None
+            damaged.append(path.name)
+        if replayed is not None and replayed.damaged:
+            damaged.append(path.name)
     quarantined = list(directory.rglob("quarantine/*"))
     if damaged:
         yield Check(
             "store",
             "FAIL",
-            f"damaged: {', '.join(damaged)} (the kiosk recovers them from .prev at start)",
+            f"damaged: {', '.join(damaged)} (the kiosk repairs them from the journal at start)",
         )
     elif quarantined:
         yield Check("store", "WARN", f"{len(quarantined)} damaged file(s) kept in quarantine/")
     else:
-        yield Check("store", "OK", f"{directory}: {len(stored) - 1} segment(s), readable")
+        yield Check("store", "OK", f"{directory}: {len(segments) + len(logs)} segment(s), readable")
 
 
 def _trust(cfg: Config, files: tuple[Path, ...]) -> Iterator[Check]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from edge.central.trace import COLUMNS, flat
+from edge.journal import ranges
 from edge.store import SENT, StoreSnapshot, snapshot
 from edge.textout import csv_cell, terminal_json
 
@@ -44,6 +45,12 @@ def status(directory: Path, out: TextIO = sys.stdout, as_json: bool = False) -> 
         "quarantined": sorted(
             str(p.relative_to(directory)) for p in directory.glob("**/quarantine/*")
         ),
+        # damaged segments found now, before the daemon repairs them: what the journal
+        # holds of them is counted above; "missing" is in nothing (by seq)
+        "damaged": list(snap.damaged),
+        "missing": list(snap.missing),
+        # the daemon's repairs: what it restored from the journal, what was missing
+        "incidents": [i["text"] for i in snap.incidents],
     }
     if as_json:
         out.write(json.dumps(report) + "\n")
@@ -68,6 +75,15 @@ def status(directory: Path, out: TextIO = sys.stdout, as_json: bool = False) -> 
             f"quarantine   {len(report['quarantined'])} damaged file(s) moved aside, "
             f"({', '.join(report['quarantined'])})\n"
         )
+    if snap.damaged:
+        out.write(
+            f"damaged      {', '.join(snap.damaged)} (repaired from the journal at the next "
+            "start)\n"
+        )
+    if snap.missing:
+        out.write(f"missing      seq {ranges(snap.missing)} (in no segment, journal or archive)\n")
+    for text in report["incidents"]:
+        out.write(f"repaired     {text}\n")
     return report
 
 

@@ -9,6 +9,10 @@ one place:
   is the old or the new complete version, and ``.prev`` is a complete earlier
   version.
 - :func:`append_lines` appends whole lines and fsyncs (the day archives).
+- :class:`AppendLog` keeps a file open for appends: each one is written and
+  fdatasynced (the outbox segments' logs and the journal); a write that fails
+  half way is cut back off, so the file never holds a torn record followed by
+  good ones.
 - :func:`read_json` reads a file written by :func:`replace_file`; a file that
   does not parse is moved to ``quarantine/`` and the last good copy is used.
 
@@ -23,6 +27,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,6 +76,9 @@ STEPS = (
     "dir-synced",
     "append-half",
     "appended",
+    "record-half",
+    "record-written",
+    "record-synced",
 )
 
 
@@ -96,8 +104,12 @@ def prev_of(path: Path) -> Path:
     return path.with_name(path.name + ".prev")
 
 
-def replace_file(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data``; keep the old version as ``.prev``.
+class Unsynced(StoreError):
+    """The data is in the file, but could not be made durable (a power cut may undo it)."""
+
+
+def replace_file(path: Path, data: bytes, *, keep_prev: bool = True) -> None:
+    """Replace ``path`` with ``data``; keep the old version as ``.prev`` (unless told not to).
 
     Raises StoreError. When the rename happened but the directory could not
     be synced, the error says so: the new content is in place (though a power
@@ -115,7 +127,7 @@ def replace_file(path: Path, data: bytes) -> None:
             crash("temp-written")
             os.fsync(fh.fileno())
         crash("temp-synced")
-        if path.exists():
+        if keep_prev and path.exists():
             link = path.with_name(path.name + ".prev.tmp")
             link.unlink(missing_ok=True)
             os.link(path, link)
@@ -130,8 +142,132 @@ def replace_file(path: Path, data: bytes) -> None:
     try:
         fsync_dir(path.parent)
     except OSError as exc:
-        raise StoreError(f"{path} written but not synced: {exc.strerror}") from exc
+        raise Unsynced(f"{path} written but not synced: {exc.strerror}") from exc
     crash("dir-synced")
+
+
+class AppendLog:
+    """A file written only at its end, kept open between appends.
+
+    :meth:`append` returns once the bytes are on the disk (``fdatasync``; the
+    directory too when the file is new). A failed append is cut back off the
+    file, so the next one starts where the last good one ended; when only the
+    sync failed, :class:`Unsynced` says the bytes are in the file all the same.
+    """
+
+    def __init__(self, path: Path, *, lines: bool = False) -> None:
+        self.path = path
+        self.lines = lines  # a file of lines: a torn last line is cut off before appending
+        self._fd: int | None = None
+        self._end = 0  # where the last good append ended
+        self._new = False
+
+    def _open(self) -> int:
+        if self._fd is None:
+            self._new = not self.path.exists()
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC)
+            self._end = os.fstat(self._fd).st_size
+            if self.lines and self._end:
+                whole = _end_of_last_line(self._fd, self._end)
+                if whole < self._end:  # a power cut tore it: ours must not be glued to it
+                    os.ftruncate(self._fd, whole)
+                    self._end = whole
+        return self._fd
+
+    def append(self, data: bytes) -> None:
+        """Write ``data`` at the end and make it durable."""
+        self.write(data)
+        self.sync()
+        crash("record-synced")
+
+    def write(self, data: bytes) -> None:
+        """Write ``data`` at the end, not yet synced (:meth:`sync`)."""
+        try:
+            fd = self._open()
+            half = len(data) // 2
+            _write_all(fd, data[:half])
+            crash("record-half")
+            _write_all(fd, data[half:])
+            crash("record-written")
+        except OSError as exc:
+            self._cut_back()
+            raise StoreError(f"cannot append to {self.path}: {exc.strerror or exc}") from exc
+        self._end += len(data)
+        written.bytes += len(data)
+
+    def sync(self) -> None:
+        """Make what was written durable (the directory too for a new file)."""
+        try:
+            os.fdatasync(self._open())
+            if self._new:
+                fsync_dir(self.path.parent)
+                self._new = False
+        except OSError as exc:
+            raise Unsynced(f"{self.path} written but not synced: {exc.strerror}") from exc
+
+    def _cut_back(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.ftruncate(self._fd, self._end)
+        except OSError as exc:  # the next opening cuts the torn record off instead
+            log.warning("store: cannot cut a failed append off %s: %s", self.path, exc)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+_syncer: ThreadPoolExecutor | None = None
+
+
+def sync_soon(log_: AppendLog) -> Future[None]:
+    """Start syncing ``log_`` on a helper thread; :func:`settle` waits for it. The outbox
+    syncs its journal this way while it writes and syncs the segment: two files made
+    durable in about the time of one (the file system commits them together)."""
+    global _syncer  # noqa: PLW0603 - one helper thread for the process, made when needed
+    if _syncer is None:
+        _syncer = ThreadPoolExecutor(1, thread_name_prefix="store-sync")
+    return _syncer.submit(log_.sync)
+
+
+def settle(pending: Future[None]) -> None:
+    """Wait for a :func:`sync_soon`; raises Unsynced if it failed."""
+    pending.result()
+    crash("record-synced")
+
+
+def _end_of_last_line(fd: int, size: int) -> int:
+    """Where the last whole line of a file ends (0 if it has none)."""
+    at = size
+    while at > 0:
+        start = max(0, at - 65536)
+        chunk = os.pread(fd, at - start, start)
+        nl = chunk.rfind(b"\n")
+        if nl >= 0:
+            return start + nl + 1
+        at = start
+    return 0
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def truncate(path: Path, size: int) -> None:
+    """Cut ``path`` to ``size`` bytes, durably (a torn last record after a power cut)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise StoreError(f"cannot cut the torn end off {path}: {exc.strerror or exc}") from exc
 
 
 def append_lines(path: Path, lines: Iterable[str]) -> None:

@@ -3,22 +3,27 @@
 On disk, under ``[store] dir``::
 
     meta.json                    last_seq (the floor for numbering), last_ack, last_known
-    outbox/seg-00000042.json     TinyDB: passages with seq 4201..4300 not yet acknowledged
+    outbox/seg-00000042.log      TinyDB (:mod:`edge.seglog`): seq 4201..4300 not yet acknowledged
+    journal/2026-11-26.jsonl     the second record of those passages (:mod:`edge.journal`)
     archive/2026-11-26.jsonl     acknowledged passages of that day (by passage time)
+    incidents.jsonl              damaged segments repaired: seqs restored, seqs missing
     [outbox/]quarantine/         damaged files, moved aside with a timestamp
 
 A passage's message is kept as the exact JSON text that is published (a
 string in its TinyDB document): a resend is byte for byte the first send,
 and a drain neither re-encodes it nor parses it to publish or archive it.
 
-The live outbox is segmented: a new passage rewrites only its own segment
-(``segment_size`` passages at most), so the bytes written per passage stay
-bounded however long the ingest is away. Acknowledged passages leave their
-segment for the day archive; an emptied segment is deleted. Day archives
-older than ``retention_days`` are deleted: personal data does not outlive
-them; but only on a clock consistent with ``last_known``, the newest passage
-time the store has seen (:mod:`edge.retention`). Every file is written through
-:mod:`edge.storage` (atomic, fsynced, with a last good copy).
+The live outbox is segmented (``segment_size`` passages at most); a segment
+is an append-only log: a new passage appends its own bytes, and a segment is
+rewritten whole only when it is done or its log has outgrown what it holds.
+Each passage is first written to the journal, then to its segment, both
+synced before :meth:`Outbox.append` returns: a damaged segment is repaired
+from the journal at the next start, and a seq found in neither (nor in the
+archive) is reported by number. Acknowledged passages leave their segment for
+the day archive; an emptied segment is deleted. Day archives older than
+``retention_days`` are deleted: personal data does not outlive them; but only
+on a clock consistent with ``last_known``, the newest passage time the store has
+seen (:mod:`edge.retention`). Every file is written through :mod:`edge.storage`.
 
 ``seq`` is monotonic per device and never repeats: the next one is 1 + the
 highest of ``meta.last_seq`` and every seq still in a segment; ``meta`` is
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import json
 import logging
 import os
@@ -43,68 +49,24 @@ from pathlib import Path
 from typing import Any
 
 from tinydb import TinyDB
-from tinydb.storages import Storage
 from tinydb.table import Document
 
-from edge import storage
+from edge import journal, seglog, storage
 from edge.errors import StoreCorrupt, StoreError
 from edge.model import Passage, PassageDraft, iso_utc
 from edge.retention import Purge, clock_problem
+from edge.seglog import TABLE, Replayed, SegmentLog
 
 log = logging.getLogger(__name__)
 
 STORED = "stored"
 SENT = "sent"
-TABLE = "passages"
 META_EVERY = timedelta(seconds=5)
+INCIDENTS = "incidents.jsonl"
+_STATES = frozenset((STORED, SENT))
 
 
-class SegmentStorage(Storage):
-    """TinyDB storage for one segment: read once, then served from memory;
-    written with :func:`edge.storage.replace_file`.
-
-    TinyDB changes what ``read`` returns before it writes, so ``read`` hands out
-    a fresh copy; the outbox's own lookups use :meth:`peek` (the parsed data
-    of the last successful write, never to be changed) and pay no copy.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], loaded: storage.Loaded | None = None) -> None:
-        self.path = Path(path)
-        self._text: str | None = None
-        self._data: dict[str, dict[str, Any]] = {}
-        if loaded is not None and loaded.data is not None:
-            self._text, self._data = loaded.text, loaded.data
-
-    def read(self) -> dict[str, dict[str, Any]] | None:
-        if self._text is None:
-            return None
-        data: dict[str, dict[str, Any]] = json.loads(self._text)
-        return data
-
-    def peek(self) -> dict[str, dict[str, Any]]:
-        """The passages as last written (read-only)."""
-        return self._data.get(TABLE, {})
-
-    def rewrite(self, docs: dict[str, Any]) -> None:
-        """Write the segment with these passages (TinyDB's layout), without TinyDB's
-        read-modify-write copy: for bulk bookkeeping on a drain."""
-        self.write({**self._data, TABLE: docs})
-
-    def write(self, data: dict[str, dict[str, Any]]) -> None:
-        text = json.dumps(data, separators=(",", ":"), sort_keys=True)
-        try:
-            storage.replace_file(self.path, text.encode("utf-8"))
-        except StoreError:
-            if self.path.exists() and self.path.read_text(encoding="utf-8") == text:
-                self._text, self._data = text, data  # in place after all; only its sync failed
-            raise
-        self._text, self._data = text, data
-
-    def close(self) -> None:
-        pass
-
-
-@dataclass
+@dataclass(slots=True)
 class Entry:
     """What the outbox keeps in memory of a live passage (the message stays on disk)."""
 
@@ -189,6 +151,79 @@ def _payload_of(doc: Mapping[str, Any]) -> str:
     return msg if isinstance(msg, str) else json.dumps(msg, separators=(",", ":"))
 
 
+def _doc_of(text: str, msg: Mapping[str, Any], state: str) -> dict[str, Any]:
+    """A passage as its segment keeps it: the text published, its delivery state, and
+    what the outbox indexes (so that opening a store parses no message)."""
+    credentials = msg.get("credentials")
+    refs = [
+        str(c["ref"])
+        for c in (credentials if isinstance(credentials, list) else [])
+        if isinstance(c, dict) and c.get("ref")
+    ]
+    return {
+        "msg": text,
+        "state": state,
+        "pid": str(msg.get("pid")),
+        "ts": str(msg.get("ts")),
+        "approved": msg.get("decision") == "approved",
+        "refs": refs,
+        "device": str(msg.get("device")),
+    }
+
+
+def _entry_of(doc: Mapping[str, Any]) -> Entry | None:
+    """The index entry of a stored passage (from its fields, else from its message)."""
+    try:
+        return Entry(
+            doc["pid"], doc["state"], doc["ts"], doc["approved"], tuple(doc["refs"]),
+            doc["device"],
+        )  # fmt: skip
+    except (KeyError, TypeError):
+        msg = message_of(doc)
+        if msg is None:
+            return None
+        fields = _doc_of("", msg, doc["state"])
+        return Entry(
+            fields["pid"], doc["state"], fields["ts"], fields["approved"], tuple(fields["refs"]),
+            fields["device"],
+        )  # fmt: skip
+
+
+def _valid_doc(key: str, fields: Any, texts: Mapping[str, object]) -> bool:
+    """A segment log's document is usable: its key, its state, a message."""
+    return (
+        key.isdigit()
+        and isinstance(fields, dict)
+        and fields.get("state") in (STORED, SENT)
+        and (key in texts or isinstance(fields.get("msg"), dict))
+    )
+
+
+@dataclass
+class _Damage:
+    """A damaged segment file: its name, what was done, the passages it still held."""
+
+    file: str
+    how: str
+    docs: dict[str, dict[str, Any]]
+
+
+def _segment_files(directory: Path, suffix: str) -> dict[int, Path]:
+    out = {}
+    for path in directory.glob(f"seg-*{suffix}"):
+        index = path.name.removeprefix("seg-").removesuffix(suffix)
+        if index.isdigit():
+            out[int(index)] = path
+    return out
+
+
+def _remove_json(path: Path) -> None:
+    """A JSON-layout segment, once its log is written."""
+    for p in (path, storage.prev_of(path)):
+        p.unlink(missing_ok=True)
+    storage.fsync_dir(path.parent)
+
+
 @dataclass
 class _Segments:
     """Open segment databases, least recently used closed first."""
@@ -231,11 +266,18 @@ class Outbox:
         self._index: dict[int, Entry] = {}
         self._by_pid: dict[str, int] = {}
         self._segments = _Segments(limit=8)
+        self.journal_dir = directory / "journal"
+        self._journal = journal.Journal(self.journal_dir)
+        self._floor = 0  # the highest seq a damaged segment's repair found numbered
         self._meta = self._load_meta()
         self._meta_written = datetime.min.replace(tzinfo=UTC)
-        self._load_segments()
+        gc.disable()  # opening makes an object per passage waiting, and no cycle
+        try:
+            self._load_segments()
+        finally:
+            gc.enable()
         self._migrate_single_file()
-        floor = self._meta.last_seq
+        floor = max(self._meta.last_seq, self._floor)
         if not floor and self.alerts:
             floor = self._archived_max_seq()  # meta was lost: the archive still knows
         self._last_seq = max([floor, *self._index])
@@ -295,31 +337,184 @@ class Outbox:
         return loaded
 
     def _load_segments(self) -> None:
-        for path in sorted(self.segment_dir.glob("seg-*.json")):
-            parsed: dict[int, dict[str, Any]] = {}
-            loaded = self._read(path, lambda data, out=parsed: _check_segment(data, out))
-            if loaded is None or loaded.data is None:
+        """Read every segment; convert those of the JSON layout; repair the damaged ones
+        from the journal (:meth:`_recover`). Only the index stays in memory, and the
+        oldest segments (a drain reads them first)."""
+        for leftover in self.segment_dir.glob("seg-*.tmp"):
+            leftover.unlink()  # a compaction cut short: the log it was to replace is whole
+        logs = _segment_files(self.segment_dir, ".log")
+        olds = _segment_files(self.segment_dir, ".json")
+        damaged: dict[int, _Damage] = {}
+        converted: dict[int, dict[str, dict[str, Any]]] = {}
+        for index in sorted(logs.keys() | olds.keys()):
+            if index in logs:
+                if index in olds:  # a conversion cut short after its log was complete
+                    _remove_json(olds[index])
+                replayed = self._load_log(index, logs[index], damaged)
+                if replayed is not None:
+                    self._keep_open(index, replayed)
                 continue
-            for key, doc in loaded.data.get(TABLE, {}).items():
-                self._remember(int(key), parsed[int(key)], doc["state"])
-            index = path.stem.removeprefix("seg-")
-            seg = self._segments
-            if len(seg.open) < seg.limit and index.isdigit() and int(index) not in seg.open:
-                # the oldest segments stay open: a drain reads them first
-                seg.open[int(index)] = TinyDB(path, storage=SegmentStorage, loaded=loaded)
+            docs = self._load_json(index, olds[index], damaged)
+            if docs is not None:
+                converted[index] = docs
+                self._remember_all(docs)
+        if converted:
+            self._convert(converted, damaged)
+            for index, path in olds.items():
+                if index in converted:
+                    _remove_json(path)
+        if damaged:
+            self._recover(damaged)
 
-    def _remember(self, seq: int, msg: Mapping[str, Any], state: str) -> None:
-        approved = msg.get("decision") == "approved"
-        credentials = msg.get("credentials")
-        refs = tuple(
-            str(c["ref"])
-            for c in (credentials if isinstance(credentials, list) else [])
-            if isinstance(c, dict) and c.get("ref")
-        )
-        self._index[seq] = Entry(
-            str(msg.get("pid")), state, str(msg.get("ts")), approved, refs, str(msg.get("device"))
-        )
-        self._by_pid[str(msg.get("pid"))] = seq
+    def _load_log(self, index: int, path: Path, damaged: dict[int, _Damage]) -> Replayed | None:
+        try:
+            replayed = seglog.load(path)
+        except OSError as exc:
+            raise StoreCorrupt(f"cannot read {path}: {exc.strerror or exc}") from exc
+        if replayed is None:
+            return None
+        invalid = self._remember_all(replayed.fields, replayed.texts)
+        for key in invalid:
+            replayed.fields.pop(key)
+            replayed.texts.pop(key, None)
+        if replayed.damaged or invalid:
+            kept = replayed.docs()
+            storage.quarantine(path, f"{replayed.bad + len(invalid)} damaged record(s)")
+            damaged[index] = _Damage(path.name, "damaged, moved aside", kept)
+            return replayed
+        if replayed.torn:  # an append cut short by a power cut: never acknowledged
+            storage.truncate(path, replayed.end)
+        return replayed
+
+    def _load_json(
+        self, index: int, path: Path, damaged: dict[int, _Damage]
+    ) -> dict[str, dict[str, Any]] | None:
+        """A segment of the JSON layout (before segment logs), with its index fields."""
+        parsed: dict[int, dict[str, Any]] = {}
+        try:
+            loaded = storage.read_json(path, lambda data: _check_segment(data, parsed))
+        except OSError as exc:
+            raise StoreCorrupt(f"cannot read {path}: {exc.strerror or exc}") from exc
+        if loaded is None:
+            return None
+        docs = {}
+        for key, doc in (loaded.data or {}).get(TABLE, {}).items():
+            docs[key] = _doc_of(_payload_of(doc), parsed[int(key)], doc["state"])
+        if loaded.recovered or loaded.lost:
+            how = (
+                "recovered from its last good copy"
+                if loaded.recovered
+                else "damaged, no good copy; moved aside"
+            )
+            damaged[index] = _Damage(path.name, how, docs)
+        return docs
+
+    def _convert(
+        self, converted: dict[int, dict[str, dict[str, Any]]], damaged: dict[int, _Damage]
+    ) -> None:
+        """Write passages of an older layout as segment logs, each in the journal first."""
+        by_day: dict[str, list[bytes]] = {}
+        for docs in converted.values():
+            for key, doc in docs.items():
+                line = journal.line_of(int(key), doc["msg"])
+                by_day.setdefault(_day_of_ts(doc["ts"]), []).append(line)
+        for day, lines in sorted(by_day.items()):
+            self._journal.append_lines(day, lines)
+        for index, docs in converted.items():
+            if index not in damaged:  # a damaged one is written once repaired
+                seglog.write_compacted(self._segment_path(index), docs)
+        count = sum(len(d) for d in converted.values())
+        log.info("store: %d passage(s) converted into %d segment log(s)", count, len(converted))
+
+    def _recover(self, damaged: dict[int, _Damage]) -> None:
+        """Damaged segments: what their files still hold, plus what the journal holds of
+        theirs that the archive does not (acknowledged); every seq in none of them is
+        reported by number. The repaired segment is written whole."""
+        texts = journal.read(self.journal_dir)
+        archived = self._archived_seqs()
+        known = max([self._meta.last_seq, *self._index, *texts, *archived])
+        self._floor = max(self._floor, known)
+        for index, damage in sorted(damaged.items()):
+            first = index * self.segment_size + 1
+            candidates = range(first, min(first + self.segment_size - 1, known) + 1)
+            kept = {int(k) for k in damage.docs}
+            report, restore = journal.recover(damage.file, candidates, kept, texts, archived)
+            docs = dict(damage.docs)
+            for seq, text in restore.items():
+                msg = json.loads(text)
+                docs[str(seq)] = _doc_of(text, msg, STORED)
+            self._remember_all({k: d for k, d in docs.items() if int(k) in restore})
+            if docs or index == self._segment_of(known + 1):
+                seglog.write_compacted(self._segment_path(index), docs)
+            else:
+                self._segment_path(index).unlink(missing_ok=True)
+            alert = report.describe(damage.how)
+            self.alerts.append(f"store_corrupt: {alert}")
+            self._write_incident(report, alert)
+
+    def _write_incident(self, report: journal.Recovery, text: str) -> None:
+        """Kept in ``incidents.jsonl`` for ``checkpoint-edge outbox status``."""
+        record = {
+            "at": iso_utc(datetime.now(UTC)),
+            "file": report.file,
+            "restored": list(report.restored),
+            "missing": list(report.missing),
+            "text": text,
+        }
+        storage.append_lines(self.directory / INCIDENTS, [json.dumps(record)])
+
+    def _archived_seqs(self) -> set[int]:
+        seqs: set[int] = set()
+        for path in self.archive_dir.glob("*.jsonl"):
+            for msg in _read_archive(path):
+                seq = msg.get("seq")
+                if isinstance(seq, int):
+                    seqs.add(seq)
+        return seqs
+
+    def _remember_all(
+        self, docs: Mapping[str, Mapping[str, Any]], texts: Mapping[str, object] | None = None
+    ) -> list[str]:
+        """Index these passages; the keys of those that are not valid (left out). With
+        ``texts``, a segment log's documents, whose message texts are apart."""
+        invalid = []
+        index, by_pid = self._index, self._by_pid
+        for key, doc in docs.items():
+            # inline: this runs for every passage waiting when the store opens
+            suspect = texts is not None and (
+                key not in texts or doc.get("state") not in _STATES or not key.isdigit()
+            )
+            if suspect and not _valid_doc(key, doc, texts or {}):  # a message object is valid
+                invalid.append(key)
+                continue
+            try:
+                pid = doc["pid"]
+                entry = Entry(
+                    pid, doc["state"], doc["ts"], doc["approved"], tuple(doc["refs"]),
+                    doc["device"],
+                )  # fmt: skip
+            except (KeyError, TypeError):
+                if not self._remember(int(key), doc):  # a passage stored before index fields
+                    invalid.append(key)
+                continue
+            index[int(key)] = entry
+            by_pid[pid] = int(key)
+        return invalid
+
+    def _remember(self, seq: int, doc: Mapping[str, Any]) -> bool:
+        entry = _entry_of(doc)
+        if entry is None:
+            return False
+        self._index[seq] = entry
+        self._by_pid[entry.pid] = seq
+        return True
+
+    def _keep_open(self, index: int, replayed: Replayed) -> None:
+        seg = self._segments
+        if len(seg.open) < seg.limit and index not in seg.open:
+            # the oldest segments stay open: a drain reads them first
+            path = self._segment_path(index)
+            seg.open[index] = TinyDB(path, storage=SegmentLog, replayed=replayed)
 
     def _migrate_single_file(self) -> None:
         """Passages of the first store layout (one ``outbox.json``) move into segments."""
@@ -329,16 +524,23 @@ class Outbox:
         loaded = self._read(old, check) if old.exists() else None
         if loaded is None or loaded.data is None:
             return
-        docs = sorted(loaded.data.get(TABLE, {}).items(), key=lambda kv: int(kv[0]))
-        for key, doc in docs:
-            seq = int(key)
-            if seq not in self._index:
-                stored = {"msg": _payload_of(doc), "state": doc["state"]}
-                self._db(self._segment_of(seq)).table(TABLE).insert(Document(stored, seq))
-                self._remember(seq, parsed[seq], doc["state"])
+        converted: dict[int, dict[str, dict[str, Any]]] = {}
+        for key, doc in loaded.data.get(TABLE, {}).items():
+            if int(key) not in self._index:
+                stored = _doc_of(_payload_of(doc), parsed[int(key)], doc["state"])
+                converted.setdefault(self._segment_of(int(key)), {})[key] = stored
+        for index, docs in converted.items():
+            db = self._segments.open.pop(index, None)
+            if db is not None:
+                db.close()
+            found = seglog.load(self._segment_path(index))
+            converted[index] = {**(found.docs() if found else {}), **docs}
+        self._convert(converted, {})
+        for docs in converted.values():
+            self._remember_all(docs)
         os.replace(old, old.with_name("outbox.json.migrated"))
         storage.fsync_dir(self.directory)
-        log.info("store: moved %d passage(s) from outbox.json into segments", len(docs))
+        log.info("store: moved %d passage(s) from outbox.json into segments", len(converted))
 
     def _archived_max_seq(self) -> int:
         best = 0
@@ -353,7 +555,7 @@ class Outbox:
         return (seq - 1) // self.segment_size
 
     def _segment_path(self, index: int) -> Path:
-        return self.segment_dir / f"seg-{index:08d}.json"
+        return self.segment_dir / f"seg-{index:08d}.log"
 
     def _db(self, index: int) -> TinyDB:
         seg = self._segments
@@ -362,7 +564,12 @@ class Outbox:
             seg.open.move_to_end(index)
             return db
         path = self._segment_path(index)
-        db = TinyDB(path, storage=SegmentStorage, loaded=self._read(path, _check_segment))
+        damaged: dict[int, _Damage] = {}
+        replayed = self._load_log(index, path, damaged)
+        if damaged:  # damaged since the store was opened: repaired the same way
+            self._recover(damaged)
+            replayed = self._load_log(index, path, {})
+        db = TinyDB(path, storage=SegmentLog, replayed=replayed)
         seg.open[index] = db
         if len(seg.open) > seg.limit:
             _, oldest = seg.open.popitem(last=False)
@@ -372,25 +579,45 @@ class Outbox:
     # -- the operations --------------------------------------------------
 
     def append(self, draft: PassageDraft) -> Passage:
-        """Number the passage and write it durably; return it as stored."""
+        """Number the passage and write it durably (journal, then segment); return it."""
         seq = self._last_seq + 1
         passage = Passage(
             pid=str(uuid.uuid4()), seq=seq, device=self.device, site=self.site, draft=draft
         )
         msg = passage.to_message(self.fields)
-        doc = {"msg": json.dumps(msg, separators=(",", ":")), "state": STORED}
-        table = self._db(self._segment_of(seq)).table(TABLE)
+        doc = _doc_of(json.dumps(msg, separators=(",", ":")), msg, STORED)
+        day = _day_of_ts(doc["ts"])
+        # The journal's line first; it is synced on a helper thread while the segment
+        # record is written and synced here: the answer waits for both.
+        pending = storage.sync_soon(self._journal.write(seq, doc["msg"], day))
+        index = self._segment_of(seq)
+        table = self._db(index).table(TABLE)
         try:
             table.insert(Document(doc, seq))
         except StoreError:
+            with contextlib.suppress(StoreError):
+                storage.settle(pending)
             if table.contains(doc_id=seq):
                 self._last_seq = seq  # on disk after all (only its sync failed): never reuse
-                self._remember(seq, msg, STORED)
+                self._remember(seq, doc)
+            else:
+                self._journal.void(seq, doc["pid"], day)
             raise
         self._last_seq = seq
-        self._remember(seq, msg, STORED)
+        self._remember(seq, doc)
         self._last_known = _aware(draft.ts)
+        storage.settle(pending)  # Unsynced: the journal's line may not survive a power cut
+        if self._segment_of(seq + 1) != index:
+            self._compact(index)  # the segment is done: its log becomes one record
         return passage
+
+    def _compact(self, index: int) -> None:
+        """Rewrite a segment's log whole. A failure costs nothing but bytes: the log holds
+        everything as it is, so it is logged and tried again later."""
+        try:
+            self._segment(index).compact()
+        except StoreError as exc:
+            log.warning("store: cannot compact segment %d: %s", index, exc)
 
     def entries(self) -> dict[int, Entry]:
         """The live passages by seq (a copy), oldest first."""
@@ -425,9 +652,9 @@ class Outbox:
             return None
         return self._segment(self._segment_of(seq)).peek().get(str(seq))
 
-    def _segment(self, index: int) -> SegmentStorage:
+    def _segment(self, index: int) -> SegmentLog:
         segment = self._db(index).storage
-        assert isinstance(segment, SegmentStorage)
+        assert isinstance(segment, SegmentLog)
         return segment
 
     def get(self, seq: int) -> dict[str, Any] | None:
@@ -441,12 +668,11 @@ class Outbox:
         todo = sorted(s for s in set(seqs) if s in self._index and self._index[s].state == STORED)
         for index, group in _by_segment(todo, self._segment_of):
             segment = self._segment(index)
-            marked = {str(s) for s in group}
-            segment.rewrite(
-                {k: ({**d, "state": SENT} if k in marked else d) for k, d in segment.peek().items()}
-            )
+            segment.update({str(s): {"state": SENT} for s in group})
             for seq in group:
                 self._index[seq].state = SENT
+            if segment.worth_compacting():
+                self._compact(index)
 
     def acknowledge(
         self, pids: Iterable[str], now: datetime, rejected: Mapping[str, str] | None = None
@@ -461,6 +687,7 @@ class Outbox:
         seqs = sorted({self._by_pid[p] for p in pids if p in self._by_pid})
         if not seqs:
             return []
+        dropped = False
         if self._meta.last_seq < self._last_seq:
             # First: once these leave the outbox, meta.json is what remembers how far
             # the numbering went (a kill right after would otherwise reuse seqs).
@@ -484,13 +711,17 @@ class Outbox:
             for day, day_lines in lines.items():
                 storage.append_lines(self.archive_dir / f"{day}.jsonl", day_lines)
             # after the archive holds them: a crash duplicates, never loses
-            leaving = {str(s) for s in group}
-            segment.rewrite({k: d for k, d in segment.peek().items() if k not in leaving})
+            segment.delete([str(s) for s in group])
             for seq in group:
                 entry = self._index.pop(seq)
                 self._by_pid.pop(entry.pid, None)
             if not segment.peek() and index != self._segment_of(self._last_seq + 1):
                 self._drop_segment(index)
+                dropped = True
+            elif segment.worth_compacting():
+                self._compact(index)
+        if dropped:  # the journal's days with no passage waiting go too
+            self._journal.prune({_day_of_ts(e.ts) for e in self._index.values()})
         self._meta.last_ack = iso_utc(now)
         if now - self._meta_written > META_EVERY:  # last_ack is for people: not every batch
             self._write_meta()
@@ -500,9 +731,7 @@ class Outbox:
         db = self._segments.open.pop(index, None)
         if db is not None:
             db.close()
-        path = self._segment_path(index)
-        for p in (path, storage.prev_of(path)):
-            p.unlink(missing_ok=True)
+        self._segment_path(index).unlink(missing_ok=True)
         storage.fsync_dir(self.segment_dir)
 
     def _write_meta(self) -> None:
@@ -512,6 +741,7 @@ class Outbox:
             "last_seq": self._meta.last_seq,
             "last_ack": self._meta.last_ack,
             "last_known": iso_utc(self._last_known) if self._last_known else None,
+            "segment_size": self.segment_size,  # for readers of the files (snapshot)
         }
         storage.replace_file(self.meta_path, json.dumps(doc).encode())
 
@@ -570,11 +800,9 @@ class Outbox:
         return Purge(deleted=tuple(gone))
 
     def check_writable(self) -> None:
-        """Raise StoreError unless the head segment can be rewritten durably right now."""
-        table = self._db(self._segment_of(self._last_seq + 1)).table(TABLE)
-        storage_ = table.storage
-        data = storage_.read()
-        storage_.write(data if data is not None else {})
+        """Raise StoreError unless the journal and the head segment take a write right now."""
+        self._journal.probe()
+        self._segment(self._segment_of(self._last_seq + 1)).probe()
 
     @property
     def last_seq(self) -> int:
@@ -587,6 +815,7 @@ class Outbox:
         except StoreError as exc:
             log.warning("store: could not update meta.json at close: %s", exc)
         self._segments.close_all()
+        self._journal.close()
         self._lock_file.close()  # releases the lock
 
 
@@ -674,24 +903,38 @@ class StoreSnapshot:
     last_seq: int
     last_ack: str | None
     archive_days: list[str]
+    # damaged segments found now (the daemon repairs them at its next start): what of
+    # them the journal holds is counted in ``live``; ``missing`` is in nothing
+    damaged: tuple[str, ...] = ()
+    missing: tuple[int, ...] = ()
+    incidents: tuple[dict[str, Any], ...] = ()  # repairs the daemon made (incidents.jsonl)
 
 
 def snapshot(directory: Path) -> StoreSnapshot:
-    """Read a store's files as they are now. Files are only ever replaced whole, so each
-    one read is complete; one removed meanwhile (acknowledged) is read from the archive."""
+    """Read a store's files as they are now. A segment log is only appended to or replaced
+    whole, so what is read is complete but for a last record being written (left out); a
+    segment removed meanwhile (acknowledged) is read from the archive."""
     meta: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):
         meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
     live: dict[int, dict[str, Any]] = {}
-    for seg in sorted((directory / "outbox").glob("seg-*.json")):
+    damaged: dict[str, tuple[int, set[int]]] = {}  # file -> (segment, seqs it still holds)
+    for index, seg in sorted(_segment_files(directory / "outbox", ".log").items()):
         try:
-            docs = json.loads(seg.read_text(encoding="utf-8")).get(TABLE, {})
-        except (OSError, ValueError):
-            continue  # gone (acknowledged) or damaged (the daemon reports it)
-        for key, doc in docs.items():
-            msg = message_of(doc) if key.isdigit() and isinstance(doc, dict) else None
-            if msg is not None:
-                live[int(key)] = {"msg": msg, "state": doc.get("state")}
+            replayed = seglog.load(seg)
+        except OSError:
+            continue
+        docs = replayed.docs() if replayed is not None else {}
+        _add_live(live, docs)
+        if replayed is not None and replayed.damaged:
+            damaged[seg.name] = (index, {int(k) for k in docs if k.isdigit()})
+    for index, seg in sorted(_segment_files(directory / "outbox", ".json").items()):
+        try:  # the JSON layout: a store its daemon has not opened since
+            _add_live(live, json.loads(seg.read_text(encoding="utf-8")).get(TABLE, {}))
+        except FileNotFoundError:
+            continue  # converted or acknowledged meanwhile
+        except (OSError, ValueError, AttributeError):
+            damaged[seg.name] = (index, set())
     days = sorted((directory / "archive").glob("*.jsonl"))
     archived: dict[str, dict[str, Any]] = {}
     rejected: dict[str, str] = {}
@@ -702,6 +945,20 @@ def snapshot(directory: Path) -> StoreSnapshot:
             if isinstance(record.get("rejected"), str):
                 rejected[pid] = record["rejected"]
     last_seq = max([int(meta.get("last_seq", 0) or 0), *live])
+    missing: list[int] = []
+    if damaged:  # what the daemon will do at its next start, read-only
+        texts = journal.read(directory / "journal")
+        numbered = {m.get("seq") for m in archived.values()}
+        archived_seqs = {s for s in numbered if isinstance(s, int)}
+        last_seq = max([last_seq, *texts, *archived_seqs])
+        size = int(meta.get("segment_size", 100) or 100)
+        for name, (index, kept) in damaged.items():
+            first = index * size + 1
+            candidates = range(first, min(first + size - 1, last_seq) + 1)
+            report, restore = journal.recover(name, candidates, kept, texts, archived_seqs)
+            for seq, text in restore.items():
+                live[seq] = {"msg": json.loads(text), "state": STORED}
+            missing += report.missing
     return StoreSnapshot(
         live=dict(sorted(live.items())),
         archived=list(archived.values()),
@@ -709,4 +966,29 @@ def snapshot(directory: Path) -> StoreSnapshot:
         last_seq=last_seq,
         last_ack=meta.get("last_ack"),
         archive_days=[d.stem for d in days],
+        damaged=tuple(sorted(damaged)),
+        missing=tuple(sorted(missing)),
+        incidents=tuple(read_incidents(directory)),
     )
+
+
+def _add_live(live: dict[int, dict[str, Any]], docs: Mapping[str, Any]) -> None:
+    for key, doc in docs.items():
+        msg = message_of(doc) if key.isdigit() and isinstance(doc, dict) else None
+        if msg is not None:
+            live[int(key)] = {"msg": msg, "state": doc.get("state")}
+
+
+def read_incidents(directory: Path) -> list[dict[str, Any]]:
+    """The repairs of damaged segments, oldest first (what was restored, what is missing)."""
+    try:
+        lines = (directory / INCIDENTS).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    out = []
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict) and isinstance(record.get("text"), str):
+                out.append(record)
+    return out

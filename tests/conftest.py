@@ -356,12 +356,9 @@ def env_without_proxy() -> dict[str, str]:
 
 def live_records(store_dir: Path) -> dict[int, dict[str, Any]]:
     """Every passage still in the outbox segments: seq -> {"msg", "state"}."""
-    out: dict[int, dict[str, Any]] = {}
-    for seg in sorted((store_dir / "outbox").glob("seg-*.json")):
-        for key, doc in json.loads(seg.read_text()).get("passages", {}).items():
-            msg = doc["msg"]  # stored as the JSON text published
-            out[int(key)] = {**doc, "msg": json.loads(msg) if isinstance(msg, str) else msg}
-    return out
+    from edge.store import snapshot
+
+    return snapshot(store_dir).live
 
 
 def archived_messages(store_dir: Path) -> list[dict[str, Any]]:

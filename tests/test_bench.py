@@ -66,7 +66,13 @@ def test_outbox_bench_reports_every_case() -> None:
     rows = [line.split() for line in out.splitlines() if line.split()[0].isdigit()]
     assert [(r[0], r[1]) for r in rows] == [("0", "0"), ("300", "0"), ("300", "0"), ("300", "200")]
     assert all(float(r[4]) > 0 for r in rows)  # bytes written per passage were counted
+    assert all(float(r[-2]) > 0 and float(r[-1]) > 0 for r in rows)  # ratios to the anchors
     assert "median with 300 waiting / median with none" in out
+    assert "anchor sqlite WAL FULL" in out
+    assert "anchor jsonl append+fsync" in out
+    assert "bytes over 150 passages:" in out
+    opening = [line.split() for line in out.splitlines() if line.startswith("opening ")]
+    assert [r[1] for r in opening if r[1].isdigit()] == ["0", "300"]
 
 
 def test_drain_bench_drains_through_a_real_ingest() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import queue
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +17,7 @@ import jsonschema
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from edge import credtools
+from edge import credtools, storage
 from edge.app import App
 from edge.config import Config
 from edge.devices.gpio import CHORD_S
@@ -322,18 +321,18 @@ def test_store_failure_keeps_the_barrier_closed_until_the_store_recovers(
     cfg = make_config(tmp_path, camera={"source": f"images:{tmp_path / 'empty'}"})
     (tmp_path / "empty").mkdir()
     kiosk = kiosks(cfg).start()
-    real_replace = os.replace
 
-    def disk_full(src: Any, dst: Any) -> None:
-        raise OSError(28, "No space left on device")
+    def disk_full(step: str) -> None:
+        if step in ("temp-written", "record-half"):  # any write, replacing or appending
+            raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(os, "replace", disk_full)
+    monkeypatch.setattr(storage, "crash", disk_full)
     kiosk.press(cfg.gpio.approve_pin)  # the officer lets someone through without a code
     event, _, state = kiosk.wait(lambda e, _a, _s: isinstance(e, FaultRaised))
     assert event.name == "store"
     assert state is State.FAILSAFE
     assert [s.state for s in kiosk.relay.states] == [False]  # never opened
-    monkeypatch.setattr(os, "replace", real_replace)
+    monkeypatch.setattr(storage, "crash", storage._no_crash)
     kiosk.app.supervise()  # the periodic check finds the store writable again
     kiosk.wait_state(State.READY)
     kiosk.press(cfg.gpio.approve_pin)

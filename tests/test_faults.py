@@ -348,7 +348,7 @@ def test_disk_full_while_writing(fleet: Fleet, caplog: pytest.LogCaptureFixture)
     full.set()
 
     def disk_full(step: str) -> None:
-        if step == "temp-written" and full.is_set():
+        if step in ("temp-written", "record-half") and full.is_set():
             raise OSError(errno.ENOSPC, "No space left on device")
 
     storage.crash = disk_full  # every write fails, whichever thread makes it

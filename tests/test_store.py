@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
-import os
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from edge import storage
+from edge import journal, outbox_tool, seglog, storage
 from edge.errors import StoreError
 from edge.model import Credential, PassageDraft
 from edge.store import SENT, STORED, Outbox, read_archive
@@ -35,7 +36,15 @@ def box(path: Path, **kw: object) -> Outbox:
 
 
 def segment_files(path: Path) -> list[str]:
-    return sorted(p.name for p in (path / "outbox").glob("seg-*.json"))
+    return sorted(p.name for p in (path / "outbox").glob("seg-*.log"))
+
+
+def segment_docs(path: Path, index: int = 0) -> dict[str, dict[str, object]]:
+    """A segment log's documents, as read from its file."""
+    replayed = seglog.load(path / "outbox" / f"seg-{index:08d}.log")
+    assert replayed is not None
+    assert not replayed.damaged
+    return replayed.docs()
 
 
 def archived(path: Path) -> list[dict[str, object]]:
@@ -51,13 +60,13 @@ def test_append_numbers_and_persists_in_segments(tmp_path: Path) -> None:
     assert [p.seq for p in passages] == list(range(1, 26))
     assert len({p.pid for p in passages}) == 25
     assert segment_files(tmp_path) == [
-        "seg-00000000.json",
-        "seg-00000001.json",
-        "seg-00000002.json",
+        "seg-00000000.log",
+        "seg-00000001.log",
+        "seg-00000002.log",
     ]
-    on_disk = json.loads((tmp_path / "outbox" / "seg-00000001.json").read_text())["passages"]
+    on_disk = segment_docs(tmp_path, 1)
     assert sorted(map(int, on_disk)) == list(range(11, 21))
-    assert json.loads(on_disk["11"]["msg"])["pid"] == passages[10].pid  # the text published
+    assert json.loads(on_disk["11"]["msg"])["pid"] == passages[10].pid  # type: ignore[arg-type]
     assert on_disk["11"]["state"] == STORED
     b.close()
 
@@ -69,7 +78,7 @@ def test_seq_continues_after_reopen_and_never_repeats(tmp_path: Path) -> None:
     pids = [e.pid for e in b.entries().values()]
     b.acknowledge(pids, T0)  # everything leaves the outbox
     b.close()
-    assert segment_files(tmp_path) == ["seg-00000001.json"]  # the head segment stays
+    assert segment_files(tmp_path) == ["seg-00000001.log"]  # the head segment stays
     b = box(tmp_path, segment_size=10)
     assert b.append(draft()).seq == 13
     b.close()
@@ -129,51 +138,210 @@ def test_no_raw_payload_is_stored(tmp_path: Path) -> None:
         )
     )
     b.close()
-    text = "".join(p.read_text() for p in tmp_path.rglob("*.json"))
+    text = "".join(p.read_text() for p in tmp_path.rglob("*") if p.is_file())
     assert "NGUYEN" not in text
     assert "012345678901" not in text
 
 
-def test_failed_write_keeps_the_previous_file_and_raises(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_failed_write_keeps_the_previous_file_and_raises(tmp_path: Path) -> None:
     b = box(tmp_path)
     b.append(draft())
-    seg = tmp_path / "outbox" / "seg-00000000.json"
+    seg = tmp_path / "outbox" / "seg-00000000.log"
     before = seg.read_bytes()
 
-    def broken_replace(src: str, dst: str) -> None:
-        raise OSError(28, "No space left on device")
+    def disk_full_half_way(step: str) -> None:
+        if step == "record-half" and seg.read_bytes() != before:  # the segment's, not the journal's
+            raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(os, "replace", broken_replace)
-    with pytest.raises(StoreError, match="No space left"):
-        b.append(draft())
-    monkeypatch.undo()
-    assert seg.read_bytes() == before
+    storage.crash = disk_full_half_way
+    try:
+        with pytest.raises(StoreError, match="No space left"):
+            b.append(draft())
+    finally:
+        storage.crash = storage._no_crash
+    assert seg.read_bytes() == before  # the half record was cut off again
     assert b.append(draft()).seq == 2  # the failed append burned no seq
-
-
-def test_a_damaged_segment_is_quarantined_and_its_last_good_copy_used(tmp_path: Path) -> None:
-    b = box(tmp_path)
-    b.append(draft())
-    b.append(draft())  # the segment's .prev now holds the version with seq 1 only
     b.close()
-    seg = tmp_path / "outbox" / "seg-00000000.json"
-    seg.write_text('{"passages": {"1": {"msg"')  # bit rot
     reopened = box(tmp_path)
-    assert sorted(reopened.entries()) == [1]
-    assert reopened.alerts == ["store_corrupt: seg-00000000.json recovered from its last good copy"]
-    (damaged,) = (tmp_path / "outbox" / "quarantine").iterdir()
-    assert damaged.read_text() == '{"passages": {"1": {"msg"'  # kept as evidence
-    assert reopened.append(draft()).seq == 3  # seq 2 is never reused
+    assert sorted(reopened.entries()) == [1, 2]
+    assert reopened.alerts == []
 
 
-def test_a_damaged_file_without_a_good_copy_is_reported(tmp_path: Path) -> None:
-    (tmp_path / "outbox").mkdir()
-    (tmp_path / "outbox" / "seg-00000000.json").write_text("[1, 2]")
+def cut_points(before: int, after: int) -> list[int]:
+    """Where a power cut may end an append of bytes ``before`` to ``after``: every byte
+    near both ends, every seventh in between."""
+    return sorted({*range(before, after + 1, 7), *range(before, before + 16), after - 1, after})
+
+
+def test_a_power_cut_at_any_byte_of_an_append_loses_nothing_acknowledged(
+    tmp_path: Path,
+) -> None:
+    """The journal line is written first, then the segment record: cut either at any byte,
+    the store opens without an alert, holds every passage acknowledged before, and the
+    next passage is in both records."""
+    store = tmp_path / "store"
+    b = box(store, segment_size=10)
+    acknowledged = [b.append(draft()).pid for _ in range(3)]
+    seg = store / "outbox" / "seg-00000000.log"
+    (day,) = (store / "journal").iterdir()
+    seg_before, day_before = seg.read_bytes(), day.read_bytes()
+    b.append(draft())  # the one cut short
+    seg_after, day_after = seg.read_bytes(), day.read_bytes()
+    b.close()
+    cuts = [(day_after[:k], seg_before) for k in cut_points(len(day_before), len(day_after))]
+    cuts += [(day_after, seg_after[:k]) for k in cut_points(len(seg_before), len(seg_after))]
+    for n, (day_bytes, seg_bytes) in enumerate(cuts):
+        copy = tmp_path / f"cut-{n}"
+        shutil.copytree(store, copy)
+        (copy / "journal" / day.name).write_bytes(day_bytes)
+        (copy / "outbox" / seg.name).write_bytes(seg_bytes)
+        reopened = box(copy, segment_size=10)
+        assert reopened.alerts == [], n
+        assert [e.pid for e in reopened.entries().values()][:3] == acknowledged, n
+        assert set(reopened.entries()) <= {1, 2, 3, 4}, n
+        nxt = reopened.append(draft())
+        reopened.close()
+        again = box(copy, segment_size=10)
+        assert again.entries()[nxt.seq].pid == nxt.pid, n
+        assert again.alerts == [], n
+        again.close()
+        assert json.loads(journal.read(copy / "journal")[nxt.seq])["pid"] == nxt.pid, n
+        shutil.rmtree(copy)
+
+
+@pytest.mark.parametrize("step", ["temp-open", "temp-half", "temp-written", "temp-synced",
+                                  "replaced"])  # fmt: skip
+def test_a_power_cut_during_a_compaction_loses_nothing(tmp_path: Path, step: str) -> None:
+    class PowerCut(BaseException):
+        pass
+
+    def cut(reached: str) -> None:
+        if reached == step:
+            raise PowerCut
+
+    b = box(tmp_path, segment_size=10)
+    pids = [b.append(draft()).pid for _ in range(9)]
+    storage.crash = cut
+    try:
+        with pytest.raises(PowerCut):
+            pids.append(b.append(draft()).pid)  # the 10th: its segment is done, compacted
+    finally:
+        storage.crash = storage._no_crash
+    b._lock_file.close()  # killed
+    reopened = box(tmp_path, segment_size=10)
+    assert reopened.alerts == []
+    assert [e.pid for e in reopened.entries().values()][:9] == pids
+    assert len(reopened.entries()) == 10  # the 10th was on disk before the compaction
+    assert reopened.append(draft()).seq == 11
+
+
+def test_a_damaged_segment_is_restored_from_the_journal(tmp_path: Path) -> None:
+    """Issue 15: 11 passages waiting, their segment overwritten with garbage."""
     b = box(tmp_path)
-    assert b.entries() == {}
-    assert b.alerts == ["store_corrupt: seg-00000000.json damaged, no good copy; moved aside"]
+    pids = [b.append(draft()).pid for _ in range(11)]
+    b.close()
+    seg = tmp_path / "outbox" / "seg-00000000.log"
+    seg.write_bytes(b"\x00garbage" * 50)  # bit rot
+    report = outbox_tool.status(tmp_path, io.StringIO())  # before the daemon starts again
+    assert (report["depth"], report["missing"]) == (11, [])
+    reopened = box(tmp_path)
+    assert sorted(reopened.entries()) == list(range(1, 12))
+    assert [e.pid for e in reopened.entries().values()] == pids
+    assert reopened.entries()[10].state == STORED  # sent again: the ingest drops a duplicate
+    assert reopened.alerts == [
+        "store_corrupt: seg-00000000.log damaged, moved aside; seq 1-11 restored from the journal"
+    ]
+    (damaged,) = (tmp_path / "outbox" / "quarantine").iterdir()
+    assert damaged.read_bytes() == b"\x00garbage" * 50  # kept as evidence
+    assert reopened.append(draft()).seq == 12
+    reopened.close()
+    out = io.StringIO()
+    report = outbox_tool.status(tmp_path, out)
+    assert report["depth"] == 12
+    assert "seq 1-11 restored from the journal" in out.getvalue()
+
+
+def test_one_damaged_record_costs_nothing_and_is_named(tmp_path: Path) -> None:
+    b = box(tmp_path)
+    for _ in range(11):
+        b.append(draft())
+    b.mark_sent([3])
+    b.close()
+    seg = tmp_path / "outbox" / "seg-00000000.log"
+    lines = seg.read_bytes().split(b"\n")
+    lines[9] = lines[9].replace(b'"state"', b'"stat\x00"')  # seq 10's record, one byte
+    seg.write_bytes(b"\n".join(lines))
+    reopened = box(tmp_path)
+    assert sorted(reopened.entries()) == list(range(1, 12))
+    assert reopened.entries()[3].state == SENT  # the records after the damage still count
+    assert reopened.alerts == [
+        "store_corrupt: seg-00000000.log damaged, moved aside; seq 10 restored from the journal"
+    ]
+
+
+def test_a_gap_nothing_can_fill_is_reported_by_number(tmp_path: Path) -> None:
+    b = box(tmp_path)
+    for _ in range(12):
+        b.append(draft())
+    b.close()
+    for day in (tmp_path / "journal").iterdir():  # the second record is gone too...
+        lines = day.read_bytes().splitlines(keepends=True)
+        day.write_bytes(b"".join(lines[:9] + lines[12:]))  # ...for seq 10-12
+    seg = tmp_path / "outbox" / "seg-00000000.log"
+    seg.write_bytes(b"garbage")
+    out = io.StringIO()
+    assert outbox_tool.status(tmp_path, out)["missing"] == [10, 11, 12]
+    assert "missing      seq 10-12" in out.getvalue()
+    reopened = box(tmp_path)
+    assert sorted(reopened.entries()) == list(range(1, 10))
+    assert reopened.alerts == [
+        "store_corrupt: seg-00000000.log damaged, moved aside; seq 1-9 restored from the "
+        "journal; seq 10-12 missing (in neither the journal nor the archive)"
+    ]
+    assert reopened.append(draft()).seq == 13  # a lost seq is never reused
+    reopened.close()
+    out = io.StringIO()
+    outbox_tool.status(tmp_path, out)
+    assert "seq 10-12 missing" in out.getvalue()  # still said after the repair
+
+
+def test_acknowledged_passages_are_not_restored(tmp_path: Path) -> None:
+    b = box(tmp_path)
+    for _ in range(5):
+        b.append(draft())
+    b.acknowledge([b.entries()[2].pid, b.entries()[4].pid], T0)
+    b.close()
+    (tmp_path / "outbox" / "seg-00000000.log").write_bytes(b"garbage")
+    reopened = box(tmp_path)
+    assert sorted(reopened.entries()) == [1, 3, 5]
+    assert reopened.alerts == [
+        "store_corrupt: seg-00000000.log damaged, moved aside; seq 1, 3, 5 restored from the "
+        "journal"
+    ]
+
+
+def test_a_json_segment_behind_its_last_good_copy_names_the_seq_lost(tmp_path: Path) -> None:
+    """The store layout before segment logs, as in issue 15: the last good copy lacks seq 10."""
+    (tmp_path / "outbox").mkdir()
+    msgs = {
+        str(s): {"msg": json.dumps({"pid": f"p{s}", "seq": s, "device": "lane-1",
+                                    "ts": "2026-11-26T08:00:00.000Z"}),
+                 "state": "stored"}
+        for s in range(1, 11)
+    }  # fmt: skip
+    seg = tmp_path / "outbox" / "seg-00000000.json"
+    prev = {k: v for k, v in msgs.items() if k != "10"}
+    storage.prev_of(seg).write_text(json.dumps({"passages": prev}))
+    seg.write_text('{"passages": {"1": {"ms')
+    (tmp_path / "meta.json").write_text(json.dumps({"last_seq": 10}))
+    b = box(tmp_path)
+    assert sorted(b.entries()) == list(range(1, 10))
+    assert b.alerts == [
+        "store_corrupt: seg-00000000.json recovered from its last good copy; seq 10 missing "
+        "(in neither the journal nor the archive)"
+    ]
+    assert segment_files(tmp_path) == ["seg-00000000.log"]  # converted
+    assert not seg.exists()
 
 
 @pytest.mark.parametrize(
@@ -196,10 +364,10 @@ def test_leftover_temp_files_from_a_crash_are_harmless(tmp_path: Path) -> None:
     b = box(tmp_path)
     b.append(draft())
     b.close()
-    (tmp_path / "outbox" / "seg-00000000.json.tmp").write_text("half a wri")
+    (tmp_path / "outbox" / "seg-00000000.log.tmp").write_text("half a wri")
     b = box(tmp_path)
     assert b.append(draft()).seq == 2
-    assert not (tmp_path / "outbox" / "seg-00000000.json.tmp").exists()
+    assert not (tmp_path / "outbox" / "seg-00000000.log.tmp").exists()
 
 
 def test_the_first_store_layout_moves_into_segments(tmp_path: Path) -> None:
@@ -234,8 +402,7 @@ def test_what_is_published_is_the_text_stored(tmp_path: Path) -> None:
     b.close()
     b = box(tmp_path)  # after a restart too: byte for byte, no re-encoding
     [payload] = b.payloads([p.seq])
-    on_disk = json.loads((tmp_path / "outbox" / "seg-00000000.json").read_text())
-    assert payload.data.decode() == on_disk["passages"]["1"]["msg"]
+    assert payload.data.decode() == segment_docs(tmp_path)["1"]["msg"]
     assert (payload.seq, payload.pid) == (1, p.pid)
     assert json.loads(payload.data) == p.to_message(b.fields)
     b.acknowledge([p.pid], T0)
@@ -289,15 +456,50 @@ def test_a_torn_archive_line_costs_only_itself(tmp_path: Path) -> None:
     assert [m["seq"] for m in read_archive(day)] == [1, 2]
 
 
-def test_bytes_written_per_passage_stay_bounded_by_the_segment(tmp_path: Path) -> None:
+def test_bytes_written_per_passage_are_its_own_not_its_segments(tmp_path: Path) -> None:
     b = box(tmp_path, segment_size=50)
     for _ in range(120):
         b.append(draft())
     storage.written.bytes = 0
-    b.append(draft())
-    one = storage.written.bytes
-    seg = max((tmp_path / "outbox").glob("seg-*.json"), key=lambda p: p.stat().st_size)
-    assert one <= seg.stat().st_size + 64  # one segment rewritten, not the whole outbox
+    passage = b.append(draft())
+    text = json.dumps(passage.to_message(b.fields), separators=(",", ":"))
+    assert storage.written.bytes <= 2 * len(text) + 600  # its segment record and journal line
+
+
+def test_a_done_segment_is_compacted_into_one_record(tmp_path: Path) -> None:
+    b = box(tmp_path, segment_size=10)
+    for _ in range(12):
+        b.append(draft())
+    b.mark_sent([2])
+    b.close()
+    seg = (tmp_path / "outbox" / "seg-00000000.log").read_bytes()
+    assert seg.count(b"\n") == 2  # the compacted record, then the "sent" mark
+    assert (tmp_path / "outbox" / "seg-00000001.log").read_bytes().count(b"\n") == 2
+    reopened = box(tmp_path, segment_size=10)
+    assert sorted(reopened.entries()) == list(range(1, 13))
+    assert reopened.entries()[2].state == SENT
+
+
+def test_a_log_grown_past_its_live_size_is_compacted(tmp_path: Path) -> None:
+    b = box(tmp_path, segment_size=1000)
+    for _ in range(150):
+        p = b.append(draft())
+        b.mark_sent([p.seq])
+        b.acknowledge([p.pid], T0)
+    seg = tmp_path / "outbox" / "seg-00000000.log"
+    assert seg.stat().st_size < seglog.COMPACT_SLACK + 4096
+    assert b.entries() == {}
+    assert [p.name for p in (tmp_path / "journal").iterdir()] == ["2026-11-26.jsonl"]
+
+
+def test_journal_days_with_nothing_waiting_are_deleted(tmp_path: Path) -> None:
+    b = box(tmp_path, segment_size=10)
+    for i in range(25):
+        b.append(draft(ts=T0 + timedelta(days=i // 10)))
+    assert len(list((tmp_path / "journal").iterdir())) == 3
+    b.acknowledge([e.pid for s, e in b.entries().items() if s <= 10], T0)
+    days = sorted(p.name for p in (tmp_path / "journal").iterdir())
+    assert days == ["2026-11-27.jsonl", "2026-11-28.jsonl"]
 
 
 def test_one_store_one_kiosk(tmp_path: Path) -> None:
