@@ -40,6 +40,7 @@ CONFIG_REJECTED = "config-rejected"
 SURGE_MODE = "surge-mode"
 BARRIER_POSITION = "barrier-position"
 PASSAGE_REJECTED = "passage-rejected"
+PIN_FAILURES = "pin-failures"
 
 # lane fault name -> alert
 FAULT_ALERTS = {"camera": CAMERA_DOWN, "barrier": BARRIER_FAULT, "store": STORE_FAULT}

@@ -29,6 +29,7 @@ from gpiozero.pins.mock import MockFactory
 from edge import logbuffer
 from edge.alerts import (
     PASSAGE_REJECTED,
+    PIN_FAILURES,
     STORE_CORRUPT,
     STORE_FOREIGN,
     Alerts,
@@ -235,6 +236,7 @@ class App:
                     on_deny=lambda: self.runner.post(OfficerDenied()),
                     on_vehicle=self.vehicle,
                     on_plate=self.plate,
+                    on_pin_alarm=self._pin_alarm,
                 )
             except OSError as exc:  # the lane works without its screen: buttons, LEDs
                 log.error(  # noqa: TRY400 - a reason, not a bug
@@ -319,6 +321,20 @@ class App:
             "critical",
         )
 
+    def _refresh_screen(self) -> None:
+        """Connectivity, outbox, alerts: to the officer's screen when they changed; the
+        wrong-PIN alarm, which ends by the clock alone."""
+        if self.kiosk is not None:
+            self.kiosk.officers.tick()
+        status = self.view.screen_status()
+        if status != self._screen_status:
+            self._screen_status = status
+            self.screen.touch()
+
+    def _pin_alarm(self, detail: str) -> None:
+        """Repeated wrong officer PINs on the screen (``""``: no longer)."""
+        self.alerts.set(PIN_FAILURES, bool(detail), detail)
+
     def request_restart(self, reason: str) -> None:
         """Stop and come back with the new config (any thread); see :data:`RESTART`."""
         self._restart_reason = reason
@@ -351,10 +367,7 @@ class App:
         if self._stopping:
             return True
         self.health.check_camera()
-        status = self.view.screen_status()
-        if status != self._screen_status:  # connectivity, outbox, alerts: to the officer's screen
-            self._screen_status = status
-            self.screen.touch()
+        self._refresh_screen()
         if not self.link.link.alive:
             self.link.link.restart()  # the network thread is replaceable; the rest is not
         threads = (self.runner, self.publisher, self.scanner, self.outbox, self.agent)

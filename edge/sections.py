@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from edge.kiosk.auth import MIN_PIN_DIGITS, read_pin
 from edge.passage_model import MAX_PASSAGE_BYTES, MAX_SITE, text_problem
 from edge.scan import registry
 
@@ -118,6 +119,14 @@ def _parse_existing_file(value: Any, base: Path) -> Path | None:
     path = _parse_path(value, base)
     if not path.is_file():
         raise ValueError(f"file not found: {path}")
+    return path
+
+
+def _pin_file(value: Any, base: Path) -> Path | None:
+    """An existing file (or credential) holding an acceptable officer PIN."""
+    path = _parse_existing_file(value, base)
+    if path is not None:
+        read_pin(path)  # PinInvalid is a ValueError: reported under the key
     return path
 
 
@@ -637,9 +646,10 @@ class KioskConfig:
     pin_file: Path | None = field(
         default=None,
         metadata=_doc(
-            "File (or credential:NAME) holding the officer PIN for actions on the screen; "
-            "empty = the screen shows, the hardware buttons decide.",
-            _parse_existing_file,
+            f"File (or credential:NAME) holding the officer PIN for actions on the screen "
+            f"({MIN_PIN_DIGITS} or more digits); empty = the screen shows, the hardware "
+            "buttons decide.",
+            _pin_file,
         ),
     )
     session_s: float = field(

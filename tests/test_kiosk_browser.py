@@ -69,7 +69,7 @@ pytestmark = pytest.mark.skipif(
     "chromium and chromium-driver (apt-get install chromium chromium-driver)",
 )
 
-PIN = "2468"
+PIN = "246802"
 SIZES = ((800, 480), (1920, 1080))  # the official 7" Pi screen, a full-HD monitor
 WAIT_S = 10.0
 I18N = PACKAGE / "i18n"

@@ -160,11 +160,19 @@ class ScreenModel:
 
     # -- the server's threads --------------------------------------------------------
 
-    def wait_newer(self, version: int, timeout: float) -> int:
-        """Wait until the state is newer than ``version`` (or ``timeout``); the version now."""
+    def wait_newer(
+        self, version: int, timeout: float, until: Callable[[], bool] = lambda: False
+    ) -> int:
+        """Wait until the state is newer than ``version``, ``until()`` is true after a
+        :meth:`wake`, or ``timeout``; the version now."""
         with self._cond:
-            self._cond.wait_for(lambda: self.version != version, timeout)
+            self._cond.wait_for(lambda: self.version != version or until(), timeout)
             return self.version
+
+    def wake(self) -> None:
+        """Wake every waiter without a change (an event stream told to end)."""
+        with self._cond:
+            self._cond.notify_all()
 
     def _policy_reasons(self) -> list[str]:
         verdict = self._verdict

@@ -25,13 +25,21 @@ Officer actions need a live session (cookie), its CSRF token in the
 ``X-CSRF-Token`` header, a same-origin request (an ``Origin`` header, when sent,
 must be this server), and a loopback client unless ``[kiosk] allow_remote``.
 Personal data never appears in the traveller's state nor in the log.
+
+Connections are bounded and time-limited (``conns.py``): per client and in
+total, a deadline for each request's head, a bounded number of event streams,
+and a send timeout, so that slow or hostile clients cannot lock the screen out.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import socket
+import sys
 import threading
+import time
 from collections.abc import Callable
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,16 +50,15 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from edge.config import KioskConfig
-from edge.kiosk import render
-from edge.kiosk.auth import LoginRefused, Officers
+from edge.kiosk import conns, render
+from edge.kiosk.auth import LoginRefused, Officers, read_pin
+from edge.kiosk.conns import Conn, Connections, DeadlineReader, TimedWriter
 from edge.kiosk.screen import ScreenModel
 from edge.model import VEHICLE_KINDS, normal_plate
 
 log = logging.getLogger(__name__)
 
 COOKIE = "cp_officer"
-MAX_CONNECTIONS = 32  # a kiosk has one screen, perhaps an officer's tablet
-IDLE_TIMEOUT_S = 30.0
 HTTP_CODES = {400: "bad_request", 404: "not_found", 413: "too_large"}
 KEEPALIVE_S = 15.0
 MAX_BODY = 4096
@@ -111,6 +118,8 @@ class KioskServer:
         on_deny: Callable[[], None],
         on_vehicle: Callable[[str, str], None] = lambda _kind, _plate: None,
         on_plate: Callable[[str], None] = lambda _plate: None,
+        on_pin_alarm: Callable[[str], None] = lambda _detail: None,
+        connections: Connections | None = None,
     ) -> None:
         self.cfg = cfg
         self.model = model
@@ -118,19 +127,21 @@ class KioskServer:
         self.on_deny = on_deny
         self.on_vehicle = on_vehicle
         self.on_plate = on_plate
-        pin = None
-        if cfg.pin_file is not None:
-            pin = cfg.pin_file.read_text(encoding="utf-8").strip() or None
-        self.officers = Officers(pin, cfg.session_s)
+        pin = read_pin(cfg.pin_file) if cfg.pin_file is not None else None
+        self.officers = Officers(pin, cfg.session_s, on_alarm=on_pin_alarm)
+        self.conns = connections or Connections()
+        self.conns.on_stream_ended = model.wake
         self.catalogues = catalogues(cfg.catalogues)
         self.template = render.traveller_template()
         host, _, port = cfg.listen.rpartition(":")
-        self.httpd = _BoundedServer((host.strip("[]"), int(port)), _handler(self))
-        self.httpd.daemon_threads = True
+        self.httpd = _BoundedServer((host.strip("[]"), int(port)), _handler(self), self.conns)
         bound_port = self.httpd.server_address[1]
         # DNS rebinding: only requests that name this server (or loopback) are served
         self.hosts = {f"{h}:{bound_port}" for h in ("127.0.0.1", "localhost", "[::1]")}
         self.hosts.add(f"{host}:{bound_port}")
+        # the kiosk's own browser: loopback, or this very address (listen on the LAN)
+        own = {"127.0.0.1", "::1", "::ffff:127.0.0.1", host.strip("[]")}
+        self.conns.own = lambda client: client in own
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
@@ -150,7 +161,7 @@ class KioskServer:
 
     def stop(self) -> None:
         self._stopping.set()
-        self.model.touch()  # event streams wake up and end
+        self.model.wake()  # event streams wake up and end
         self.httpd.shutdown()
         self.httpd.server_close()
         if self._thread is not None:
@@ -158,29 +169,51 @@ class KioskServer:
 
 
 class _BoundedServer(ThreadingHTTPServer):
-    """At most :data:`MAX_CONNECTIONS` at once (one thread each): beyond that a new
-    connection is closed at once, so that no client can exhaust the kiosk's threads."""
+    """One thread per connection, admitted (or refused at once) by :class:`Connections`
+    in the accepting thread, so that no client can exhaust the kiosk's threads."""
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+    daemon_threads = True
+    request_queue_size = 128  # a burst of connects must not overflow the backlog
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        connections: Connections,
+    ) -> None:
         super().__init__(address, handler)
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.conns = connections
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            log.warning("kiosk: too many connections; one refused")
+        conn = self.conns.admit(str(client_address[0]), request)
+        if conn is None:
+            conns.refuse(request)
             self.shutdown_request(request)
             return
+        thread = threading.Thread(
+            target=self._serve, args=(request, client_address, conn), daemon=True
+        )
         try:
-            super().process_request(request, client_address)
-        except Exception:
-            self._slots.release()
-            raise
+            thread.start()
+        except RuntimeError:  # no thread to be had
+            self.conns.release(conn)
+            self.shutdown_request(request)
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
+    def _serve(self, request: Any, client_address: Any, conn: Conn) -> None:
         try:
-            super().process_request_thread(request, client_address)
+            self.finish_request(request, client_address)
+        except Exception:  # noqa: BLE001 - one connection's end, logged
+            self.handle_error(request, client_address)
         finally:
-            self._slots.release()
+            self.conns.release(conn)  # before the close: its socket is no longer shut down
+            self.shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):  # the client went away, or was ended to make room
+            log.debug("kiosk: connection from %s ended: %s", client_address[0], exc)
+        else:
+            log.error("kiosk: request from %s failed", client_address[0], exc_info=exc)
 
 
 def _handler(server: KioskServer) -> type[BaseHTTPRequestHandler]:
@@ -194,7 +227,42 @@ class _Handler(BaseHTTPRequestHandler):
     kiosk: KioskServer
     server_version = "checkpoint-edge"
     protocol_version = "HTTP/1.1"
-    timeout = IDLE_TIMEOUT_S  # an idle or slow client lets its thread go
+    timeout = conns.IDLE_TIMEOUT_S  # replaced by the deadlines of setup()
+    conn: Conn
+    reader: DeadlineReader
+    rfile: io.BufferedReader  # (setup() makes it one)
+
+    def setup(self) -> None:
+        super().setup()
+        self.conn = self.kiosk.conns.get(self.request)
+        self.rfile.close()  # (socket.makefile's: its reference would keep the socket open)
+        self.reader = DeadlineReader(self.connection)
+        self.rfile = io.BufferedReader(self.reader)
+        self.wfile = TimedWriter(self.connection)
+
+    def handle_one_request(self) -> None:
+        """Wait for a request (:data:`conns.IDLE_TIMEOUT_S`, giving way to newcomers
+        meanwhile), then read its head and body within :data:`conns.HEAD_TIMEOUT_S`."""
+        self.kiosk.conns.waiting(self.conn)
+        self.reader.deadline = None
+        try:
+            first = self.rfile.peek(1)
+        except OSError:  # idle too long, reset, or ended to make room
+            first = b""
+        if not first or self.conn.ended:
+            self.close_connection = True
+            return
+        self.reader.deadline = time.monotonic() + conns.HEAD_TIMEOUT_S
+        try:
+            super().handle_one_request()
+        finally:
+            self.reader.deadline = None
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        self.kiosk.conns.busy(self.conn)
+        return True
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("kiosk: %s %s", self.address_string(), format % args)
@@ -322,15 +390,26 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _events(self, view: str) -> None:
         """Server-Sent Events: the state now, then at every change, until the client
-        goes or the server stops. (The officer's details: while the session lives.)"""
+        goes, the server stops, or the stream is ended to make room for a newer one
+        (:class:`Connections`). (The officer's details: while the session lives.)"""
+        self.close_connection = True
+        if not self.kiosk.conns.stream(self.conn):
+            self._error(503, "too many event streams", "busy")
+            return
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, conns.STREAM_SNDBUF)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Accel-Buffering", "no")
         self.end_headers()
-        model, version = self.kiosk.model, -1
+        model, version, conn = self.kiosk.model, -1, self.conn
+        stopping = self.kiosk._stopping
+
+        def over() -> bool:
+            return conn.ended or stopping.is_set()
+
         try:
-            while not self.kiosk._stopping.is_set():
+            while not over():
                 now = model.version
                 if now != version:
                     version = now
@@ -339,10 +418,9 @@ class _Handler(BaseHTTPRequestHandler):
                 else:
                     self.wfile.write(b": keep-alive\n\n")
                 self.wfile.flush()
-                model.wait_newer(version, KEEPALIVE_S)
-        except (BrokenPipeError, ConnectionResetError, OSError):
-            pass  # the screen went away; it reconnects by itself
-        self.close_connection = True
+                model.wait_newer(version, KEEPALIVE_S, until=over)
+        except OSError:  # gone, not reading (the send timeout), or ended to make room
+            pass  # a page reconnects by itself
 
     # -- POST ----------------------------------------------------------------------------
 
@@ -431,7 +509,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, 'send {"pin": "..."}')
             return
         try:
-            session = self.kiosk.officers.login(pin)
+            session = self.kiosk.officers.login(pin, str(self.client_address[0]))
         except LoginRefused as exc:
             log.warning("kiosk: officer login refused: %s", exc.reason)
             self._json(
