@@ -95,6 +95,16 @@ def test_startup_bench_reaches_ready_and_reports_memory() -> None:
     assert run["peak_mb"] >= run["rss_ready_mb"] > 10
 
 
+def test_screen_bench_serves_the_traveller_page_under_attack() -> None:
+    out = run_bench(
+        str(REPO / "bench" / "screen_bench.py"), "--seconds", "0.5", "--hostile", "8", "--json"
+    )
+    report = json.loads(out)
+    for phase in ("quiet", "hostile x8"):
+        assert report[phase]["ok"] > 0
+        assert report[phase]["failed"] == 0
+
+
 def test_fleet_bench_every_virtual_kiosk_appears_and_answers() -> None:
     out = run_bench(
         str(REPO / "bench" / "fleet_bench.py"), "--devices", "5", "--window-s", "1",
