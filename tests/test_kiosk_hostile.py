@@ -346,3 +346,23 @@ def test_the_deadline_reader_stops_at_its_deadline() -> None:
         reader.deadline = None
         b.sendall(b"x")
         assert reader.read(1) == b"x"
+
+
+def test_refusals_are_logged_as_counts_at_most_once_a_minute(
+    sockets: Callable[[], socket.socket], caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock()  # a second per reading
+    registry = Connections(max_total=1, max_per_client=1, clock=clock)
+    held = registry.admit("a", sockets())
+    assert held is not None
+    registry.busy(held)
+    with caplog.at_level("WARNING", logger="edge.kiosk.conns"):
+        for _ in range(20):
+            assert registry.admit("b", sockets()) is None
+        clock.now += conns_mod.REPORT_EVERY_S
+        assert registry.admit("b", sockets()) is None
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "kiosk: screen under load: 1 x connection (too many in all) refused",
+        "kiosk: screen under load: 20 x connection (too many in all) refused",
+    ]

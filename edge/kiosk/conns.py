@@ -97,7 +97,7 @@ class Connections:
         self._lock = threading.Lock()
         self._conns: dict[socket.socket, Conn] = {}
         self._events: Counter[str] = Counter()  # refused, ended: for the log
-        self._reported = clock()
+        self._reported = clock() - REPORT_EVERY_S  # the first is logged at once
 
     def admit(self, client: str, sock: socket.socket) -> Conn | None:
         """The new connection's record, or None: refused (the caller closes it)."""
@@ -197,7 +197,7 @@ class Connections:
         attacker must not flood the journal)."""
         self._events[event] += 1
         now = self._clock()
-        if now - self._reported >= REPORT_EVERY_S or sum(self._events.values()) == 1:
+        if now - self._reported >= REPORT_EVERY_S:
             summary = ", ".join(f"{n} x {e}" for e, n in sorted(self._events.items()))
             log.warning("kiosk: screen under load: %s", summary)
             self._events.clear()
