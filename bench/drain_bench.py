@@ -4,8 +4,12 @@ A kiosk's store holds N passages never delivered (an outage). A mosquitto of
 the benchmark's own, the central ingest (SQLite) and the kiosk start; the
 time until the ingest has acknowledged all N is the drain time. In the same
 run, a bare paho client with the same in-flight window publishes N messages of
-the same size at QoS 1 and waits for every PUBACK: the raw rate. Target: the
-drain reaches at least half the raw rate.
+the same size at QoS 1 and waits for every PUBACK: the raw rate (the anchor).
+Drain and raw runs alternate, and which goes first alternates by round; the
+ratio is taken per round, so drift of the machine cancels. Each round has an
+ingest with a database of its own: the prefilled stores share device id and
+seqs, and a second round against the same database would be refused.
+Target (issue 15): the drain reaches at least 0.6x the raw rate.
 
 Run: ``.venv/bin/python bench/drain_bench.py [--passages N] [--window W] [--rounds R]
 [--ack ingest|broker]``
@@ -56,6 +60,19 @@ def raw_rate(port: int, n: int, window: int, size: int) -> float:
     return n / elapsed
 
 
+def timed_raw(port: int, n: int, window: int, size: int) -> tuple[float, float]:
+    """The raw rate and the CPU seconds this process spent on it."""
+    cpu = time.process_time()
+    rate = raw_rate(port, n, window, size)
+    return rate, time.process_time() - cpu
+
+
+def spread(values: list[float], fmt: str) -> str:
+    """``median (range min-max, n=N)``: the rounds' median and range."""
+    low, high = f"{min(values):{fmt}}", f"{max(values):{fmt}}"
+    return f"{median(values):{fmt}} (range {low}-{high}, n={len(values)})"
+
+
 @dataclass
 class Drain:
     seconds: float  # from the kiosk's start to the last acknowledgement
@@ -65,6 +82,7 @@ class Drain:
 
 def start_ingest(root: Path, port: int) -> subprocess.Popen[bytes]:
     """The ingest runs where it runs in the field: in a process of its own."""
+    root.mkdir(parents=True)
     ingest_cfg = root / "ingest.toml"
     ingest_cfg.write_text(
         f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\n'
@@ -128,21 +146,23 @@ def main() -> None:
         root = Path(tmp)
         # a broker sized for an ingest (deploy/: max_inflight_messages per client)
         broker = Mosquitto(root / "broker", extra="max_inflight_messages 1000").start()
-        ingest = start_ingest(root, broker.port) if args.ack == "ingest" else None
         try:
             for round_ in range(args.rounds):
-                drains.append(
-                    drain(
-                        root / f"kiosk{round_}", broker.port, args.passages, args.window, args.ack
-                    )
-                )
-                cpu = time.process_time()
-                rate = raw_rate(broker.port, args.passages, args.window, size)
-                raws.append((rate, time.process_time() - cpu))
+                ingest = None
+                if args.ack == "ingest":
+                    ingest = start_ingest(root / f"ingest{round_}", broker.port)
+                try:
+                    if round_ % 2:
+                        raws.append(timed_raw(broker.port, args.passages, args.window, size))
+                    kiosk = root / f"kiosk{round_}"
+                    drains.append(drain(kiosk, broker.port, args.passages, args.window, args.ack))
+                    if not round_ % 2:
+                        raws.append(timed_raw(broker.port, args.passages, args.window, size))
+                finally:
+                    if ingest is not None:
+                        ingest.terminate()
+                        ingest.wait(30)
         finally:
-            if ingest is not None:
-                ingest.terminate()
-                ingest.wait(30)
             broker.stop()
     rates = [args.passages / d.seconds for d in drains]
     ratios = [r / raw for r, (raw, _) in zip(rates, raws, strict=True)]
@@ -150,13 +170,11 @@ def main() -> None:
     what = "acknowledged by the ingest" if args.ack == "ingest" else "PUBACKed, archived"
     print(f"backlog drain: {args.passages} passages of {size} bytes, window {args.window}")
     print(f"  ack={args.ack} ({what}), median of {args.rounds} rounds")
-    print(
-        f"  drain: {median(rates):.0f} passages/s (rounds: {', '.join(f'{r:.0f}' for r in rates)})"
-    )
+    print(f"  drain: {spread(rates, '.0f')} passages/s")
     print(f"    start-up to the first publish: {median(d.startup for d in drains):.2f} s")
-    print(f"  raw paho QoS 1, same window and size: {median(r for r, _ in raws):.0f} messages/s")
+    print(f"  raw paho QoS 1, same window and size: {spread([r for r, _ in raws], '.0f')} msg/s")
     print(f"  drain / raw = {median(ratios):.2f} (rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
-    print("  target: >= 0.5")
+    print(f"  target: >= 0.6: {'met' if median(ratios) >= 0.6 else 'NOT met'}")
     print(
         f"  CPU per message: kiosk {median(d.cpu for d in drains) * per:.0f} us,"
         f" raw client {median(c for _, c in raws) * per:.0f} us"

@@ -33,6 +33,7 @@ from edge.sections import MqttConfig
 log = logging.getLogger(__name__)
 
 MAX_ACK_PIDS = 10_000
+QUEUED_BESIDE_PASSAGES = 200  # paho's queue beyond the passages: birth, alerts, replies
 
 
 def status_payload(state: str, session: int = 0) -> bytes:
@@ -128,6 +129,10 @@ class DeviceLink:
             client_id=device_id,
             will_factory=self._will,
             subscriptions=subscriptions,
+            # room beyond the publisher's window for the status, alerts and replies: with
+            # a drain filling the window they would be refused (and, at a connect, passages
+            # behind them)
+            max_queued=publisher.window + QUEUED_BESIDE_PASSAGES,
         )
         self.link = MqttLink(
             cfg,

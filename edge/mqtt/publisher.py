@@ -26,6 +26,7 @@ queued there; this thread does the work.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import logging
 import queue
@@ -39,12 +40,15 @@ from datetime import UTC, datetime
 from edge.mqtt import topics
 from edge.mqtt.link import MqttLink
 from edge.store import SENT, STORED, Payload
-from edge.store_thread import BOOKKEEPING, StoreThread
+from edge.store_thread import BOOKKEEPING, READ, StoreThread
 
 log = logging.getLogger(__name__)
 
 SENT_MARK_S = 1.0  # a passage PUBACKed but not acknowledged this long is marked sent
 READ_AHEAD = 500  # passages fetched from the store at once during a drain
+# passages archived per bookkeeping batch at most (two segments of the default size):
+# a batch of a drain is a run of fsyncs, and a read of what to publish next waits for it
+BOOKKEEP_MAX = 200
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,8 @@ class Publisher(threading.Thread):
         # PUBACKed, not yet written to the store (written in batches: see _flush)
         self._to_mark_sent: dict[int, float] = {}  # seq -> when PUBACKed
         self._to_finish: set[int] = set()  # broker mode: done, to move to the archive
-        self._to_ack: list[str] = []  # acknowledged by the ingest, to move to the archive
+        # acknowledged by the ingest, to move to the archive: pid -> seq (0: not known)
+        self._to_ack: dict[str, int] = {}
         self._to_reject: dict[str, str] = {}  # of those, refused by it: pid -> reason
         self._flushing: Future[tuple[int, ...]] | None = None
         self._pid_seq: dict[str, int] = {}  # of passages published by this process
@@ -149,6 +154,8 @@ class Publisher(threading.Thread):
         self._order: list[int] = []  # unacknowledged seqs, ascending (acknowledged ones linger)
         self._cursor = 0  # where the backlog walk goes on
         self._read_ahead: dict[int, Payload] = {}  # fetched early
+        self._prefetching: Future[list[Payload]] | None = None  # the next chunk, on its way
+        self._prefetch_none: tuple[int, int, int] | None = None  # where nothing was left
         self._last_sweep = 0.0
         # observable progress
         self.idle = threading.Event()
@@ -351,17 +358,22 @@ class Publisher(threading.Thread):
             return
         if now < self._flush_after and not force:
             return
+        # oldest first, at most BOOKKEEP_MAX (the rest goes in the next batch, at once)
+        acked = sorted(self._to_ack, key=self._to_ack.__getitem__)
+        finished = sorted(self._to_finish)
+        if not force:
+            acked, finished = acked[:BOOKKEEP_MAX], finished[:BOOKKEEP_MAX]
         batch = _Batch(
             tuple(sorted(marks)),
-            tuple(self._to_ack),
-            tuple(self._to_reject.items()),
-            tuple(sorted(self._to_finish)),
+            tuple(acked),
+            tuple((p, self._to_reject.pop(p)) for p in acked if p in self._to_reject),
+            tuple(finished),
         )
         for seq in marks:
             del self._to_mark_sent[seq]
-        self._to_ack.clear()
-        self._to_reject.clear()
-        self._to_finish.clear()
+        for pid in acked:
+            del self._to_ack[pid]
+        self._to_finish.difference_update(finished)
         future = self.store.submit(BOOKKEEPING, lambda: self._bookkeep(batch))
         self._flushing = future
 
@@ -386,7 +398,7 @@ class Publisher(threading.Thread):
             # nothing is lost: try the same writes again with the next batch
             log.error("publisher: could not record delivery: %s; retrying", item.error)
             self._to_mark_sent.update(dict.fromkeys(item.batch.sent, 0.0))
-            self._to_ack.extend(item.batch.acked)
+            self._to_ack.update(dict.fromkeys(item.batch.acked, 0))
             self._to_reject.update(item.batch.rejected)
             self._to_finish.update(item.batch.finished)
             self._flush_after = self.monotonic() + 1.0  # not at once: the disk may need a while
@@ -413,8 +425,12 @@ class Publisher(threading.Thread):
 
     def _record_acked(self, pids: list[str]) -> None:
         """The ingest has them: done in memory now, in the store with the next batch."""
-        self._to_ack.extend(pids)
-        known = [self._pid_seq.pop(p) for p in pids if p in self._pid_seq]
+        known = []
+        for pid in pids:
+            seq = self._pid_seq.pop(pid, 0)
+            self._to_ack[pid] = seq
+            if seq:
+                known.append(seq)
         self._count_acknowledged([s for s in known if s in self._unacked])
 
     def _count_acknowledged(self, seqs: list[int]) -> None:
@@ -471,17 +487,71 @@ class Publisher(threading.Thread):
 
     def _payloads(self, seqs: list[int]) -> list[Payload]:
         """What to publish, read from the store ahead in chunks: a drain asks the store
-        thread once per READ_AHEAD passages, not once per PUBACK."""
+        thread once per READ_AHEAD passages, not once per PUBACK, and asks for the next
+        chunk before it is needed (:meth:`_prefetch`), so that publishing does not wait
+        for the store thread to finish a batch of bookkeeping first."""
         missing = [s for s in seqs if s not in self._read_ahead]
+        if missing and self._prefetching is not None:
+            self._take_prefetch()
+            missing = [s for s in missing if s not in self._read_ahead]
         if missing:
             ahead = self._order[self._cursor : self._cursor + READ_AHEAD]
             wanted = sorted({*missing, *(s for s in ahead if s in self._unacked)})
             for payload in self.store.payloads(wanted):
                 self._read_ahead[payload.seq] = payload
         out = [self._read_ahead.pop(s) for s in seqs if s in self._read_ahead]
-        if len(self._read_ahead) > 4 * READ_AHEAD:  # the walk moved on (a rewind): start afresh
-            self._read_ahead.clear()
+        if len(self._read_ahead) > 4 * max(READ_AHEAD, self.window):
+            self._read_ahead.clear()  # the walk moved on (a rewind): start afresh
+        self._prefetch()
         return out
+
+    def _prefetch(self) -> None:
+        """Keep a publisher's window of the backlog walk read ahead: once fewer are
+        ready, ask the store thread for the next chunk without waiting (its READ
+        priority goes before queued bookkeeping, but not before a batch already being
+        written, which may take a tenth of a second of fsyncs in a drain);
+        :meth:`_payloads` takes it when it needs it."""
+        if self._prefetching is not None:
+            if self._prefetching.done():
+                self._take_prefetch()
+            return
+        depth = max(READ_AHEAD, self.window)
+        if not self._central_online or len(self._read_ahead) >= depth:
+            return
+        mark = (self._cursor, len(self._order), len(self._unacked))
+        if mark == self._prefetch_none:
+            return  # nothing more to read since the last look
+        wanted: list[int] = []
+        for seq in itertools.islice(self._order, self._cursor, None):
+            if seq in self._unacked and seq not in self._read_ahead:
+                wanted.append(seq)
+                if len(wanted) == READ_AHEAD:
+                    break
+        if not wanted:
+            self._prefetch_none = mark
+            return
+        outbox = self.store.outbox
+        self._prefetching = self.store.submit(READ, lambda: outbox.payloads(wanted))
+
+    def _take_prefetch(self) -> None:
+        """The prefetched chunk into the read-ahead (waiting for it if it is not there yet)."""
+        future, self._prefetching = self._prefetching, None
+        if future is None:
+            return
+        try:
+            payloads = future.result(timeout=30)
+        except Exception:  # the read is made again when it is needed
+            log.warning("publisher: reading ahead failed; reading again", exc_info=True)
+            return
+        for payload in payloads:
+            self._read_ahead[payload.seq] = payload
+
+    def _not_taken(self, payloads: list[Payload]) -> None:
+        """paho refused these (its queue is full): the walk goes back to the first, so
+        they go with the next round instead of waiting for a rewind."""
+        for payload in payloads:
+            self._read_ahead[payload.seq] = payload
+        self._cursor = min(self._cursor, bisect.bisect_left(self._order, payloads[0].seq))
 
     def _rewind(self) -> None:
         """Something before the cursor may be sendable again: walk from the start."""
@@ -514,9 +584,11 @@ class Publisher(threading.Thread):
         if room < self.window // 2 and not fresh_waiting:
             return  # paho still holds half a window: top it up in bulk later, not per PUBACK
         chosen = self._candidates(now, room)
-        for payload in self._payloads(chosen):
+        payloads = self._payloads(chosen)
+        for i, payload in enumerate(payloads):
             mid = link.publish(self.topic, payload.data, qos=1)
             if mid is None:
+                self._not_taken(payloads[i:])
                 break
             self._inflight[mid] = payload.seq
             self._due.discard(payload.seq)
