@@ -239,7 +239,8 @@ class VirtualKiosk:
             "ts": _now(), "session": self.session, "state": "ready", "mode": self.mode,
             "outbox_depth": len(self.unacked),
             "oldest_unacked_s": None if oldest is None else round(time.monotonic() - oldest[0], 1),
-            "fps": 15.0, "decode_ms": 11.3, "frames_dropped": 0, "scans": self.seq,
+            "camera_fps": 15.0, "decoded_fps": 15.0, "fps": 15.0, "decode_ms": 11.3,
+            "frames_dropped": 0, "scans": self.seq,
             "approved": self.seq, "denied": 0, "disk_free_mb": 24000.0, "cpu_temp_c": 51.2,
             "uptime_s": round(time.monotonic() - self.started, 1), "alerts": len(self.alerts),
         }  # fmt: skip

@@ -399,6 +399,9 @@ def test_telemetry_arrives_every_period(
         "outbox_depth",
         "oldest_unacked_s",
         "fps",
+        "camera_fps",
+        "decoded_fps",
+        "frames_dropped",
         "decode_ms",
         "scans",
         "approved",
@@ -410,7 +413,8 @@ def test_telemetry_arrives_every_period(
     ):
         assert key in tele, key
     assert tele["scans"] >= 1
-    assert tele["fps"] > 0
+    assert tele["fps"] == tele["camera_fps"] > 0
+    assert tele["decoded_fps"] > 0
     assert tele["disk_free_mb"] > 0
 
 

@@ -8,7 +8,8 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -37,12 +38,32 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge.app")
 
 
+@dataclass(frozen=True)
+class FrameCounts:
+    """The frame counters at one moment (``t``: monotonic seconds): captured by the
+    camera thread, decoded by the scanner, dropped (replaced in the one-frame slot
+    before the scanner took them: the decoder is slower than the camera)."""
+
+    t: float
+    captured: int
+    decoded: int
+    dropped: int
+
+    def rates(self, before: FrameCounts) -> tuple[float, float]:
+        """(camera fps, decoded fps) between ``before`` and this moment."""
+        span = self.t - before.t
+        if span <= 0:
+            return 0.0, 0.0
+        return (self.captured - before.captured) / span, (self.decoded - before.decoded) / span
+
+
 class KioskView:
     """The fleet's window on one :class:`~edge.app.App`."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.app = app
-        self._frames_seen = (time.monotonic(), 0)
+        self.monotonic = monotonic
+        self._frames_seen = FrameCounts(monotonic(), 0, 0, 0)
 
     def lane_call(self, event: SetMode | OperatorOpen, timeout: float) -> Outcome:
         return self.app.runner.call(event, timeout)
@@ -120,12 +141,19 @@ class KioskView:
             "version": __version__,
         }
 
+    def frame_counts(self) -> FrameCounts:
+        return FrameCounts(
+            self.monotonic(),
+            self.app.capture.frames,
+            self.app.scanner.frames,
+            self.app.slot.dropped,
+        )
+
     def telemetry(self) -> Mapping[str, Any]:
         status = self.app.outbox.status()
-        now, frames = time.monotonic(), self.app.capture.frames
-        then, before = self._frames_seen
-        self._frames_seen = (now, frames)
-        fps = (frames - before) / (now - then) if now > then else 0.0
+        frames, before = self.frame_counts(), self._frames_seen
+        self._frames_seen = frames
+        camera_fps, decoded_fps = frames.rates(before)
         decode_ms = self.app.scanner.median_decode_ms()
         try:
             free_mb: float | None = round(shutil.disk_usage(self.app.cfg.store.dir).free / 1e6, 1)
@@ -138,9 +166,14 @@ class KioskView:
             "mode": self.app.runner.lane.mode,
             "outbox_depth": status.depth,
             "oldest_unacked_s": _age_s(status.oldest),
-            "fps": round(fps, 1),
+            # since the last telemetry: frames from the camera, frames decoded; "fps" is
+            # camera_fps under its first name, for consumers that read it
+            "camera_fps": round(camera_fps, 1),
+            "decoded_fps": round(decoded_fps, 1),
+            "fps": round(camera_fps, 1),
             "decode_ms": None if decode_ms is None else round(decode_ms, 2),
-            "frames_dropped": self.app.slot.dropped,
+            # since start: frames replaced before the scanner took them
+            "frames_dropped": frames.dropped,
             "scans": self.app.scanner.scans,
             "approved": self.app.counts["approved"],
             "denied": self.app.counts["denied"],
