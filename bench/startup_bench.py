@@ -1,18 +1,20 @@
 """Start-up to READY and resident memory of the kiosk daemon, camera in simulation.
 
-Runs ``python -m edge run`` (the built-in simulation: sample images, mock pins,
-a local store; no broker needed) as systemd would, with ``NOTIFY_SOCKET`` set to
-a socket this script reads, and measures:
+Runs ``python -m edge run`` (the built-in simulation: sample images, mock pins)
+as systemd would, with ``NOTIFY_SOCKET`` set to a socket this script reads,
+against a mosquitto of the benchmark's own on a free loopback port, with a
+store of ``--passages`` (20,000) waiting, as after an outage (written once
+through the outbox, copied for each run), and measures:
 
 - the time from starting the process to its ``READY=1`` (what systemd waits
   for with ``Type=notify``);
 - its resident memory (VmRSS, and the peak VmHWM) just after READY and after
   ``--settle-s`` seconds of scanning.
 
-Targets (issue 6, on the development machine): READY within 1.5 s, under
-80 MB resident. Usage::
+Targets (issues 6 and 15, on the development machine): READY within 1.5 s,
+under 75 MB resident after scanning. Medians and ranges over the runs. Usage::
 
-    .venv/bin/python bench/startup_bench.py [--runs 5] [--settle-s 5] [--json]
+    .venv/bin/python bench/startup_bench.py [--runs 5] [--settle-s 5] [--passages N] [--json]
 """
 
 from __future__ import annotations
@@ -21,17 +23,38 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
+
+from verify_bench import NOW, make_declaration  # noqa: E402
+
+from edge.model import Credential, PassageDraft  # noqa: E402
+from edge.store import Outbox  # noqa: E402
+from tests.conftest import Mosquitto  # noqa: E402
+
 READY_TARGET_S = 1.5
-RSS_TARGET_MB = 80.0
+RSS_TARGET_MB = 75.0
+DEVICE, SITE = "sim-lane-1", "simulation"  # edge/defaults/simulation.toml
+
+
+def make_store(directory: Path, passages: int) -> None:
+    """``passages`` waiting in a store, written through the outbox like the lane's."""
+    box = Outbox(directory, DEVICE, SITE)
+    claims = make_declaration()
+    for _ in range(passages):
+        cred = Credential.from_raw("declaration", uuid.uuid4().bytes, valid=True, claims=claims)
+        box.append(PassageDraft(NOW, "approved", "policy", (), (cred,), "auto", "approve"))
+    box.close()
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
@@ -44,7 +67,7 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return fields["VmRSS"], fields["VmHWM"]
 
 
-def one_run(workdir: Path, settle_s: float) -> dict[str, float]:
+def one_run(workdir: Path, settle_s: float, store: Path, port: int) -> dict[str, float]:
     sock_path = workdir / "notify.sock"
     sock_path.unlink(missing_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -57,8 +80,10 @@ def one_run(workdir: Path, settle_s: float) -> dict[str, float]:
     for name in ("demo-trust.json", "demo-officer-pin.txt"):
         sim = sim.replace(f'"../samples/{name}"', f'"{samples / name}"')
     sim = sim.replace('"127.0.0.1:8080"', '"127.0.0.1:0"')  # the screen too, on a free port
+    shutil.copytree(store, workdir / "store")
     sim = sim.replace('"~/.local/state/checkpoint-edge/simulation"', f'"{workdir / "store"}"')
-    sim = sim.replace("port = 1883", "port = 1")  # no broker: start-up must not wait for one
+    sim = sim.replace('host = "localhost"', 'host = "127.0.0.1"')
+    sim = sim.replace("port = 1883", f"port = {port}")
     config.write_text(sim)
     env = {**os.environ, "NOTIFY_SOCKET": str(sock_path)}
     started = time.perf_counter()
@@ -97,37 +122,50 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--settle-s", type=float, default=5.0)
+    parser.add_argument("--passages", type=int, default=20_000, help="waiting in the store")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for n in range(args.runs):
-            workdir = Path(tmp) / f"run{n}"
-            workdir.mkdir()
-            results.append(one_run(workdir, args.settle_s))
+        store = Path(tmp) / "store"
+        make_store(store, args.passages)
+        broker = Mosquitto(Path(tmp) / "broker").start()
+        try:
+            for n in range(args.runs):
+                workdir = Path(tmp) / f"run{n}"
+                workdir.mkdir()
+                results.append(one_run(workdir, args.settle_s, store, broker.port))
+        finally:
+            broker.stop()
     summary = {
         key: {
             "median": statistics.median(r[key] for r in results),
+            "min": min(r[key] for r in results),
             "max": max(r[key] for r in results),
         }
         for key in results[0]
     }
-    ok = summary["ready_s"]["max"] <= READY_TARGET_S and summary["peak_mb"]["max"] <= RSS_TARGET_MB
+    ok = (
+        summary["ready_s"]["max"] <= READY_TARGET_S
+        and summary["rss_settled_mb"]["max"] <= RSS_TARGET_MB
+    )
     if args.json:
         print(json.dumps({"runs": results, "summary": summary, "within_targets": ok}, indent=1))
         return 0
     print(
         f"checkpoint-edge start-up, {args.runs} runs; {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}"
+        f"Python {platform.python_version()}; {args.passages} passages waiting, a broker"
     )
-    print(f"{'':<22}{'median':>10}{'max':>10}")
+    print(f"{'':<22}{'median':>10}{'min':>10}{'max':>10}")
     units = {"ready_s": "s", "rss_ready_mb": "MB", "rss_settled_mb": "MB", "peak_mb": "MB"}
     for key, unit in units.items():
         s = summary[key]
-        print(f"{key + ' (' + unit + ')':<22}{s['median']:>10.2f}{s['max']:>10.2f}")
+        print(
+            f"{key + ' (' + unit + ')':<22}{s['median']:>10.2f}{s['min']:>10.2f}{s['max']:>10.2f}"
+        )
     print(
-        f"targets: READY <= {READY_TARGET_S} s, resident <= {RSS_TARGET_MB:g} MB: "
-        + ("met" if ok else "NOT met")
+        f"targets: READY <= {READY_TARGET_S} s, resident after scanning <= "
+        f"{RSS_TARGET_MB:g} MB: " + ("met" if ok else "NOT met")
     )
     return 0
 

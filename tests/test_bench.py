@@ -87,8 +87,9 @@ def test_startup_bench_reaches_ready_and_reports_memory() -> None:
     import json
 
     out = run_bench(
-        str(REPO / "bench" / "startup_bench.py"), "--runs", "1", "--settle-s", "0.5", "--json"
-    )
+        str(REPO / "bench" / "startup_bench.py"), "--runs", "1", "--settle-s", "0.5",
+        "--passages", "300", "--json",
+    )  # fmt: skip
     report = json.loads(out)
     (run,) = report["runs"]
     assert 0 < run["ready_s"] < 30
