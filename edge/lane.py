@@ -538,8 +538,10 @@ class Lane:
         window = self.replay_window
         if window:
             self._approved = {s: t for s, t in self._approved.items() if now - t <= window}
-        replayed = [
-            c.ref for c in party.credentials if c.ref is not None and c.ref in self._approved
+        replayed = [  # a window of 0 is off: nothing is a replay
+            c.ref
+            for c in party.credentials
+            if window and c.ref is not None and c.ref in self._approved
         ]
         self._vouchers = {
             k: v
@@ -623,7 +625,7 @@ class Lane:
 
     def _approve(self, draft: PassageDraft, by: str) -> list[Action]:
         for c in draft.credentials:
-            if c.ref is not None:
+            if c.ref is not None and self.replay_window:  # 0: off, nothing to remember
                 self._approved[c.ref] = draft.ts
         self._remember_vouchers(draft)
         self.state = State.OPEN

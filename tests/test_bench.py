@@ -45,9 +45,10 @@ def test_decode_bench_runs_and_reports_both_decoders() -> None:
     )
     assert run.returncode == 0, run.stderr
     rows = {line.split()[0]: line.split()[1:] for line in run.stdout.splitlines() if line}
-    assert len(rows["zxing"]) == 3
-    assert len(rows["pyzbar"]) == 3
-    assert all(float(x) > 0 for x in rows["zxing"] + rows["pyzbar"])
+    for name in ("zxing", "pyzbar"):
+        code, empty, in_view, p95 = (float(x) for x in rows[name])
+        assert min(code, empty, in_view) > 0
+        assert p95 >= in_view  # code in view -> decision: median and 95th percentile
 
 
 def run_bench(*args: str, timeout: float = 240) -> str:

@@ -385,6 +385,16 @@ def test_replay_within_the_window_is_flagged_and_expires() -> None:
     assert policy.seen[-1][1] == []  # outside the window
 
 
+def test_a_replay_window_of_zero_is_off() -> None:
+    policy = FixedPolicy("approve")
+    ln = Lane(policy, mode="auto", decision_timeout_s=20, open_s=5, failsafe_retry_s=10)
+    decl = signed_declaration(b"original encoding")
+    close = timer(ln.handle(CredentialScanned(decl), T0))
+    ln.handle(close.event, T0 + timedelta(seconds=5))
+    ln.handle(CredentialScanned(decl), T0 + timedelta(seconds=60))
+    assert policy.seen[-1][1] == []  # not replayed: the check is off
+
+
 def test_replay_memory_survives_a_restart_through_remember() -> None:
     policy = FixedPolicy("approve")
     ln = Lane(
