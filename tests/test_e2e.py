@@ -186,8 +186,13 @@ def test_officer_mode_approval_opens_the_barrier_for_open_s(
     kiosk.press(cfg.gpio.approve_pin)
     assert kiosk.relay.wait_for(True)
     assert kiosk.relay.wait_for(False, timeout=open_s + 5)
-    # the press counts once it is clearly not half of a two-button chord (CHORD_S)
-    kiosk.relay.assert_states_and_times([(0.0, False), (CHORD_S, True), (open_s, False)])
+    # the press counts once it is clearly not half of a two-button chord (CHORD_S); the
+    # barrier stays open open_s. Whole threads run between these steps, so a loaded
+    # machine may add a scheduler tick or two: allow 0.15 s, far below either interval.
+    states = [(round(s.timestamp, 3), s.state) for s in kiosk.relay.states]
+    assert [state for _, state in states] == [False, True, False], states
+    assert states[1][0] == pytest.approx(CHORD_S, abs=0.15), states
+    assert states[2][0] == pytest.approx(open_s, abs=0.15), states
     passage = sub.get().json()
     assert_valid_passage(passage)
     assert (passage["decision"], passage["decided_by"]) == ("approved", "officer")
