@@ -853,6 +853,8 @@ def _aware(ts: datetime | None) -> datetime | None:
 
 
 def _day_of_ts(text: str) -> str:
+    if len(text) == 24 and text[10] == "T" and text[-1] == "Z":
+        return text[:10]  # a passage's own form (iso_utc): the UTC day is its first ten
     ts = _parse_ts(text)
     return (ts or datetime.now(UTC)).astimezone(UTC).date().isoformat()
 
