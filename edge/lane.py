@@ -84,7 +84,6 @@ from edge.lane_events import (
     VehiclePassed,
 )
 from edge.model import (
-    VEHICLE_KINDS,
     Credential,
     DecidedBy,
     Decision,
@@ -95,6 +94,7 @@ from edge.model import (
     normal_plate,
 )
 from edge.party import Party
+from edge.passage_model import VEHICLE_KINDS
 from edge.policy import MAX_PROXIES, Policy, judge_party
 from edge.scan import registry
 

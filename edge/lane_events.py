@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from edge import passage_model
 from edge.model import Credential, Lookup, PassageDraft
 
 # Reason codes added by the lane itself.
@@ -19,7 +20,7 @@ CLOSED = "closed"
 SHUTDOWN = "shutdown"
 OPERATOR_OPEN = "operator_open"
 
-MODES = ("officer", "auto", "surge", "closed")
+MODES = passage_model.MODES  # the lane's modes are what a passage may record
 # Replays are recognised by Credential.ref (issuer and id of a declaration or
 # DCC), not by the payload bytes: re-encoding a signed code changes its bytes.
 # An ID card has no ref: it is the person, not the permission.
@@ -75,7 +76,7 @@ class VehiclePassed:
 @dataclass(frozen=True)
 class OpenVehicle:
     """The officer opens a vehicle group: every occupant's code joins one passage.
-    ``kind`` one of :data:`~edge.model.VEHICLE_KINDS`; ``plate`` may be typed later."""
+    ``kind`` one of :data:`~edge.passage_model.VEHICLE_KINDS`; ``plate`` may be typed later."""
 
     kind: str = "car"
     plate: str = ""

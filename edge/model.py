@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
-from edge.passage_model import SCHEMA_VERSION, fit_traveller
+from edge.passage_model import PLATE, SCHEMA_VERSION, fit_traveller
 from edge.scan import registry
 from edge.scan.format import Claims
 
@@ -119,10 +118,6 @@ class Verdict:
     needs: tuple[str, ...] = ()
 
 
-VEHICLE_KINDS = ("car", "bus", "truck", "van", "motorbike", "other")
-_PLATE = re.compile(r"[0-9A-Z][0-9A-Z.-]{1,14}")
-
-
 def normal_plate(value: Any) -> str | None:
     """A vehicle plate as typed (``51h-123.45``, ``51H 123.45``): upper case, a space
     between its parts a ``-``; "" for none; None when it cannot be a plate (2-15 of
@@ -132,7 +127,7 @@ def normal_plate(value: Any) -> str | None:
     plate = "-".join(value.upper().split())
     if not plate:
         return ""
-    return plate if _PLATE.fullmatch(plate) else None
+    return plate if PLATE.fullmatch(plate) else None
 
 
 @dataclass(frozen=True)

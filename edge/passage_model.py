@@ -46,7 +46,6 @@ VERDICTS = ("approve", "refer", "deny", None)
 LOOKUPS = ("pending", "confirmed", "refused", "unavailable", None)
 VEHICLE_KINDS = ("car", "bus", "truck", "van", "motorbike", "other")
 OPENED_BY = ("officer", "greenlane")
-SEXES = ("M", "F", "X")
 
 PID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", re.ASCII)
 DEVICE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}", re.ASCII)
@@ -269,12 +268,6 @@ def _is_int(value: Any) -> bool:
 
 def _is_choice(value: Any, allowed: tuple[Any, ...]) -> bool:
     return (value is None or isinstance(value, str)) and value in allowed
-
-
-def _pattern(doc: dict[str, Any], key: str, pattern: re.Pattern[str], what: str) -> None:
-    value = doc[key]
-    if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise BadPassage(f"{key} must be {what}")
 
 
 def _reasons(value: Any, where: str) -> None:

@@ -186,7 +186,6 @@ class WriterProcess:
         self.url = url
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._sent = 0  # batches sent, outcome not yet read
         self._conn: Connection | None = None
         self._process: multiprocessing.process.BaseProcess | None = None
         self._start()
@@ -223,7 +222,6 @@ class WriterProcess:
                 self._conn.send(list(batch))
             except OSError as exc:
                 self._lost(exc)
-            self._sent += 1
 
     def result(self) -> Outcome:
         """The outcome of the oldest batch sent; raise DatabaseError when the database (or
@@ -235,8 +233,6 @@ class WriterProcess:
                 answer = self._conn.recv()
             except (EOFError, OSError) as exc:
                 self._lost(exc)
-            finally:
-                self._sent -= 1
         if isinstance(answer, Outcome):
             return answer
         raise DatabaseError(str(answer))  # a transient database failure: try again
@@ -247,10 +243,6 @@ class WriterProcess:
         if self._process is not None:
             self._process.join(timeout=5)
         raise DatabaseError(f"the ingest's writer process died ({exc!r})") from exc
-
-    @property
-    def alive(self) -> bool:
-        return self._process is not None and self._process.is_alive()
 
     def close(self) -> None:
         with self._lock:

@@ -54,7 +54,8 @@ from edge.kiosk import conns, render
 from edge.kiosk.auth import LoginRefused, Officers, read_pin
 from edge.kiosk.conns import Conn, Connections, DeadlineReader, TimedWriter
 from edge.kiosk.screen import ScreenModel
-from edge.model import VEHICLE_KINDS, normal_plate
+from edge.model import normal_plate
+from edge.passage_model import VEHICLE_KINDS
 
 log = logging.getLogger(__name__)
 
