@@ -230,19 +230,16 @@ def load_trust_paths(paths: Sequence[Path]) -> TrustStore:
 
 
 def decode_image(path: Path) -> list[bytes]:
-    import cv2  # noqa: PLC0415 - only this command needs images
-    import numpy as np  # noqa: PLC0415
-
-    from edge.devices.camera import as_gray  # noqa: PLC0415
+    from edge.devices.images import ImageError, gray_image  # noqa: PLC0415 - only this command
     from edge.scan.decoder import make_decoder  # noqa: PLC0415
 
+    # decoded from the bytes read (bounded): a device or FIFO would be read forever
     data = _read(path, files.IMAGE, "image")
-    # decoded from the bytes read (bounded), not cv2.imread(path): a device or FIFO
-    # would have it read forever
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
-    if image is None:
-        raise UsageError(f"{path}: not a readable image")
-    return make_decoder("auto").decode(as_gray(image))
+    try:
+        image = gray_image(data)
+    except ImageError as exc:
+        raise UsageError(f"{path}: not a readable image ({exc})") from exc
+    return make_decoder("auto").decode(image)
 
 
 def verify(

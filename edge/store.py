@@ -46,6 +46,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from sys import intern
 from typing import Any
 
 from tinydb import TinyDB
@@ -489,9 +490,10 @@ class Outbox:
                 continue
             try:
                 pid = doc["pid"]
+                # one string for the few states and device ids, not one per passage
                 entry = Entry(
-                    pid, doc["state"], doc["ts"], doc["approved"], tuple(doc["refs"]),
-                    doc["device"],
+                    pid, intern(doc["state"]), doc["ts"], doc["approved"], tuple(doc["refs"]),
+                    intern(doc["device"]),
                 )  # fmt: skip
             except (KeyError, TypeError):
                 if not self._remember(int(key), doc):  # a passage stored before index fields

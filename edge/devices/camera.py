@@ -24,7 +24,9 @@ import numpy as np
 
 from edge.config import CameraConfig, SourceSpec
 from edge.devices.frames import Frame, Gray, LatestFrame
-from edge.errors import CameraError
+from edge.devices.images import ImageError, gray_image
+from edge.errors import CameraError, InputError
+from edge.files import IMAGE, read_limited
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +37,9 @@ BLANK_LEVEL = 128  # mid-gray: an empty scene
 
 
 def _cv2() -> Any:
-    """OpenCV, imported only by the sources that use it (a Pi camera needs none of its
-    ~16 MB: picamera2 delivers the Y plane itself)."""
+    """OpenCV, imported only by the sources that use it: video files and USB cameras
+    (it adds some 45 MB resident; picamera2 delivers the Y plane itself and still
+    images are read with Pillow, devices/images.py)."""
     import cv2  # noqa: PLC0415
 
     return cv2
@@ -110,14 +113,16 @@ class ImageFolderSource:
         while True:
             shown = 0
             for path in files:
-                cv2 = _cv2()
-                image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-                if image is None:
-                    log.warning("camera: skipping %s: not a readable image", path.name)
+                try:
+                    gray = gray_image(read_limited(path, IMAGE, "image"))
+                except InputError as exc:
+                    log.warning("camera: skipping %s: %s", path.name, exc.reason)
+                    continue
+                except ImageError as exc:
+                    log.warning("camera: skipping %s: not a readable image (%s)", path.name, exc)
                     continue
                 shown += 1
                 log.info("camera: image %s in view", path.name)
-                gray = as_gray(image)
                 for _ in range(self.hold_frames):
                     yield gray
                 blank = np.full_like(gray, BLANK_LEVEL)
