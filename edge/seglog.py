@@ -267,14 +267,16 @@ class SegmentLog(Storage):
         if record:
             self._append(record, dict(new))
 
-    def update(self, changes: Docs) -> None:
-        """Change these fields of these documents (keys not held are left out)."""
+    def update(self, changes: Docs, sync: bool = True) -> None:
+        """Change these fields of these documents (keys not held are left out). Without
+        ``sync`` the record is written but not made durable until the next synced one
+        (for changes a power cut may take)."""
         changes = {k: c for k, c in changes.items() if k in self._docs}
         if changes:
             docs = dict(self._docs)
             for key, fields in changes.items():
                 docs[key] = {**docs[key], **fields}
-            self._append(encode({"set": changes}), docs)
+            self._append(encode({"set": changes}), docs, sync)
 
     def delete(self, keys: list[str]) -> None:
         """Take these documents out (keys not held are left out)."""
@@ -288,9 +290,12 @@ class SegmentLog(Storage):
         """Append a record that changes nothing: raise StoreError unless the disk takes it."""
         self._append(encode({"probe": 1}), self._docs)
 
-    def _append(self, record: bytes, docs: Docs) -> None:
+    def _append(self, record: bytes, docs: Docs, sync: bool = True) -> None:
         try:
-            self._log.append(record)
+            if sync:
+                self._log.append(record)
+            else:
+                self._log.write(record)
         except storage.Unsynced:
             self._docs, self._size = docs, self._size + len(record)  # in the file all the same
             raise

@@ -41,7 +41,7 @@ import json
 import logging
 import os
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -64,6 +64,10 @@ STORED = "stored"
 SENT = "sent"
 META_EVERY = timedelta(seconds=5)
 INCIDENTS = "incidents.jsonl"
+# Segments kept open (in memory, about 150 KB each): the oldest, which a drain
+# reads first and acknowledges some 1,000-2,000 passages later (the ingest's
+# batches, paho's window): with 8 the acknowledgements reloaded them from disk.
+OPEN_SEGMENTS = 24
 _STATES = frozenset((STORED, SENT))
 
 
@@ -266,7 +270,8 @@ class Outbox:
         self.alerts: list[str] = []
         self._index: dict[int, Entry] = {}
         self._by_pid: dict[str, int] = {}
-        self._segments = _Segments(limit=8)
+        self._days: Counter[str] = Counter()  # live passages per UTC day (the journal's days)
+        self._segments = _Segments(limit=OPEN_SEGMENTS)
         self.journal_dir = directory / "journal"
         self._journal = journal.Journal(self.journal_dir)
         self._floor = 0  # the highest seq a damaged segment's repair found numbered
@@ -278,6 +283,7 @@ class Outbox:
         finally:
             gc.enable()
         self._migrate_single_file()
+        self._count_days()
         floor = max(self._meta.last_seq, self._floor)
         if not floor and self.alerts:
             floor = self._archived_max_seq()  # meta was lost: the archive still knows
@@ -452,6 +458,7 @@ class Outbox:
             alert = report.describe(damage.how)
             self.alerts.append(f"store_corrupt: {alert}")
             self._write_incident(report, alert)
+        self._count_days()
 
     def _write_incident(self, report: journal.Recovery, text: str) -> None:
         """Kept in ``incidents.jsonl`` for ``checkpoint-edge outbox status``."""
@@ -507,9 +514,25 @@ class Outbox:
         entry = _entry_of(doc)
         if entry is None:
             return False
+        old = self._index.get(seq)
+        if old is not None:
+            self._forget_day(old)
         self._index[seq] = entry
         self._by_pid[entry.pid] = seq
+        self._days[_day_of_ts(entry.ts)] += 1
         return True
+
+    def _count_days(self) -> None:
+        """Count the live passages per day afresh (after opening, after a repair)."""
+        self._days = Counter(_day_of_ts(e.ts) for e in self._index.values())
+
+    def _forget_day(self, entry: Entry) -> None:
+        day = _day_of_ts(entry.ts)
+        left = self._days[day] - 1
+        if left > 0:
+            self._days[day] = left
+        else:
+            del self._days[day]
 
     def _keep_open(self, index: int, replayed: Replayed) -> None:
         seg = self._segments
@@ -670,7 +693,9 @@ class Outbox:
         todo = sorted(s for s in set(seqs) if s in self._index and self._index[s].state == STORED)
         for index, group in _by_segment(todo, self._segment_of):
             segment = self._segment(index)
-            segment.update({str(s): {"state": SENT} for s in group})
+            # not synced: a "sent" mark a power cut takes only sends the passage again,
+            # which the ingest recognises by its pid (an acknowledgement is synced)
+            segment.update({str(s): {"state": SENT} for s in group}, sync=False)
             for seq in group:
                 self._index[seq].state = SENT
             if segment.worth_compacting():
@@ -685,22 +710,54 @@ class Outbox:
         archived all the same, marked ``"rejected": reason``, and never sent again.
         Returns the seqs acknowledged; unknown pids (already archived) are ignored.
         """
-        refused = rejected or {}
         seqs = sorted({self._by_pid[p] for p in pids if p in self._by_pid})
         if not seqs:
             return []
-        dropped = False
         if self._meta.last_seq < self._last_seq:
             # First: once these leave the outbox, meta.json is what remembers how far
             # the numbering went (a kill right after would otherwise reuse seqs).
             self._meta.last_seq = self._last_seq
             self._write_meta()
-        for index, group in _by_segment(seqs, self._segment_of):
+        groups = _by_segment(seqs, self._segment_of)
+        lines = self._archive_lines(groups, json.dumps(iso_utc(now)), rejected or {})
+        for day, day_lines in lines.items():  # one write and sync per day, not per segment
+            storage.append_lines(self.archive_dir / f"{day}.jsonl", day_lines)
+        # only after the archive holds them: a crash duplicates, never loses
+        current = self._segment_of(self._last_seq + 1)  # the one appends go to stays
+        dropped = False
+        for index, group in groups:
             segment = self._segment(index)
-            lines: dict[str, list[str]] = {}
-            acked_at = json.dumps(iso_utc(now))
+            keys = [str(s) for s in group]
+            if index != current and segment.peek().keys() <= set(keys):
+                self._drop_segment(index)  # all of it acknowledged: no delete record first
+                dropped = True
+            else:
+                segment.delete(keys)
+                # a done segment is dropped when its last passage is acknowledged:
+                # rewriting it meanwhile would only write its rest once more
+                if index == current and segment.worth_compacting():
+                    self._compact(index)
             for seq in group:
-                doc = self._peek(seq)
+                entry = self._index.pop(seq)
+                self._by_pid.pop(entry.pid, None)
+                self._forget_day(entry)
+        if dropped:
+            storage.fsync_dir(self.segment_dir)  # once for all the files removed
+            self._journal.prune(self._days)  # the journal's days with no passage waiting
+        self._meta.last_ack = iso_utc(now)
+        if now - self._meta_written > META_EVERY:  # last_ack is for people: not every batch
+            self._write_meta()
+        return seqs
+
+    def _archive_lines(
+        self, groups: list[tuple[int, list[int]]], acked_at: str, refused: Mapping[str, str]
+    ) -> dict[str, list[str]]:
+        """The archive's records of these passages, by UTC day."""
+        lines: dict[str, list[str]] = {}
+        for index, group in groups:
+            docs = self._segment(index).peek()
+            for seq in group:
+                doc = docs.get(str(seq))
                 if doc is None:
                     continue
                 # {"msg": <the text as published>, "acked_at": ...}: no re-encoding
@@ -710,31 +767,13 @@ class Outbox:
                     record += f',"rejected":{json.dumps(reason)}'
                 record += "}"
                 lines.setdefault(_day_of_ts(self._index[seq].ts), []).append(record)
-            for day, day_lines in lines.items():
-                storage.append_lines(self.archive_dir / f"{day}.jsonl", day_lines)
-            # after the archive holds them: a crash duplicates, never loses
-            segment.delete([str(s) for s in group])
-            for seq in group:
-                entry = self._index.pop(seq)
-                self._by_pid.pop(entry.pid, None)
-            if not segment.peek() and index != self._segment_of(self._last_seq + 1):
-                self._drop_segment(index)
-                dropped = True
-            elif segment.worth_compacting():
-                self._compact(index)
-        if dropped:  # the journal's days with no passage waiting go too
-            self._journal.prune({_day_of_ts(e.ts) for e in self._index.values()})
-        self._meta.last_ack = iso_utc(now)
-        if now - self._meta_written > META_EVERY:  # last_ack is for people: not every batch
-            self._write_meta()
-        return seqs
+        return lines
 
     def _drop_segment(self, index: int) -> None:
         db = self._segments.open.pop(index, None)
         if db is not None:
             db.close()
         self._segment_path(index).unlink(missing_ok=True)
-        storage.fsync_dir(self.segment_dir)
 
     def _write_meta(self) -> None:
         self._meta_written = datetime.now(UTC)

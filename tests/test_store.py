@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -530,3 +531,56 @@ def test_passages_of_another_device_id_raise_an_alert(tmp_path: Path) -> None:
     ]
     assert [e.device for e in b.entries().values()] == ["lane-1"]
     assert b.append(draft()).seq == 2
+
+
+def test_a_journal_day_stays_while_any_segment_holds_a_passage_of_it(tmp_path: Path) -> None:
+    b = box(tmp_path, segment_size=10)
+    days = [0] * 5 + [1] * 5 + [0] * 5 + [2] * 10  # day 0 in segments 0 and 1
+    for d in days:
+        b.append(draft(ts=T0 + timedelta(days=d)))
+    first = [e.pid for s, e in b.entries().items() if s <= 10]
+    b.acknowledge(first, T0)
+    names = sorted(p.name for p in (tmp_path / "journal").iterdir())
+    assert names == ["2026-11-26.jsonl", "2026-11-28.jsonl"]  # day 1 gone, day 0 still waits
+    b.close()
+    reopened = box(tmp_path, segment_size=10)  # counted afresh from the segments
+    reopened.acknowledge([e.pid for s, e in reopened.entries().items() if s <= 20], T0)
+    assert [p.name for p in (tmp_path / "journal").iterdir()] == ["2026-11-28.jsonl"]
+    assert sorted(reopened.entries()) == list(range(21, 26))
+
+
+def test_a_wholly_acknowledged_segment_goes_without_a_delete_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b = box(tmp_path, segment_size=10)
+    for _ in range(25):
+        b.append(draft())
+    appended: list[bytes] = []
+    real = storage.AppendLog.append
+    monkeypatch.setattr(
+        storage.AppendLog, "append", lambda log, data: (appended.append(data), real(log, data))
+    )
+    b.acknowledge([e.pid for s, e in b.entries().items() if s <= 23], T0)
+    assert not (tmp_path / "outbox" / "seg-00000000.log").exists()
+    assert not (tmp_path / "outbox" / "seg-00000001.log").exists()
+    # only the segment appends go to has a record (its checksum, a space, the JSON)
+    assert [json.loads(r.split(b" ", 1)[1]) for r in appended] == [{"del": ["21", "22", "23"]}]
+    archived = [m["seq"] for m in read_archive(tmp_path / "archive" / "2026-11-26.jsonl")]
+    assert archived == list(range(1, 24))
+
+
+def test_a_sent_mark_is_written_but_costs_no_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b = box(tmp_path, segment_size=100)
+    for _ in range(5):
+        b.append(draft())
+    syncs: list[int] = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (syncs.append(fd), real(fd)))
+    b.mark_sent([1, 2, 3])
+    assert syncs == []
+    b.append(draft())  # the next synced record makes it durable with its own
+    assert syncs
+    b.close()
+    assert [s for s, e in box(tmp_path).entries().items() if e.state == SENT] == [1, 2, 3]

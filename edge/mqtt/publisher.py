@@ -48,7 +48,7 @@ SENT_MARK_S = 1.0  # a passage PUBACKed but not acknowledged this long is marked
 READ_AHEAD = 500  # passages fetched from the store at once during a drain
 # passages archived per bookkeeping batch at most (two segments of the default size):
 # a batch of a drain is a run of fsyncs, and a read of what to publish next waits for it
-BOOKKEEP_MAX = 200
+BOOKKEEP_MAX = 500
 
 
 @dataclass(frozen=True)
