@@ -33,10 +33,10 @@ import numpy as np
 import segno
 
 from edge import config as config_mod
-from edge.app import App
+from edge.core.lane import RecordPassage, State
 from edge.devices.frames import Gray
-from edge.lane import RecordPassage, State
 from edge.scan.decoder import Decoder, PyzbarDecoder, ZxingDecoder
+from edge.service.app import App
 
 SIZE = (720, 1280)
 SAMPLES = Path(__file__).resolve().parent.parent / "edge" / "samples"

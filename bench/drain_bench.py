@@ -37,8 +37,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from outbox_bench import prefill, sample_message  # noqa: E402
 
 from edge import config as config_mod  # noqa: E402
-from edge.app import App  # noqa: E402
 from edge.mqtt import topics  # noqa: E402
+from edge.service.app import App  # noqa: E402
 from tests.conftest import Mosquitto, Subscriber  # noqa: E402
 
 

@@ -88,13 +88,13 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from outbox_bench import sample_message  # noqa: E402
 
 from edge import __version__  # noqa: E402
+from edge.config.sections import MqttConfig  # noqa: E402
+from edge.core.model import iso_utc  # noqa: E402
 from edge.fleet.commands import Command, Commands, Spec, no_args  # noqa: E402
 from edge.fleet.operator import FleetClient  # noqa: E402
-from edge.model import iso_utc  # noqa: E402
 from edge.mqtt import topics  # noqa: E402
 from edge.mqtt.device import parse_ack, parse_central, status_payload  # noqa: E402
 from edge.mqtt.link import backoff  # noqa: E402
-from edge.sections import MqttConfig  # noqa: E402
 from tests.conftest import Mosquitto  # noqa: E402
 
 CONNECT_BATCH = 25  # TCP connects per turn of the event loop while the fleet connects

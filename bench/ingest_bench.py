@@ -74,9 +74,9 @@ from edge import config as config_mod  # noqa: E402
 from edge.central.db import Query, open_db  # noqa: E402
 from edge.central.ingest import Ingest  # noqa: E402
 from edge.config import IngestFile  # noqa: E402
-from edge.model import Credential, Passage, PassageDraft  # noqa: E402
+from edge.config.sections import PassageConfig  # noqa: E402
+from edge.core.model import Credential, Passage, PassageDraft  # noqa: E402
 from edge.mqtt import topics  # noqa: E402
-from edge.sections import PassageConfig  # noqa: E402
 from tests.conftest import Mosquitto  # noqa: E402
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"

@@ -44,10 +44,10 @@ from pathlib import Path
 
 from verify_bench import make_declaration  # bench/ is on the path of a bench script
 
-from edge import storage
-from edge.model import Credential, Passage, PassageDraft, iso_utc
-from edge.sections import PassageConfig
-from edge.store import SENT, STORED, Outbox
+from edge.config.sections import PassageConfig
+from edge.core.model import Credential, Passage, PassageDraft, iso_utc
+from edge.store import storage
+from edge.store.outbox import SENT, STORED, Outbox
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 SEGMENT = 100

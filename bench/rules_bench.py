@@ -33,7 +33,7 @@ from edge.rules.rules import RuleSet
 from edge.scan.credentials import verify_payload
 from edge.scan.dcc import Dcc
 from edge.scan.testkit import certificate, dcc_claims, sign_dcc
-from edge.trust import DccSigner, TrustStore, kid_of_certificate
+from edge.scan.trust import DccSigner, TrustStore, kid_of_certificate
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 TARGET_MS = 2.0

@@ -39,8 +39,8 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 from verify_bench import NOW, make_declaration  # noqa: E402
 
-from edge.model import Credential, PassageDraft  # noqa: E402
-from edge.store import Outbox  # noqa: E402
+from edge.core.model import Credential, PassageDraft  # noqa: E402
+from edge.store.outbox import Outbox  # noqa: E402
 from tests.conftest import Mosquitto  # noqa: E402
 
 READY_TARGET_S = 1.5

@@ -25,7 +25,7 @@ from edge.scan import declaration
 from edge.scan.credentials import verify_payload
 from edge.scan.declaration import Declaration, Place
 from edge.scan.testkit import certificate, dcc_claims, sign_dcc
-from edge.trust import (
+from edge.scan.trust import (
     DccSigner,
     IssuerKey,
     TrustStore,

@@ -24,15 +24,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from edge import __version__, credtools, pki_cli
+from edge import __version__, credtools
 from edge import config as config_mod
 from edge.credtools import UsageError
 from edge.errors import ConfigError, EdgeError, InputError, TrustError
 from edge.fleet import cli as fleet_cli
+from edge.pki import cli as pki_cli
 from edge.rules import cli as rules_cli
 from edge.scan.declaration import TRANSPORT_MODES
 from edge.scan.declaration import issue as issue_declaration
-from edge.trust import load_trust
+from edge.scan.trust import load_trust
 
 log = logging.getLogger("edge")
 
@@ -282,7 +283,7 @@ def _ingest(args: argparse.Namespace) -> int:
 def _trace(args: argparse.Namespace) -> int:
     from edge.central import trace  # noqa: PLC0415
     from edge.central.db import DatabaseError, Query  # noqa: PLC0415
-    from edge.model import normal_plate  # noqa: PLC0415
+    from edge.core.model import normal_plate  # noqa: PLC0415
 
     query = Query(
         device=args.device,
@@ -311,7 +312,7 @@ def _trace(args: argparse.Namespace) -> int:
 
 
 def _outbox(args: argparse.Namespace) -> int:
-    from edge import outbox_tool  # noqa: PLC0415
+    from edge.store import tool as outbox_tool  # noqa: PLC0415
 
     try:
         cfg = config_mod.load(args.config or simulation_config_path())
@@ -346,8 +347,8 @@ def _doctor(path: Path | None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    from edge import doctor  # noqa: PLC0415 - loads the camera and GPIO libraries
     from edge.fleet.remote import pushed_trust_file  # noqa: PLC0415
+    from edge.service import doctor  # noqa: PLC0415 - loads the camera and GPIO libraries
 
     pushed = pushed_trust_file(cfg.store.dir)
     files = (*cfg.trust.files, *((pushed,) if pushed.is_file() else ()))
@@ -395,7 +396,7 @@ def _run(path: Path | None, level: str | None) -> int:
     logging.getLogger("PIL").setLevel(logging.WARNING)
     _fewer_malloc_arenas()
 
-    from edge.keys import KeyboardThread  # noqa: PLC0415
+    from edge.devices.keyboard import KeyboardThread  # noqa: PLC0415
 
     stop = _stop_on_signals()  # from here on, SIGTERM is a clean stop even during start-up
     log.info("edge: checkpoint-edge %s, config %s", __version__, path)  # (after: tests wait for it)
@@ -449,7 +450,7 @@ def _fewer_malloc_arenas() -> bool:
 def _serve(remote: Any, stop: threading.Event, level: str | None, current: list[Any]) -> int:
     """Run kiosks until stopped: a new one whenever the last asks to restart into a new
     config; a config it cannot start with is rolled back to the last good one."""
-    from edge.app import RESTART, App  # noqa: PLC0415
+    from edge.service.app import RESTART, App  # noqa: PLC0415
 
     while True:
         cfg = remote.effective

@@ -21,13 +21,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from edge import files
+from edge.core.model import plain
 from edge.errors import CredentialRejected, EdgeError, InputError, TrustError
-from edge.model import plain
 from edge.scan import cose, declaration
 from edge.scan.credentials import Verifier
 from edge.scan.declaration import Declaration, Place
+from edge.scan.trust import TrustStore, kid_of_public_key, load_trust, trust_list
 from edge.textout import terminal_json
-from edge.trust import TrustStore, kid_of_public_key, load_trust, trust_list
 
 
 class UsageError(EdgeError, ValueError):

@@ -2,7 +2,7 @@
 
 The broker is the real ``mosquitto`` running ``deploy/mosquitto/checkpoint-edge.conf``
 with only its paths, listener and (as root) user changed; clients are real
-paho-mqtt 2.x MQTT v5 clients with the certificates ``edge.pki`` issued.
+paho-mqtt 2.x MQTT v5 clients with the certificates ``edge.pki.ca`` issued.
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ class TlsClient:
 
     @classmethod
     def account(cls, port: int, pki_dir: Path, name: str, client_id: str = "") -> TlsClient:
-        """A client with the certificate ``edge.pki`` issued to account ``name``."""
+        """A client with the certificate ``edge.pki.ca`` issued to account ``name``."""
         return cls(
             port,
             pki_dir / "ca.pem",

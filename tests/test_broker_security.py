@@ -1,8 +1,8 @@
-"""Broker security: the fleet PKI (edge.pki) and the deployed mosquitto configuration.
+"""Broker security: the fleet PKI (edge.pki.ca) and the deployed mosquitto configuration.
 
 The broker runs ``deploy/mosquitto/checkpoint-edge.conf`` itself (only paths,
 listener and user changed, which a test checks) with the ACL that ``pki acl``
-renders and certificates ``edge.pki`` issued at test time. Whether a message
+renders and certificates ``edge.pki.ca`` issued at test time. Whether a message
 did NOT arrive is proven with a marker sent after it, never with a sleep.
 """
 
@@ -25,10 +25,11 @@ from cryptography.x509 import DNSName, IPAddress
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
-from edge import pki, pki_cli
 from edge.fleet.commands import MAX_COMMAND_BYTES
 from edge.fleet.remote import MAX_DESIRED_BYTES
 from edge.fleet.signing import MAX_PUSH_BYTES
+from edge.pki import ca as pki
+from edge.pki import cli as pki_cli
 
 from .pki_helpers import (
     DEPLOY,
@@ -549,7 +550,7 @@ def test_the_client_id_is_the_certificate_cn_whatever_the_client_says(
     assert op_drain(operator) == [("cp/v1/lane-b/status", b"b is fine")]
 
 
-# -- edge.pki ------------------------------------------------------------------------------
+# -- edge.pki.ca ------------------------------------------------------------------------------
 
 
 def load_cert(path: Path) -> x509.Certificate:

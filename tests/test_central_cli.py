@@ -12,10 +12,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from edge import outbox_tool
 from edge.central.db import Checked, open_db
-from edge.passage_model import check_passage
-from edge.store import Outbox
+from edge.core.passage import check_passage
+from edge.store import tool as outbox_tool
+from edge.store.outbox import Outbox
 
 from .conftest import Daemon, free_port, write_frame
 from .test_process import write_config

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from edge.scan import cbor, cose
 from edge.scan.credentials import Verifier, verify_payload
 from edge.scan.testkit import NOW, certificate, dcc_claims, sign_dcc, wrap
-from edge.trust import DccSigner, TrustStore, kid_of_certificate
+from edge.scan.trust import DccSigner, TrustStore, kid_of_certificate
 
 VACCINATION = "1.3.6.1.4.1.1847.2021.1.2"
 TEST = "1.3.6.1.4.1.0.1847.2021.1.1"  # the alternative spelling

@@ -28,7 +28,7 @@ from edge.errors import CredentialRejected
 from edge.scan import dcc
 from edge.scan.decoder import PyzbarDecoder, ZxingDecoder
 from edge.scan.envelope import StageLog
-from edge.trust import DccSigner, TrustStore, kid_of_certificate
+from edge.scan.trust import DccSigner, TrustStore, kid_of_certificate
 
 from .conftest import DCC_VECTORS
 

@@ -20,7 +20,7 @@ from edge.scan.credentials import Verifier, verify_payload
 from edge.scan.declaration import Declaration, Place
 from edge.scan.decoder import PyzbarDecoder, ZxingDecoder
 from edge.scan.envelope import StageLog, deflate
-from edge.trust import IssuerKey, TrustStore, kid_of_public_key
+from edge.scan.trust import IssuerKey, TrustStore, kid_of_public_key
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 

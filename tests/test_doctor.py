@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from edge import cli, pki
+from edge import cli
 from edge.cli import simulation_config_path
+from edge.pki import ca as pki
 
 from .conftest import Mosquitto, free_port, toml_text, write_frame
 from .pki_helpers import Broker
@@ -171,7 +172,7 @@ def test_an_invalid_config_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_a_running_kiosk_keeps_its_camera_and_pins(
     tmp_path: Path, broker: Mosquitto, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from edge.store import Outbox
+    from edge.store.outbox import Outbox
 
     path = kiosk_file(tmp_path, broker.port)
     running = Outbox(tmp_path / "store", "lane-doc", "test", ())  # holds the store's lock

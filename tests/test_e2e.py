@@ -17,11 +17,9 @@ import jsonschema
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from edge import credtools, storage
-from edge.app import App
+from edge import credtools
 from edge.config import Config
-from edge.devices.gpio import CHORD_S
-from edge.lane import (
+from edge.core.lane import (
     Action,
     CredentialScanned,
     Event,
@@ -30,9 +28,12 @@ from edge.lane import (
     RecordPassage,
     State,
 )
-from edge.model import Credential, PassageDraft
+from edge.core.model import Credential, PassageDraft
+from edge.devices.gpio import CHORD_S
 from edge.scan import declaration
-from edge.store import Outbox
+from edge.service.app import App
+from edge.store import storage
+from edge.store.outbox import Outbox
 
 from .conftest import (
     REPO,

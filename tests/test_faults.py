@@ -35,13 +35,14 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from edge import config as config_mod
-from edge import credtools, storage
+from edge import credtools
 from edge.central.ingest import Ingest
 from edge.config import Config, IngestFile
-from edge.lane import DecisionTimedOut, FaultRaised
+from edge.core.lane import DecisionTimedOut, FaultRaised
 from edge.mqtt import topics
 from edge.scan import declaration
-from edge.store import snapshot
+from edge.store import storage
+from edge.store.outbox import snapshot
 
 from .conftest import Daemon, Mosquitto, Subscriber, WatchedPin, toml_text, write_frame
 from .test_declaration import make_declaration

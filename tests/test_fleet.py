@@ -32,12 +32,12 @@ from paho.mqtt.properties import Properties
 
 from edge import cli
 from edge.config import Config
+from edge.config.sections import MqttConfig
+from edge.core.lane import State
+from edge.core.model import iso_utc
 from edge.credtools import keys_new
 from edge.fleet.operator import FleetClient
-from edge.lane import State
-from edge.model import iso_utc
 from edge.mqtt import topics
-from edge.sections import MqttConfig
 
 from . import test_e2e
 from .conftest import (

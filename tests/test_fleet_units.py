@@ -16,15 +16,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from edge import config as config_mod
+from edge.config.sections import MqttConfig
+from edge.core.model import iso_utc
 from edge.fleet import cli as fleet_cli
 from edge.fleet import signing
 from edge.fleet.commands import Command, CommandFailed, CommandRejected, Commands, Spec
 from edge.fleet.operator import FleetClient, Message
 from edge.fleet.remote import RemoteConfig
-from edge.logbuffer import RecentLogs, mask
-from edge.model import iso_utc
 from edge.mqtt import topics
-from edge.sections import MqttConfig
+from edge.service.logbuffer import RecentLogs, mask
 
 from .conftest import make_config
 

@@ -20,7 +20,7 @@ from edge.scan import declaration, registry
 from edge.scan.credentials import verify_payload
 from edge.scan.format import Claims, Format, Holder
 from edge.scan.testkit import NOW, FuzzKit, dcc_claims, sign_dcc
-from edge.trust import IssuerKey, TrustStore, kid_of_public_key
+from edge.scan.trust import IssuerKey, TrustStore, kid_of_public_key
 
 from .conftest import REPO
 from .test_declaration import make_declaration

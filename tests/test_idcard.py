@@ -8,7 +8,7 @@ import pytest
 
 from edge.scan.credentials import verify_payload
 from edge.scan.idcard import IdCard
-from edge.trust import TrustStore
+from edge.scan.trust import TrustStore
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 ADDRESS = "Số 1 Lê Lợi, Phường Bến Nghé, Quận 1, TP Hồ Chí Minh"

@@ -20,7 +20,7 @@ from edge import config as config_mod
 from edge.central.db import Checked, DatabaseError, PassageDB, Query, Stored, open_db
 from edge.central.ingest import Ingest
 from edge.config import Config, IngestFile
-from edge.lane import State
+from edge.core.lane import State
 from edge.mqtt import topics
 
 from .conftest import Mosquitto, Subscriber, archived_messages, make_config

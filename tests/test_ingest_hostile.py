@@ -26,20 +26,20 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge.central.db import Checked, DatabaseError, PassageDB, Query, Rejection, Stored, open_db
 from edge.central.ingest import Ingest
 from edge.config import Config
-from edge.model import Credential, Passage, PassageDraft, Vehicle
-from edge.mqtt import topics
-from edge.mqtt.device import parse_ack
-from edge.passage_model import (
+from edge.core.model import Credential, Passage, PassageDraft, Vehicle
+from edge.core.passage import (
     INT64_MAX,
     MAX_CREDENTIALS,
     MAX_PASSAGE_BYTES,
     BadPassage,
     check_passage,
 )
+from edge.mqtt import topics
+from edge.mqtt.device import parse_ack
 from edge.scan.dcc import Dcc
 from edge.scan.declaration import Place
 from edge.scan.idcard import IdCard
-from edge.store import snapshot
+from edge.store.outbox import snapshot
 
 from .conftest import Mosquitto, Subscriber, archived_messages
 from .test_declaration import make_declaration

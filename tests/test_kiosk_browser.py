@@ -40,9 +40,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from edge import credtools
 from edge.config import Config
+from edge.core.lane import Action, Event, FaultRaised, SetMode, Show, State
 from edge.kiosk import server as server_mod
 from edge.kiosk.server import PACKAGE
-from edge.lane import Action, Event, FaultRaised, SetMode, Show, State
 from edge.scan import declaration
 
 from . import test_e2e

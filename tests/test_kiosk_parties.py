@@ -14,7 +14,14 @@ from urllib.parse import urlsplit
 
 from edge.central.db import Checked, Query, open_db
 from edge.config import Config
-from edge.lane import LookupAnswered, OfficerDenied, OpenVehicle, RecordPassage, SetPlate, State
+from edge.core.lane import (
+    LookupAnswered,
+    OfficerDenied,
+    OpenVehicle,
+    RecordPassage,
+    SetPlate,
+    State,
+)
 
 from . import test_e2e, test_lookup
 from .conftest import Mosquitto, Subscriber, make_config, write_frame

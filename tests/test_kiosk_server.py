@@ -17,15 +17,15 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt import publish
 
-from edge import lane as lane_mod
-from edge.alerts import FAULT_ALERTS
 from edge.config import Config
+from edge.core import lane as lane_mod
+from edge.core.lane import OfficerApproved, RecordPassage, State
 from edge.kiosk import render
 from edge.kiosk import server as server_mod
-from edge.lane import OfficerApproved, RecordPassage, State
 from edge.mqtt import topics
 from edge.scan import reasons as scan_reasons
 from edge.scan import registry
+from edge.service.alerts import FAULT_ALERTS
 
 from . import test_e2e
 from .conftest import Mosquitto, make_config, write_frame

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from edge.lane import (
+from edge.core.lane import (
     Action,
     CloseBarrier,
     CloseDue,
@@ -28,8 +28,8 @@ from edge.lane import (
     StartTimer,
     State,
 )
-from edge.model import Credential, Verdict
-from edge.policy import BasicPolicy
+from edge.core.model import Credential, Verdict
+from edge.core.policy import BasicPolicy
 
 from .test_declaration import make_declaration
 
@@ -557,7 +557,7 @@ def test_surge_to_closed_closes_the_barrier() -> None:
 
 
 def test_operator_open_records_before_opening_then_closes_on_time() -> None:
-    from edge.lane import OperatorOpen
+    from edge.core.lane import OperatorOpen
 
     ln = lane("closed")
     acts = ln.handle(OperatorOpen(by="command 1"), T0)
@@ -576,7 +576,7 @@ def test_operator_open_records_before_opening_then_closes_on_time() -> None:
 
 @pytest.mark.parametrize("setup", ["awaiting", "open", "surge", "failsafe"])
 def test_operator_open_is_refused_unless_the_lane_is_ready(setup: str) -> None:
-    from edge.lane import OperatorOpen
+    from edge.core.lane import OperatorOpen
 
     ln = lane("surge" if setup == "surge" else "officer")
     ln.start(T0)

@@ -20,13 +20,13 @@ from typing import Any
 
 import pytest
 
-from edge import pki
 from edge.config import Config
-from edge.lookup import LookupService
-from edge.model import Credential, Lookup
+from edge.config.sections import LookupConfig
+from edge.core.model import Credential, Lookup
+from edge.pki import ca as pki
 from edge.scan.credentials import Verifier
-from edge.sections import LookupConfig
-from edge.trust import TrustStore
+from edge.scan.lookup import LookupService
+from edge.scan.trust import TrustStore
 
 from .conftest import free_port, make_config
 
@@ -349,7 +349,7 @@ def test_an_answer_that_drips_in_is_cut_off() -> None:
     import io
     import time
 
-    from edge import lookup as lookup_mod
+    from edge.scan import lookup as lookup_mod
 
     whole = io.BufferedReader(io.BytesIO(b'{"status": "confirmed"}'))
     assert lookup_mod._read_by(whole, time.monotonic() + 60) == b'{"status": "confirmed"}'

@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 
 from edge.config import PolicyConfig
+from edge.core.model import Credential, Passage, PassageDraft
+from edge.core.policy import RulePolicy
 from edge.credtools import render_qr
-from edge.model import Credential, Passage, PassageDraft
-from edge.policy import RulePolicy
 from edge.scan.credentials import Verifier, verify_payload
 from edge.scan.decoder import PyzbarDecoder, ZxingDecoder
 from edge.scan.idcard import IdCard
 from edge.scan.personal_qr import PersonalQr
-from edge.trust import TrustStore
+from edge.scan.trust import TrustStore
 
 from .conftest import REPO
 from .test_e2e import assert_valid_passage

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from edge.config import CameraConfig, Config, SourceSpec
+from edge.core.lane import CredentialScanned, FaultCleared, FaultRaised, State
 from edge.devices.picamera import AF_MODE_CONTINUOUS, AF_MODE_MANUAL, Picamera2Source
 from edge.errors import CameraError
-from edge.lane import CredentialScanned, FaultCleared, FaultRaised, State
 from edge.scan.decoder import ZxingDecoder
 
 from .conftest import make_config, qr_frame

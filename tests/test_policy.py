@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from edge.config import PolicyConfig
-from edge.model import Credential
-from edge.policy import BasicPolicy, RulePolicy
+from edge.core.model import Credential
+from edge.core.policy import BasicPolicy, RulePolicy
 from edge.scan.dcc import Dcc
 from edge.scan.declaration import Place
 from edge.scan.idcard import IdCard

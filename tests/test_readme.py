@@ -24,9 +24,9 @@ import pytest
 from edge import cli
 from edge import config as config_mod
 from edge.central.db import Checked, open_db
-from edge.model import Credential, PassageDraft
+from edge.core.model import Credential, PassageDraft
 from edge.scan.idcard import IdCard
-from edge.store import Outbox
+from edge.store.outbox import Outbox
 
 from .conftest import REPO
 from .test_central_cli import passage

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.alerts import CLOCK_JUMPED, Alerts
-from edge.retention import JUMPED, MAX_AHEAD, UNSYNCHRONISED, Purge, Retention, clock_problem
-from edge.store import Outbox
+from edge.service.alerts import CLOCK_JUMPED, Alerts
+from edge.store.outbox import Outbox
+from edge.store.retention import JUMPED, MAX_AHEAD, UNSYNCHRONISED, Purge, Retention, clock_problem
 
 from .test_store import box, draft
 

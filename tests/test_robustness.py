@@ -13,14 +13,14 @@ from gpiozero.exc import GPIOZeroError
 from gpiozero.pins.mock import MockFactory
 
 from edge import config as config_mod
-from edge import storage
-from edge.app import App
 from edge.config import Config
+from edge.core.lane import CredentialScanned, OfficerApproved, RecordPassage, State
+from edge.core.model import Credential
 from edge.errors import ConfigError, StoreError
-from edge.lane import CredentialScanned, OfficerApproved, RecordPassage, State
-from edge.model import Credential
-from edge.runner import LaneRunner
-from edge.store import Outbox
+from edge.service.app import App
+from edge.service.runner import LaneRunner
+from edge.store import storage
+from edge.store.outbox import Outbox
 
 from .conftest import Mosquitto, Subscriber, WatchedPin, live_records, make_config
 from .test_e2e import Kiosk

@@ -24,11 +24,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from edge import cli
 from edge.config import Config, PolicyConfig
+from edge.config.sections import RulesConfig
+from edge.core.lane import State
+from edge.core.model import Credential
+from edge.core.policy import RulePolicy
 from edge.kiosk import render
 from edge.kiosk import server as server_mod
-from edge.lane import State
-from edge.model import Credential
-from edge.policy import RulePolicy
 from edge.rules import certlogic
 from edge.rules.book import RuleBook, RulesHolder, bundle, bundled_rules, from_bundle
 from edge.rules.certlogic import LimitExceeded
@@ -36,8 +37,7 @@ from edge.rules.rules import RuleError, RuleSet, parse_rule, read_json
 from edge.scan import cbor
 from edge.scan.credentials import Verifier
 from edge.scan.testkit import NOW, VACCINATION, certificate, dcc_claims, sign_dcc
-from edge.sections import RulesConfig
-from edge.trust import DccSigner, TrustStore, kid_of_certificate
+from edge.scan.trust import DccSigner, TrustStore, kid_of_certificate
 
 from . import test_e2e
 from .conftest import make_config, write_frame

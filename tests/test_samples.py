@@ -18,12 +18,12 @@ import pytest
 
 from edge import config as config_mod
 from edge.cli import simulation_config_path
-from edge.model import Credential
-from edge.policy import RulePolicy
+from edge.core.model import Credential
+from edge.core.policy import RulePolicy
 from edge.scan.credentials import Verifier
 from edge.scan.declaration import Declaration
 from edge.scan.decoder import ZxingDecoder
-from edge.trust import load_trust
+from edge.scan.trust import load_trust
 
 VALID_UNTIL = datetime(2099, 12, 31, 23, 59, 59, tzinfo=UTC)
 MADE = datetime(2026, 11, 1, tzinfo=UTC)

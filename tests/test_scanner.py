@@ -6,12 +6,12 @@ import queue
 
 import numpy as np
 
+from edge.core.model import Credential
 from edge.devices.frames import Frame, LatestFrame
-from edge.model import Credential
 from edge.scan.credentials import Verifier
 from edge.scan.decoder import ZxingDecoder
 from edge.scan.scanner import ScanThread, SeenFilter
-from edge.trust import TrustStore
+from edge.scan.trust import TrustStore
 
 from .conftest import qr_frame
 

@@ -17,15 +17,16 @@ from typing import Any
 
 import pytest
 
-from edge import cli, pki
+from edge import cli
 from edge import config as config_mod
 from edge.central.ingest import Ingest
 from edge.config import Config, IngestFile
+from edge.core.lane import State
+from edge.core.model import iso_utc
 from edge.credtools import keys_new
 from edge.fleet.operator import FleetClient
-from edge.lane import State
-from edge.model import iso_utc
 from edge.mqtt import topics
+from edge.pki import ca as pki
 
 from . import test_e2e
 from .conftest import make_config, toml_text, write_frame

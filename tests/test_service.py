@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from edge.config import Config
-from edge.lane import CloseBarrier, FaultRaised, State
-from edge.notify import Notifier
+from edge.core.lane import CloseBarrier, FaultRaised, State
+from edge.service.notify import Notifier
 
 from . import test_e2e
 from .conftest import (

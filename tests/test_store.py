@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from edge import journal, outbox_tool, seglog, storage
+from edge.core.model import Credential, PassageDraft
 from edge.errors import StoreError
-from edge.model import Credential, PassageDraft
-from edge.store import SENT, STORED, Outbox, read_archive
+from edge.store import journal, seglog, storage
+from edge.store import tool as outbox_tool
+from edge.store.outbox import SENT, STORED, Outbox, read_archive
 
 from .test_declaration import make_declaration
 

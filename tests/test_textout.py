@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from edge import credtools, outbox_tool
-from edge.model import Credential, PassageDraft
+from edge import credtools
+from edge.core.model import Credential, PassageDraft
 from edge.rules import cli as rules_cli
-from edge.store import Outbox
+from edge.store import tool as outbox_tool
+from edge.store.outbox import Outbox
 from edge.textout import csv_cell, terminal_json, terminal_text
 
 from .test_declaration import make_declaration

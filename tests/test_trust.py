@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from edge.errors import TrustError
 from edge.scan import testkit
-from edge.trust import (
+from edge.scan.trust import (
     TrustHolder,
     _eku_from_der,
     extended_key_usage,

@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from edge.config import PolicyConfig
-from edge.lane import (
+from edge.core.lane import (
     Action,
     CredentialScanned,
     DecisionTimedOut,
@@ -31,11 +31,11 @@ from edge.lane import (
     State,
     VehiclePassed,
 )
-from edge.model import Credential, Lookup, Passage, Vehicle
-from edge.party import Party
-from edge.policy import RulePolicy, judge_party
+from edge.core.model import Credential, Lookup, Passage, Vehicle
+from edge.core.party import Party
+from edge.core.policy import RulePolicy, judge_party
 from edge.scan.credentials import Verifier
-from edge.trust import TrustStore
+from edge.scan.trust import TrustStore
 
 from .test_declaration import make_declaration
 from .test_e2e import assert_valid_passage

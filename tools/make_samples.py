@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from edge.scan import declaration
 from edge.scan.declaration import Declaration, Place
-from edge.trust import kid_of_public_key, trust_list
+from edge.scan.trust import kid_of_public_key, trust_list
 
 OUT = Path(__file__).resolve().parent.parent / "edge" / "samples"
 SIZE = (720, 1280)

@@ -8,7 +8,7 @@ device already used for another passage, is a **conflict**: refused, never
 acknowledged as stored. The message is kept as the device sent it; the columns
 tracing queries need are copied out of it.
 
-Only passages checked by :mod:`edge.passage_model` reach :meth:`store`;
+Only passages checked by :mod:`edge.core.passage` reach :meth:`store`;
 anything else goes to the ``rejected`` table with its reason (the same
 message again only counts), so nothing is silently dropped. A batch is
 written with one ``executemany`` per table in one transaction.
@@ -32,8 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from edge.core.model import iso_utc
 from edge.errors import EdgeError
-from edge.model import iso_utc
 
 COLUMNS = (
     "pid",

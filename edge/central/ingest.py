@@ -5,7 +5,7 @@ connection, a session expiry), so that the broker queues passages while it is
 away, and subscribes to ``cp/v1/+/passage``, through a shared subscription
 when workers share the load. Messages are taken in batches; each is:
 
-1. checked against the passage model (:mod:`edge.passage_model`): at most
+1. checked against the passage model (:mod:`edge.core.passage`): at most
    ``max_message_bytes``, UTF-8 JSON, parsed once, every field of its type and
    range, a passage of the device whose topic it came on. What fails is
    **rejected**: kept in the ``rejected`` table with its reason;

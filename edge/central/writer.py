@@ -29,8 +29,8 @@ from multiprocessing.connection import Connection
 from typing import Any, NoReturn
 
 from edge.central.db import Checked, DatabaseError, PassageDB, Rejection, Stored, open_db
+from edge.core.passage import PID, BadPassage, check_passage
 from edge.mqtt import topics
-from edge.passage_model import PID, BadPassage, check_passage
 
 log = logging.getLogger(__name__)
 

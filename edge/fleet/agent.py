@@ -30,7 +30,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from edge.alerts import (
+from edge.fleet.commands import Commands, Reply
+from edge.fleet.remote import RemoteConfig
+from edge.mqtt import topics
+from edge.service.alerts import (
     CLOCK_UNSYNCHRONISED,
     CONFIG_REJECTED,
     DISK_LOW,
@@ -41,9 +44,6 @@ from edge.alerts import (
     Alert,
     Alerts,
 )
-from edge.fleet.commands import Commands, Reply
-from edge.fleet.remote import RemoteConfig
-from edge.mqtt import topics
 
 log = logging.getLogger(__name__)
 

@@ -30,18 +30,18 @@ from typing import Any, TextIO
 from edge import config as config_mod
 from edge import files
 from edge.config import OperatorFile
+from edge.config.sections import MqttConfig
+from edge.core.model import initials, iso_utc, mask_tail
 from edge.errors import ConfigError, EdgeError, InputError, TrustError
 from edge.files import read_limited, read_text_limited
 from edge.fleet import signing
 from edge.fleet.operator import DeviceView, FleetClient, FleetError, Message
-from edge.model import initials, iso_utc, mask_tail
 from edge.mqtt import topics
 from edge.rules import book as rules_book
 from edge.rules.book import MAX_BUNDLE
 from edge.rules.rules import RuleError, read_json
-from edge.sections import MqttConfig
+from edge.scan.trust import MAX_TRUST_FILE, load_trust_bytes
 from edge.textout import terminal_json, terminal_text
-from edge.trust import MAX_TRUST_FILE, load_trust_bytes
 
 CLOCK_SLACK_S = 60.0  # a kiosk's clock may be behind the operator's: reports within it count
 

@@ -2,7 +2,7 @@
 
 Built once per kiosk from the :class:`Kiosk` it acts on (the shell). Handlers
 run on the fleet thread; those that touch the lane go through the lane
-thread (:meth:`edge.runner.LaneRunner.call`) and answer with what the lane did.
+thread (:meth:`edge.service.runner.LaneRunner.call`) and answer with what the lane did.
 
 =============  ==========  ==================================================
 command        fleet-wide  what
@@ -26,6 +26,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from edge.core.lane import MODES, OpenBarrier, OperatorOpen, RecordPassage, SetMode, State
 from edge.errors import TrustError
 from edge.fleet.commands import (
     Command,
@@ -39,8 +40,7 @@ from edge.fleet.commands import (
     arg_int,
     no_args,
 )
-from edge.lane import MODES, OpenBarrier, OperatorOpen, RecordPassage, SetMode, State
-from edge.runner import Outcome
+from edge.service.runner import Outcome
 
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 LOG_LEVELS["error"] = logging.ERROR
@@ -48,7 +48,7 @@ LANE_WAIT_S = 5.0
 
 
 class Kiosk(Protocol):
-    """What the commands act on (implemented by :class:`edge.app.App`)."""
+    """What the commands act on (implemented by :class:`edge.service.app.App`)."""
 
     def status_data(self) -> Mapping[str, Any]: ...
 

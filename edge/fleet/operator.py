@@ -33,10 +33,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge import files
+from edge.config.sections import MqttConfig
+from edge.core.model import iso_utc
 from edge.errors import EdgeError
-from edge.model import iso_utc
 from edge.mqtt import topics
-from edge.sections import MqttConfig
 
 log = logging.getLogger(__name__)
 

@@ -33,13 +33,13 @@ from typing import Any
 
 from edge import config as config_mod
 from edge.config import Config
+from edge.core.model import iso_utc
 from edge.errors import ConfigError, EdgeError, StoreError, TrustError
 from edge.fleet.signing import Push, PushRejected, VerifyKey, load_verify_keys, verify
-from edge.model import iso_utc
 from edge.rules.book import from_bundle
 from edge.rules.rules import RuleError
-from edge.storage import ensure_dir, read_json, replace_file
-from edge.trust import load_trust
+from edge.scan.trust import load_trust
+from edge.store.storage import ensure_dir, read_json, replace_file
 
 log = logging.getLogger(__name__)
 

@@ -30,9 +30,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from edge import files
+from edge.core.model import iso_utc
 from edge.errors import EdgeError, InputError, TrustError
 from edge.files import read_limited
-from edge.model import iso_utc
 
 FORMAT = "checkpoint-edge-fleet-push"
 MAX_PUSH_BYTES = 8 * 1024 * 1024

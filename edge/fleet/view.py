@@ -14,10 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from edge import __version__
-from edge.alerts import BARRIER_POSITION, FAULT_ALERTS, SURGE_MODE
-from edge.errors import TrustError
-from edge.fleet.agent import cpu_temperature
-from edge.lane import (
+from edge.core.lane import (
     Action,
     Event,
     FaultCleared,
@@ -27,15 +24,18 @@ from edge.lane import (
     SetMode,
     State,
 )
-from edge.model import iso_utc
+from edge.core.model import iso_utc
+from edge.errors import TrustError
+from edge.fleet.agent import cpu_temperature
 from edge.mqtt import topics
 from edge.mqtt.device import status_payload
-from edge.runner import Outcome
+from edge.service.alerts import BARRIER_POSITION, FAULT_ALERTS, SURGE_MODE
+from edge.service.runner import Outcome
 
 if TYPE_CHECKING:
-    from edge.app import App
+    from edge.service.app import App
 
-log = logging.getLogger("edge.app")
+log = logging.getLogger("edge.service.app")
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class FrameCounts:
 
 
 class KioskView:
-    """The fleet's window on one :class:`~edge.app.App`."""
+    """The fleet's window on one :class:`~edge.service.app.App`."""
 
     def __init__(self, app: App, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.app = app

@@ -22,8 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from edge.lane import Action, Event, RecordPassage, Show, State
-from edge.model import (
+from edge.core.lane import Action, Event, RecordPassage, Show, State
+from edge.core.model import (
     Credential,
     PassageDraft,
     Verdict,
@@ -33,7 +33,7 @@ from edge.model import (
     plain,
     traveller,
 )
-from edge.party import Party
+from edge.core.party import Party
 from edge.scan import registry
 
 RECENT = 10

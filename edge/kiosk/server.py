@@ -50,12 +50,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from edge.config import KioskConfig
+from edge.core.model import normal_plate
+from edge.core.passage import VEHICLE_KINDS
 from edge.kiosk import conns, render
 from edge.kiosk.auth import LoginRefused, Officers, read_pin
 from edge.kiosk.conns import Conn, Connections, DeadlineReader, TimedWriter
 from edge.kiosk.screen import ScreenModel
-from edge.model import normal_plate
-from edge.passage_model import VEHICLE_KINDS
 
 log = logging.getLogger(__name__)
 

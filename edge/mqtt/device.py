@@ -23,12 +23,12 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from edge.config.sections import MqttConfig
 from edge.fleet.agent import FleetAgent, Inbound
 from edge.mqtt import topics
 from edge.mqtt.link import LinkOptions, MqttLink, Will, state_payload
 from edge.mqtt.publisher import Publisher
 from edge.scan.text import clean_text
-from edge.sections import MqttConfig
 
 log = logging.getLogger(__name__)
 

@@ -32,9 +32,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge import __version__
+from edge.config.sections import MqttConfig
+from edge.core.model import iso_utc
 from edge.errors import ConfigError
-from edge.model import iso_utc
-from edge.sections import MqttConfig
 
 log = logging.getLogger(__name__)
 

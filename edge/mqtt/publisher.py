@@ -39,8 +39,8 @@ from datetime import UTC, datetime
 
 from edge.mqtt import topics
 from edge.mqtt.link import MqttLink
-from edge.store import SENT, STORED, Payload
-from edge.store_thread import BOOKKEEPING, READ, StoreThread
+from edge.store.outbox import SENT, STORED, Payload
+from edge.store.thread import BOOKKEEPING, READ, StoreThread
 
 log = logging.getLogger(__name__)
 

@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from edge.config.sections import RulesConfig
 from edge.rules.rules import (
     MAX_RULE_BYTES,
     MAX_RULES,
@@ -37,7 +38,6 @@ from edge.rules.rules import (
     rule_folders,
     run,
 )
-from edge.sections import RulesConfig
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""From the raw bytes of a QR code to a verified :class:`~edge.model.Credential`.
+"""From the raw bytes of a QR code to a verified :class:`~edge.core.model.Credential`.
 
 Detection asks the format table (``registry.py``): each format knows its own
 shape (``MD1:`` and the ``MDn:`` family, ``HC1:`` and ``HCn:``/``HLn:``, a chip
@@ -17,13 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from edge.core.model import Credential
 from edge.errors import CredentialRejected
-from edge.model import Credential
 from edge.scan import registry
 from edge.scan.envelope import MAX_TEXT, StageLog
 from edge.scan.format import Claims, Reading
 from edge.scan.reasons import TOO_LARGE, UNRECOGNISED
-from edge.trust import TrustStore
+from edge.scan.trust import TrustStore
 
 log = logging.getLogger(__name__)
 

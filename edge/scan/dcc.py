@@ -47,11 +47,11 @@ from edge.scan.reasons import (
     VACCINATION_INCOMPLETE,
     WRONG_KEY_USAGE,
 )
-from edge.trust import DccSigner, TrustStore, extended_key_usage
+from edge.scan.trust import DccSigner, TrustStore, extended_key_usage
 
 if TYPE_CHECKING:
-    from edge.model import Credential
-    from edge.sections import PolicyConfig
+    from edge.config.sections import PolicyConfig
+    from edge.core.model import Credential
 
 KIND = "dcc"
 PREFIX = "HC1:"

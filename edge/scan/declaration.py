@@ -46,10 +46,10 @@ from edge.scan.reasons import (
     TOO_LARGE,
     UNKNOWN_KID,
 )
-from edge.trust import IssuerKey, TrustStore
+from edge.scan.trust import IssuerKey, TrustStore
 
 if TYPE_CHECKING:
-    from edge.model import Credential
+    from edge.core.model import Credential
 
 KIND = "declaration"
 PREFIX = "MD1:"

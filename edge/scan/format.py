@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from edge.scan.envelope import StageLog
 from edge.scan.reasons import LOOKUP_PENDING, LOOKUP_UNAVAILABLE
-from edge.trust import TrustStore
+from edge.scan.trust import TrustStore
 
 if TYPE_CHECKING:
-    from edge.model import Credential
+    from edge.config.sections import PolicyConfig
+    from edge.core.model import Credential
     from edge.rules.book import RuleBook
     from edge.rules.rules import Result
-    from edge.sections import PolicyConfig
 
 
 class Claims:

@@ -34,7 +34,7 @@ from edge.scan.reasons import (
 )
 
 if TYPE_CHECKING:
-    from edge.model import Credential
+    from edge.core.model import Credential
 
 KIND = "greenlane"
 HOSTS = ("luongxanh.drvn.gov.vn",)

@@ -49,7 +49,7 @@ from edge.scan.reasons import (
 from edge.scan.text import clean_text
 
 if TYPE_CHECKING:
-    from edge.model import Credential
+    from edge.core.model import Credential
 
 KIND = "personal_qr"
 ID_CARD = "id_card"

@@ -16,8 +16,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from edge.core.model import Credential
 from edge.devices.frames import Frame, LatestFrame
-from edge.model import Credential
 from edge.scan.decoder import Decoder
 
 log = logging.getLogger(__name__)

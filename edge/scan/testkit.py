@@ -19,7 +19,7 @@ from cryptography.x509.oid import NameOID
 
 from edge.scan import base45, cbor, cose
 from edge.scan.envelope import deflate
-from edge.trust import DccSigner, IssuerKey, TrustStore, kid_of_certificate, kid_of_public_key
+from edge.scan.trust import DccSigner, IssuerKey, TrustStore, kid_of_certificate, kid_of_public_key
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 PREFIXES = ("MD1:", "HC1:")

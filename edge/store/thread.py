@@ -17,9 +17,9 @@ from concurrent.futures import Future
 from datetime import datetime
 from typing import Any, TypeVar
 
-from edge.model import Passage, PassageDraft
-from edge.retention import Purge
-from edge.store import Entry, Outbox, OutboxStatus, Payload
+from edge.core.model import Passage, PassageDraft
+from edge.store.outbox import Entry, Outbox, OutboxStatus, Payload
+from edge.store.retention import Purge
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge import storage
 from edge.errors import StoreError
+from edge.store import storage
 
 log = logging.getLogger(__name__)
 

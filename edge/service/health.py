@@ -13,16 +13,16 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from edge.lane import FaultCleared, FaultRaised
+from edge.core.lane import FaultCleared, FaultRaised
 
 if TYPE_CHECKING:
-    from edge.app import App
+    from edge.service.app import App
 
-log = logging.getLogger("edge.app")
+log = logging.getLogger("edge.service.app")
 
 
 class Health:
-    """Health checks of one :class:`~edge.app.App` (called from its main thread)."""
+    """Health checks of one :class:`~edge.service.app.App` (called from its main thread)."""
 
     def __init__(self, app: App) -> None:
         self.app = app

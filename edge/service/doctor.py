@@ -34,12 +34,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from edge import files, seglog
+from edge import files
 from edge.config import Config
 from edge.errors import EdgeError, TrustError
 from edge.fleet.agent import clock_synchronised
 from edge.fleet.signing import load_verify_keys
-from edge.trust import load_trust
+from edge.scan.trust import load_trust
+from edge.store import seglog
 
 Status = Literal["OK", "WARN", "FAIL", "SKIP"]
 CAMERA_TIMEOUT_S = 10.0
@@ -58,7 +59,7 @@ class Check:
 
 
 def kiosk_running(store: Path) -> bool:
-    """A kiosk process holds the store's lock (edge/store.py): it owns camera and pins."""
+    """A kiosk process holds the store's lock (edge/store/outbox.py): it owns camera and pins."""
     lock = store / "lock"
     if not lock.exists():
         return False

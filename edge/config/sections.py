@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from edge.core.passage import MAX_PASSAGE_BYTES, MAX_SITE, text_problem
 from edge.kiosk.auth import MIN_PIN_DIGITS, read_pin
-from edge.passage_model import MAX_PASSAGE_BYTES, MAX_SITE, text_problem
 from edge.scan import registry
 
 DEVICE_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")

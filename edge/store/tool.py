@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from edge.central.trace import COLUMNS, flat
-from edge.journal import ranges
-from edge.store import SENT, StoreSnapshot, snapshot
+from edge.store.journal import ranges
+from edge.store.outbox import SENT, StoreSnapshot, snapshot
 from edge.textout import csv_cell, terminal_json
 
 ACKNOWLEDGED = "acknowledged"

@@ -3,8 +3,8 @@
 On disk, under ``[store] dir``::
 
     meta.json                    last_seq (the floor for numbering), last_ack, last_known
-    outbox/seg-00000042.log      TinyDB (:mod:`edge.seglog`): seq 4201..4300 not yet acknowledged
-    journal/2026-11-26.jsonl     the second record of those passages (:mod:`edge.journal`)
+    outbox/seg-00000042.log      TinyDB (:mod:`.seglog`): seq 4201..4300 not yet acknowledged
+    journal/2026-11-26.jsonl     the second record of those passages (:mod:`.journal`)
     archive/2026-11-26.jsonl     acknowledged passages of that day (by passage time)
     incidents.jsonl              damaged segments repaired: seqs restored, seqs missing
     [outbox/]quarantine/         damaged files, moved aside with a timestamp
@@ -23,7 +23,7 @@ archive) is reported by number. Acknowledged passages leave their segment for
 the day archive; an emptied segment is deleted. Day archives older than
 ``retention_days`` are deleted: personal data does not outlive them; but only
 on a clock consistent with ``last_known``, the newest passage time the store has
-seen (:mod:`edge.retention`). Every file is written through :mod:`edge.storage`.
+seen (:mod:`edge.store.retention`). Every file is written through :mod:`edge.store.storage`.
 
 ``seq`` is monotonic per device and never repeats: the next one is 1 + the
 highest of ``meta.last_seq`` and every seq still in a segment; ``meta`` is
@@ -52,11 +52,11 @@ from typing import Any
 from tinydb import TinyDB
 from tinydb.table import Document
 
-from edge import journal, seglog, storage
+from edge.core.model import Passage, PassageDraft, iso_utc
 from edge.errors import StoreCorrupt, StoreError
-from edge.model import Passage, PassageDraft, iso_utc
-from edge.retention import Purge, clock_problem
-from edge.seglog import TABLE, Replayed, SegmentLog
+from edge.store import journal, seglog, storage
+from edge.store.retention import Purge, clock_problem
+from edge.store.seglog import TABLE, Replayed, SegmentLog
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class OutboxStatus:
 class _Meta:
     last_seq: int = 0
     last_ack: str | None = None
-    last_known: datetime | None = None  # the latest time known to be right (edge.retention)
+    last_known: datetime | None = None  # the latest time known to be right (edge.store.retention)
 
 
 def _check_meta(data: Any) -> None:
@@ -820,7 +820,7 @@ class Outbox:
 
     def purge(self, now: datetime, synchronised: bool | None = None) -> Purge:
         """Delete day archives older than ``retention_days`` before ``now``'s day, unless
-        ``now`` is not to be trusted (:func:`edge.retention.clock_problem`: the kernel's
+        ``now`` is not to be trusted (:func:`edge.store.retention.clock_problem`: the kernel's
         ``synchronised``, or ``now`` far from the last known time): then nothing."""
         problem = clock_problem(now, self._last_known, synchronised)
         if problem is not None:

@@ -26,27 +26,8 @@ from typing import Any
 
 from gpiozero.pins.mock import MockFactory
 
-from edge import logbuffer
-from edge.alerts import (
-    PASSAGE_REJECTED,
-    PIN_FAILURES,
-    STORE_CORRUPT,
-    STORE_FOREIGN,
-    Alerts,
-)
 from edge.config import Config
-from edge.devices.camera import CaptureThread, FrameSource, make_source
-from edge.devices.frames import LatestFrame
-from edge.devices.gpio import Panel, make_pin_factory
-from edge.errors import EdgeError, TrustError
-from edge.fleet import handlers
-from edge.fleet.agent import FleetAgent, clock_synchronised
-from edge.fleet.remote import RemoteConfig, pushed_rules_file
-from edge.fleet.view import KioskView
-from edge.health import Health
-from edge.kiosk.screen import ScreenModel
-from edge.kiosk.server import KioskServer
-from edge.lane import (
+from edge.core.lane import (
     CredentialScanned,
     FaultCleared,
     FaultRaised,
@@ -61,22 +42,41 @@ from edge.lane import (
     State,
     VehiclePassed,
 )
-from edge.lookup import LookupService
-from edge.model import Credential, Passage, PassageDraft
+from edge.core.model import Credential, Passage, PassageDraft
+from edge.core.policy import RulePolicy
+from edge.devices.camera import CaptureThread, FrameSource, make_source
+from edge.devices.frames import LatestFrame
+from edge.devices.gpio import Panel, make_pin_factory
+from edge.errors import EdgeError, TrustError
+from edge.fleet import handlers
+from edge.fleet.agent import FleetAgent, clock_synchronised
+from edge.fleet.remote import RemoteConfig, pushed_rules_file
+from edge.fleet.view import KioskView
+from edge.kiosk.screen import ScreenModel
+from edge.kiosk.server import KioskServer
 from edge.mqtt.device import DeviceLink
 from edge.mqtt.publisher import Publisher
-from edge.notify import Notifier
-from edge.policy import RulePolicy
-from edge.retention import Retention
 from edge.rules.book import RulesHolder
 from edge.rules.rules import RuleError
-from edge.runner import LaneRunner
 from edge.scan.credentials import Verifier
 from edge.scan.decoder import Decoder, make_decoder
+from edge.scan.lookup import LookupService
 from edge.scan.scanner import ScanThread
-from edge.store import Outbox
-from edge.store_thread import StoreThread
-from edge.trust import TrustHolder
+from edge.scan.trust import TrustHolder
+from edge.service import logbuffer
+from edge.service.alerts import (
+    PASSAGE_REJECTED,
+    PIN_FAILURES,
+    STORE_CORRUPT,
+    STORE_FOREIGN,
+    Alerts,
+)
+from edge.service.health import Health
+from edge.service.notify import Notifier
+from edge.service.runner import LaneRunner
+from edge.store.outbox import Outbox
+from edge.store.retention import Retention
+from edge.store.thread import StoreThread
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ A PKI directory holds (private keys mode 0600; nothing is overwritten without
 - ``fleet-signing.key`` / ``fleet-signing.pub.pem``: the Ed25519 key that signs
   trust-list and policy pushes; devices hold the public half.
 - ``dynamic-security.json`` (``pki acl --out``): the broker's access control,
-  rendered from the index by :mod:`edge.pki_acl`: every live account, each
+  rendered from the index by :mod:`edge.pki.acl`: every live account, each
   device with a role of its own. An account's kind is read from its name,
   which is why device ids may not take the ``ingest-`` and ``op-`` prefixes
   (``deploy/mosquitto/README.md``).
@@ -46,8 +46,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from edge import files, pki_acl
+from edge import files
 from edge.errors import EdgeError, InputError
+from edge.pki import acl as pki_acl
 
 Kind = Literal["device", "ingest", "operator"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
@@ -382,7 +383,7 @@ def write_crl(directory: Path, *, days: int = CRL_DAYS, now: datetime | None = N
 
 
 def render_acl(accounts: Iterable[str]) -> str:
-    """The broker's dynamic-security file (:mod:`edge.pki_acl`) for these accounts (CNs).
+    """The broker's dynamic-security file (:mod:`edge.pki.acl`) for these accounts (CNs).
 
     The kind of each comes from its name: ``ingest-``, ``op-``, else a device.
     """

@@ -5,7 +5,7 @@ and bad values are errors that name the key. :func:`load` collects every
 problem before raising, so ``checkpoint-edge check-config`` can print them all.
 Relative paths are resolved against the directory of the config file.
 
-The sections and their keys are in :mod:`edge.sections`;
+The sections and their keys are in :mod:`edge.config.sections`;
 ``docs/configuration.md`` documents the same keys, and a test keeps them in
 step.
 """
@@ -19,9 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from edge import files
-from edge.errors import ConfigError, InputError
-from edge.files import read_text_limited
-from edge.sections import (
+from edge.config.sections import (
     TRAVELLER_FIELDS,
     CameraConfig,
     DeviceConfig,
@@ -43,6 +41,8 @@ from edge.sections import (
     TrustConfig,
     loopback_url,
 )
+from edge.errors import ConfigError, InputError
+from edge.files import read_text_limited
 
 __all__ = [
     "TRAVELLER_FIELDS",

@@ -26,8 +26,8 @@ from datetime import datetime
 from typing import Protocol
 
 from edge.config import PolicyConfig
-from edge.model import Credential, Verdict
-from edge.party import Party
+from edge.core.model import Credential, Verdict
+from edge.core.party import Party
 from edge.rules.book import RuleBook
 from edge.scan import registry
 from edge.scan.format import Assessment

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from edge.model import iso_utc
+from edge.core.model import iso_utc
 
 log = logging.getLogger(__name__)
 

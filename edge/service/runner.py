@@ -1,7 +1,7 @@
 """The lane thread: feeds events to the lane and carries out its actions.
 
 Every other thread (buttons, scanner, camera, MQTT, signals) only *posts*
-events; this thread alone touches the :class:`~edge.lane.Lane`. Timers are a
+events; this thread alone touches the :class:`~edge.core.lane.Lane`. Timers are a
 deadline table consulted between events, so a timer that the lane replaces or
 abandons can never fire into a later state (the lane's tokens guard that too).
 
@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from edge.errors import EdgeError
-from edge.lane import (
+from edge.core.lane import (
     Action,
     CloseBarrier,
     Event,
@@ -39,9 +38,10 @@ from edge.lane import (
     State,
     TimerEvent,
 )
-from edge.model import Passage, PassageDraft
+from edge.core.model import Passage, PassageDraft
+from edge.errors import EdgeError
 
-log = logging.getLogger("edge.lane")
+log = logging.getLogger("edge.core.lane")
 
 Listener = Callable[[Event, list[Action], State], None]
 

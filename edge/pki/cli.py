@@ -1,4 +1,4 @@
-"""``checkpoint-edge pki ...``: the command line of :mod:`edge.pki`.
+"""``checkpoint-edge pki ...``: the command line of :mod:`edge.pki.ca`.
 
 ``init``, ``device``, ``ingest``, ``operator``, ``revoke``, ``crl``, ``acl``,
 ``list``; see deploy/mosquitto/README.md. Errors are one line on stderr, exit 2
@@ -15,10 +15,10 @@ from pathlib import Path
 
 from cryptography import x509
 
-from edge import pki
 from edge.errors import InputError
 from edge.files import CERTIFICATES, read_limited
-from edge.pki import (
+from edge.pki import ca as pki
+from edge.pki.ca import (
     ACCOUNT_DAYS,
     ACL,
     CRL,

@@ -23,7 +23,7 @@ A traveller may show several codes (declaration, vaccination certificate, ID
 card, personal QR): while a decision is pending, a code of a kind not yet
 presented joins the presentation and the policy judges again; another code of
 a kind already presented is the next traveller's and waits (one slot), unless
-it is a proxy code of the family (``edge/party.py``). An unrecognised code
+it is a proxy code of the family (``edge/core/party.py``). An unrecognised code
 shown meanwhile is ignored; one shown first is replaced by the first
 recognised code that follows.
 
@@ -47,7 +47,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from edge.lane_events import (
+from edge.core.events import (
     CLOSED,
     MODES,
     NO_CREDENTIAL,
@@ -83,7 +83,7 @@ from edge.lane_events import (
     TimerEvent,
     VehiclePassed,
 )
-from edge.model import (
+from edge.core.model import (
     Credential,
     DecidedBy,
     Decision,
@@ -93,9 +93,9 @@ from edge.model import (
     Verdict,
     normal_plate,
 )
-from edge.party import Party
-from edge.passage_model import VEHICLE_KINDS
-from edge.policy import MAX_PROXIES, Policy, judge_party
+from edge.core.party import Party
+from edge.core.passage import VEHICLE_KINDS
+from edge.core.policy import MAX_PROXIES, Policy, judge_party
 from edge.scan import registry
 
 __all__ = [

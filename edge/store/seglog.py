@@ -4,7 +4,7 @@ TinyDB reads the whole database, changes it and hands the whole of it back to
 ``write``. :class:`SegmentLog` compares what it is handed with what it holds
 and appends only the difference, one record per write, fdatasynced: a new
 passage costs its own bytes, not its segment's. The log is rewritten whole
-(compacted, through :func:`edge.storage.replace_file`: temp file, fsync,
+(compacted, through :func:`edge.store.storage.replace_file`: temp file, fsync,
 rename, directory fsync) when its segment is done or when it has grown past
 ``COMPACT_FACTOR`` times what it holds.
 
@@ -23,7 +23,7 @@ Reading replays the records. A last record that is cut short (a power cut
 during an append: it was never acknowledged) is left out and cut off before
 the next append; any other record that fails its checksum makes the file
 *damaged*: the records that pass are kept and the outbox fills in the rest
-from its journal (:mod:`edge.journal`).
+from its journal (:mod:`edge.store.journal`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import Any
 
 from tinydb.storages import Storage
 
-from edge import storage
+from edge.store import storage
 
 TABLE = "passages"
 COMPACT_FACTOR = 4  # a log beyond this many times its live size is compacted...

@@ -25,8 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from edge.alerts import CLOCK_JUMPED, Alerts
 from edge.errors import EdgeError
+from edge.service.alerts import CLOCK_JUMPED, Alerts
 
 log = logging.getLogger(__name__)
 

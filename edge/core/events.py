@@ -1,7 +1,7 @@
 """The lane's vocabulary: its states, the events it takes and the actions it answers with.
 
-Frozen dataclasses, pure. The state machine itself is :class:`edge.lane.Lane`;
-every name here is also importable from :mod:`edge.lane`.
+Frozen dataclasses, pure. The state machine itself is :class:`edge.core.lane.Lane`;
+every name here is also importable from :mod:`edge.core.lane`.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from edge import passage_model
-from edge.model import Credential, Lookup, PassageDraft
+from edge.core import passage as passage_model
+from edge.core.model import Credential, Lookup, PassageDraft
 
 # Reason codes added by the lane itself.
 NO_DECISION = "no_decision"
@@ -76,7 +76,7 @@ class VehiclePassed:
 @dataclass(frozen=True)
 class OpenVehicle:
     """The officer opens a vehicle group: every occupant's code joins one passage.
-    ``kind`` one of :data:`~edge.passage_model.VEHICLE_KINDS`; ``plate`` may be typed later."""
+    ``kind`` one of :data:`~edge.core.passage.VEHICLE_KINDS`; ``plate`` may be typed later."""
 
     kind: str = "car"
     plate: str = ""

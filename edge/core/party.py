@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from edge.model import Credential, Lookup, PassageDraft, Vehicle
+from edge.core.model import Credential, Lookup, PassageDraft, Vehicle
 from edge.scan import registry
 from edge.scan.format import Holder, Match
 from edge.scan.reasons import UNRECOGNISED

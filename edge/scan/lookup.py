@@ -44,10 +44,10 @@ from dataclasses import replace
 from typing import Any
 
 from edge import __version__
-from edge.model import Credential, Lookup
+from edge.config.sections import LookupConfig, loopback_url
+from edge.core.model import Credential, Lookup
 from edge.scan import registry
 from edge.scan.text import clean_text
-from edge.sections import LookupConfig, loopback_url
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
-from edge.passage_model import PLATE, SCHEMA_VERSION, fit_traveller
+from edge.core.passage import PLATE, SCHEMA_VERSION, fit_traveller
 from edge.scan import registry
 from edge.scan.format import Claims
 
@@ -242,7 +242,7 @@ class Passage:
 def traveller(credentials: Sequence[Credential], fields: Sequence[str]) -> dict[str, Any]:
     """The chosen traveller fields from the codes shown: where several codes give a
     field, the format of higher rank wins (a declaration over an ID card over a
-    DCC), each fitted to the passage model (``edge.passage_model``). Claims are present
+    DCC), each fitted to the passage model (``edge.core.passage``). Claims are present
     for every credential whose signature verified (even if it then failed a later
     check, such as expiry), and for well-formed unsigned codes."""
     values: dict[str, Any] = {}

@@ -1,0 +1,2 @@
+"""The fleet PKI: certificates and the CRL (``ca``), the broker's access control
+(``acl``), and their command line (``cli``)."""
