@@ -111,7 +111,7 @@ def read(directory: Path) -> dict[int, str]:
         except OSError as exc:
             log.error("store: cannot read the journal %s: %s", path, exc)  # noqa: TRY400
             continue
-        for line in data.splitlines():
+        for line in data[: storage.data_end(data)].splitlines():
             parsed = _parse(line)
             if parsed is None:
                 continue

@@ -270,7 +270,8 @@ class Outbox:
         self.alerts: list[str] = []
         self._index: dict[int, Entry] = {}
         self._by_pid: dict[str, int] = {}
-        self._days: Counter[str] = Counter()  # live passages per UTC day (the journal's days)
+        # live passages per UTC day (the journal's days), counted when first needed
+        self._days: Counter[str] | None = None
         self._segments = _Segments(limit=OPEN_SEGMENTS)
         self.journal_dir = directory / "journal"
         self._journal = journal.Journal(self.journal_dir)
@@ -283,7 +284,6 @@ class Outbox:
         finally:
             gc.enable()
         self._migrate_single_file()
-        self._count_days()
         floor = max(self._meta.last_seq, self._floor)
         if not floor and self.alerts:
             floor = self._archived_max_seq()  # meta was lost: the archive still knows
@@ -458,7 +458,7 @@ class Outbox:
             alert = report.describe(damage.how)
             self.alerts.append(f"store_corrupt: {alert}")
             self._write_incident(report, alert)
-        self._count_days()
+        self._days = None  # counted afresh when next needed
 
     def _write_incident(self, report: journal.Recovery, text: str) -> None:
         """Kept in ``incidents.jsonl`` for ``checkpoint-edge outbox status``."""
@@ -519,14 +519,20 @@ class Outbox:
             self._forget_day(old)
         self._index[seq] = entry
         self._by_pid[entry.pid] = seq
-        self._days[_day_of_ts(entry.ts)] += 1
+        if self._days is not None:
+            self._days[_day_of_ts(entry.ts)] += 1
         return True
 
-    def _count_days(self) -> None:
-        """Count the live passages per day afresh (after opening, after a repair)."""
-        self._days = Counter(_day_of_ts(e.ts) for e in self._index.values())
+    def _live_days(self) -> Counter[str]:
+        """Live passages per UTC day: counted once (not when the store opens, which
+        must be quick), then kept up to date as passages come and go."""
+        if self._days is None:
+            self._days = Counter(_day_of_ts(e.ts) for e in self._index.values())
+        return self._days
 
     def _forget_day(self, entry: Entry) -> None:
+        if self._days is None:
+            return
         day = _day_of_ts(entry.ts)
         left = self._days[day] - 1
         if left > 0:
@@ -743,7 +749,7 @@ class Outbox:
                 self._forget_day(entry)
         if dropped:
             storage.fsync_dir(self.segment_dir)  # once for all the files removed
-            self._journal.prune(self._days)  # the journal's days with no passage waiting
+            self._journal.prune(self._live_days())  # the days with no passage waiting go
         self._meta.last_ack = iso_utc(now)
         if now - self._meta_written > META_EVERY:  # last_ack is for people: not every batch
             self._write_meta()

@@ -119,18 +119,19 @@ def _same_fields(docs: Docs) -> list[str] | None:
 
 def replay(data: bytes) -> Replayed:
     """The documents a log's bytes hold; see the module's docstring for damage."""
-    out = Replayed(size=len(data))
-    pos, size = 0, len(data)
+    size = storage.data_end(data)  # the zeros the log was grown by ahead are no records
+    out = Replayed(size=size)
+    pos = 0
     bad_at: list[int] = []
     while pos < size:
-        nl = data.find(b"\n", pos)
-        line = data[pos:] if nl < 0 else data[pos:nl]
+        nl = data.find(b"\n", pos, size)
+        line = data[pos:size] if nl < 0 else data[pos:nl]
         if nl >= 0 and _apply(line, out):
             out.end = nl + 1
         else:
             bad_at.append(pos)
         pos = size if nl < 0 else nl + 1
-    if bad_at and bad_at[-1] >= out.end and _looks_like_a_record(data[bad_at[-1] :]):
+    if bad_at and bad_at[-1] >= out.end and _looks_like_a_record(data[bad_at[-1] : size]):
         # only the last: an append cut short, never acknowledged
         out.torn = True
         bad_at.pop()
@@ -141,7 +142,10 @@ def replay(data: bytes) -> Replayed:
 
 
 def _looks_like_a_record(tail: bytes) -> bool:
-    """A torn record still starts like one; garbage over a file does not."""
+    """A torn record still starts like one; garbage over a file does not. (Nor does a
+    record whose first block never reached the disk while a later one did, which
+    writes into a file grown ahead allow: it starts with zeros. It is taken for
+    damage: the segment is repaired from the journal, nothing is lost.)"""
     head = tail[:10]
     return (len(head) >= 9 and all(b in _HEX for b in head[:8]) and head[8:9] == b" ") or (
         len(head) < 9 and all(b in _HEX for b in head[:8])
@@ -161,7 +165,7 @@ def _apply(line: bytes, out: Replayed) -> bool:
         if not isinstance(header, dict):
             return False
         return _apply_header(header, b"" if tab < 0 else body[tab + 1 :], out)
-    except (ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError, AttributeError, KeyError):
         return False
 
 
