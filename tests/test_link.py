@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -14,7 +17,7 @@ import pytest
 from edge.config import MqttConfig
 from edge.mqtt.link import LinkOptions, MqttLink, backoff
 
-from .conftest import Mosquitto, make_config
+from .conftest import Mosquitto, free_port, make_config
 from .test_e2e import Kiosk
 
 
@@ -93,3 +96,39 @@ def test_a_dead_network_thread_is_restarted_by_the_supervisor(
         assert kiosk.app.publisher.wait_until(lambda p: p.published == 1, 15)
     finally:
         kiosk.stop()
+
+
+def test_the_mqtt_package_does_not_import_the_fleet() -> None:
+    """fleet/ builds on mqtt/, never the other way: the device link dispatches to the
+    handlers registered with it. A fresh interpreter, so nothing imported before counts."""
+    code = (
+        "import sys, edge.mqtt.link, edge.mqtt.device\n"
+        "print(sorted(m for m in sys.modules if m == 'edge.fleet' or m.startswith('edge.fleet.')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert out.strip() == "[]"
+
+
+def test_open_says_at_once_why_there_is_no_connection(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What the operator's tool connects with: an error at once, never a retry, and the
+    link stopped; the reason is the caller's to tell (no warning logged besides)."""
+    nobody = MqttConfig(host="127.0.0.1", port=free_port())
+    why = MqttLink(nobody, LinkOptions(client_id="op-test")).open(5)
+    assert why is not None
+    assert why.startswith(f"cannot reach the broker at 127.0.0.1:{nobody.port}: ")
+
+    broker = Mosquitto(tmp_path / "broker", extra="allow_anonymous false").start()
+    try:
+        cfg = MqttConfig(host="127.0.0.1", port=broker.port)
+        link = MqttLink(cfg, LinkOptions(client_id="op-test"))
+        why = link.open(10)
+        assert why is not None
+        assert why.startswith(f"the broker at 127.0.0.1:{broker.port} refused the connection: ")
+        assert not link.alive
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    finally:
+        broker.stop()

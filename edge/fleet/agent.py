@@ -1,8 +1,10 @@
 """The kiosk's fleet side: birth, telemetry, alerts, commands, config and pushes.
 
 One thread (``fleet``) does all of it, so nothing here ever runs on the MQTT
-network thread: messages from operators are queued by the link and handled
-here; replies, telemetry and retained state are published from here.
+network thread: :meth:`FleetAgent.handlers` is what the agent registers with
+the device link, topic filter by filter, and each of those handlers only queues
+the message, to be handled here; replies, telemetry and retained state are
+published from here.
 
 On every connect (the *birth*), the kiosk republishes its retained ``meta``,
 ``config/reported`` and open alerts, and clears any alert it had published
@@ -25,7 +27,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,6 +34,7 @@ from typing import Any, Protocol
 from edge.fleet.commands import Commands, Reply
 from edge.fleet.remote import RemoteConfig
 from edge.mqtt import topics
+from edge.mqtt.client import Inbound
 from edge.service.alerts import (
     CLOCK_UNSYNCHRONISED,
     CONFIG_REJECTED,
@@ -66,17 +68,6 @@ class Transport(Protocol):
         retain: bool = False,
         correlation: bytes | None = None,
     ) -> None: ...
-
-
-@dataclass(frozen=True)
-class Inbound:
-    """A message for the agent, as the link received it."""
-
-    topic: str
-    payload: bytes
-    retained: bool
-    response_topic: str | None = None
-    correlation: bytes | None = None
 
 
 class _Birth:
@@ -154,6 +145,14 @@ class FleetAgent(threading.Thread):
         alerts.add_listener(self._alert_changed)
 
     # -- any thread ------------------------------------------------------------
+
+    def handlers(self) -> dict[str, Callable[[Inbound], None]]:
+        """The topic filters this agent takes messages on, each with its handler, for the
+        device link: its commands, the fleet-wide ones, its desired config, the pushes.
+        Each only queues the message for this thread: the link calls them on its
+        network thread."""
+        own = (topics.commands(self.device_id), topics.config_desired(self.device_id))
+        return dict.fromkeys((*own, *topics.fleet_wide()), self.post)
 
     def post(self, message: Inbound) -> None:
         self._queue.put(message)

@@ -1,11 +1,14 @@
 """The operator's side of the fleet: what ``checkpoint-edge fleet`` is built on.
 
-A :class:`FleetClient` is one MQTT v5 connection with the operator's account.
-On connect it subscribes to every device's retained state (status, meta,
-config/reported, alerts) at QoS 0, then to one more filter: mosquitto sends a
-subscription's retained messages before it handles the next SUBSCRIBE, and QoS
-0 messages are not held back by the in-flight window, so once the second
-SUBACK is in, the snapshot of the fleet is complete (no waiting by the clock).
+A :class:`FleetClient` is one MQTT v5 connection with the operator's account,
+an :class:`~edge.mqtt.link.MqttLink` like the kiosk's (the same client set-up
+and reconnection), opened with :meth:`~edge.mqtt.link.MqttLink.open` so that
+an unreachable or refusing broker is an error at once. On connect it
+subscribes to every device's retained state (status, meta, config/reported,
+alerts) at QoS 0, then to one more filter: mosquitto sends a subscription's
+retained messages before it handles the next SUBSCRIBE, and QoS 0 messages are
+not held back by the in-flight window, so once the second SUBACK is in, the
+snapshot of the fleet is complete (no waiting by the clock).
 
 Commands go to ``cp/v1/<id>/cmd/<name>`` (or ``cp/v1/$all/cmd/<name>``) with a
 fresh id and an expiry; a command to one device asks for its reply on an MQTT
@@ -18,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import ssl
 import threading
 import time
 import uuid
@@ -27,20 +29,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
-from edge import files
 from edge.config.sections import MqttConfig
 from edge.core.model import iso_utc
 from edge.errors import EdgeError
 from edge.mqtt import topics
+from edge.mqtt.client import Inbound, receiving
+from edge.mqtt.link import LinkOptions, MqttLink
 
 log = logging.getLogger(__name__)
-
-SNAPSHOT = ("status", "meta", "config/reported", "alert/+")
 
 
 class FleetError(EdgeError, RuntimeError):
@@ -107,73 +103,34 @@ class FleetClient:
         self._changed = threading.Condition(self._lock)  # notified on every message
         self._replies: dict[str, queue.Queue[tuple[str, dict[str, Any]]]] = {}
         self._watchers: list[Callable[[Message], None]] = []
-        self._subacks: queue.Queue[int] = queue.Queue()
-        self._connected = threading.Event()
-        self._filters: list[tuple[str, int]] = []  # subscribed again after a reconnect
-        self._refused: str | None = None
-        self.client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=mqtt.MQTTv5,
+        self.link = MqttLink(
+            cfg,
+            LinkOptions(client_id=self.client_id),
+            on_connected=self._on_connected,
+            on_message=receiving(self._on_message),
         )
-        if cfg.tls:
-            self.client.tls_set(
-                ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
-                certfile=str(cfg.cert_file) if cfg.cert_file else None,
-                keyfile=str(cfg.key_file) if cfg.key_file else None,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
-        if cfg.username:
-            password = None
-            if cfg.password_file is not None:
-                secret = files.read_text_limited(cfg.password_file, files.SECRET, "password file")
-                password = secret.rstrip("\r\n")
-            self.client.username_pw_set(cfg.username, password)
-        self.client.on_connect = self._on_connect
-        self.client.on_subscribe = self._on_subscribe
-        self.client.on_message = self._on_message
 
     # -- connection --------------------------------------------------------------
 
     def connect(self, timeout: float = 10.0, extra: Iterable[str] = ()) -> FleetClient:
         """Connect and take the snapshot of every device's retained state."""
-        where = f"{self.cfg.host}:{self.cfg.port}"
-        try:
-            self.client.connect(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
-        except (OSError, ValueError) as exc:
-            raise FleetError(f"cannot reach the broker at {where}: {exc}") from exc
-        self.client.loop_start()
-        if not self._connected.wait(timeout):
-            self.close()
-            raise FleetError(f"no answer from the broker at {where} within {timeout:g} s")
-        if self._refused:
-            self.close()
-            raise FleetError(f"the broker at {where} refused the connection: {self._refused}")
-        filters = [(topics.every(leaf), 0) for leaf in SNAPSHOT]
-        filters += [(topics.every("telemetry"), 0), (topics.every("res/#"), 1)]
+        why = self.link.open(timeout)
+        if why is not None:
+            raise FleetError(why)
+        filters = [(f, 0) for f in topics.device_state(topics.ANY)]
+        filters += [(topics.telemetry(topics.ANY), 0), (topics.replies(topics.ANY), 1)]
         filters += [(f, 1) for f in extra]
         self._subscribe(filters, timeout)
         self._subscribe([(topics.central_status(), 0)], timeout)  # the snapshot is complete
         return self
 
     def _subscribe(self, filters: list[tuple[str, int]], timeout: float) -> None:
-        self._filters += filters
-        result, mid = self.client.subscribe(filters)
-        if result != mqtt.MQTT_ERR_SUCCESS:
-            raise FleetError(f"subscribe failed: {mqtt.error_string(result)}")
-        while True:
-            try:
-                got = self._subacks.get(timeout=timeout)
-            except queue.Empty:
-                raise FleetError(
-                    f"the broker did not confirm the subscription within {timeout:g} s"
-                ) from None
-            if got == mid:
-                return
+        why = self.link.subscribe(filters, timeout)
+        if why is not None:
+            raise FleetError(why)
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.link.stop()
 
     def watch(self, callback: Callable[[Message], None], filters: Iterable[str]) -> None:
         """Hand every message on ``filters`` to ``callback`` (on the network thread)."""
@@ -198,19 +155,22 @@ class FleetClient:
             "expires": iso_utc(datetime.now(UTC) + timedelta(seconds=expires_s)),
             "args": args or {},
         }
-        props = None
+        response, correlation = None, None
         if device != topics.ALL:
-            make: Any = Properties
-            props = make(PacketTypes.PUBLISH)
-            props.ResponseTopic = f"{topics.reply(device, name)}/{self.client_id}"
-            props.CorrelationData = cid.encode()
+            response = f"{topics.reply(device, name)}/{self.client_id}"
+            correlation = cid.encode()
         with self._lock:
             self._replies[cid] = queue.Queue()
-        info = self.client.publish(
-            topics.command(device, name), json.dumps(doc).encode(), qos=1, properties=props
+        if not self.link.connected:
+            raise FleetError(f"{device}: {name} not sent: not connected to the broker")
+        mid = self.link.publish(
+            topics.command(device, name),
+            json.dumps(doc).encode(),
+            correlation=correlation,
+            response_topic=response,
         )
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            raise FleetError(f"{device}: {name} not sent: {mqtt.error_string(info.rc)}")
+        if mid is None:
+            raise FleetError(f"{device}: {name} not sent: the MQTT client refused it")
         return cid
 
     def reply(self, cid: str, timeout: float) -> tuple[str, dict[str, Any]] | None:
@@ -257,30 +217,19 @@ class FleetClient:
         return got[1]
 
     def publish_retained(self, topic: str, payload: bytes, timeout: float = 10.0) -> None:
-        info = self.client.publish(topic, payload, qos=1, retain=True)
-        try:
-            info.wait_for_publish(timeout)
-        except (RuntimeError, ValueError) as exc:
-            raise FleetError(f"{topic}: not published: {exc}") from exc
-        if not info.is_published():
-            raise FleetError(f"{topic}: the broker did not confirm within {timeout:g} s")
+        why = self.link.confirm(topic, payload, True, timeout)
+        if why is not None:
+            raise FleetError(f"{topic}: {why}")
 
-    # -- paho callbacks (network thread) --------------------------------------------
+    # -- the link's callbacks (network thread) --------------------------------------
 
-    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        if reason.is_failure:
-            self._refused = str(reason)
-        elif self._filters:  # paho reconnected (a clean session): subscribe again
+    def _on_connected(self) -> None:
+        if self.link.connects > 1:  # the link reconnected (a clean session): subscribed again
             log.warning("fleet: reconnected to the broker; subscribing again")
-            client.subscribe(list(self._filters))
-        self._connected.set()
 
-    def _on_subscribe(self, _c: Any, _u: Any, mid: int, _codes: Any, _p: Any) -> None:
-        self._subacks.put(mid)
-
-    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, msg: Inbound) -> None:
         try:
-            self._absorb(Message(msg.topic, bytes(msg.payload), bool(msg.retain)))
+            self._absorb(Message(msg.topic, msg.payload, msg.retained))
         except Exception:
             log.exception("fleet: message on %s not understood", msg.topic)
 

@@ -6,10 +6,11 @@ as the will (an unclean end), ``stopped`` on a clean shutdown, each with the
 connection's session number. The device subscribes, inside every connect, to
 its acknowledgements and the central ingest's retained status (for the
 publisher and the officer's screen, which shows "unknown" until a status has
-been seen), and to its commands, the fleet-wide commands, its desired config
-and the fleet-wide signed pushes (for the fleet agent, which handles them on
-its own thread). Anything malformed from outside is logged (without content)
-and dropped.
+been seen), and to the topic filters registered with it (the fleet agent's:
+its commands, the fleet-wide commands, its desired config and the fleet-wide
+signed pushes, which it handles on its own thread). Each message goes to the
+handler of the first filter it matches, in a table built once. Anything
+malformed from outside is logged (without content) and dropped.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import paho.mqtt.client as mqtt
+from paho.mqtt.client import topic_matches_sub
 
 from edge.config.sections import MqttConfig
-from edge.fleet.agent import FleetAgent, Inbound
 from edge.mqtt import topics
+from edge.mqtt.client import Inbound, receiving
 from edge.mqtt.link import LinkOptions, MqttLink, Will, state_payload
 from edge.mqtt.publisher import Publisher
 from edge.scan.text import clean_text
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 
 MAX_ACK_PIDS = 10_000
 QUEUED_BESIDE_PASSAGES = 200  # paho's queue beyond the passages: birth, alerts, replies
+
+# Called on the network thread: it must not block (the fleet agent only queues).
+Handler = Callable[[Inbound], None]
 
 
 def status_payload(state: str, session: int = 0) -> bytes:
@@ -89,12 +93,15 @@ def parse_central(payload: bytes) -> bool | None:
 
 
 class DeviceLink:
-    """MQTT for one kiosk: an :class:`MqttLink` wired to the publisher and the fleet agent.
+    """MQTT for one kiosk: an :class:`MqttLink` wired to the publisher and to the
+    handlers registered with it (the fleet agent's).
 
-    ``session`` gives a new session number for each connection attempt (saved
-    by the caller before use): the will and the ``online`` status of one
-    connection carry the same number, so an operator can tell a late will of
-    an earlier connection from the current state.
+    ``handlers`` maps a topic filter to what takes its messages; ``on_connected``
+    runs after each connect, once ``online`` is queued. ``session`` gives a new
+    session number for each connection attempt (saved by the caller before use):
+    the will and the ``online`` status of one connection carry the same number,
+    so an operator can tell a late will of an earlier connection from the
+    current state.
     """
 
     def __init__(
@@ -103,28 +110,28 @@ class DeviceLink:
         device_id: str,
         publisher: Publisher,
         *,
-        agent: FleetAgent | None = None,
+        handlers: Mapping[str, Handler] | None = None,
+        on_connected: Callable[[], None] = lambda: None,
         session: Callable[[], int] | None = None,
     ) -> None:
         self.device_id = device_id
         self.publisher = publisher
-        self.agent = agent
+        self._on_connected = on_connected
         self._next_session = session or itertools.count(1).__next__
         self.session = 0
         self.ack_topic = topics.ack(device_id)
         self.central_topic = topics.central_status()
+        self._registered = list(handlers or {})
+        self._handlers: tuple[tuple[str, Handler], ...] = (
+            (self.ack_topic, self._ack),
+            (self.central_topic, self._central),
+            *(handlers or {}).items(),
+        )
         # The central status in both ack modes: the officer's screen shows it.
         subscriptions = [(self.central_topic, 1)]
         if cfg.ack == "ingest":
             subscriptions.append((self.ack_topic, 1))
-        self._fleet_topics = [
-            (topics.commands(device_id), 1),
-            (topics.commands(topics.ALL), 1),
-            (topics.config_desired(device_id), 1),
-            *((topics.fleet_push(kind), 1) for kind in topics.PUSH_KINDS),
-        ]
-        if agent is not None:
-            subscriptions += self._fleet_topics
+        subscriptions += [(topic_filter, 1) for topic_filter in self._registered]
         options = LinkOptions(
             client_id=device_id,
             will_factory=self._will,
@@ -139,11 +146,9 @@ class DeviceLink:
             options,
             on_connected=self._connected,
             on_puback=publisher.on_puback,
-            on_message=self._message,
+            on_message=receiving(self._dispatch),
         )
         publisher.link = self.link
-        if agent is not None:
-            agent.transport = self
 
     @property
     def connected(self) -> bool:
@@ -160,10 +165,11 @@ class DeviceLink:
         self.link.stop()
 
     def stop_commands(self) -> None:
-        """Unsubscribe from commands and config (the kiosk is stopping or restarting):
-        an operator's command then times out and can be sent again, never half-run."""
-        if self.agent is not None and self.link.connected:
-            self.link.unsubscribe([t for t, _ in self._fleet_topics])
+        """Unsubscribe from the registered filters, commands and config (the kiosk is
+        stopping or restarting): an operator's command then times out and can be sent
+        again, never half-run."""
+        if self._registered and self.link.connected:
+            self.link.unsubscribe(self._registered)
 
     def publish(
         self,
@@ -173,7 +179,7 @@ class DeviceLink:
         retain: bool = False,
         correlation: bytes | None = None,
     ) -> None:
-        """Publish for the fleet agent (replies carry the request's correlation data)."""
+        """Publish for a handler (replies carry the request's correlation data)."""
         self.link.publish(topic, payload, qos, retain, correlation)
 
     def _will(self) -> Will:
@@ -184,34 +190,25 @@ class DeviceLink:
         status = status_payload("online", self.session)
         self.link.publish(topics.status(self.device_id), status, retain=True)
         self.publisher.connected()
-        if self.agent is not None:
-            self.agent.connected()
+        self._on_connected()
 
-    def _message(self, msg: mqtt.MQTTMessage) -> None:
-        if msg.topic == self.ack_topic:
-            ack = parse_ack(bytes(msg.payload))
-            if ack is None:
-                log.warning("mqtt: malformed acknowledgement dropped (%d bytes)", len(msg.payload))
+    def _dispatch(self, msg: Inbound) -> None:
+        for topic_filter, handler in self._handlers:
+            if topic_matches_sub(topic_filter, msg.topic):
+                handler(msg)
                 return
-            self.publisher.on_ack(list(ack.pids), ack.rejected)
-        elif msg.topic == self.central_topic:
-            online = parse_central(bytes(msg.payload))
-            if online is None:
-                log.warning("mqtt: malformed central status dropped")
-                return
-            self.publisher.on_central(online)
-        elif self.agent is not None:
-            props: Any = msg.properties
-            response = getattr(props, "ResponseTopic", None)
-            correlation = getattr(props, "CorrelationData", None)
-            self.agent.post(
-                Inbound(
-                    msg.topic,
-                    bytes(msg.payload),
-                    bool(msg.retain),
-                    response if isinstance(response, str) else None,
-                    bytes(correlation) if isinstance(correlation, bytes | bytearray) else None,
-                )
-            )
-        else:
-            log.debug("mqtt: message on %s ignored", msg.topic)
+        log.debug("mqtt: message on %s ignored", msg.topic)
+
+    def _ack(self, msg: Inbound) -> None:
+        ack = parse_ack(msg.payload)
+        if ack is None:
+            log.warning("mqtt: malformed acknowledgement dropped (%d bytes)", len(msg.payload))
+            return
+        self.publisher.on_ack(list(ack.pids), ack.rejected)
+
+    def _central(self, msg: Inbound) -> None:
+        online = parse_central(msg.payload)
+        if online is None:
+            log.warning("mqtt: malformed central status dropped")
+            return
+        self.publisher.on_central(online)

@@ -8,16 +8,19 @@ not reconnect in step after a broker restart (paho's own reconnect has no
 jitter). The supervisor can see a dead network thread and :meth:`restart` it.
 
 Callbacks run on the network thread: they never block and never raise (a raise
-would end the thread); they only hand results to the handlers given. Both the
-device and the central ingest use this class.
+would end the thread); they only hand results to the handlers given. The
+device, the central ingest and the operator's tool all use this class (the
+paho client itself is made by :func:`edge.mqtt.client.new_client`); the
+operator connects with :meth:`MqttLink.open`, which answers at once whether
+the broker took the connection, and subscribes with :meth:`MqttLink.subscribe`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import queue
 import random
-import ssl
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -26,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -34,7 +37,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge import __version__
 from edge.config.sections import MqttConfig
 from edge.core.model import iso_utc
-from edge.errors import ConfigError
+from edge.mqtt.client import new_client
 
 log = logging.getLogger(__name__)
 
@@ -104,36 +107,32 @@ class MqttLink:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._unsubscribed: dict[int, threading.Event] = {}
+        # subscribed inside every connect: the options' and those of subscribe()
+        self._subscriptions = list(options.subscriptions)
+        self._subacks: queue.Queue[int] | None = None  # SUBACK mids while subscribe() waits
+        self._subscribing = threading.Lock()
+        # open(): the socket is open already; the broker's answer, and a refusal
+        self._opened = False
+        self._opening = False
+        self._answered = threading.Event()
+        self._refused: str | None = None
         self._client = self._make_client()
         self.connects = 0
         self.failures = 0
         self._connected_once = False
 
     def _make_client(self) -> mqtt.Client:
-        cfg, opts = self.cfg, self.options
-        client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=opts.client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=opts.manual_ack,
+        opts = self.options
+        client = new_client(
+            self.cfg, opts.client_id, manual_ack=opts.manual_ack, max_queued=opts.max_queued
         )
         if opts.will is not None:
             client.will_set(opts.will.topic, opts.will.payload, qos=1, retain=opts.will.retain)
-        client.max_inflight_messages_set(cfg.inflight)
-        client.max_queued_messages_set(opts.max_queued)
-        if cfg.tls:
-            client.tls_set(
-                ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
-                certfile=str(cfg.cert_file) if cfg.cert_file else None,
-                keyfile=str(cfg.key_file) if cfg.key_file else None,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
-        if cfg.username:
-            client.username_pw_set(cfg.username, _read_secret(cfg))
         client.on_connect = self._guard(self._handle_connect)
         client.on_disconnect = self._guard(self._handle_disconnect)
         client.on_publish = self._guard(self._handle_publish)
         client.on_message = self._guard(self._handle_message)
+        client.on_subscribe = self._guard(self._handle_subscribe)
         client.on_unsubscribe = self._guard(self._handle_unsubscribe)
         return client
 
@@ -157,6 +156,32 @@ class MqttLink:
         self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
         self._thread.start()
 
+    def open(self, timeout: float) -> str | None:
+        """Connect now and wait up to ``timeout`` s for the broker's answer; then the
+        network thread keeps the connection up, as after :meth:`start`. None when the
+        broker took it; else why not, and the link is stopped: for a tool that must
+        fail at once rather than retry (the operator's), where the kiosk waits.
+        """
+        where = f"{self.cfg.host}:{self.cfg.port}"
+        self._refused = None
+        self._answered.clear()
+        try:
+            self._connect()  # TCP and TLS here, in the caller's thread
+        except (OSError, ValueError) as exc:  # refused, unreachable, DNS, TLS (ssl: OSError)
+            return f"cannot reach the broker at {where}: {exc}"
+        self._opened = self._opening = True
+        try:
+            self.start()
+            if not self._answered.wait(timeout):
+                self.stop()
+                return f"no answer from the broker at {where} within {timeout:g} s"
+            if self._refused is not None:
+                self.stop()
+                return f"the broker at {where} refused the connection: {self._refused}"
+            return None
+        finally:
+            self._opening = False
+
     def restart(self) -> None:
         """Start a new network thread after the old one died (the supervisor's job)."""
         log.warning("mqtt: network thread restarted")
@@ -169,16 +194,22 @@ class MqttLink:
         qos: int = 1,
         retain: bool = False,
         correlation: bytes | None = None,
+        *,
+        response_topic: str | None = None,
     ) -> int | None:
         """Queue a message (never blocks); its mid, or None when paho refused it.
 
-        ``correlation``: MQTT v5 correlation data, echoed in a reply to a request.
+        ``correlation``: MQTT v5 correlation data, echoed in a reply to a request;
+        ``response_topic``: where a request wants its reply.
         """
         props = None
-        if correlation is not None:
+        if correlation is not None or response_topic is not None:
             make: Any = Properties  # paho's Properties has no type hints
             props = make(PacketTypes.PUBLISH)
-            props.CorrelationData = correlation
+            if response_topic is not None:
+                props.ResponseTopic = response_topic
+            if correlation is not None:
+                props.CorrelationData = correlation
         info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=props)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             log.warning("mqtt: publish to %s refused: %s", topic, mqtt.error_string(info.rc))
@@ -187,14 +218,39 @@ class MqttLink:
 
     def publish_and_wait(self, topic: str, payload: bytes, retain: bool, timeout: float) -> bool:
         """Publish at QoS 1 and wait for the PUBACK (only while connected)."""
-        if not self.connected:
-            return False
+        return self.connected and self.confirm(topic, payload, retain, timeout) is None
+
+    def confirm(self, topic: str, payload: bytes, retain: bool, timeout: float) -> str | None:
+        """Publish at QoS 1 and wait up to ``timeout`` s for the PUBACK: None when it
+        came, else why not."""
         info = self._client.publish(topic, payload, qos=1, retain=retain)
         try:
             info.wait_for_publish(timeout)
-        except (RuntimeError, ValueError):
-            return False
-        return info.is_published()
+        except (RuntimeError, ValueError) as exc:
+            return f"not published: {exc}"
+        if not info.is_published():
+            return f"the broker did not confirm within {timeout:g} s"
+        return None
+
+    def subscribe(self, filters: list[tuple[str, int]], timeout: float) -> str | None:
+        """Subscribe to ``(filter, qos)`` now, and again after every reconnection; wait up
+        to ``timeout`` s for the broker's SUBACK. None once it came, else why not."""
+        with self._subscribing:  # one waiter: the SUBACKs it drains are its own
+            self._subscriptions += filters
+            acks: queue.Queue[int] = queue.Queue()
+            self._subacks = acks
+            try:
+                result, mid = self._client.subscribe(filters)
+                if result != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
+                    return f"subscribe failed: {mqtt.error_string(result)}"
+                while True:
+                    try:
+                        if acks.get(timeout=timeout) == mid:
+                            return None
+                    except queue.Empty:
+                        return f"the broker did not confirm the subscription within {timeout:g} s"
+            finally:
+                self._subacks = None
 
     def unsubscribe(self, filters: list[str], timeout: float = 2.0) -> bool:
         """Unsubscribe and wait for the broker's UNSUBACK (so that nothing more arrives)."""
@@ -269,32 +325,40 @@ class MqttLink:
     def _backoff(self, attempt: int) -> float:
         return backoff(attempt, self.cfg.reconnect_min_s, self.cfg.reconnect_max_s, self._rng)
 
+    def _connect(self) -> None:
+        """TCP, TLS and CONNECT (the CONNACK comes to the network thread); OSError or
+        ValueError when that fails at once."""
+        factory = self.options.will_factory
+        if factory is not None:
+            will = factory()
+            self._client.will_set(will.topic, will.payload, qos=1, retain=will.retain)
+        if not self._connected_once:
+            props = None
+            if self.options.session_expiry_s or self.options.receive_maximum:
+                make: Any = Properties  # paho's Properties has no type hints
+                props = make(PacketTypes.CONNECT)
+                if self.options.session_expiry_s:
+                    props.SessionExpiryInterval = self.options.session_expiry_s
+                if self.options.receive_maximum:
+                    props.ReceiveMaximum = self.options.receive_maximum
+            self._client.connect(
+                self.cfg.host,
+                self.cfg.port,
+                keepalive=self.cfg.keepalive_s,
+                clean_start=self.options.clean_start,
+                properties=props,
+            )
+            self._connected_once = True
+        else:
+            self._client.reconnect()
+
     def _try_connect(self) -> bool:
         """One connection attempt (TCP, TLS, CONNECT); False when it failed at once."""
+        if self._opened:  # open() has made this attempt already
+            self._opened = False
+            return True
         try:
-            factory = self.options.will_factory
-            if factory is not None:
-                will = factory()
-                self._client.will_set(will.topic, will.payload, qos=1, retain=will.retain)
-            if not self._connected_once:
-                props = None
-                if self.options.session_expiry_s or self.options.receive_maximum:
-                    make: Any = Properties  # paho's Properties has no type hints
-                    props = make(PacketTypes.CONNECT)
-                    if self.options.session_expiry_s:
-                        props.SessionExpiryInterval = self.options.session_expiry_s
-                    if self.options.receive_maximum:
-                        props.ReceiveMaximum = self.options.receive_maximum
-                self._client.connect(
-                    self.cfg.host,
-                    self.cfg.port,
-                    keepalive=self.cfg.keepalive_s,
-                    clean_start=self.options.clean_start,
-                    properties=props,
-                )
-                self._connected_once = True
-            else:
-                self._client.reconnect()
+            self._connect()
         except (OSError, ValueError) as exc:  # refused, unreachable, DNS, TLS (ssl: OSError)
             self.failures += 1
             if self.failures == 1 or self.failures % 10 == 0:
@@ -330,15 +394,19 @@ class MqttLink:
         _props: Properties | None,
     ) -> None:
         if reason.is_failure:
-            log.warning(
-                "mqtt: connection refused by %s:%d: %s", self.cfg.host, self.cfg.port, reason
-            )
+            self._refused = str(reason)
+            if not self._opening:  # open() says it to its caller
+                log.warning(
+                    "mqtt: connection refused by %s:%d: %s", self.cfg.host, self.cfg.port, reason
+                )
+            self._answered.set()
             return
         self.connects += 1
         self.failures = 0
         log.info("mqtt: connected to %s:%d", self.cfg.host, self.cfg.port)
-        if self.options.subscriptions:
-            client.subscribe(self.options.subscriptions)
+        if self._subscriptions:
+            client.subscribe(list(self._subscriptions))
+        self._answered.set()
         self._on_connected()
 
     def _handle_disconnect(
@@ -349,7 +417,9 @@ class MqttLink:
         reason: ReasonCode,
         _props: Properties | None,
     ) -> None:
-        if reason.is_failure:
+        if reason.is_failure and self._opening:
+            log.debug("mqtt: disconnected while opening: %s", reason)  # open() says why
+        elif reason.is_failure:
             log.warning("mqtt: disconnected: %s; reconnecting with backoff", reason)
         else:
             log.info("mqtt: disconnected")
@@ -365,6 +435,11 @@ class MqttLink:
         failed = reason.is_failure
         self._pubacks.append((mid, not failed, str(reason) if failed else "Success"))
 
+    def _handle_subscribe(self, _client: mqtt.Client, _u: Any, mid: int, *_rest: Any) -> None:
+        acks = self._subacks
+        if acks is not None:
+            acks.put(mid)
+
     def _handle_unsubscribe(self, _client: mqtt.Client, _u: Any, mid: int, *_rest: Any) -> None:
         done = self._unsubscribed.pop(mid, None)
         if done is not None:
@@ -372,12 +447,3 @@ class MqttLink:
 
     def _handle_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self._on_message(msg)
-
-
-def _read_secret(cfg: MqttConfig) -> str | None:
-    if cfg.password_file is None:
-        return None
-    try:
-        return cfg.password_file.read_text(encoding="utf-8").rstrip("\r\n")
-    except OSError as exc:
-        raise ConfigError([f"mqtt.password_file: cannot read: {exc.strerror}"]) from exc

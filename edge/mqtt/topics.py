@@ -5,7 +5,9 @@ Device ids are validated by the config (``[a-z0-9-]+``), so they never contain
 MQTT wildcards or separators; names of alerts and commands are checked by
 :func:`valid_name` before they become topic levels. Two pseudo devices start
 with ``$`` and so can never be a device id: ``$all`` (fleet-wide commands and
-pushes) and ``$central`` (the ingest).
+pushes) and ``$central`` (the ingest). A builder given :data:`ANY` for a device
+id or a name makes a subscription filter (or a broker ACL pattern) instead of
+a topic: ``status(ANY)`` is ``cp/v1/+/status``.
 
 Up (device -> broker): ``status``, ``meta``, ``passage``, ``telemetry``,
 ``alert/<name>``, ``res/<cmd>``, ``config/reported``.
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 PREFIX = "cp/v1"
 ALL = "$all"
 CENTRAL = "$central"
+ANY = "+"  # MQTT's one-level wildcard: any device id, or any name
 
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
@@ -119,12 +122,46 @@ def central_status() -> str:
 
 def all_passages() -> str:
     """Subscription filter for every device's passages."""
-    return _join("+", "passage")
+    return passage(ANY)
 
 
-def every(leaf: str) -> str:
-    """Subscription filter for one kind of topic of every device (``status``, ``alert/+``)."""
-    return _join("+", leaf)
+def replies(device_id: str) -> str:
+    """Filter for a device's replies, response topics below ``res/<cmd>/`` included."""
+    return _join(device_id, "res", "#")
+
+
+def everything() -> str:
+    """Filter for every topic of the fleet."""
+    return f"{PREFIX}/#"
+
+
+def device_state(device_id: str) -> tuple[str, ...]:
+    """Filters for the retained state a device keeps: status, meta, config/reported, alerts."""
+    return status(device_id), meta(device_id), config_reported(device_id), alert(device_id, ANY)
+
+
+def up(device_id: str) -> tuple[str, ...]:
+    """Filters for every topic a device publishes on (what the broker lets it write)."""
+    d = device_id
+    return (
+        status(d),
+        meta(d),
+        passage(d),
+        telemetry(d),
+        alert(d, ANY),
+        replies(d),
+        config_reported(d),
+    )
+
+
+def down(device_id: str) -> tuple[str, ...]:
+    """Filters for what is addressed to one device alone: commands, desired config, acks."""
+    return commands(device_id), config_desired(device_id), ack(device_id)
+
+
+def fleet_wide() -> tuple[str, ...]:
+    """Filters for what goes to every device: fleet-wide commands and the signed pushes."""
+    return commands(ALL), *(fleet_push(kind) for kind in PUSH_KINDS)
 
 
 def shared(group: str, topic_filter: str) -> str:

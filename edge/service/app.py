@@ -248,9 +248,11 @@ class App:
             cfg.mqtt,
             cfg.device.id,
             self.publisher,
-            agent=self.agent,
+            handlers=self.agent.handlers(),
+            on_connected=self.agent.connected,
             session=self.remote.next_session,
         )
+        self.agent.transport = self.link
 
     # -- lifecycle --------------------------------------------------------
 

@@ -1,0 +1,95 @@
+"""The one place a paho client is made, and what its messages become for the rest.
+
+:func:`new_client` sets up every paho client of the package (through
+:class:`~edge.mqtt.link.MqttLink`: the kiosk's, the ingest's and the
+operator's): MQTT v5 with paho's VERSION2 callbacks, the client id, the
+in-flight window and queue cap, TLS from ``[mqtt]`` (CA, client certificate
+and key) and the username with its password file. The will and reconnection
+are the link's.
+
+:func:`receiving` turns a handler of :class:`Inbound` into one paho can call:
+code outside ``edge.mqtt`` sees a message's topic, payload, retain flag and
+MQTT v5 request properties, never a paho object.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge import files
+from edge.config.sections import MqttConfig
+from edge.errors import ConfigError, InputError
+
+
+def new_client(
+    cfg: MqttConfig, client_id: str, *, manual_ack: bool = False, max_queued: int = 1000
+) -> mqtt.Client:
+    """A paho client for ``cfg``, not yet connected and without callbacks.
+
+    ConfigError when the password file cannot be read.
+    """
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv5,
+        manual_ack=manual_ack,
+    )
+    client.max_inflight_messages_set(cfg.inflight)
+    client.max_queued_messages_set(max_queued)
+    if cfg.tls:
+        client.tls_set(
+            ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
+            certfile=str(cfg.cert_file) if cfg.cert_file else None,
+            keyfile=str(cfg.key_file) if cfg.key_file else None,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
+    if cfg.username:
+        client.username_pw_set(cfg.username, _password(cfg))
+    return client
+
+
+def _password(cfg: MqttConfig) -> str | None:
+    if cfg.password_file is None:
+        return None
+    try:
+        secret = files.read_text_limited(cfg.password_file, files.SECRET, "password file")
+    except InputError as exc:
+        raise ConfigError([f"mqtt.password_file: {exc.reason}"]) from exc
+    return secret.rstrip("\r\n")
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A message as the link received it."""
+
+    topic: str
+    payload: bytes
+    retained: bool
+    response_topic: str | None = None  # MQTT v5: where a request wants its reply
+    correlation: bytes | None = None  # MQTT v5: to be echoed in that reply
+
+
+def receiving(handler: Callable[[Inbound], None]) -> Callable[[mqtt.MQTTMessage], None]:
+    """``handler`` as a paho message handler (for :class:`~edge.mqtt.link.MqttLink`)."""
+
+    def received(msg: mqtt.MQTTMessage) -> None:
+        props: Any = msg.properties  # paho's Properties has no type hints
+        response = getattr(props, "ResponseTopic", None)
+        correlation = getattr(props, "CorrelationData", None)
+        handler(
+            Inbound(
+                msg.topic,
+                bytes(msg.payload),
+                bool(msg.retain),
+                response if isinstance(response, str) else None,
+                bytes(correlation) if isinstance(correlation, bytes | bytearray) else None,
+            )
+        )
+
+    return received
