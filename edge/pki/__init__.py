@@ -1,2 +1,2 @@
-"""The fleet PKI: certificates and the CRL (``ca``), the broker's access control
-(``acl``), and their command line (``cli``)."""
+"""The fleet PKI: certificates and the index (``ca``), the revocation list (``crl``),
+the broker's access control (``acl``), and their command line (``cli``)."""

@@ -18,6 +18,9 @@ until ``pki acl`` is run again and the broker restarted.
 Only ingest accounts may subscribe to passages other than their own, and so
 join a shared subscription (``$share/<group>/cp/v1/+/passage``, any group);
 operators read everything but may not join a ``$share`` group.
+
+Every topic and pattern comes from :mod:`edge.mqtt.topics`: a device writes
+its ``up`` topics and reads its ``down`` ones and the ``fleet_wide`` ones.
 """
 
 from __future__ import annotations
@@ -27,15 +30,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from edge.mqtt import topics
-from edge.mqtt.topics import ALL, CENTRAL, PREFIX
+from edge.mqtt.topics import ANY
 
-# Topic levels under cp/v1/<device id>/ that a device may write, and read.
-DEVICE_WRITES = ("status", "meta", "passage", "telemetry", "alert/+", "res/#", "config/reported")
-DEVICE_READS = ("cmd/+", "config/desired", "ack")
 # Roles shared by several clients (a device's own role is ``device-<id>``).
 DEVICES, INGEST, OPERATORS = "devices", "ingest", "operators"
-FLEET = (f"{PREFIX}/{ALL}/cmd/+", *(topics.fleet_push(kind) for kind in topics.PUSH_KINDS))
-CENTRAL_STATUS = f"{PREFIX}/{CENTRAL}/status"
+FLEET = topics.fleet_wide()
+CENTRAL_STATUS = topics.central_status()
 
 
 def _allow(acltype: str, topic: str) -> dict[str, Any]:
@@ -75,31 +75,27 @@ def config(
             INGEST,
             "ingest workers: every passage, alone or in a shared subscription; acks",
             [
-                _allow("subscribePattern", topics.shared("+", passages)),
+                _allow("subscribePattern", topics.shared(ANY, passages)),  # any group
                 *_reads(passages, CENTRAL_STATUS),
-                *_writes(f"{PREFIX}/+/ack", CENTRAL_STATUS),
+                *_writes(topics.ack(ANY), CENTRAL_STATUS),
             ],
         ),
         _role(
             OPERATORS,
             "operators: read everything (no shared subscription); commands, config, pushes",
             [
-                *_reads(f"{PREFIX}/#"),
-                *_writes(f"{PREFIX}/+/cmd/+", f"{PREFIX}/+/config/desired", *FLEET),
+                *_reads(topics.everything()),
+                *_writes(topics.commands(ANY), topics.config_desired(ANY), *FLEET),
             ],
         ),
     ]
     clients: list[dict[str, Any]] = []
     for device in sorted(set(devices)):
-        own = f"{PREFIX}/{device}"
         roles.append(
             _role(
                 device_role(device),
                 f"kiosk {device}: its own topics",
-                [
-                    *_writes(*(f"{own}/{leaf}" for leaf in DEVICE_WRITES)),
-                    *_reads(*(f"{own}/{leaf}" for leaf in DEVICE_READS)),
-                ],
+                [*_writes(*topics.up(device)), *_reads(*topics.down(device))],
             )
         )
         clients.append(_client(device, device_role(device), DEVICES))

@@ -49,6 +49,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from edge import files
 from edge.errors import EdgeError, InputError
 from edge.pki import acl as pki_acl
+from edge.pki import crl as pki_crl
+from edge.pki.crl import CRL_DAYS, REASONS
 
 Kind = Literal["device", "ingest", "operator"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
@@ -57,19 +59,8 @@ PREFIXES: dict[Kind, str] = {"ingest": "ingest-", "operator": "op-"}
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 # Accounts named like these would write over the PKI's own files.
 RESERVED = frozenset({"ca", "broker", "crl", "index", "acl", "dynamic-security", "fleet-signing"})
-REASONS = (
-    "unspecified",
-    "key_compromise",
-    "affiliation_changed",
-    "superseded",
-    "cessation_of_operation",
-    "privilege_withdrawn",
-)
 CA_DAYS = 3650
 ACCOUNT_DAYS = 1825
-# An expired CRL makes OpenSSL refuse every client, so it is long-lived; it
-# is rewritten on each revocation and by ``pki crl``.
-CRL_DAYS = 365
 # Certificates start an hour early: a Pi without a clock may run a little behind.
 BACKDATE = timedelta(hours=1)
 
@@ -353,32 +344,20 @@ def write_crl(directory: Path, *, days: int = CRL_DAYS, now: datetime | None = N
     ca_key, ca_cert = _load_ca(directory, "crl")
     index = load_index(directory)
     index = dataclasses.replace(index, crl_number=index.crl_number + 1)
-    builder = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(ca_cert.subject)
-        .last_update(now - BACKDATE)
-        .next_update(now + timedelta(days=days))
-        .add_extension(x509.CRLNumber(index.crl_number), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
+    revoked = [
+        (c.serial, c.revoked_at, c.reason) for c in index.certificates if c.revoked_at is not None
+    ]
+    pem = pki_crl.sign(
+        ca_key,
+        ca_cert,
+        index.crl_number,
+        revoked,
+        last_update=now - BACKDATE,
+        next_update=now + timedelta(days=days),
     )
-    for cert in index.certificates:
-        if cert.revoked_at is None:
-            continue
-        entry = (
-            x509.RevokedCertificateBuilder()
-            .serial_number(cert.serial)
-            .revocation_date(cert.revoked_at)
-        )
-        if cert.reason and cert.reason != "unspecified":
-            entry = entry.add_extension(x509.CRLReason(x509.ReasonFlags[cert.reason]), False)
-        builder = builder.add_revoked_certificate(entry.build())
-    crl = builder.sign(ca_key, hashes.SHA256())
     save_index(directory, index)
     path = directory / CRL
-    write_file(path, crl.public_bytes(serialization.Encoding.PEM), 0o644, force=True)
+    write_file(path, pem, 0o644, force=True)
     return path
 
 

@@ -22,9 +22,7 @@ from edge.pki.ca import (
     ACCOUNT_DAYS,
     ACL,
     CRL,
-    CRL_DAYS,
     KINDS,
-    REASONS,
     PkiError,
     acl_text,
     init,
@@ -33,6 +31,7 @@ from edge.pki.ca import (
     revoke,
     write_crl,
 )
+from edge.pki.crl import CRL_DAYS, REASONS
 
 # Where deploy/mosquitto/checkpoint-edge.conf reads the access control from.
 INSTALLED_ACL = f"/etc/mosquitto/checkpoint-edge/{ACL}"
