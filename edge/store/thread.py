@@ -1,6 +1,7 @@
 """The one thread that owns the outbox.
 
-Every other thread asks it to do outbox work and waits for the answer. New
+Every other thread asks it to do outbox work and waits for the answer (the
+publisher, for its reads ahead and bookkeeping, goes on and takes it later). New
 passages go first: the lane waits on an append before the barrier may move,
 so an append overtakes queued delivery bookkeeping (acknowledgements,
 ``sent`` marks) and maintenance.
@@ -12,9 +13,9 @@ import itertools
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from edge.core.model import Passage, PassageDraft
@@ -87,6 +88,11 @@ class StoreThread(threading.Thread):
         wanted = list(seqs)
         return self._call(READ, lambda: self.outbox.payloads(wanted))
 
+    def read_payloads(self, seqs: Iterable[int]) -> Future[list[Payload]]:
+        """:meth:`payloads` without waiting: the publisher reads ahead while it publishes."""
+        wanted = list(seqs)
+        return self.submit(READ, lambda: self.outbox.payloads(wanted))
+
     def get(self, seq: int) -> dict[str, Any] | None:
         return self._call(READ, lambda: self.outbox.get(seq))
 
@@ -103,6 +109,27 @@ class StoreThread(threading.Thread):
     def acknowledge(self, pids: Iterable[str], now: datetime) -> list[int]:
         wanted = list(pids)
         return self._call(BOOKKEEPING, lambda: self.outbox.acknowledge(wanted, now))
+
+    def record_delivery(
+        self,
+        sent: Iterable[int],
+        acked: Iterable[str],
+        rejected: Mapping[str, str],
+        finished: Iterable[int],
+    ) -> Future[list[int]]:
+        """A batch of delivery bookkeeping, without waiting: mark ``sent``, archive the
+        ``acked`` pids (``rejected`` among them marked with the ingest's reason) and, in
+        broker mode, the ``finished`` seqs. One job, so a failure fails all of it and the
+        publisher sends the whole batch again; the seqs that left the outbox."""
+        marks, pids, refused, done = list(sent), list(acked), dict(rejected), list(finished)
+
+        def work() -> list[int]:
+            now = datetime.now(UTC)
+            self.outbox.mark_sent(marks)
+            archive = pids + self.outbox.pids(done) if done else pids
+            return self.outbox.acknowledge(archive, now, refused) if archive else []
+
+        return self.submit(BOOKKEEPING, work)
 
     def purge(self, now: datetime, synchronised: bool | None = None) -> Purge:
         return self._call(MAINTENANCE, lambda: self.outbox.purge(now, synchronised))
