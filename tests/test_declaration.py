@@ -106,7 +106,7 @@ def test_round_trip_through_a_rendered_qr_image(
         assert credential.kind == "declaration"
         assert credential.valid, credential.reasons
         assert credential.claims == decl  # every field, Vietnamese text included
-        assert credential.reference == "ABCD-EFGH-JKLM"
+        assert credential.claims.declaration_id == "ABCD-EFGH-JKLM"
         assert LONG_NAME not in repr(credential)
 
 

@@ -101,12 +101,6 @@ class Credential:
         fmt = registry.get(self.kind)
         return None if fmt is None or self.claims is None else fmt.reference(self.claims)
 
-    @property
-    def reference(self) -> str:
-        """The credential's own identifier (declaration id, DCC certificate id), or ''."""
-        fmt = registry.get(self.kind)
-        return "" if fmt is None or self.claims is None else fmt.identifier(self.claims)
-
 
 @dataclass(frozen=True)
 class Verdict:

@@ -362,9 +362,6 @@ class DccFormat(Format[Dcc]):
     def reference(self, claims: Dcc) -> str | None:
         return hashlib.sha256(f"dcc/{claims.certificate_id}".encode()).hexdigest()
 
-    def identifier(self, claims: Dcc) -> str:
-        return claims.certificate_id
-
     def traveller(self, claims: Dcc) -> dict[str, Any]:
         return {
             "name": claims.name,

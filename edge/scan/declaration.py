@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -277,10 +277,6 @@ def validate(decl: Declaration) -> None:
             raise CredentialRejected(BAD_FIELDS, message)
 
 
-def with_validity(decl: Declaration, issued_at: datetime, valid_for: timedelta) -> Declaration:
-    return replace(decl, issued_at=issued_at, expires_at=issued_at + valid_for)
-
-
 def _str(value: Any, name: str) -> str:
     if not isinstance(value, str):
         raise CredentialRejected(BAD_FIELDS, f"{name} must be text")
@@ -349,9 +345,6 @@ class DeclarationFormat(Format[Declaration]):
     def reference(self, claims: Declaration) -> str | None:
         key = f"declaration/{claims.issuer}/{claims.declaration_id}"
         return hashlib.sha256(key.encode()).hexdigest()
-
-    def identifier(self, claims: Declaration) -> str:
-        return claims.declaration_id
 
     def traveller(self, claims: Declaration) -> dict[str, Any]:
         return {

@@ -238,10 +238,6 @@ class Format(Generic[C]):
         permission: ID cards)."""
         return None
 
-    def identifier(self, claims: C) -> str:
-        """The code's own number for people (declaration id, certificate id), or ''."""
-        return ""
-
     def traveller(self, claims: C) -> dict[str, Any]:
         """The :data:`fields` it fills, by name (places as province/district/text)."""
         return {}
