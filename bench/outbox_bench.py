@@ -46,8 +46,9 @@ from verify_bench import make_declaration  # bench/ is on the path of a bench sc
 
 from edge.config.sections import PassageConfig
 from edge.core.model import Credential, Passage, PassageDraft, iso_utc
-from edge.store import storage
+from edge.store import journal, seglog, storage
 from edge.store.outbox import SENT, STORED, Outbox
+from edge.store.records import doc_of
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 SEGMENT = 100
@@ -69,11 +70,11 @@ def sample_message(seq: int) -> dict[str, object]:
 
 
 def prefill(directory: Path, waiting: int, archived: int) -> None:
-    """Write the store's files directly, in the first segmented layout (one JSON file per
-    segment): faster than appending one by one. Every store version opens it; a store
-    that keeps another layout converts it at its first opening (done before measuring)."""
+    """Write the store's files directly, as the outbox leaves them (each segment a
+    compacted log, each passage also in the journal): faster than appending one by one."""
     (directory / "outbox").mkdir(parents=True)
     (directory / "archive").mkdir()
+    (directory / "journal").mkdir()
     seq = 0
     lines = []
     for _ in range(archived):
@@ -82,14 +83,17 @@ def prefill(directory: Path, waiting: int, archived: int) -> None:
     if lines:
         (directory / "archive" / "2026-11-26.jsonl").write_text("\n".join(lines) + "\n")
     first = seq + 1
-    segments: dict[int, dict[str, object]] = {}
+    segments: dict[int, dict[str, dict[str, object]]] = {}
+    journal_lines = []
     for seq in range(first, first + waiting):
-        text = json.dumps(sample_message(seq), separators=(",", ":"))  # stored as published
-        doc = {"msg": text, "state": SENT if seq % 2 else STORED}
+        msg = sample_message(seq)
+        text = json.dumps(msg, separators=(",", ":"))  # stored as published
+        doc = doc_of(text, msg, SENT if seq % 2 else STORED)
         segments.setdefault((seq - 1) // SEGMENT, {})[str(seq)] = doc
+        journal_lines.append(journal.line_of(seq, text))
     for index, docs in segments.items():
-        path = directory / "outbox" / f"seg-{index:08d}.json"
-        path.write_text(json.dumps({"passages": docs}))
+        seglog.write_compacted(directory / "outbox" / f"seg-{index:08d}.log", docs)
+    (directory / "journal" / "2026-11-26.jsonl").write_bytes(b"".join(journal_lines))
     (directory / "meta.json").write_text(json.dumps({"last_seq": first + waiting - 1}))
 
 
@@ -178,7 +182,7 @@ def measure_appends(
     for waiting, archived in ((0, 0), (min(1_000, big), 0), (big, 0), (big, archived_n)):
         directory = root / f"append-{len(cases)}"
         prefill(directory, waiting, archived)
-        open_box(directory).close()  # a first opening converts the layout, if it must
+        open_box(directory).close()  # meta.json as a kiosk that ran leaves it
         box = open_box(directory)
         boxes.append(box)
         case = Case(f"{waiting} waiting", lambda box=box: _append(box))
@@ -217,7 +221,7 @@ def measure_opening(root: Path, backlogs: list[int], rounds: int) -> dict[int, l
     for waiting in backlogs:
         directory = root / f"open-{waiting}"
         prefill(directory, waiting, 0)
-        open_box(directory).close()  # a first opening converts the layout, if it must
+        open_box(directory).close()  # meta.json as a kiosk that ran leaves it
         dirs[waiting] = directory
     times: dict[int, list[float]] = {w: [] for w in backlogs}
     for r in range(rounds):

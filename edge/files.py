@@ -28,7 +28,7 @@ DECLARATION = 64 * KiB  # the issue tool's declaration file
 IMAGE = 50 * MiB  # a photo holding a QR code
 SECRET = 4 * KiB  # a password or token file
 PKI_INDEX = 16 * MiB  # the PKI's index.json: some 50,000 certificates
-STORE_FILE = 256 * MiB  # a store segment or meta.json (the kiosk's own files)
+STORE_FILE = 256 * MiB  # the store's meta.json (the kiosk's own file), read by doctor
 
 
 def read_limited(path: Path, limit: int, what: str) -> bytes:

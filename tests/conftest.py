@@ -356,13 +356,13 @@ def env_without_proxy() -> dict[str, str]:
 
 def live_records(store_dir: Path) -> dict[int, dict[str, Any]]:
     """Every passage still in the outbox segments: seq -> {"msg", "state"}."""
-    from edge.store.outbox import snapshot
+    from edge.store.snapshot import snapshot
 
     return snapshot(store_dir).live
 
 
 def archived_messages(store_dir: Path) -> list[dict[str, Any]]:
-    from edge.store.outbox import read_archive
+    from edge.store.records import read_archive
 
     out: list[dict[str, Any]] = []
     for day in sorted((store_dir / "archive").glob("*.jsonl")):

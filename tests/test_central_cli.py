@@ -140,12 +140,12 @@ def test_outbox_without_a_store(tmp_path: Path) -> None:
 def test_outbox_status_names_damaged_files_moved_aside(tmp_path: Path) -> None:
     store = tmp_path / "store"
     (store / "outbox").mkdir(parents=True)
-    (store / "outbox" / "seg-00000000.json").write_text('{"passages": {"1": {"ms')  # bit rot
+    (store / "outbox" / "seg-00000000.log").write_bytes(b"\x00garbage")  # bit rot
     Outbox(store, "lane-1", "QL1").close()  # a start: the file is quarantined
     out = io.StringIO()
     report = outbox_tool.status(store, out)
     [moved] = report["quarantined"]
-    assert moved.startswith("outbox/quarantine/seg-00000000.json.")
+    assert moved.startswith("outbox/quarantine/seg-00000000.log.")
     assert "1 damaged file(s) moved aside" in out.getvalue()
     clean = tmp_path / "clean"
     Outbox(clean, "lane-1", "QL1").close()

@@ -88,7 +88,7 @@ def test_each_broken_part_fails_its_own_line(
     (tmp_path / "trust.json").write_text("{not json")
     outbox = tmp_path / "store" / "outbox"
     outbox.mkdir(parents=True)
-    (outbox / "seg-0000000001.json").write_text('{"passages": {"1": ')  # cut by a power loss
+    (outbox / "seg-0000000001.log").write_bytes(b"\x00garbage")  # bit rot
     code, checks = doctor(path, capsys)
     assert code == 1
     assert checks["camera"].startswith("FAIL")
@@ -97,7 +97,7 @@ def test_each_broken_part_fails_its_own_line(
     assert "cannot reach 127.0.0.1" in checks["broker"]
     assert checks["disk"].startswith("FAIL")
     assert checks["store"].startswith("FAIL")
-    assert "seg-0000000001.json" in checks["store"]
+    assert "seg-0000000001.log" in checks["store"]
     assert checks["trust"].startswith("FAIL")
     assert checks["pins"].startswith("OK")  # the rest still ran
 

@@ -42,7 +42,7 @@ from edge.core.lane import DecisionTimedOut, FaultRaised
 from edge.mqtt import topics
 from edge.scan import declaration
 from edge.store import storage
-from edge.store.outbox import snapshot
+from edge.store.snapshot import snapshot
 
 from .conftest import Daemon, Mosquitto, Subscriber, WatchedPin, toml_text, write_frame
 from .test_declaration import make_declaration

@@ -39,7 +39,7 @@ from edge.mqtt.device import parse_ack
 from edge.scan.dcc import Dcc
 from edge.scan.declaration import Place
 from edge.scan.idcard import IdCard
-from edge.store.outbox import snapshot
+from edge.store.snapshot import snapshot
 
 from .conftest import Mosquitto, Subscriber, archived_messages
 from .test_declaration import make_declaration

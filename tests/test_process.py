@@ -142,15 +142,15 @@ def test_a_damaged_store_file_is_quarantined_and_the_kiosk_starts(
     (tmp_path / "frames").mkdir()
     segments = tmp_path / "store" / "outbox"
     segments.mkdir(parents=True)
-    (segments / "seg-00000000.json").write_text('{"passages": {"1": ')
+    (segments / "seg-00000000.log").write_bytes(b"\x00garbage")  # bit rot
     config = write_config(tmp_path, free_port())
     d = Daemon(config)
     daemons.append(d)
-    d.wait_for("store_corrupt: seg-00000000.json damaged, no good copy")
+    d.wait_for("store_corrupt: seg-00000000.log damaged, moved aside")
     d.wait_for("camera: images:")  # it runs on
     assert d.terminate() == 0
     (kept,) = (segments / "quarantine").iterdir()
-    assert kept.read_text() == '{"passages": {"1": '  # evidence kept, never deleted
+    assert kept.read_bytes() == b"\x00garbage"  # evidence kept, never deleted
     assert "Traceback" not in "\n".join(d.log)
 
 

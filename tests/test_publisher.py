@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from edge.mqtt import publisher as publisher_mod
-from edge.store.outbox import Outbox, snapshot
+from edge.store.outbox import Outbox
+from edge.store.snapshot import snapshot
 
 from .conftest import Mosquitto, make_config
 from .test_e2e import Kiosk

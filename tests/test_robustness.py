@@ -59,7 +59,7 @@ def test_officer_press_at_the_last_moment_beats_the_timeout(
         runner.post(OfficerApproved())  # ...but the officer's press was already queued
         runner.step(0)
         assert app.outbox.status().last_seq == 1
-        record = app.outbox.get(1)
+        record = live_records(cfg.store.dir).get(1)
         assert record is not None
         assert (record["msg"]["decision"], record["msg"]["decided_by"]) == ("approved", "officer")
         assert runner.state is State.OPEN

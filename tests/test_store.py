@@ -15,7 +15,8 @@ from edge.core.model import Credential, PassageDraft
 from edge.errors import StoreError
 from edge.store import journal, seglog, storage
 from edge.store import tool as outbox_tool
-from edge.store.outbox import SENT, STORED, Outbox, read_archive
+from edge.store.outbox import SENT, STORED, Outbox
+from edge.store.records import doc_of, read_archive
 
 from .test_declaration import make_declaration
 
@@ -128,7 +129,8 @@ def test_messages_come_from_disk_in_the_order_asked(tmp_path: Path) -> None:
     b = box(tmp_path, segment_size=10)
     for _ in range(15):
         b.append(draft())
-    assert [m["seq"] for m in b.messages([12, 3, 15, 99])] == [12, 3, 15]
+    payloads = b.payloads([12, 3, 15, 99])
+    assert [json.loads(p.data)["seq"] for p in payloads] == [12, 3, 15]
 
 
 def test_no_raw_payload_is_stored(tmp_path: Path) -> None:
@@ -323,44 +325,29 @@ def test_acknowledged_passages_are_not_restored(tmp_path: Path) -> None:
     ]
 
 
-def test_a_json_segment_behind_its_last_good_copy_names_the_seq_lost(tmp_path: Path) -> None:
-    """The store layout before segment logs, as in issue 15: the last good copy lacks seq 10."""
-    (tmp_path / "outbox").mkdir()
-    msgs = {
-        str(s): {"msg": json.dumps({"pid": f"p{s}", "seq": s, "device": "lane-1",
-                                    "ts": "2026-11-26T08:00:00.000Z"}),
-                 "state": "stored"}
-        for s in range(1, 11)
-    }  # fmt: skip
-    seg = tmp_path / "outbox" / "seg-00000000.json"
-    prev = {k: v for k, v in msgs.items() if k != "10"}
-    storage.prev_of(seg).write_text(json.dumps({"passages": prev}))
-    seg.write_text('{"passages": {"1": {"ms')
-    (tmp_path / "meta.json").write_text(json.dumps({"last_seq": 10}))
-    b = box(tmp_path)
-    assert sorted(b.entries()) == list(range(1, 10))
-    assert b.alerts == [
-        "store_corrupt: seg-00000000.json recovered from its last good copy; seq 10 missing "
-        "(in neither the journal nor the archive)"
-    ]
-    assert segment_files(tmp_path) == ["seg-00000000.log"]  # converted
-    assert not seg.exists()
+MSG = {"pid": "p1", "seq": 1, "device": "lane-1", "ts": "2026-11-26T08:00:00.000Z"}
+FIELDS = {k: v for k, v in doc_of(json.dumps(MSG), MSG, STORED).items() if k != "msg"}
 
 
 @pytest.mark.parametrize(
-    "content",
+    ("key", "fields", "text"),
     [
-        '{"passages": {"x": {"msg": {}, "state": "stored"}}}',
-        '{"passages": {"1": {"msg": {}, "state": "lost"}}}',
-        '{"passages": {"1": {"state": "stored"}}}',
-        '{"passages": {"1": {"msg": "{\\"pid\\": ", "state": "stored"}}}',  # torn message text
-        '{"passages": {"1": {"msg": "[1, 2]", "state": "stored"}}}',
+        ("x", FIELDS, json.dumps(MSG)),  # not a seq
+        ("1", {**FIELDS, "state": "lost"}, json.dumps(MSG)),
+        ("1", {"state": "stored"}, json.dumps(MSG)),  # no index fields
+        ("1", {**FIELDS, "refs": 5}, json.dumps(MSG)),
+        ("1", {**FIELDS, "msg": MSG}, None),  # a message object, not its text
     ],
 )
-def test_malformed_segments_are_damaged_files(tmp_path: Path, content: str) -> None:
+def test_malformed_segments_are_damaged_files(
+    tmp_path: Path, key: str, fields: dict[str, object], text: str | None
+) -> None:
     (tmp_path / "outbox").mkdir()
-    (tmp_path / "outbox" / "seg-00000000.json").write_text(content)
-    assert box(tmp_path).alerts[0].startswith("store_corrupt: seg-00000000.json")
+    texts = [] if text is None else [text.encode()]
+    record = seglog.encode({"put": {key: fields}, "len": [len(t) for t in texts] or [-1]}, texts)
+    # a record after it: a bad last one would be an append cut short, not damage
+    (tmp_path / "outbox" / "seg-00000000.log").write_bytes(record + seglog.encode({"probe": 1}))
+    assert box(tmp_path).alerts[0].startswith("store_corrupt: seg-00000000.log")
 
 
 def test_leftover_temp_files_from_a_crash_are_harmless(tmp_path: Path) -> None:
@@ -371,32 +358,6 @@ def test_leftover_temp_files_from_a_crash_are_harmless(tmp_path: Path) -> None:
     b = box(tmp_path)
     assert b.append(draft()).seq == 2
     assert not (tmp_path / "outbox" / "seg-00000000.log.tmp").exists()
-
-
-def test_the_first_store_layout_moves_into_segments(tmp_path: Path) -> None:
-    old = {"passages": {"1": {"msg": {"pid": "p1", "seq": 1, "ts": "2026-11-26T08:00:00.000Z",
-                                      "decision": "denied"}, "state": "stored"}}}  # fmt: skip
-    (tmp_path / "outbox.json").write_text(json.dumps(old))
-    b = box(tmp_path)
-    assert b.entries()[1].pid == "p1"
-    assert b.append(draft()).seq == 2
-    assert (tmp_path / "outbox.json.migrated").exists()
-    assert (
-        b.payloads([1])[0].data == json.dumps(old["passages"]["1"]["msg"]).replace(" ", "").encode()
-    )
-
-
-def test_segments_holding_message_objects_still_load(tmp_path: Path) -> None:
-    """Stores written before messages were kept as text: read, published, archived."""
-    msg = {"pid": "p1", "seq": 1, "ts": "2026-11-26T08:00:00.000Z", "decision": "approved"}
-    (tmp_path / "outbox").mkdir()
-    seg = {"passages": {"1": {"msg": msg, "state": "sent"}}}
-    (tmp_path / "outbox" / "seg-00000000.json").write_text(json.dumps(seg))
-    b = box(tmp_path)
-    assert b.entries()[1].state == SENT
-    assert json.loads(b.payloads([1])[0].data) == msg
-    assert b.acknowledge(["p1"], T0) == [1]
-    assert read_archive(tmp_path / "archive" / "2026-11-26.jsonl") == [msg]
 
 
 def test_what_is_published_is_the_text_stored(tmp_path: Path) -> None:

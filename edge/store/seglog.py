@@ -93,15 +93,10 @@ def encode_put(docs: Docs) -> bytes:
     lens: list[int] = []
     texts: list[bytes] = []
     for key, doc in docs.items():
-        msg = doc.get("msg")
-        if isinstance(msg, str):
-            text = msg.encode("utf-8")
-            put[key] = {k: v for k, v in doc.items() if k != "msg"}
-            lens.append(len(text))
-            texts.append(text)
-        else:  # a message kept as an object (stores written before texts): in the header
-            put[key] = doc
-            lens.append(-1)
+        text = doc["msg"].encode("utf-8")
+        put[key] = {k: v for k, v in doc.items() if k != "msg"}
+        lens.append(len(text))
+        texts.append(text)
     return encode({"put": put, "len": lens}, texts)
 
 
@@ -176,18 +171,15 @@ def _apply_header(header: dict[str, Any], texts: bytes, out: Replayed) -> bool:
         put, lens = header["put"], header["len"]
         if not isinstance(put, dict) or not isinstance(lens, list) or len(put) != len(lens):
             return False
-        if sum(n for n in lens if n > 0) != len(texts):
+        if any(not isinstance(n, int) or n < 0 for n in lens) or sum(lens) != len(texts):
             return False
         at = 0
         for (key, fields), n in zip(put.items(), lens, strict=True):
-            if not isinstance(fields, dict) or not isinstance(n, int):
+            if not isinstance(fields, dict):
                 return False
             out.fields[key] = fields
-            if n >= 0:
-                out.texts[key] = texts[at : at + n]
-                at += n
-            else:
-                out.texts.pop(key, None)
+            out.texts[key] = texts[at : at + n]
+            at += n
         return True
     for key, changes in header.get("set", {}).items():
         if key in out.fields:
@@ -305,10 +297,6 @@ class SegmentLog(Storage):
             raise
         self._docs, self._size = docs, self._size + len(record)
 
-    @property
-    def log_bytes(self) -> int:
-        return self._size
-
     def live_bytes(self) -> int:
         """About what a compacted log would take."""
         return sum(len(d.get("msg", "")) + 160 for d in self._docs.values())
@@ -328,5 +316,5 @@ class SegmentLog(Storage):
 
 
 def write_compacted(path: Path, docs: Docs) -> None:
-    """Write a segment log holding ``docs``, atomically (a conversion, a repair)."""
+    """Write a segment log holding ``docs``, atomically (a repaired segment)."""
     storage.replace_file(path, encode_put(docs), keep_prev=False)

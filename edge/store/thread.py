@@ -80,10 +80,6 @@ class StoreThread(threading.Thread):
     def entries(self) -> dict[int, Entry]:
         return self._call(READ, self.outbox.entries)
 
-    def messages(self, seqs: Iterable[int]) -> list[dict[str, Any]]:
-        wanted = list(seqs)
-        return self._call(READ, lambda: self.outbox.messages(wanted))
-
     def payloads(self, seqs: Iterable[int]) -> list[Payload]:
         wanted = list(seqs)
         return self._call(READ, lambda: self.outbox.payloads(wanted))
@@ -92,9 +88,6 @@ class StoreThread(threading.Thread):
         """:meth:`payloads` without waiting: the publisher reads ahead while it publishes."""
         wanted = list(seqs)
         return self.submit(READ, lambda: self.outbox.payloads(wanted))
-
-    def get(self, seq: int) -> dict[str, Any] | None:
-        return self._call(READ, lambda: self.outbox.get(seq))
 
     def status(self) -> OutboxStatus:
         return self._call(READ, self.outbox.status)

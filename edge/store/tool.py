@@ -18,7 +18,8 @@ from typing import Any, TextIO
 
 from edge.central.trace import COLUMNS, flat
 from edge.store.journal import ranges
-from edge.store.outbox import SENT, StoreSnapshot, snapshot
+from edge.store.records import SENT
+from edge.store.snapshot import StoreSnapshot, snapshot
 from edge.textout import csv_cell, terminal_json
 
 ACKNOWLEDGED = "acknowledged"

@@ -1,0 +1,201 @@
+"""The segment files of a running outbox: where a seq goes, which are open, and reading
+them into the index, the damaged ones repaired from the journal.
+
+Segment ``i`` (``outbox/seg-<i:08d>.log``, a :mod:`.seglog`) holds the passages
+numbered ``i * segment_size + 1`` to ``(i + 1) * segment_size``. Opening a store
+reads every segment's index fields, not its messages (:class:`LiveIndex`), and
+keeps the oldest segments open, since a drain reads them first.
+
+A segment is damaged when a record other than a torn last one fails its check, or
+a document in it is not a passage. It is moved to ``quarantine/``; what its good
+records hold is kept, the journal restores the seqs of its range that are neither
+kept nor archived, and every seq in none of the three is reported by number: an
+alert, and a line of ``incidents.jsonl`` for ``checkpoint-edge outbox status``.
+The same happens to a segment found damaged when it is opened again later.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tinydb import TinyDB
+
+from edge.core.model import iso_utc
+from edge.errors import StoreCorrupt, StoreError
+from edge.store import journal, seglog, storage
+from edge.store.records import INCIDENTS, STORED, LiveIndex, archived_seqs, doc_of, segment_files
+from edge.store.seglog import Replayed, SegmentLog
+
+log = logging.getLogger(__name__)
+
+# Segments kept open (in memory, about 150 KB each): the oldest, which a drain
+# reads first and acknowledges some 1,000-2,000 passages later (the ingest's
+# batches, paho's window): with 8 the acknowledgements reloaded them from disk.
+OPEN_SEGMENTS = 24
+
+
+@dataclass
+class Damage:
+    """A damaged segment file: its name, what was done, the passages it still held."""
+
+    file: str
+    how: str
+    docs: dict[str, dict[str, Any]]
+
+
+class Segments:
+    """The segments of one store, open ones closed least recently used first.
+
+    ``live`` is the index they are read into; ``alerts`` gets a ``store_corrupt``
+    alert for each repair; ``numbered`` is the numbering floor meta.json keeps
+    (a repair restores nothing beyond the highest seq known to be numbered).
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        segment_size: int,
+        live: LiveIndex,
+        alerts: list[str],
+        numbered: Callable[[], int],
+    ) -> None:
+        self.store_dir = directory
+        self.dir = directory / "outbox"
+        self.size = segment_size
+        self.live = live
+        self.alerts = alerts
+        self.numbered = numbered
+        self.open: OrderedDict[int, TinyDB] = OrderedDict()
+
+    def of(self, seq: int) -> int:
+        """The index of the segment a seq goes in."""
+        return (seq - 1) // self.size
+
+    def path(self, index: int) -> Path:
+        return self.dir / f"seg-{index:08d}.log"
+
+    # -- opening ---------------------------------------------------------
+
+    def load_all(self) -> int:
+        """Read every segment into the index; repair the damaged ones from the journal.
+        Returns the highest seq a repair found numbered (0 without one)."""
+        for leftover in self.dir.glob("seg-*.tmp"):
+            leftover.unlink()  # a compaction cut short: the log it was to replace is whole
+        damaged: dict[int, Damage] = {}
+        for index, path in sorted(segment_files(self.dir).items()):
+            replayed = self._load(index, path, damaged)
+            if replayed is not None and len(self.open) < OPEN_SEGMENTS:
+                # the oldest segments stay open: a drain reads them first
+                self.open[index] = TinyDB(path, storage=SegmentLog, replayed=replayed)
+        return self._recover(damaged) if damaged else 0
+
+    def _load(self, index: int, path: Path, damaged: dict[int, Damage]) -> Replayed | None:
+        try:
+            replayed = seglog.load(path)
+        except OSError as exc:
+            raise StoreCorrupt(f"cannot read {path}: {exc.strerror or exc}") from exc
+        if replayed is None:
+            return None
+        invalid = self.live.add_all(replayed.fields, replayed.texts)
+        for key in invalid:
+            replayed.fields.pop(key)
+            replayed.texts.pop(key, None)
+        if replayed.damaged or invalid:
+            kept = replayed.docs()
+            storage.quarantine(path, f"{replayed.bad + len(invalid)} damaged record(s)")
+            damaged[index] = Damage(path.name, "damaged, moved aside", kept)
+            return replayed
+        if replayed.torn:  # an append cut short by a power cut: never acknowledged
+            storage.truncate(path, replayed.end)
+        return replayed
+
+    def _recover(self, damaged: dict[int, Damage]) -> int:
+        """Damaged segments: what their files still hold, plus what the journal holds of
+        theirs that the archive does not (acknowledged); every seq in none of them is
+        reported by number. The repaired segment is written whole. Returns the highest
+        seq known to be numbered."""
+        texts = journal.read(self.store_dir / "journal")
+        archived = archived_seqs(self.store_dir / "archive")
+        known = max([self.numbered(), *self.live.entries, *texts, *archived])
+        for index, damage in sorted(damaged.items()):
+            first = index * self.size + 1
+            candidates = range(first, min(first + self.size - 1, known) + 1)
+            kept = {int(k) for k in damage.docs}
+            report, restore = journal.recover(damage.file, candidates, kept, texts, archived)
+            docs = dict(damage.docs)
+            for seq, text in restore.items():
+                docs[str(seq)] = doc_of(text, json.loads(text), STORED)
+            self.live.add_all({k: d for k, d in docs.items() if int(k) in restore})
+            if docs or index == self.of(known + 1):
+                seglog.write_compacted(self.path(index), docs)
+            else:
+                self.path(index).unlink(missing_ok=True)
+            alert = report.describe(damage.how)
+            self.alerts.append(f"store_corrupt: {alert}")
+            self._write_incident(report, alert)
+        return known
+
+    def _write_incident(self, report: journal.Recovery, text: str) -> None:
+        """Kept in ``incidents.jsonl`` for ``checkpoint-edge outbox status``."""
+        record = {
+            "at": iso_utc(datetime.now(UTC)),
+            "file": report.file,
+            "restored": list(report.restored),
+            "missing": list(report.missing),
+            "text": text,
+        }
+        storage.append_lines(self.store_dir / INCIDENTS, [json.dumps(record)])
+
+    # -- open segments -----------------------------------------------------
+
+    def db(self, index: int) -> TinyDB:
+        """A segment's database, opened (and read, and repaired) if it is not open."""
+        db = self.open.get(index)
+        if db is not None:
+            self.open.move_to_end(index)
+            return db
+        path = self.path(index)
+        damaged: dict[int, Damage] = {}
+        replayed = self._load(index, path, damaged)
+        if damaged:  # damaged since the store was opened: repaired the same way
+            self._recover(damaged)
+            replayed = self._load(index, path, {})
+        db = TinyDB(path, storage=SegmentLog, replayed=replayed)
+        self.open[index] = db
+        if len(self.open) > OPEN_SEGMENTS:
+            _, oldest = self.open.popitem(last=False)
+            oldest.close()
+        return db
+
+    def log(self, index: int) -> SegmentLog:
+        """A segment's storage, for the outbox's own reads and bulk bookkeeping."""
+        segment = self.db(index).storage
+        assert isinstance(segment, SegmentLog)
+        return segment
+
+    def compact(self, index: int) -> None:
+        """Rewrite a segment's log whole. A failure costs nothing but bytes: the log holds
+        everything as it is, so it is logged and tried again later."""
+        try:
+            self.log(index).compact()
+        except StoreError as exc:
+            log.warning("store: cannot compact segment %d: %s", index, exc)
+
+    def drop(self, index: int) -> None:
+        """Delete a segment none of whose passages is waiting (the directory not synced)."""
+        db = self.open.pop(index, None)
+        if db is not None:
+            db.close()
+        self.path(index).unlink(missing_ok=True)
+
+    def close_all(self) -> None:
+        for db in self.open.values():
+            db.close()
+        self.open.clear()
