@@ -29,20 +29,19 @@ Personal data never appears in the traveller's state nor in the log.
 Connections are bounded and time-limited (``conns.py``): per client and in
 total, a deadline for each request's head, a bounded number of event streams,
 and a send timeout, so that slow or hostile clients cannot lock the screen out.
+The HTTP layer under these routes (admission, deadlines, the answers' security
+headers) is ``httpbase.py``.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import socket
-import sys
 import threading
-import time
 from collections.abc import Callable
 from http.cookies import SimpleCookie
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from importlib import resources
 from ipaddress import ip_address
 from pathlib import Path
@@ -54,13 +53,13 @@ from edge.core.model import normal_plate
 from edge.core.passage import VEHICLE_KINDS
 from edge.kiosk import conns, render
 from edge.kiosk.auth import LoginRefused, Officers, read_pin
-from edge.kiosk.conns import Conn, Connections, DeadlineReader, TimedWriter
+from edge.kiosk.conns import Connections
+from edge.kiosk.httpbase import BaseHandler, BoundedServer
 from edge.kiosk.screen import ScreenModel
 
 log = logging.getLogger(__name__)
 
 COOKIE = "cp_officer"
-HTTP_CODES = {400: "bad_request", 404: "not_found", 413: "too_large"}
 KEEPALIVE_S = 15.0
 MAX_BODY = 4096
 STATIC_TYPES = {
@@ -135,7 +134,7 @@ class KioskServer:
         self.catalogues = catalogues(cfg.catalogues)
         self.template = render.traveller_template()
         host, _, port = cfg.listen.rpartition(":")
-        self.httpd = _BoundedServer((host.strip("[]"), int(port)), _handler(self), self.conns)
+        self.httpd = BoundedServer((host.strip("[]"), int(port)), _handler(self), self.conns)
         bound_port = self.httpd.server_address[1]
         # DNS rebinding: only requests that name this server (or loopback) are served
         self.hosts = {f"{h}:{bound_port}" for h in ("127.0.0.1", "localhost", "[::1]")}
@@ -160,6 +159,11 @@ class KioskServer:
         self._thread.start()
         log.info("kiosk: screen at %s (officer view at /officer)", self.address)
 
+    @property
+    def stopping(self) -> bool:
+        """Told to stop: the event streams end."""
+        return self._stopping.is_set()
+
     def stop(self) -> None:
         self._stopping.set()
         self.model.wake()  # event streams wake up and end
@@ -169,133 +173,20 @@ class KioskServer:
             self._thread.join(timeout=5)
 
 
-class _BoundedServer(ThreadingHTTPServer):
-    """One thread per connection, admitted (or refused at once) by :class:`Connections`
-    in the accepting thread, so that no client can exhaust the kiosk's threads."""
-
-    daemon_threads = True
-    request_queue_size = 128  # a burst of connects must not overflow the backlog
-
-    def __init__(
-        self,
-        address: tuple[str, int],
-        handler: type[BaseHTTPRequestHandler],
-        connections: Connections,
-    ) -> None:
-        super().__init__(address, handler)
-        self.conns = connections
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        conn = self.conns.admit(str(client_address[0]), request)
-        if conn is None:
-            conns.refuse(request)
-            self.shutdown_request(request)
-            return
-        thread = threading.Thread(
-            target=self._serve, args=(request, client_address, conn), daemon=True
-        )
-        try:
-            thread.start()
-        except RuntimeError:  # no thread to be had
-            self.conns.release(conn)
-            self.shutdown_request(request)
-
-    def _serve(self, request: Any, client_address: Any, conn: Conn) -> None:
-        try:
-            self.finish_request(request, client_address)
-        except Exception:  # noqa: BLE001 - one connection's end, logged
-            self.handle_error(request, client_address)
-        finally:
-            self.conns.release(conn)  # before the close: its socket is no longer shut down
-            self.shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        exc = sys.exc_info()[1]
-        if isinstance(exc, OSError):  # the client went away, or was ended to make room
-            log.debug("kiosk: connection from %s ended: %s", client_address[0], exc)
-        else:
-            log.error("kiosk: request from %s failed", client_address[0], exc_info=exc)
-
-
 def _handler(server: KioskServer) -> type[BaseHTTPRequestHandler]:
     class Handler(_Handler):
         kiosk = server
+        connections = server.conns
 
     return Handler
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(BaseHandler):
+    """The routes (``kiosk``: set by :func:`_handler`)."""
+
     kiosk: KioskServer
-    server_version = "checkpoint-edge"
-    protocol_version = "HTTP/1.1"
-    timeout = conns.IDLE_TIMEOUT_S  # replaced by the deadlines of setup()
-    conn: Conn
-    reader: DeadlineReader
-    rfile: io.BufferedReader  # (setup() makes it one)
-
-    def setup(self) -> None:
-        super().setup()
-        self.conn = self.kiosk.conns.get(self.request)
-        self.rfile.close()  # (socket.makefile's: its reference would keep the socket open)
-        self.reader = DeadlineReader(self.connection)
-        self.rfile = io.BufferedReader(self.reader)
-        self.wfile = TimedWriter(self.connection)
-
-    def handle_one_request(self) -> None:
-        """Wait for a request (:data:`conns.IDLE_TIMEOUT_S`, giving way to newcomers
-        meanwhile), then read its head and body within :data:`conns.HEAD_TIMEOUT_S`."""
-        self.kiosk.conns.waiting(self.conn)
-        self.reader.deadline = None
-        try:
-            first = self.rfile.peek(1)
-        except OSError:  # idle too long, reset, or ended to make room
-            first = b""
-        if not first or self.conn.ended:
-            self.close_connection = True
-            return
-        self.reader.deadline = time.monotonic() + conns.HEAD_TIMEOUT_S
-        try:
-            super().handle_one_request()
-        finally:
-            self.reader.deadline = None
-
-    def parse_request(self) -> bool:
-        if not super().parse_request():
-            return False
-        self.kiosk.conns.busy(self.conn)
-        return True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("kiosk: %s %s", self.address_string(), format % args)
 
     # -- helpers -----------------------------------------------------------------------
-
-    def _send(self, status: int, body: bytes, content_type: str, **headers: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("X-Frame-Options", "DENY")
-        self.send_header("Referrer-Policy", "no-referrer")
-        self.send_header(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-            "connect-src 'self'; frame-ancestors 'none'; form-action 'none'",
-        )
-        for name, value in headers.items():
-            self.send_header(name.replace("_", "-"), value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def _json(self, status: int, doc: Any, **headers: str) -> None:
-        body = json.dumps(doc, ensure_ascii=False).encode()
-        self._send(status, body, "application/json; charset=utf-8", **headers)
-
-    def _error(self, status: int, reason: str, code: str = "") -> None:
-        """``code``: stable, for the page (the text is for people)."""
-        self._json(status, {"error": reason, "code": code or HTTP_CODES.get(status, "error")})
 
     def _token(self) -> str | None:
         cookie = SimpleCookie(self.headers.get("Cookie", ""))
@@ -403,11 +294,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Accel-Buffering", "no")
         self.end_headers()
-        model, version, conn = self.kiosk.model, -1, self.conn
-        stopping = self.kiosk._stopping
+        kiosk, version, conn = self.kiosk, -1, self.conn
+        model = kiosk.model
 
         def over() -> bool:
-            return conn.ended or stopping.is_set()
+            return conn.ended or kiosk.stopping
 
         try:
             while not over():
