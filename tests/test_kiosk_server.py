@@ -9,6 +9,7 @@ import json
 import re
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,8 +21,10 @@ from paho.mqtt import publish
 from edge.config import Config
 from edge.core import lane as lane_mod
 from edge.core.lane import OfficerApproved, RecordPassage, State
+from edge.core.policy import BasicPolicy
 from edge.kiosk import render
 from edge.kiosk import server as server_mod
+from edge.kiosk.screen import ScreenModel
 from edge.mqtt import topics
 from edge.scan import reasons as scan_reasons
 from edge.scan import registry
@@ -295,6 +298,33 @@ def test_the_officer_screen_hears_of_alerts_and_connectivity_without_a_lane_even
     _, state = officer.until(lambda s: "disk-low" in s["officer"]["alerts"])
     assert state["officer"]["connected"] is False  # (no broker in this test)
     officer.close()
+
+
+def test_a_lane_event_takes_its_status_with_it_and_the_second_pushes_only_news() -> None:
+    """The lane reaches the screen one way: its listener. What the event changed in the
+    status (its fault alert) goes out with it, and the main thread's second does not
+    push it again; a change outside the lane does go out then."""
+    status: dict[str, Any] = {"connected": True, "alerts": []}
+    model = ScreenModel(status=lambda: dict(status))
+    lane = lane_mod.Lane(
+        BasicPolicy(), mode="officer", decision_timeout_s=20, open_s=5, failsafe_retry_s=10
+    )
+    now = datetime.now(UTC)
+    lane.start(now)
+    event = lane_mod.FaultRaised("camera", "gone")
+    actions = lane.handle(event, now)
+    status["alerts"] = [FAULT_ALERTS["camera"]]  # raised by the view's listener, which runs first
+    model.lane_event(event, actions, lane.state, lane)
+    version = model.version
+    assert version == 1
+    assert model.snapshot(officer=True)["officer"]["alerts"] == [FAULT_ALERTS["camera"]]
+    model.refresh()
+    assert model.version == version  # nothing new: not pushed again
+    status["connected"] = False
+    model.refresh()
+    assert model.version == version + 1
+    model.refresh()
+    assert model.version == version + 1
 
 
 def test_the_central_ingest_is_unknown_until_its_retained_status_is_seen(

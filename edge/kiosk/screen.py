@@ -1,11 +1,19 @@
 """What the kiosk's screen shows, kept up to date by the lane and read by the web server.
 
-The lane thread calls :meth:`ScreenModel.lane_event` after every event it
-handled (a runner listener): the model takes the last ``Show`` action (the
-screen, reason codes and what else to present), the presentation being decided
-(for the officer), and each recorded passage (the recent list). Every change
-bumps a version and wakes the server's event streams, so a decision reaches
-the screen in the time it takes to write one small JSON line.
+The lane reaches the screen one way only: the lane thread calls
+:meth:`ScreenModel.lane_event` after every event it handled (a runner
+listener), and the model takes the last ``Show`` action (the screen, reason
+codes and what else to present), the presentation being decided (for the
+officer), and each recorded passage (the recent list). Every change bumps a
+version and wakes the server's event streams, so a decision reaches the screen
+in the time it takes to write one small JSON line.
+
+The status beside the lane (connectivity, outbox depth, alerts) is data the
+model pulls (``status``): into every officer's view, and in :meth:`refresh`,
+which the daemon's main thread calls every second to wake the screens when it
+changed without a lane event. A version remembers the status it went out with,
+so what a lane event changed there (its fault alert, a passage in the outbox)
+goes out with that event, not a second time.
 
 Two views of the same state (:meth:`snapshot`): the traveller's, with personal
 data masked (initials, the last three digits of the ID number), and the
@@ -107,6 +115,7 @@ class ScreenModel:
         self._verdict: Verdict | None = None
         self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
         self._status = status or (lambda: {})
+        self._status_sent: Mapping[str, Any] = {}  # as pulled at the last version
         self._rules = rules  # a business rule's descriptions by language, by its identifier
 
     # -- the lane thread -------------------------------------------------------------
@@ -148,12 +157,24 @@ class ScreenModel:
             if changed:
                 self._bump()
 
+    # -- the main thread --------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Wake the screens when the status is no longer what the last version went out
+        with (an alert, the broker, the ingest, the outbox changed outside the lane)."""
+        status = self._status()
+        with self._cond:
+            if status != self._status_sent:
+                self._bump(status)
+
     def touch(self) -> None:
-        """Something outside the lane changed (connectivity, outbox): wake the screens."""
+        """A new version without a change of the lane's: every page is sent the state again."""
         with self._cond:
             self._bump()
 
-    def _bump(self) -> None:
+    def _bump(self, status: Mapping[str, Any] | None = None) -> None:
+        """(Under the lock.) ``status``: as just pulled, else pulled here."""
+        self._status_sent = self._status() if status is None else status
         self.version += 1
         self.changed_at = iso_utc(datetime.now().astimezone())
         self._cond.notify_all()

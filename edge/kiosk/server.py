@@ -164,6 +164,12 @@ class KioskServer:
         """Told to stop: the event streams end."""
         return self._stopping.is_set()
 
+    def tick(self) -> None:
+        """The main thread's second: the wrong-PIN alarm ends by the clock alone, and a
+        status changed outside the lane (alerts, connectivity) reaches the pages."""
+        self.officers.tick()
+        self.model.refresh()
+
     def stop(self) -> None:
         self._stopping.set()
         self.model.wake()  # event streams wake up and end

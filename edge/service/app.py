@@ -110,7 +110,6 @@ class App:
         self._restart_reason = ""
         self._store_faulted = threading.Event()
         self.health = Health(self)
-        self._screen_status: dict[str, Any] = {}
         self.notifier = notifier or Notifier()
         self._barrier_faulted = threading.Event()
         self._stopping = False
@@ -222,10 +221,9 @@ class App:
             rules_age=lambda: self.rules.book.made if self.rules.book else None,
             rules_error=lambda: self.rules.last_error or None,
         )
+        # the screen's one way in from the lane; the status beside it, it pulls itself
         self.screen = ScreenModel(status=view.screen_status, rules=self.rules.describe)
-        self.runner.add_listener(
-            lambda e, a, st: self.screen.lane_event(e, a, st, self.runner.lane)
-        )
+        self.runner.add_listener(lambda e, a, st: self.screen.lane_event(e, a, st, lane))
         self.kiosk: KioskServer | None = None
         if cfg.kiosk.listen:
             try:
@@ -323,16 +321,6 @@ class App:
             "critical",
         )
 
-    def _refresh_screen(self) -> None:
-        """Connectivity, outbox, alerts: to the officer's screen when they changed; the
-        wrong-PIN alarm, which ends by the clock alone."""
-        if self.kiosk is not None:
-            self.kiosk.officers.tick()
-        status = self.view.screen_status()
-        if status != self._screen_status:
-            self._screen_status = status
-            self.screen.touch()
-
     def _pin_alarm(self, detail: str) -> None:
         """Repeated wrong officer PINs on the screen (``""``: no longer)."""
         self.alerts.set(PIN_FAILURES, bool(detail), detail)
@@ -369,7 +357,8 @@ class App:
         if self._stopping:
             return True
         self.health.check_camera()
-        self._refresh_screen()
+        if self.kiosk is not None:
+            self.kiosk.tick()
         if not self.link.link.alive:
             self.link.link.restart()  # the network thread is replaceable; the rest is not
         threads = (self.runner, self.publisher, self.scanner, self.outbox, self.agent)
