@@ -8,8 +8,8 @@ import threading
 from pathlib import Path
 
 from edge.devices.frames import Gray
-from edge.fleet.view import KioskView
 from edge.scan.decoder import ZxingDecoder
+from edge.service.view import KioskView
 
 from .conftest import make_config, qr_frame
 from .test_e2e import Kiosk

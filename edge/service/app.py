@@ -51,7 +51,6 @@ from edge.errors import EdgeError, TrustError
 from edge.fleet import handlers
 from edge.fleet.agent import FleetAgent, clock_synchronised
 from edge.fleet.remote import RemoteConfig, pushed_rules_file
-from edge.fleet.view import KioskView
 from edge.kiosk.screen import ScreenModel
 from edge.kiosk.server import KioskServer
 from edge.mqtt.device import DeviceLink
@@ -74,6 +73,7 @@ from edge.service.alerts import (
 from edge.service.health import Health
 from edge.service.notify import Notifier
 from edge.service.runner import LaneRunner
+from edge.service.view import KioskView
 from edge.store.outbox import Outbox
 from edge.store.retention import Retention
 from edge.store.thread import StoreThread
