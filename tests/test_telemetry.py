@@ -82,7 +82,7 @@ def test_telemetry_counts_frames_captured_decoded_and_dropped(tmp_path: Path) ->
     camera, decoder = SteppedCamera(), GatedDecoder()
     kiosk = Kiosk(make_config(tmp_path), source=camera, decoder=decoder)
     clock = Clock()
-    view = KioskView(kiosk.app, monotonic=clock)
+    view = KioskView(kiosk.app.view.parts, monotonic=clock)
     kiosk.start()
     try:
         empty = qr_frame(None, (240, 320))

@@ -48,7 +48,7 @@ LANE_WAIT_S = 5.0
 
 
 class Kiosk(Protocol):
-    """What the commands act on (implemented by :class:`edge.service.app.App`)."""
+    """What the commands act on (implemented by :class:`edge.service.view.KioskView`)."""
 
     def status_data(self) -> Mapping[str, Any]: ...
 

@@ -1,2 +1,3 @@
-"""The kiosk daemon's shell: the wiring (``app``), the lane thread (``runner``),
-health, systemd notify, alerts, the log buffer and ``doctor``."""
+"""The kiosk daemon's shell: the wiring (``app``), the lane thread (``runner``), what
+the fleet, the screen and alerts read of it (``view``), health, systemd notify,
+alerts, the log buffer and ``doctor``."""

@@ -63,17 +63,11 @@ from edge.scan.lookup import LookupService
 from edge.scan.scanner import ScanThread
 from edge.scan.trust import TrustHolder
 from edge.service import logbuffer
-from edge.service.alerts import (
-    PASSAGE_REJECTED,
-    PIN_FAILURES,
-    STORE_CORRUPT,
-    STORE_FOREIGN,
-    Alerts,
-)
-from edge.service.health import Health
+from edge.service.alerts import STORE_CORRUPT, STORE_FOREIGN, Alerts
+from edge.service.health import Health, Vitals
 from edge.service.notify import Notifier
 from edge.service.runner import LaneRunner
-from edge.service.view import KioskView
+from edge.service.view import KioskParts, KioskView
 from edge.store.outbox import Outbox
 from edge.store.retention import Retention
 from edge.store.thread import StoreThread
@@ -105,11 +99,9 @@ class App:
         self.started = time.monotonic()  # for uptime
         self.logs = logbuffer.install()
         self.alerts = Alerts()
-        self.counts = {"approved": 0, "denied": 0}
         self._restart = threading.Event()
         self._restart_reason = ""
         self._store_faulted = threading.Event()
-        self.health = Health(self)
         self.notifier = notifier or Notifier()
         self._barrier_faulted = threading.Event()
         self._stopping = False
@@ -144,7 +136,6 @@ class App:
 
     def _build(self, pin_factory: Any, source: FrameSource | None, decoder: Decoder | None) -> None:
         cfg = self.cfg
-        self.view = KioskView(self)
         self.decoder = decoder or make_decoder(cfg.scan.decoder)
         self.source = source or make_source(cfg.camera)
         self.pin_factory = pin_factory or make_pin_factory(cfg.gpio.pin_factory)
@@ -168,7 +159,8 @@ class App:
             for ref, ts in self.outbox.approved_since(since):
                 lane.remember(ref, ts)
         self.runner = LaneRunner(lane, effects=self)
-        self.runner.add_listener(self.view.lane_event)
+        self.view = view = KioskView(self._view_parts(lane))
+        self.runner.add_listener(view.lane_event)  # first: its alerts go out with the event
         self.panel = Panel(
             cfg.gpio,
             self.pin_factory,
@@ -176,7 +168,7 @@ class App:
             on_deny=lambda: self.runner.post(OfficerDenied()),
             on_both_held=lambda: self.toggle_surge(by="officer (both buttons held)"),
             on_vehicle_passed=lambda: self.runner.post(VehiclePassed()),
-            on_position=self.view.barrier_position,
+            on_position=view.barrier_position,
         )
         self.slot = LatestFrame()
         self.capture = CaptureThread(
@@ -202,9 +194,8 @@ class App:
             window=cfg.mqtt.inflight * QUEUED_PER_INFLIGHT,
             ack_mode=cfg.mqtt.ack,
             ack_timeout_s=cfg.mqtt.ack_timeout_s,
-            on_rejected=self._passages_rejected,
+            on_rejected=view.passages_rejected,
         )
-        view = self.view
         self.agent = FleetAgent(
             cfg.device.id,
             self.remote,
@@ -234,7 +225,7 @@ class App:
                     on_deny=lambda: self.runner.post(OfficerDenied()),
                     on_vehicle=self.vehicle,
                     on_plate=self.plate,
-                    on_pin_alarm=self._pin_alarm,
+                    on_pin_alarm=view.pin_alarm,
                 )
             except OSError as exc:  # the lane works without its screen: buttons, LEDs
                 log.error(  # noqa: TRY400 - a reason, not a bug
@@ -251,6 +242,46 @@ class App:
             session=self.remote.next_session,
         )
         self.agent.transport = self.link
+        self.health = Health(
+            Vitals(
+                lane=lane,
+                lane_alive=self.runner.is_alive,
+                network_alive=lambda: self.link.link.alive,
+                connected=lambda: self.link.connected,
+                store_faulted=self._store_faulted.is_set,
+                outbox_depth=lambda: self.outbox.status().depth,
+                camera_stalled=self.capture.stalled,
+                stall_s=cfg.camera.stall_s,
+                post=self.runner.post,
+                watchdog=self.notifier.watchdog,
+            )
+        )
+
+    def _view_parts(self, lane: Lane) -> KioskParts:
+        """What the view reads and does; the parts built after it are read when asked."""
+        return KioskParts(
+            cfg=self.cfg,
+            started=self.started,
+            camera=self.source.description,
+            decoder=self.decoder.name,
+            lane=lane,
+            lane_call=self.runner.call,
+            alerts=self.alerts,
+            remote=self.remote,
+            trust=self.trust,
+            outbox=self.outbox.status,
+            barrier_open=lambda: self.panel.barrier_open,
+            connected=lambda: self.link.connected,
+            session=lambda: self.link.session,
+            publish_retained=lambda topic, payload: self.link.publish(topic, payload, retain=True),
+            agent_rebirth=lambda: self.agent.rebirth(),  # noqa: PLW0108 - built after the view
+            central_online=lambda: self.publisher.central_online,
+            backlog=lambda: self.publisher.backlog,
+            frames=lambda: (self.capture.frames, self.scanner.frames, self.slot.dropped),
+            scanning=lambda: (self.scanner.scans, self.scanner.median_decode_ms()),
+            lookups=lambda: (self.lookups.asked, self.lookups.unavailable),
+            log_lines=self.logs.lines,
+        )
 
     # -- lifecycle --------------------------------------------------------
 
@@ -310,20 +341,6 @@ class App:
                 self.notifier.stopping("stopping: finishing the passage in progress")
             self.stop()
         return code
-
-    def _passages_rejected(self, count: int, reason: str) -> None:
-        """The ingest refused passages: they are in the archive, marked; someone must look.
-        Open until the kiosk restarts (the archive keeps them whatever happens)."""
-        self.alerts.raise_(
-            PASSAGE_REJECTED,
-            f"{count} passage(s) refused by the central ingest, kept in the archive "
-            f"(outbox export --archive); last reason: {reason}",
-            "critical",
-        )
-
-    def _pin_alarm(self, detail: str) -> None:
-        """Repeated wrong officer PINs on the screen (``""``: no longer)."""
-        self.alerts.set(PIN_FAILURES, bool(detail), detail)
 
     def request_restart(self, reason: str) -> None:
         """Stop and come back with the new config (any thread); see :data:`RESTART`."""

@@ -11,46 +11,61 @@ service after ``WatchdogSec``.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from edge.core.lane import FaultCleared, FaultRaised
-
-if TYPE_CHECKING:
-    from edge.service.app import App
+from edge.core.lane import Event, FaultCleared, FaultRaised, Lane
 
 log = logging.getLogger("edge.service.app")
 
 
-class Health:
-    """Health checks of one :class:`~edge.service.app.App` (called from its main thread)."""
+@dataclass(frozen=True)
+class Vitals:
+    """What :class:`Health` reads of the running kiosk and the two things it does to it
+    (post to the lane, feed the watchdog), built once by the shell
+    (:class:`~edge.service.app.App`). Each callable is asked at every check."""
 
-    def __init__(self, app: App) -> None:
-        self.app = app
+    lane: Lane  # read only (state, mode, faults): the lane thread alone changes it
+    lane_alive: Callable[[], bool]  # the lane thread
+    network_alive: Callable[[], bool]  # the MQTT network thread
+    connected: Callable[[], bool]  # to the broker
+    store_faulted: Callable[[], bool]  # a passage write failed, no probe has succeeded since
+    outbox_depth: Callable[[], int]  # passages awaiting the ingest
+    camera_stalled: Callable[[float], bool]  # an open camera silent for that many seconds
+    stall_s: float  # [camera] stall_s
+    post: Callable[[Event], None]  # to the lane thread
+    watchdog: Callable[[], bool]  # WATCHDOG=1 to systemd (False: not sent)
+
+
+class Health:
+    """Health checks of one running kiosk (called from its main thread)."""
+
+    def __init__(self, vitals: Vitals) -> None:
+        self.vitals = vitals
         self.camera_stalled = False
         self._unhealthy: list[str] = []
 
     def describe(self) -> str:
         """One line for ``systemctl status``: lane, mode, outbox, broker."""
-        lane = self.app.runner.lane
-        status = self.app.outbox.status()
-        link = "broker connected" if self.app.link.connected else "broker unreachable"
+        lane = self.vitals.lane
+        link = "broker connected" if self.vitals.connected() else "broker unreachable"
         faults = f", faults: {', '.join(sorted(lane.faults))}" if lane.faults else ""
         return (
             f"lane {lane.state.value} ({lane.mode} mode){faults}; "
-            f"{status.depth} passage(s) awaiting the ingest; {link}"
+            f"{self.vitals.outbox_depth()} passage(s) awaiting the ingest; {link}"
         )
 
     def problems(self) -> list[str]:
         """What is wrong now, for the watchdog (empty: healthy)."""
         problems = []
-        if not self.app.runner.is_alive():
+        if not self.vitals.lane_alive():
             problems.append("lane thread dead")
-        if not self.app.link.link.alive:
+        if not self.vitals.network_alive():
             problems.append("MQTT network thread dead")
-        if self.app._store_faulted.is_set():
+        if self.vitals.store_faulted():
             problems.append("store not writable")
         if self.camera_stalled:
-            problems.append(f"no camera frame for over {self.app.cfg.camera.stall_s:g} s")
+            problems.append(f"no camera frame for over {self.vitals.stall_s:g} s")
         return problems
 
     def feed_watchdog(self) -> None:
@@ -61,17 +76,16 @@ class Health:
             self._unhealthy = problems
             return
         self._unhealthy = []
-        self.app.notifier.watchdog()
+        self.vitals.watchdog()
 
     def check_camera(self) -> None:
         """A camera that is open but delivers nothing (a hung driver) is a fault."""
-        stalled = self.app.capture.stalled(self.app.cfg.camera.stall_s)
+        stall_s = self.vitals.stall_s
+        stalled = self.vitals.camera_stalled(stall_s)
         if stalled and not self.camera_stalled:
-            log.error("camera: no frame for over %g s", self.app.cfg.camera.stall_s)
-            self.app.runner.post(
-                FaultRaised("camera", f"no frame for {self.app.cfg.camera.stall_s:g} s")
-            )
+            log.error("camera: no frame for over %g s", stall_s)
+            self.vitals.post(FaultRaised("camera", f"no frame for {stall_s:g} s"))
         elif self.camera_stalled and not stalled:
             log.info("camera: frames again")
-            self.app.runner.post(FaultCleared("camera"))
+            self.vitals.post(FaultCleared("camera"))
         self.camera_stalled = stalled
