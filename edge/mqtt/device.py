@@ -154,6 +154,15 @@ class DeviceLink:
     def connected(self) -> bool:
         return self.link.connected
 
+    @property
+    def alive(self) -> bool:
+        """The network thread runs (it may be reconnecting)."""
+        return self.link.alive
+
+    def restart(self) -> None:
+        """A new network thread for a dead one (the supervisor's remedy)."""
+        self.link.restart()
+
     def start(self) -> None:
         self.link.start()
 

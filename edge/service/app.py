@@ -246,7 +246,7 @@ class App:
             Vitals(
                 lane=lane,
                 lane_alive=self.runner.is_alive,
-                network_alive=lambda: self.link.link.alive,
+                network_alive=lambda: self.link.alive,
                 connected=lambda: self.link.connected,
                 store_faulted=self._store_faulted.is_set,
                 outbox_depth=lambda: self.outbox.status().depth,
@@ -376,8 +376,8 @@ class App:
         self.health.check_camera()
         if self.kiosk is not None:
             self.kiosk.tick()
-        if not self.link.link.alive:
-            self.link.link.restart()  # the network thread is replaceable; the rest is not
+        if not self.link.alive:
+            self.link.restart()  # the network thread is replaceable; the rest is not
         threads = (self.runner, self.publisher, self.scanner, self.outbox, self.agent)
         dead = [t.name for t in threads if not t.is_alive()]
         if dead:

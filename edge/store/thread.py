@@ -95,14 +95,6 @@ class StoreThread(threading.Thread):
     def approved_since(self, since: datetime) -> list[tuple[str, datetime]]:
         return self._call(READ, lambda: self.outbox.approved_since(since))
 
-    def mark_sent(self, seqs: Iterable[int]) -> None:
-        wanted = list(seqs)
-        self._call(BOOKKEEPING, lambda: self.outbox.mark_sent(wanted))
-
-    def acknowledge(self, pids: Iterable[str], now: datetime) -> list[int]:
-        wanted = list(pids)
-        return self._call(BOOKKEEPING, lambda: self.outbox.acknowledge(wanted, now))
-
     def record_delivery(
         self,
         sent: Iterable[int],
