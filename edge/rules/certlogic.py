@@ -25,7 +25,6 @@ an error. ``reduce`` gives its lambda ``accumulator``, ``current`` and ``data``
 from __future__ import annotations
 
 import itertools
-import math
 import re
 import time
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from typing import Any
 from edge.errors import EdgeError
 from edge.rules import datetimes
 from edge.rules.datetimes import DateError, DateTime
+from edge.rules.values import access, boolsiness, extract_from_uvci, is_int, strict_equal
 
 SPECIFICATION_VERSION = "1.3.3"
 INFIX = frozenset({"===", "and", ">", "<", ">=", "<=", "in", "+", "after", "before",
@@ -43,7 +43,6 @@ COMPARISONS = {">": "gt", "<": "lt", ">=": "ge", "<=": "le"}
 DATE_COMPARISONS = {"after": "gt", "before": "lt", "not-after": "le", "not-before": "ge"}
 OPERATORS = INFIX | {"if", "reduce", "!", "plusTime", "extractFromUVCI", "dccDateOfBirth"}
 _PATH = re.compile(r"([^.]+?)(\.[^.]+?)*")
-_UVCI_SEPARATORS = re.compile(r"[/#:]")
 
 
 class CertLogicError(EdgeError, ValueError):
@@ -73,73 +72,6 @@ class Issue:
 
     expr: Any
     message: str
-
-
-# -- values -----------------------------------------------------------------------------
-
-
-def is_int(value: Any) -> bool:
-    """An integer (JSON numbers without a fraction count; booleans do not)."""
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return True
-    return isinstance(value, float) and math.isfinite(value) and value.is_integer()
-
-
-def boolsiness(value: Any) -> bool | None:
-    """True for truthy, False for falsy, None for values that are neither."""
-    if value is True or value is False:
-        return value
-    if value is None:
-        return False
-    if isinstance(value, str | list | dict):
-        return len(value) > 0
-    if isinstance(value, int | float):  # (not bool: handled above)
-        return value != 0
-    return None
-
-
-def strict_equal(left: Any, right: Any) -> bool:
-    """JavaScript's ``===``: no coercion; arrays, objects and date-times only by identity."""
-    if isinstance(left, bool) or isinstance(right, bool):
-        return isinstance(left, bool) and isinstance(right, bool) and left == right
-    if isinstance(left, int | float) and isinstance(right, int | float):
-        return left == right
-    if isinstance(left, str) and isinstance(right, str):
-        return left == right
-    if left is None or right is None:
-        return left is right
-    return left is right
-
-
-def access(data: Any, path: str) -> Any:
-    """``var``: the value at a dotted path (``""``: the whole context); ``null`` when any
-    step is missing. A numeric fragment indexes arrays (and strings)."""
-    if path == "":
-        return data
-    value = data
-    for fragment in path.split("."):
-        if value is None:
-            return None
-        if isinstance(value, dict):
-            value = value.get(fragment)
-        elif isinstance(value, list | str):
-            digits = fragment.isdecimal() and fragment.isascii() and len(fragment) <= 9
-            index = int(fragment) if digits else -1
-            value = value[index] if 0 <= index < len(value) else None
-        else:
-            return None
-    return value
-
-
-def extract_from_uvci(uvci: str | None, index: int) -> str | None:
-    """The ``index``-th fragment of a UCI split on ``/``, ``#``, ``:`` (an initial
-    ``URN:UVCI:`` ignored), or ``null``."""
-    if uvci is None or index < 0:
-        return None
-    fragments = _UVCI_SEPARATORS.split(uvci.removeprefix("URN:UVCI:"))
-    return fragments[index] if index < len(fragments) else None
 
 
 # -- validation ----------------------------------------------------------------------------
