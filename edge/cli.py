@@ -26,6 +26,7 @@ from typing import Any
 
 from edge import __version__, credtools
 from edge import config as config_mod
+from edge.core.times import parse_iso
 from edge.credtools import UsageError
 from edge.errors import ConfigError, EdgeError, InputError, TrustError
 from edge.fleet import cli as fleet_cli
@@ -180,10 +181,9 @@ def _add_central(sub: Any) -> None:
 
 def _timestamp(text: str) -> datetime:
     try:
-        ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_iso(text, naive="utc")
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from exc
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def _keys_new(args: argparse.Namespace) -> int:

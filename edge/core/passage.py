@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
+from edge.core.times import parse_iso
 from edge.errors import EdgeError
 from edge.scan import registry
 from edge.scan.text import clean_text
@@ -234,7 +234,7 @@ def _header(msg: dict[str, Any], device: str | None) -> None:
     if type(ts) is not str or not TS.fullmatch(ts):
         raise BadPassage("ts must be ISO 8601 UTC with milliseconds and Z")
     try:
-        datetime.fromisoformat(ts[:-1])  # checked above: ...Z
+        parse_iso(ts)  # the form is checked above: is it a real time?
     except ValueError:
         raise BadPassage("ts is not a real time") from None
     for key, allowed in _CHOICES:

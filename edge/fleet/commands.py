@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
+from edge.core.times import TimeZoneMissing, parse_iso
 from edge.errors import EdgeError
 
 log = logging.getLogger(__name__)
@@ -89,9 +90,10 @@ def parse_time(value: Any) -> datetime:
         return datetime.fromtimestamp(float(value), UTC)
     if not isinstance(value, str):
         raise TypeError("must be an ISO 8601 time or a number of seconds since the epoch")
-    ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if ts.tzinfo is None:
-        raise ValueError("must carry a time zone (e.g. 2026-11-26T10:00:00Z)")
+    try:
+        ts = parse_iso(value)
+    except TimeZoneMissing:
+        raise ValueError("must carry a time zone (e.g. 2026-11-26T10:00:00Z)") from None
     return ts.astimezone(UTC)
 
 

@@ -34,6 +34,7 @@ from typing import Any
 from edge import config as config_mod
 from edge.config import Config
 from edge.core.model import iso_utc
+from edge.core.times import parse_iso
 from edge.errors import ConfigError, EdgeError, StoreError, TrustError
 from edge.fleet.signing import Push, PushRejected, VerifyKey, load_verify_keys, verify
 from edge.rules.book import from_bundle
@@ -182,7 +183,9 @@ class RemoteConfig:
     @property
     def trust_issued(self) -> datetime | None:
         issued = self._state.get("trust", {}).get("issued")
-        return datetime.fromisoformat(issued) if isinstance(issued, str) else None
+        return (
+            parse_iso(issued, naive="keep", z_as_offset=False) if isinstance(issued, str) else None
+        )
 
     @property
     def rules_version(self) -> int:
@@ -191,7 +194,9 @@ class RemoteConfig:
     @property
     def rules_issued(self) -> datetime | None:
         issued = self._state.get("rules", {}).get("issued")
-        return datetime.fromisoformat(issued) if isinstance(issued, str) else None
+        return (
+            parse_iso(issued, naive="keep", z_as_offset=False) if isinstance(issued, str) else None
+        )
 
     def trust_files(self) -> tuple[Path, ...]:
         """The file's trust files, and the pushed trust list when there is one."""

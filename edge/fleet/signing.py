@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from edge import files
 from edge.core.model import iso_utc
+from edge.core.times import TimeZoneMissing, parse_iso
 from edge.errors import EdgeError, InputError, TrustError
 from edge.files import read_limited
 
@@ -127,11 +128,11 @@ def _header(doc: dict[str, Any]) -> tuple[int, str, datetime]:
     if not isinstance(issued, str):
         raise PushRejected("malformed", "issued must be an ISO 8601 time")
     try:
-        issued_at = datetime.fromisoformat(issued.replace("Z", "+00:00"))
+        issued_at = parse_iso(issued)
+    except TimeZoneMissing:
+        raise PushRejected("malformed", "issued must carry a time zone") from None
     except ValueError:
         raise PushRejected("malformed", "issued must be an ISO 8601 time") from None
-    if issued_at.tzinfo is None:
-        raise PushRejected("malformed", "issued must carry a time zone")
     return version, issued, issued_at
 
 

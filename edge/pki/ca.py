@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from edge import files
+from edge.core.times import parse_iso
 from edge.errors import EdgeError, InputError
 from edge.pki import acl as pki_acl
 from edge.pki import crl as pki_crl
@@ -115,8 +116,8 @@ class Issued:
             name=str(data["name"]),
             kind=kind,
             serial=int(data["serial"], 16),
-            not_after=datetime.fromisoformat(data["not_after"]),
-            revoked_at=datetime.fromisoformat(revoked) if revoked else None,
+            not_after=parse_iso(data["not_after"], naive="keep", z_as_offset=False),
+            revoked_at=parse_iso(revoked, naive="keep", z_as_offset=False) if revoked else None,
             reason=data.get("reason"),
         )
 

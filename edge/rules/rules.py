@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from edge.core.times import TimeZoneMissing, parse_iso
 from edge.errors import EdgeError, InputError
 from edge.files import read_limited
 from edge.rules import certlogic
@@ -98,14 +99,12 @@ def _timestamp(value: Any, key: str, problems: list[str]) -> datetime | None:
         problems.append(f"{key}: must be an ISO 8601 date-time")
         return None
     try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_iso(value)
+    except TimeZoneMissing:
+        problems.append(f"{key}: needs a time zone")
     except ValueError:
         problems.append(f"{key}: not an ISO 8601 date-time: {value[:40]}")
-        return None
-    if when.tzinfo is None:
-        problems.append(f"{key}: needs a time zone")
-        return None
-    return when
+    return None
 
 
 def _descriptions(value: Any, problems: list[str]) -> dict[str, str]:

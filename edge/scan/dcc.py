@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
+from edge.core.times import parse_iso
 from edge.errors import CredentialRejected, TrustError
 from edge.rules.rules import OF_ENTRY
 from edge.scan import cbor, cose
@@ -298,10 +299,7 @@ def _datetime(value: Any) -> datetime | None:
         return None
     try:
         if isinstance(value, str):
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            if parsed.tzinfo is None:
-                raise CredentialRejected(BAD_FIELDS, "sample time has no time zone")
-            return parsed
+            return parse_iso(value)  # without a zone: not a date-time either
         if isinstance(value, int | float) and not isinstance(value, bool):
             return datetime.fromtimestamp(value, UTC)
     except (ValueError, OverflowError, OSError) as exc:

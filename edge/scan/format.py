@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
+from edge.core.times import parse_iso
 from edge.scan.envelope import StageLog
 from edge.scan.reasons import LOOKUP_PENDING, LOOKUP_UNAVAILABLE
 from edge.scan.trust import TrustStore
@@ -189,10 +190,10 @@ class Assessment:
         until = found.data.get("valid_until")
         if found.status == "confirmed" and isinstance(until, str):
             try:
-                ends = datetime.fromisoformat(until.replace("Z", "+00:00"))
+                ends = parse_iso(until)
             except ValueError:
-                return "refused"  # a confirmation that cannot say until when
-            if ends.tzinfo is None or ends < self.now:
+                return "refused"  # a confirmation that cannot say until when (in which zone)
+            if ends < self.now:
                 return "refused"
         return found.status
 

@@ -32,6 +32,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from edge.core.times import parse_iso
 from edge.errors import InputError, TrustError
 from edge.files import read_limited
 from edge.scan.cose import PublicKey
@@ -227,7 +228,7 @@ def _load_trust_list(data: bytes) -> _Part:
     part = _Part()
     if "issued_at" in doc:
         try:
-            part.issued_at = datetime.fromisoformat(_str(doc, "issued_at"))
+            part.issued_at = parse_iso(_str(doc, "issued_at"), naive="keep", z_as_offset=False)
         except ValueError as exc:
             raise TrustError(f"issued_at: not ISO 8601: {exc}") from exc
     for i, entry in enumerate(_list(doc, "issuers")):

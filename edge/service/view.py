@@ -33,6 +33,7 @@ from edge.core.lane import (
     State,
 )
 from edge.core.model import iso_utc
+from edge.core.times import parse_iso
 from edge.errors import TrustError
 from edge.fleet.agent import cpu_temperature
 from edge.fleet.remote import RemoteConfig
@@ -290,6 +291,7 @@ def _age_s(ts: str | None) -> float | None:
     if ts is None:
         return None
     try:
-        return round((datetime.now(UTC) - datetime.fromisoformat(ts)).total_seconds(), 1)
+        then = parse_iso(ts, naive="keep", z_as_offset=False)
+        return round((datetime.now(UTC) - then).total_seconds(), 1)
     except ValueError:
         return None

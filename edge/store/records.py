@@ -18,6 +18,8 @@ from pathlib import Path
 from sys import intern
 from typing import Any
 
+from edge.core.times import parse_iso
+
 STORED = "stored"
 SENT = "sent"
 STATES = frozenset((STORED, SENT))
@@ -149,7 +151,7 @@ class LiveIndex:
 
 def parse_ts(text: str) -> datetime | None:
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_iso(text, naive="keep")
     except ValueError:
         return None
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from edge.central.trace import COLUMNS, flat
+from edge.core.times import parse_iso
 from edge.store.journal import ranges
 from edge.store.records import SENT
 from edge.store.snapshot import StoreSnapshot, snapshot
@@ -132,7 +133,7 @@ def _age(ts: str | None) -> float | None:
     if ts is None:
         return None
     try:
-        then = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+        then = parse_iso(ts, naive="keep")
     except ValueError:
         return None
     return (datetime.now(UTC) - then).total_seconds()
