@@ -26,6 +26,7 @@ from typing import Any
 
 from edge import __version__, credtools
 from edge import config as config_mod
+from edge.core.passage import DECISIONS
 from edge.core.times import parse_iso
 from edge.credtools import UsageError
 from edge.errors import ConfigError, EdgeError, InputError, TrustError
@@ -162,7 +163,7 @@ def _add_central(sub: Any) -> None:
     trace.add_argument("--id-number")
     trace.add_argument("--declaration", help="declaration id")
     trace.add_argument("--checkpoint", help="site, as in the devices' [device] site")
-    trace.add_argument("--decision", choices=["approved", "denied"])
+    trace.add_argument("--decision", choices=list(DECISIONS))
     trace.add_argument("--plate", help="a vehicle's plate (vehicle groups), as 51H-123.45")
     trace.add_argument("--from", dest="since", type=_timestamp, help="ISO 8601 (inclusive)")
     trace.add_argument("--to", dest="until", type=_timestamp, help="ISO 8601 (inclusive)")

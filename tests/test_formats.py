@@ -11,6 +11,7 @@ import json
 import string
 from dataclasses import fields, is_dataclass
 from datetime import date
+from typing import get_args
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 
 from edge.scan import declaration, registry
 from edge.scan.credentials import verify_payload
-from edge.scan.format import Claims, Format, Holder
+from edge.scan.format import Claims, Format, Holder, Kind
 from edge.scan.testkit import NOW, FuzzKit, dcc_claims, sign_dcc
 from edge.scan.trust import IssuerKey, TrustStore, kid_of_public_key
 
@@ -175,6 +176,12 @@ def test_every_format_keeps_the_contract() -> None:
         assert set(fmt.fields) <= set(registry.TRAVELLER_FIELDS)
     assert len({f.kind for f in registry.FORMATS}) == len(registry.FORMATS)
     assert len({f.rank for f in registry.FORMATS}) == len(registry.FORMATS)  # no ties
+
+
+def test_the_kind_type_is_the_registry_s_kinds() -> None:
+    """``Kind`` (what mypy holds a format's kind to) and the registry (what detection,
+    the policy and the passage check read) name the same kinds."""
+    assert set(get_args(Kind)) == set(registry.KINDS)
 
 
 def test_holders_compare_by_number_first_then_name_and_birth() -> None:

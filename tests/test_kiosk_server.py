@@ -424,8 +424,9 @@ def test_catalogues_have_every_screen_reason_and_format_in_both_languages() -> N
         for name, value in vars(scan_reasons).items()
         if name.isupper() and isinstance(value, str)
     }
-    codes |= {lane_mod.NO_DECISION, lane_mod.NO_CREDENTIAL, lane_mod.SURGE, lane_mod.CLOSED}
-    codes |= {lane_mod.SHUTDOWN, lane_mod.OPERATOR_OPEN, "internal_error", "not_verified"}
+    codes |= {scan_reasons.NO_DECISION, scan_reasons.NO_CREDENTIAL, scan_reasons.SURGE}
+    codes |= {scan_reasons.CLOSED, scan_reasons.SHUTDOWN, scan_reasons.OPERATOR_OPEN}
+    codes |= {"internal_error", "not_verified"}
     codes |= {f"fault_{name}" for name in FAULT_ALERTS}  # the lane's faults
     screens = {"ready", "reading", "awaiting_officer", "approved", "denied", "surge", "closed"}
     wanted = {f"reason.{code}" for code in codes}

@@ -17,13 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from edge.core.passage import MAX_PASSAGE_BYTES, MAX_SITE, text_problem
+from edge.core.passage import MAX_PASSAGE_BYTES, MAX_SITE, Mode, text_problem
 from edge.kiosk.auth import MIN_PIN_DIGITS, read_pin
-from edge.scan import registry
+from edge.scan import declaration, greenlane, personal_qr, registry
 
 DEVICE_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
-LaneMode = Literal["officer", "auto", "surge", "closed"]
 DecoderName = Literal["auto", "zxing", "pyzbar"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -354,7 +353,7 @@ class GpioConfig:
 
 @dataclass(frozen=True)
 class LaneConfig:
-    mode: LaneMode = field(
+    mode: Mode = field(
         default="officer",
         metadata=_doc(
             "officer: the officer decides; auto: the policy decides alone; "
@@ -512,7 +511,7 @@ class TrustConfig:
 @dataclass(frozen=True)
 class PolicyConfig:
     accept: tuple[str, ...] = field(
-        default=("declaration", "personal_qr"),
+        default=(declaration.KIND, personal_qr.KIND),
         metadata=_doc(
             f"Formats that can approve a passage ({', '.join(registry.AUTHORISING)}); "
             "codes that only identify (an ID card) never can.",
@@ -751,7 +750,7 @@ class LookupConfig:
         ),
     )
     kinds: tuple[str, ...] = field(
-        default=("personal_qr", "greenlane"),
+        default=(personal_qr.KIND, greenlane.KIND),
         metadata=_doc(
             "Formats looked up (those with something to look up).",
             _subset(registry.LOOKED_UP),

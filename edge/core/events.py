@@ -1,29 +1,27 @@
 """The lane's vocabulary: its states, the events it takes and the actions it answers with.
 
 Frozen dataclasses, pure. The state machine itself is :class:`edge.core.lane.Lane`;
-every name here is also importable from :mod:`edge.core.lane`.
+every event and action here is also importable from :mod:`edge.core.lane`. Its
+modes are the passage model's (:data:`edge.core.passage.Mode`: a passage records
+the mode), its reason codes are in :mod:`edge.scan.reasons`; the signal patterns
+(LEDs and buzzer) and the screens it shows are typed here.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Literal
 
-from edge.core import passage as passage_model
 from edge.core.model import Credential, Lookup, PassageDraft
+from edge.core.passage import Mode
 
-# Reason codes added by the lane itself.
-NO_DECISION = "no_decision"
-NO_CREDENTIAL = "no_credential"
-SURGE = "surge"
-CLOSED = "closed"
-SHUTDOWN = "shutdown"
-OPERATOR_OPEN = "operator_open"
-
-MODES = passage_model.MODES  # the lane's modes are what a passage may record
-# Replays are recognised by Credential.ref (issuer and id of a declaration or
-# DCC), not by the payload bytes: re-encoding a signed code changes its bytes.
-# An ID card has no ref: it is the person, not the permission.
+# What the panel's LEDs and buzzer show (edge.devices.gpio.Panel.signal).
+Pattern = Literal["ready", "reading", "approved", "denied", "fault", "surge", "closed"]
+# What the screen shows (edge.kiosk: each has a title and a hint in the catalogues).
+Screen = Literal[
+    "ready", "group", "awaiting_officer", "approved", "denied", "closed", "surge", "failsafe"
+]
 
 
 class State(enum.Enum):
@@ -57,7 +55,7 @@ class OfficerDenied:
 class SetMode:
     """Switch lane mode (officer, auto, surge); ``by`` says who, for the log."""
 
-    mode: str
+    mode: Mode
     by: str = "operator"
 
 
@@ -177,16 +175,16 @@ class CloseBarrier:
 
 @dataclass(frozen=True)
 class Signal:
-    """LED and buzzer pattern: ready, reading, approved, denied, fault, surge."""
+    """LED and buzzer pattern."""
 
-    pattern: str
+    pattern: Pattern
 
 
 @dataclass(frozen=True)
 class Show:
     """What the screen shows: a lane state, reason codes, and what more to present."""
 
-    screen: str
+    screen: Screen
     reasons: tuple[str, ...] = ()
     needs: tuple[str, ...] = ()
 

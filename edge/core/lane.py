@@ -48,13 +48,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from edge.core.events import (
-    CLOSED,
-    MODES,
-    NO_CREDENTIAL,
-    NO_DECISION,
-    OPERATOR_OPEN,
-    SHUTDOWN,
-    SURGE,
     Action,
     CloseBarrier,
     CloseDue,
@@ -73,6 +66,7 @@ from edge.core.events import (
     OpenVehicle,
     OperatorOpen,
     RecordPassage,
+    Screen,
     SetMode,
     SetPlate,
     Show,
@@ -85,8 +79,6 @@ from edge.core.events import (
 )
 from edge.core.model import (
     Credential,
-    DecidedBy,
-    Decision,
     Lookup,
     PassageDraft,
     Vehicle,
@@ -94,20 +86,23 @@ from edge.core.model import (
     normal_plate,
 )
 from edge.core.party import Party
-from edge.core.passage import VEHICLE_KINDS
+from edge.core.passage import MODES, VEHICLE_KINDS, DecidedBy, Decision, Mode
 from edge.core.policy import MAX_PROXIES, Policy, judge_party
 from edge.scan import registry
+from edge.scan.reasons import (
+    CLOSED,
+    INTERNAL_ERROR,
+    NO_CREDENTIAL,
+    NO_DECISION,
+    OPERATOR_OPEN,
+    SHUTDOWN,
+    SURGE,
+    fault,
+)
 
 __all__ = [
-    "CLOSED",
     "DECIDING",
     "INTERNAL_FAULT",
-    "MODES",
-    "NO_CREDENTIAL",
-    "NO_DECISION",
-    "OPERATOR_OPEN",
-    "SHUTDOWN",
-    "SURGE",
     "Action",
     "CloseBarrier",
     "CloseDue",
@@ -163,7 +158,7 @@ class Lane:
         self,
         policy: Policy,
         *,
-        mode: str,
+        mode: Mode,
         decision_timeout_s: float,
         open_s: float,
         failsafe_retry_s: float,
@@ -252,7 +247,7 @@ class Lane:
                 return [Note("vehicle passed: closing"), *self._to_ready(now)]
         raise TypeError(f"unknown event {event!r}")  # pragma: no cover - exhaustive
 
-    def fail(self, now: datetime, reason: str = "internal_error") -> list[Action]:
+    def fail(self, now: datetime, reason: str = INTERNAL_ERROR) -> list[Action]:
         """Enter failsafe after an internal error; cannot itself fail.
 
         The lane forgets what it was doing (its state may be inconsistent),
@@ -425,7 +420,7 @@ class Lane:
         if self._current is None:
             return [Note("plate set")]
         verdict = self._current.verdict = self._evaluate(party, now)
-        screen = "group" if self.state is State.GROUP else "awaiting_officer"
+        screen: Screen = "group" if self.state is State.GROUP else "awaiting_officer"
         return [Note("plate set"), Show(screen, verdict.reasons, verdict.needs)]
 
     def _lookup_answered(self, sha256: str, lookup: Lookup, now: datetime) -> list[Action]:
@@ -480,7 +475,7 @@ class Lane:
             return self._clear(INTERNAL_FAULT, now)
         return []  # pragma: no cover - tokens are dropped on every state change
 
-    def _set_mode(self, mode: str, by: str, now: datetime) -> list[Action]:  # noqa: PLR0911 - a return per case
+    def _set_mode(self, mode: Mode, by: str, now: datetime) -> list[Action]:  # noqa: PLR0911 - a return per case
         if mode not in MODES:
             return [Note(f"mode {mode!r} refused: not one of {', '.join(MODES)}")]
         if mode == self.mode:
@@ -697,15 +692,15 @@ class Lane:
         was_deciding, self._current = self._current, None
         self._pending = None
         if self._surge_group is not None:  # recorded: the barrier was open for them
-            actions += self._drop_surge_group(now, f"fault_{name}")
+            actions += self._drop_surge_group(now, fault(name))
         self._timers.clear()
         self.state = State.FAILSAFE
         if was_deciding is not None:
-            reasons = (*was_deciding.verdict.reasons, f"fault_{name}")
+            reasons = (*was_deciding.verdict.reasons, fault(name))
             actions.append(
                 RecordPassage(self._party_draft(now, "denied", "policy", reasons, was_deciding))
             )
-        return [*actions, CloseBarrier(), Signal("fault"), Show("failsafe", (f"fault_{name}",))]
+        return [*actions, CloseBarrier(), Signal("fault"), Show("failsafe", (fault(name),))]
 
     def _clear(self, name: str, now: datetime) -> list[Action]:
         if self.faults.pop(name, None) is None:

@@ -14,20 +14,24 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from typing import Any
 
-from edge.core.passage import PLATE, SCHEMA_VERSION, fit_traveller
+from edge.core.passage import (
+    PLATE,
+    SCHEMA_VERSION,
+    DecidedBy,
+    Decision,
+    LookupStatus,
+    Mode,
+    OpenedBy,
+    Outcome,
+    fit_traveller,
+)
 from edge.scan import registry
-from edge.scan.format import Claims
-
-Decision = Literal["approved", "denied"]
-DecidedBy = Literal["officer", "policy", "operator"]
+from edge.scan.format import Claims, Kind
 
 PASSAGE_SCHEMA_VERSION = SCHEMA_VERSION
 _LOG_KEY = secrets.token_bytes(16)
-
-
-LookupStatus = Literal["pending", "confirmed", "refused", "unavailable"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,7 @@ class Credential:
     content) hold personal data and stay out of ``repr`` and logs.
     """
 
-    kind: str
+    kind: Kind
     raw: bytes = field(repr=False)
     sha256: str = ""
     valid: bool = False
@@ -67,7 +71,7 @@ class Credential:
     @classmethod
     def from_raw(
         cls,
-        kind: str,
+        kind: Kind,
         raw: bytes,
         *,
         valid: bool = False,
@@ -106,7 +110,7 @@ class Credential:
 class Verdict:
     """The policy's view of a credential: what it recommends and why."""
 
-    outcome: Literal["approve", "refer", "deny"]
+    outcome: Outcome
     reasons: tuple[str, ...]
     # refer: what the traveller could still show (id_card, proof, declaration)
     needs: tuple[str, ...] = ()
@@ -132,7 +136,7 @@ class Vehicle:
 
     kind: str
     plate: str = field(default="", repr=False)
-    opened_by: str = "officer"
+    opened_by: OpenedBy = "officer"
 
 
 @dataclass(frozen=True)
@@ -153,8 +157,8 @@ class PassageDraft:
     decided_by: DecidedBy
     reasons: tuple[str, ...]
     credentials: tuple[Credential, ...]
-    mode: str
-    verdict: str | None = None
+    mode: Mode
+    verdict: Outcome | None = None
     occupants: tuple[tuple[int, ...], ...] = ()
     vehicle: Vehicle | None = None
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 from edge.core.times import parse_iso
 from edge.errors import EdgeError
@@ -39,13 +39,23 @@ INT64_MAX = 2**63 - 1
 MAX_CREDENTIALS = 512  # codes in one passage: a coach of travellers, two codes each
 MAX_REASONS = 256
 
-DECISIONS = ("approved", "denied")
-DECIDED_BY = ("officer", "policy", "operator")
-MODES = ("officer", "auto", "surge", "closed")
-VERDICTS = ("approve", "refer", "deny", None)
-LOOKUPS = ("pending", "confirmed", "refused", "unavailable", None)
-VEHICLE_KINDS = ("car", "bus", "truck", "van", "motorbike", "other")
-OPENED_BY = ("officer", "greenlane")
+# The passage's vocabularies: each a type here, and its values in order (for checks
+# and messages). The lane, the policy and the config use these types.
+Decision = Literal["approved", "denied"]
+DecidedBy = Literal["officer", "policy", "operator"]
+Mode = Literal["officer", "auto", "surge", "closed"]  # the lane's mode, recorded
+Outcome = Literal["approve", "refer", "deny"]  # the policy's verdict
+LookupStatus = Literal["pending", "confirmed", "refused", "unavailable"]
+VehicleKind = Literal["car", "bus", "truck", "van", "motorbike", "other"]
+OpenedBy = Literal["officer", "greenlane"]
+
+DECISIONS: tuple[Decision, ...] = get_args(Decision)
+DECIDED_BY: tuple[DecidedBy, ...] = get_args(DecidedBy)
+MODES: tuple[Mode, ...] = get_args(Mode)
+VERDICTS: tuple[Outcome | None, ...] = (*get_args(Outcome), None)
+LOOKUPS: tuple[LookupStatus | None, ...] = (*get_args(LookupStatus), None)
+VEHICLE_KINDS: tuple[VehicleKind, ...] = get_args(VehicleKind)
+OPENED_BY: tuple[OpenedBy, ...] = get_args(OpenedBy)
 
 PID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", re.ASCII)
 DEVICE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}", re.ASCII)

@@ -30,19 +30,20 @@ from edge.core.model import Credential, Verdict
 from edge.core.party import Party
 from edge.rules.book import RuleBook
 from edge.scan import registry
+from edge.scan.declaration import KIND as DECLARATION
 from edge.scan.format import Assessment
+from edge.scan.idcard import KIND as ID_CARD
 from edge.scan.reasons import (
     GROUP_EMPTY,
     ID_CARD_REQUIRED,
     ID_MISMATCH,
     NO_DECLARATION,
+    NOT_VERIFIED,
     REPLAYED,
     UNRECOGNISED,
 )
 
 __all__ = ["UNRECOGNISED", "BasicPolicy", "Policy", "RulePolicy", "combine", "judge_party"]
-
-ID_CARD = "id_card"
 
 
 class Policy(Protocol):
@@ -103,7 +104,7 @@ def judge_party(
     if party.vehicle_codes:
         verdicts.append(policy.evaluate(party.vehicle_codes, now, replayed))
     if party.is_group and not party.people:
-        verdicts.append(Verdict("refer", (GROUP_EMPTY,), ("declaration",)))
+        verdicts.append(Verdict("refer", (GROUP_EMPTY,), (DECLARATION,)))
     return combine(verdicts)
 
 
@@ -153,7 +154,7 @@ class RulePolicy:
         if not ctx.authorised and not ctx.deny and not ctx.refer and valid:
             # only codes that identify (an ID card) or cannot approve here (a DCC)
             best = max((registry.BY_KIND[c.kind] for c in valid), key=lambda f: f.rank)
-            ctx.refer_for(best.alone or NO_DECLARATION, "declaration")
+            ctx.refer_for(best.alone or NO_DECLARATION, DECLARATION)
         authorising = any(registry.BY_KIND[c.kind].authorises for c in valid)
         if self.cfg.require_id_card and authorising and not ctx.has(ID_CARD):
             ctx.refer_for(ID_CARD_REQUIRED, ID_CARD)
@@ -199,7 +200,7 @@ class BasicPolicy:
             reasons.extend([UNRECOGNISED] if c.kind == UNRECOGNISED else c.reasons)
         if reasons:
             return Verdict("deny", _unique(reasons))
-        return Verdict("refer", ("not_verified",))
+        return Verdict("refer", (NOT_VERIFIED,))
 
 
 def _unique(reasons: Iterable[str]) -> tuple[str, ...]:

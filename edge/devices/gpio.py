@@ -21,6 +21,7 @@ from gpiozero import LED, Button, Buzzer, DigitalInputDevice, DigitalOutputDevic
 from gpiozero.pins.mock import MockFactory
 
 from edge.config import GpioConfig
+from edge.core.events import Pattern
 from edge.errors import HardwareError
 
 log = logging.getLogger(__name__)
@@ -257,9 +258,8 @@ class Panel:
         except Exception:
             log.exception("barrier: the guard could not close it")
 
-    def signal(self, pattern: str) -> None:
-        """Show a lane state on the LEDs and buzzer: ready, reading, approved, denied,
-        surge, closed, fault."""
+    def signal(self, pattern: Pattern) -> None:
+        """Show a lane state on the LEDs and buzzer."""
         if pattern == "ready":
             self.green.off()
             self.red.off()

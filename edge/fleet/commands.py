@@ -26,12 +26,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from edge.core.times import TimeZoneMissing, parse_iso
 from edge.errors import EdgeError
 
 log = logging.getLogger(__name__)
+S = TypeVar("S", bound=str)
 
 Status = Literal["ok", "error", "rejected", "expired"]
 MAX_COMMAND_BYTES = 16 * 1024
@@ -231,11 +232,11 @@ def _command_id(doc: Mapping[str, Any]) -> str:
 # -- argument helpers for handlers ---------------------------------------------
 
 
-def arg_choice(command: Command, key: str, choices: tuple[str, ...]) -> str:
+def arg_choice(command: Command, key: str, choices: tuple[S, ...]) -> S:
     value = command.args.get(key)
     if value not in choices:
         raise CommandRejected(f"args.{key} must be one of {', '.join(choices)} (got {value!r})")
-    return str(value)
+    return choices[choices.index(value)]
 
 
 def arg_int(command: Command, key: str, default: int, low: int, high: int) -> int:

@@ -26,7 +26,8 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from edge.core.lane import MODES, OpenBarrier, OperatorOpen, RecordPassage, SetMode, State
+from edge.core.lane import OpenBarrier, OperatorOpen, RecordPassage, SetMode, State
+from edge.core.passage import MODES
 from edge.errors import TrustError
 from edge.fleet.commands import (
     Command,

@@ -22,9 +22,12 @@ from importlib import resources
 from string import Template
 from typing import Any
 
+from edge.core.events import Screen
+from edge.scan.reasons import is_fault
+
 FALLBACK = "en"
 # Screens that say why (the policy's or the lane's reason codes); as in traveller.js.
-WITH_REASONS = frozenset({"denied", "awaiting_officer", "closed", "failsafe"})
+WITH_REASONS: frozenset[Screen] = frozenset({"denied", "awaiting_officer", "closed", "failsafe"})
 NOSCRIPT_REFRESH_S = 3
 
 
@@ -58,7 +61,7 @@ def _reason(t: Texts, code: str, rules: Any, language: str) -> str:
             return own
         return t(f"reason.{prefix}")
     key = f"reason.{code}"
-    if not t.has(key) and code.startswith("fault_"):
+    if not t.has(key) and is_fault(code):
         return t("reason.fault")
     return t(key)
 

@@ -21,8 +21,8 @@ from edge.core.model import Credential
 from edge.errors import CredentialRejected
 from edge.scan import registry
 from edge.scan.envelope import MAX_TEXT, StageLog
-from edge.scan.format import Claims, Reading
-from edge.scan.reasons import TOO_LARGE, UNRECOGNISED
+from edge.scan.format import Claims, Kind, Reading
+from edge.scan.reasons import INTERNAL_ERROR, TOO_LARGE, UNRECOGNISED
 from edge.scan.trust import TrustStore
 
 log = logging.getLogger(__name__)
@@ -32,13 +32,13 @@ KINDS = registry.KINDS
 
 @dataclass(frozen=True)
 class Outcome:
-    kind: str
+    kind: Kind
     claims: Claims | None
     reasons: tuple[str, ...]
     stages: dict[str, bool]
 
 
-def detect(text: str) -> str:
+def detect(text: str) -> Kind:
     found = registry.detect(text)
     return UNRECOGNISED if found is None else found.kind
 
@@ -83,7 +83,7 @@ class Verifier:
             outcome = verify_payload(raw, self.trust(), self.clock(), self.skew)
         except Exception as exc:  # noqa: BLE001 - a parser bug must not stop the kiosk; fuzz hunts them
             log.error("scan: verifier failed: %s", type(exc).__name__)  # noqa: TRY400 - no payload
-            outcome = Outcome(UNRECOGNISED, None, ("internal_error",), {})
+            outcome = Outcome(UNRECOGNISED, None, (INTERNAL_ERROR,), {})
         return Credential.from_raw(
             outcome.kind,
             raw,

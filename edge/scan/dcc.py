@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from cryptography import x509
 
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from edge.config.sections import PolicyConfig
     from edge.core.model import Credential
 
-KIND = "dcc"
+KIND: Final = "dcc"
 PREFIX = "HC1:"
 CWT_HCERT = -260
 TEST_NOT_DETECTED = "260415000"

@@ -13,7 +13,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from edge.errors import CredentialRejected
 from edge.scan import base45, cbor, cose
@@ -51,7 +51,7 @@ from edge.scan.trust import IssuerKey, TrustStore
 if TYPE_CHECKING:
     from edge.core.model import Credential
 
-KIND = "declaration"
+KIND: Final = "declaration"
 PREFIX = "MD1:"
 CLAIM_DECLARATION = -70001  # private CWT claim holding the declaration body
 

@@ -6,9 +6,9 @@ A format is one module (``declaration``, ``dcc``, ``idcard``, ``personal_qr``,
 Everything else asks that table: detection and verification
 (``credentials.py``), replay references and traveller fields (``model.py``),
 the policy's rules (``policy.py``), the screens (``kiosk/screen.py``) and the
-config's allowed values (``sections.py``). A new format is one module, its
-tests and its catalogue keys (``kind.<kind>``, ``field.<name>``,
-``reason.<code>`` in ``edge/kiosk/i18n/``).
+config's allowed values (``edge/config``). A new format is one module, its
+kind in :data:`Kind`, its tests and its catalogue keys (``kind.<kind>``,
+``field.<name>``, ``reason.<code>`` in ``edge/kiosk/i18n/``).
 
 Pure: no I/O. ``read`` raises :class:`~edge.errors.CredentialRejected` with a
 reason code at the first check that fails; it never raises anything else on
@@ -27,6 +27,10 @@ from edge.core.times import parse_iso
 from edge.scan.envelope import StageLog
 from edge.scan.reasons import LOOKUP_PENDING, LOOKUP_UNAVAILABLE
 from edge.scan.trust import TrustStore
+
+# What a credential is: a format's kind (Format.kind, the registry's formats), or
+# unrecognised (edge.scan.reasons.UNRECOGNISED). Stable: published in passages.
+Kind = Literal["declaration", "dcc", "id_card", "personal_qr", "greenlane", "unrecognised"]
 
 if TYPE_CHECKING:
     from edge.config.sections import PolicyConfig
@@ -211,7 +215,7 @@ class Format(Generic[C]):
     """One credential format. Subclasses set the class attributes and override
     :meth:`detect`, :meth:`read` and, as the format needs, the others."""
 
-    kind: ClassVar[str]  # stable: published in passages, never renamed
+    kind: ClassVar[Kind]  # stable: published in passages, never renamed
     claims_type: ClassVar[type[Claims]]
     signed: ClassVar[bool] = False  # verified against the trust store
     authorises: ClassVar[bool] = False  # may approve a passage, when [policy] accept names it

@@ -20,7 +20,7 @@ import hashlib
 import re
 import urllib.parse
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from edge.errors import CredentialRejected
 from edge.scan.format import Assessment, Claims, Format, Reading
@@ -36,7 +36,7 @@ from edge.scan.reasons import (
 if TYPE_CHECKING:
     from edge.core.model import Credential
 
-KIND = "greenlane"
+KIND: Final = "greenlane"
 HOSTS = ("luongxanh.drvn.gov.vn",)
 TOKEN_PARAMS = ("token", "code", "id", "ma", "qr")
 MAX_LENGTH = 2048

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, Final
 
 from edge.errors import CredentialRejected
 from edge.scan.envelope import StageLog
@@ -28,7 +28,7 @@ from edge.scan.format import Claims, Format, Holder, Reading
 from edge.scan.reasons import BAD_FIELDS, ID_CARD_ONLY, ID_MISMATCH
 from edge.scan.text import clean_text
 
-KIND = "id_card"
+KIND: Final = "id_card"
 FORMS = (7, 10, 11)
 _SHAPE = re.compile(r"[0-9]{12}\|")
 _ID = re.compile(r"[0-9]{12}")

@@ -34,10 +34,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from edge.errors import CredentialRejected
 from edge.scan.format import Assessment, Claims, Format, Holder, Reading
+from edge.scan.idcard import KIND as ID_CARD
 from edge.scan.reasons import (
     BAD_FIELDS,
     LOOKUP_PENDING,
@@ -51,8 +52,7 @@ from edge.scan.text import clean_text
 if TYPE_CHECKING:
     from edge.core.model import Credential
 
-KIND = "personal_qr"
-ID_CARD = "id_card"
+KIND: Final = "personal_qr"
 MAX_LENGTH = 1024
 SELF, PROXY = "0", "1"
 SEX_CODES = {"1": "M", "2": "F", "0": "", "": ""}

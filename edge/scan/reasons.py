@@ -1,9 +1,13 @@
-"""Reason codes: why a credential was refused or what the policy found.
+"""Reason codes: why a credential was refused, what the policy found, why the lane
+decided as it did.
 
-Stable, machine-readable, published in passages: never rename one.
+Stable, machine-readable, published in passages: never rename one. Every code is
+defined here once; the screens' catalogues have a text for each.
 """
 
 from __future__ import annotations
+
+from typing import Final
 
 # Parsing and verification of a payload
 BAD_PREFIX = "bad_prefix"  # not a format we know by its prefix/shape
@@ -19,7 +23,7 @@ EXPIRED = "expired"
 REVOKED = "revoked"
 REPLAYED = "replayed"
 BAD_FIELDS = "bad_fields"  # claims missing, of the wrong type or out of range
-UNRECOGNISED = "unrecognised"
+UNRECOGNISED: Final = "unrecognised"  # also the kind of a code of no known format
 
 # Policy findings
 FORMAT_NOT_ACCEPTED = "format_not_accepted"
@@ -52,3 +56,24 @@ GREENLANE_UNCONFIRMED = "greenlane_unconfirmed"  # no online confirmation: the o
 RULE_FAILED = "rule_failed"  # the rule says the certificate does not meet it: deny
 RULE_ERROR = "rule_error"  # the rule could not be evaluated on it: an officer decides
 RULES_UNAVAILABLE = "rules_unavailable"  # rules are on but none could be loaded
+
+# The lane's own (edge.core.lane): why a passage was decided the way it was
+NO_DECISION = "no_decision"  # the officer did not decide in time: denied
+NO_CREDENTIAL = "no_credential"  # the officer let someone through without a code
+SURGE = "surge"  # recorded in surge mode (the barrier held open)
+CLOSED = "closed"  # the checkpoint is closed
+SHUTDOWN = "shutdown"  # the kiosk stopped while a traveller was being decided
+OPERATOR_OPEN = "operator_open"  # an operator's open-barrier command
+INTERNAL_ERROR = "internal_error"  # the lane, or verifying a code, failed: failsafe
+NOT_VERIFIED = "not_verified"  # a policy that verifies nothing (tests, tools) refers
+
+
+def fault(name: str) -> str:
+    """The reason code of the lane's fault ``name`` (camera, store, ...): it went failsafe
+    (``fault_camera``)."""
+    return f"fault_{name}"
+
+
+def is_fault(code: str) -> bool:
+    """``code`` is a fault's (:func:`fault`), of any name."""
+    return code.startswith(fault(""))

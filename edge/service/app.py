@@ -27,6 +27,7 @@ from typing import Any
 from gpiozero.pins.mock import MockFactory
 
 from edge.config import Config
+from edge.core.events import Pattern, Screen
 from edge.core.lane import (
     CredentialScanned,
     FaultCleared,
@@ -115,9 +116,8 @@ class App:
         )
         for alert in box.alerts:
             log.critical("edge: %s", alert)
-            kind, _, detail = alert.partition(": ")
-            name = STORE_FOREIGN if kind == "store_foreign" else STORE_CORRUPT
-            self.alerts.raise_(name, detail, "critical")
+            name = STORE_FOREIGN if alert.kind == "store_foreign" else STORE_CORRUPT
+            self.alerts.raise_(name, alert.detail, "critical")
         self.outbox = StoreThread(box)
         self.outbox.start()
         clock_check = cfg.fleet.clock_check
@@ -487,8 +487,8 @@ class App:
             self._barrier_faulted.set()
             raise
 
-    def signal(self, pattern: str) -> None:
+    def signal(self, pattern: Pattern) -> None:
         self.panel.signal(pattern)
 
-    def show(self, screen: str, reasons: tuple[str, ...]) -> None:
+    def show(self, screen: Screen, reasons: tuple[str, ...]) -> None:
         log.debug("screen: %s %s", screen, ",".join(reasons))

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from edge.core.events import Pattern, Screen
 from edge.core.lane import (
     Action,
     CloseBarrier,
@@ -55,9 +56,9 @@ class Effects(Protocol):
 
     def set_barrier(self, open_: bool, hold: bool = False) -> None: ...
 
-    def signal(self, pattern: str) -> None: ...
+    def signal(self, pattern: Pattern) -> None: ...
 
-    def show(self, screen: str, reasons: tuple[str, ...]) -> None: ...
+    def show(self, screen: Screen, reasons: tuple[str, ...]) -> None: ...
 
 
 def utc_now() -> datetime:

@@ -53,6 +53,7 @@ from tinydb.table import Document
 from edge.core.model import Passage, PassageDraft, iso_utc
 from edge.errors import StoreCorrupt, StoreError
 from edge.store import journal, storage
+from edge.store.alerts import StoreAlert
 from edge.store.records import (
     SENT,
     STORED,
@@ -88,7 +89,7 @@ class OutboxStatus:
     last_seq: int
     last_ack: str | None
     archive_days: int
-    alerts: tuple[str, ...] = ()
+    alerts: tuple[StoreAlert, ...] = ()
 
 
 @dataclass
@@ -128,7 +129,7 @@ class Outbox:
         for d in (directory, self.segment_dir, self.archive_dir):
             storage.ensure_dir(d)
         self._lock_file = _lock(directory)
-        self.alerts: list[str] = []
+        self.alerts: list[StoreAlert] = []
         self._live = LiveIndex()
         self._index = self._live.entries  # the live passages by seq (the same dict)
         self._journal = journal.Journal(directory / "journal")
@@ -153,8 +154,11 @@ class Outbox:
             # (a device speaks only for itself), so they are kept, not sent
             count = sum(1 for e in self._index.values() if e.device != device)
             self.alerts.append(
-                f"store_foreign: {count} passage(s) stored as {', '.join(foreign)} cannot be "
-                f"delivered as {device}; kept (checkpoint-edge outbox export)"
+                StoreAlert(
+                    "store_foreign",
+                    f"{count} passage(s) stored as {', '.join(foreign)} cannot be "
+                    f"delivered as {device}; kept (checkpoint-edge outbox export)",
+                )
             )
 
     # -- meta.json -------------------------------------------------------
@@ -165,9 +169,13 @@ class Outbox:
         except OSError as exc:
             raise StoreCorrupt(f"cannot read {self.meta_path}: {exc.strerror or exc}") from exc
         if loaded is not None and loaded.recovered:
-            self.alerts.append("store_corrupt: meta.json recovered from its last good copy")
+            self.alerts.append(
+                StoreAlert("store_corrupt", "meta.json recovered from its last good copy")
+            )
         if loaded is not None and loaded.lost:
-            self.alerts.append("store_corrupt: meta.json damaged, no good copy; moved aside")
+            self.alerts.append(
+                StoreAlert("store_corrupt", "meta.json damaged, no good copy; moved aside")
+            )
         if loaded is None or loaded.data is None:
             return _Meta()
         data = loaded.data

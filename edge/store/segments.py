@@ -30,6 +30,7 @@ from tinydb import TinyDB
 from edge.core.model import iso_utc
 from edge.errors import StoreCorrupt, StoreError
 from edge.store import journal, seglog, storage
+from edge.store.alerts import StoreAlert
 from edge.store.records import INCIDENTS, STORED, LiveIndex, archived_seqs, doc_of, segment_files
 from edge.store.seglog import Replayed, SegmentLog
 
@@ -63,7 +64,7 @@ class Segments:
         directory: Path,
         segment_size: int,
         live: LiveIndex,
-        alerts: list[str],
+        alerts: list[StoreAlert],
         numbered: Callable[[], int],
     ) -> None:
         self.store_dir = directory
@@ -138,7 +139,7 @@ class Segments:
             else:
                 self.path(index).unlink(missing_ok=True)
             alert = report.describe(damage.how)
-            self.alerts.append(f"store_corrupt: {alert}")
+            self.alerts.append(StoreAlert("store_corrupt", alert))
             self._write_incident(report, alert)
         return known
 
