@@ -97,6 +97,11 @@ class Credential:
         return hmac.new(_LOG_KEY, self.sha256.encode(), "sha256").hexdigest()[:10]
 
     @property
+    def tag(self) -> str:
+        """How the credential appears in logs: its kind and short id, never its content."""
+        return f"{self.kind} {self.short_id}"
+
+    @property
     def ref(self) -> str | None:
         """What makes this credential the same credential, for replay checks: a hash of
         its issuer and identifier (declaration id, DCC certificate id), so that a

@@ -16,7 +16,8 @@ code). Where a newly scanned code goes (:meth:`Party.place`):
   have not shown, naming nobody else); anything else is the next traveller's.
 
 Unrecognised codes never join a group; shown first by a lone traveller, they
-are replaced by the first recognised code that follows.
+are replaced by the first recognised code that follows. A vehicle's own code
+confirmed online names the vehicle: its plate and kind (:meth:`Party.seed_vehicle`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from edge.core.model import Credential, Lookup, PassageDraft, Vehicle
+from edge.core.model import Credential, Lookup, PassageDraft, Vehicle, normal_plate
+from edge.core.passage import VEHICLE_KINDS
 from edge.scan import registry
 from edge.scan.format import Holder, Match
 from edge.scan.reasons import UNRECOGNISED
@@ -45,6 +47,12 @@ class Party:
     def of(cls, credential: Credential) -> Party:
         return cls([[credential]])
 
+    @classmethod
+    def green_lane(cls, codes: list[Credential] | None = None) -> Party:
+        """A vehicle group a vehicle's own code opens (green lane, with ``codes``): a
+        truck until the code's confirmation names its kind (:meth:`seed_vehicle`)."""
+        return cls([], Vehicle("truck", "", "greenlane"), codes or [])
+
     @property
     def credentials(self) -> list[Credential]:
         """Every code, the vehicle's first, then each person's, in order."""
@@ -62,14 +70,12 @@ class Party:
             return "ignored"  # a stray code never joins (one shown first is replaced)
         if self.is_group:
             return self._in_group(credential)
-        fmt = registry.get(credential.kind)
-        if fmt is not None and fmt.vehicle:
+        if is_vehicle(credential):
             return "next"  # a vehicle's code: it opens a vehicle group, never joins a person
         return self._in_party(credential)
 
     def _in_group(self, credential: Credential) -> Placement:
-        fmt = registry.get(credential.kind)
-        if fmt is not None and fmt.vehicle:
+        if is_vehicle(credential):
             if self.vehicle_codes:
                 return "next"  # another vehicle's code
             self.vehicle_codes.append(credential)
@@ -113,6 +119,22 @@ class Party:
         if self.vehicle is not None:
             self.vehicle = replace(self.vehicle, plate=plate)
 
+    def seed_vehicle(self, credential: Credential) -> None:
+        """A vehicle's own code confirmed online (now, or from the cache) names the
+        vehicle: its plate (unless typed already) and, for a group the code opened, its
+        kind. Only a vehicle's code: a person's confirmation never sets a plate."""
+        lookup, vehicle = credential.lookup, self.vehicle
+        if vehicle is None or lookup is None or lookup.status != "confirmed":
+            return
+        if not is_vehicle(credential):
+            return
+        plate = normal_plate(lookup.data.get("plate", ""))
+        kind = str(lookup.data.get("vehicle", ""))
+        if plate and not vehicle.plate:
+            self.set_plate(plate)
+        if kind in VEHICLE_KINDS and vehicle.opened_by == "greenlane":
+            self.vehicle = replace(self.vehicle or vehicle, kind=kind)
+
     def draft_fields(self) -> tuple[tuple[Credential, ...], tuple[tuple[int, ...], ...]]:
         """(credentials, occupants) for a :class:`PassageDraft`: occupants are listed for a
         vehicle group or a party of several, as indexes into credentials."""
@@ -130,6 +152,12 @@ class Party:
         """``draft`` (made with :attr:`credentials`) with the party's occupants and vehicle."""
         credentials, occupants = self.draft_fields()
         return replace(draft, credentials=credentials, occupants=occupants, vehicle=self.vehicle)
+
+
+def is_vehicle(credential: Credential) -> bool:
+    """A vehicle's own code (a green-lane code), valid or not: it opens a vehicle group."""
+    fmt = registry.get(credential.kind)
+    return fmt is not None and fmt.vehicle
 
 
 def _holder(credential: Credential) -> Holder | None:
