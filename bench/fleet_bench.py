@@ -88,7 +88,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from outbox_bench import sample_message  # noqa: E402
 
 from edge import __version__  # noqa: E402
-from edge.config.sections import MqttConfig  # noqa: E402
+from edge.config import MqttConfig  # noqa: E402
 from edge.core.model import iso_utc  # noqa: E402
 from edge.fleet.commands import Command, Commands, Spec, no_args  # noqa: E402
 from edge.fleet.operator import FleetClient  # noqa: E402

@@ -73,8 +73,7 @@ from outbox_bench import T0, TRAVELLER  # noqa: E402
 from edge import config as config_mod  # noqa: E402
 from edge.central.db import Query, open_db  # noqa: E402
 from edge.central.ingest import Ingest  # noqa: E402
-from edge.config import IngestFile  # noqa: E402
-from edge.config.sections import PassageConfig  # noqa: E402
+from edge.config import IngestFile, PassageConfig  # noqa: E402
 from edge.core.model import Credential, Passage, PassageDraft  # noqa: E402
 from edge.mqtt import topics  # noqa: E402
 from tests.conftest import Mosquitto  # noqa: E402

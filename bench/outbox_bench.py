@@ -44,7 +44,7 @@ from pathlib import Path
 
 from verify_bench import make_declaration  # bench/ is on the path of a bench script
 
-from edge.config.sections import PassageConfig
+from edge.config import PassageConfig
 from edge.core.model import Credential, Passage, PassageDraft, iso_utc
 from edge.store import journal, seglog, storage
 from edge.store.outbox import SENT, STORED, Outbox

@@ -31,8 +31,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge import cli
-from edge.config import Config
-from edge.config.sections import MqttConfig
+from edge.config import Config, MqttConfig
 from edge.core.lane import State
 from edge.core.model import iso_utc
 from edge.credtools import keys_new

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from edge import config as config_mod
-from edge.config.sections import MqttConfig
+from edge.config import MqttConfig
 from edge.core.model import iso_utc
 from edge.fleet import cli as fleet_cli
 from edge.fleet import signing

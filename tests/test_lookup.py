@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from edge.config import Config
-from edge.config.sections import LookupConfig
+from edge.config.judging import LookupConfig
 from edge.core.model import Credential, Lookup
 from edge.pki import ca as pki
 from edge.scan.credentials import Verifier

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from edge import cli
 from edge.config import Config, PolicyConfig
-from edge.config.sections import RulesConfig
+from edge.config.judging import RulesConfig
 from edge.core.lane import State
 from edge.core.model import Credential
 from edge.core.policy import RulePolicy

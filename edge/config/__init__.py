@@ -5,7 +5,9 @@ and bad values are errors that name the key. :func:`load` collects every
 problem before raising, so ``checkpoint-edge check-config`` can print them all.
 Relative paths are resolved against the directory of the config file.
 
-The sections and their keys are in :mod:`edge.config.sections`;
+The sections and their keys are in :mod:`edge.config.device`,
+:mod:`edge.config.delivery` and :mod:`edge.config.judging`, made of the
+descriptions and parsers of :mod:`edge.config.sections`;
 ``docs/configuration.md`` documents the same keys, and a test keeps them in
 step.
 """
@@ -19,28 +21,26 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from edge import files
-from edge.config.sections import (
-    TRAVELLER_FIELDS,
+from edge.config.delivery import FleetConfig, IngestConfig, LogConfig, MqttConfig, StoreConfig
+from edge.config.device import (
     CameraConfig,
     DeviceConfig,
-    FleetConfig,
     GpioConfig,
-    IngestConfig,
     KioskConfig,
     LaneConfig,
-    LogConfig,
+    ScanConfig,
+    SourceSpec,
+)
+from edge.config.judging import (
+    TRAVELLER_FIELDS,
     LookupConfig,
-    MqttConfig,
-    Parser,
     PassageConfig,
     PolicyConfig,
     RulesConfig,
-    ScanConfig,
-    SourceSpec,
-    StoreConfig,
     TrustConfig,
     loopback_url,
 )
+from edge.config.sections import Parser
 from edge.errors import ConfigError, InputError
 from edge.files import read_text_limited
 

@@ -29,8 +29,7 @@ from typing import Any, TextIO
 
 from edge import config as config_mod
 from edge import files
-from edge.config import OperatorFile
-from edge.config.sections import MqttConfig
+from edge.config import MqttConfig, OperatorFile
 from edge.core.model import initials, iso_utc, mask_tail
 from edge.errors import ConfigError, EdgeError, InputError, TrustError
 from edge.files import read_limited, read_text_limited

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from edge.config.sections import MqttConfig
+from edge.config import MqttConfig
 from edge.core.model import iso_utc
 from edge.errors import EdgeError
 from edge.mqtt import topics

@@ -23,7 +23,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge import files
-from edge.config.sections import MqttConfig
+from edge.config import MqttConfig
 from edge.errors import ConfigError, InputError
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from paho.mqtt.client import topic_matches_sub
 
-from edge.config.sections import MqttConfig
+from edge.config import MqttConfig
 from edge.mqtt import topics
 from edge.mqtt.client import Inbound, receiving
 from edge.mqtt.link import LinkOptions, MqttLink, Will, state_payload

@@ -35,7 +35,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge import __version__
-from edge.config.sections import MqttConfig
+from edge.config import MqttConfig
 from edge.core.model import iso_utc
 from edge.mqtt.client import new_client
 

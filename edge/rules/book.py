@@ -24,7 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from edge.config.sections import RulesConfig
+from edge.config.judging import RulesConfig
 from edge.rules.rules import (
     MAX_RULE_BYTES,
     MAX_RULES,

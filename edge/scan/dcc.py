@@ -51,7 +51,7 @@ from edge.scan.reasons import (
 from edge.scan.trust import DccSigner, TrustStore, extended_key_usage
 
 if TYPE_CHECKING:
-    from edge.config.sections import PolicyConfig
+    from edge.config import PolicyConfig
     from edge.core.model import Credential
 
 KIND: Final = "dcc"

@@ -33,7 +33,7 @@ from edge.scan.trust import TrustStore
 Kind = Literal["declaration", "dcc", "id_card", "personal_qr", "greenlane", "unrecognised"]
 
 if TYPE_CHECKING:
-    from edge.config.sections import PolicyConfig
+    from edge.config import PolicyConfig
     from edge.core.model import Credential
     from edge.rules.book import RuleBook
     from edge.rules.rules import Result

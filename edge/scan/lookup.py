@@ -44,7 +44,7 @@ from dataclasses import replace
 from typing import Any
 
 from edge import __version__
-from edge.config.sections import LookupConfig, loopback_url
+from edge.config.judging import LookupConfig, loopback_url
 from edge.core.model import Credential, Lookup
 from edge.scan import registry
 from edge.scan.text import clean_text
