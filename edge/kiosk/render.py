@@ -23,7 +23,7 @@ from string import Template
 from typing import Any
 
 from edge.core.events import Screen
-from edge.scan.reasons import is_fault
+from edge.scan.reasons import RULE_FAILED, is_fault, rule_of
 
 FALLBACK = "en"
 # Screens that say why (the policy's or the lane's reason codes); as in traveller.js.
@@ -53,11 +53,12 @@ class Texts:
 
 
 def _reason(t: Texts, code: str, rules: Any, language: str) -> str:
-    prefix, sep, identifier = code.partition(":")
-    if sep:  # a business rule: its own description in the screen's language (as kiosk.js)
+    named = rule_of(code)
+    if named is not None:  # a business rule: its own description in the screen's language
+        prefix, identifier = named  # (as kiosk.js)
         texts = rules.get(identifier) if isinstance(rules, Mapping) else None
         own = texts.get(language) or texts.get(FALLBACK) if isinstance(texts, Mapping) else None
-        if prefix == "rule_failed" and isinstance(own, str):
+        if prefix == RULE_FAILED and isinstance(own, str):
             return own
         return t(f"reason.{prefix}")
     key = f"reason.{code}"

@@ -47,6 +47,7 @@ from edge.scan.reasons import (
     UNKNOWN_KID,
     VACCINATION_INCOMPLETE,
     WRONG_KEY_USAGE,
+    of_rule,
 )
 from edge.scan.trust import DccSigner, TrustStore, extended_key_usage
 
@@ -384,8 +385,8 @@ class DccFormat(Format[Dcc]):
                 iat=claims.issued_at, exp=claims.expires_at,
             )  # fmt: skip
         results = ctx.judged[id(claims)]
-        failed = [f"{RULE_FAILED}:{r.rule.identifier}" for r in results if r.outcome == "failed"]
-        errors = [f"{RULE_ERROR}:{r.rule.identifier}" for r in results if r.outcome == "error"]
+        failed = [of_rule(RULE_FAILED, r.rule.identifier) for r in results if r.outcome == "failed"]
+        errors = [of_rule(RULE_ERROR, r.rule.identifier) for r in results if r.outcome == "error"]
         certificate_type = OF_ENTRY.get(claims.type)
         if not any(
             r.rule.type == "Acceptance" and r.rule.certificate_type == certificate_type

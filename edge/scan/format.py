@@ -35,6 +35,7 @@ Kind = Literal["declaration", "dcc", "id_card", "personal_qr", "greenlane", "unr
 if TYPE_CHECKING:
     from edge.config import PolicyConfig
     from edge.core.model import Credential
+    from edge.core.passage import LookupStatus
     from edge.rules.book import RuleBook
     from edge.rules.rules import Result
 
@@ -184,7 +185,7 @@ class Assessment:
         """A code that may approve the passage was shown and holds up."""
         self.authorised = True
 
-    def looked_up(self, credential: Credential) -> str | None:
+    def looked_up(self, credential: Credential) -> LookupStatus | None:
         """What the online lookup said of it (pending, confirmed, refused,
         unavailable), or None when it was not asked. A confirmation whose
         ``valid_until`` has passed is a refusal."""

@@ -46,6 +46,7 @@ from typing import Any
 from edge import __version__
 from edge.config.judging import LookupConfig, loopback_url
 from edge.core.model import Credential, Lookup
+from edge.core.passage import LookupStatus
 from edge.scan import registry
 from edge.scan.text import clean_text
 
@@ -57,7 +58,7 @@ MAX_INFLIGHT = 32  # questions out at once; beyond: unavailable at once (a servi
 LATE_FACTOR = 4  # an answer may still come this many times timeout_s late: for the cache
 MAX_DRIVERS = 10
 WORKERS = 4
-STATUSES = ("confirmed", "refused")
+STATUSES: tuple[LookupStatus, ...] = ("confirmed", "refused")  # what a service may answer
 
 Post = Callable[[str, Lookup], None]
 
