@@ -53,7 +53,7 @@ class OfficerDenied:
 
 @dataclass(frozen=True)
 class SetMode:
-    """Switch lane mode (officer, auto, surge); ``by`` says who, for the log."""
+    """Switch the lane's mode (officer, auto, surge, closed); ``by`` says who, for the log."""
 
     mode: Mode
     by: str = "operator"

@@ -57,18 +57,6 @@ RULE_FAILED = "rule_failed"  # the rule says the certificate does not meet it: d
 RULE_ERROR = "rule_error"  # the rule could not be evaluated on it: an officer decides
 RULES_UNAVAILABLE = "rules_unavailable"  # rules are on but none could be loaded
 
-
-def of_rule(prefix: str, identifier: str) -> str:
-    """The reason code ``prefix`` (RULE_FAILED, RULE_ERROR) for the rule ``identifier``."""
-    return f"{prefix}:{identifier}"
-
-
-def rule_of(code: str) -> tuple[str, str] | None:
-    """(prefix, rule identifier) of a reason code that names a business rule, else None."""
-    prefix, sep, identifier = code.partition(":")
-    return (prefix, identifier) if sep else None
-
-
 # The lane's own (edge.core.lane): why a passage was decided the way it was
 NO_DECISION = "no_decision"  # the officer did not decide in time: denied
 NO_CREDENTIAL = "no_credential"  # the officer let someone through without a code
@@ -89,3 +77,14 @@ def fault(name: str) -> str:
 def is_fault(code: str) -> bool:
     """``code`` is a fault's (:func:`fault`), of any name."""
     return code.startswith(fault(""))
+
+
+def of_rule(prefix: str, identifier: str) -> str:
+    """The reason code ``prefix`` (RULE_FAILED, RULE_ERROR) for the rule ``identifier``."""
+    return f"{prefix}:{identifier}"
+
+
+def rule_of(code: str) -> tuple[str, str] | None:
+    """(prefix, rule identifier) of a reason code that names a business rule, else None."""
+    prefix, sep, identifier = code.partition(":")
+    return (prefix, identifier) if sep else None
