@@ -43,6 +43,7 @@ from edge.core.model import (
 )
 from edge.core.party import Party
 from edge.scan import registry
+from edge.scan.reasons import rule_of
 
 RECENT = 10
 
@@ -205,9 +206,9 @@ class ScreenModel:
         language: the screens show it instead of a code."""
         found: dict[str, Mapping[str, str]] = {}
         for code in reasons:
-            _, sep, identifier = code.partition(":")
-            if sep and identifier not in found:
-                found[identifier] = dict(self._rules(identifier))
+            rule = rule_of(code)
+            if rule is not None and rule[1] not in found:
+                found[rule[1]] = dict(self._rules(rule[1]))
         return found
 
     def snapshot(self, officer: bool) -> dict[str, Any]:
