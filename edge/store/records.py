@@ -101,13 +101,18 @@ class LiveIndex:
             ):
                 invalid.append(key)
                 continue
-            try:
-                entry = _entry_of(doc)
+            try:  # _entry_of, inlined: a call per passage is a tenth of the opening
+                pid = doc["pid"]
+                entry = Entry(
+                    pid, intern(doc["state"]), doc["ts"], doc["approved"], tuple(doc["refs"]),
+                    intern(doc["device"]),
+                )  # fmt: skip
             except (KeyError, TypeError):
                 invalid.append(key)
                 continue
-            entries[int(key)] = entry
-            by_pid[entry.pid] = int(key)
+            seq = int(key)
+            entries[seq] = entry
+            by_pid[pid] = seq
         return invalid
 
     def add(self, seq: int, doc: Mapping[str, Any]) -> None:
