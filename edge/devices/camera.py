@@ -18,12 +18,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import numpy as np
 
 from edge.config import CameraConfig, SourceSpec
-from edge.devices.frames import Frame, Gray, LatestFrame
+from edge.devices.frames import Frame, Gray, LatestFrame, as_gray
 from edge.devices.images import ImageError, gray_image
 from edge.errors import CameraError, InputError
 from edge.files import IMAGE, read_limited
@@ -43,11 +43,6 @@ def _cv2() -> Any:
     import cv2  # noqa: PLC0415
 
     return cv2
-
-
-def as_gray(image: Any) -> Gray:
-    """A C-contiguous 2-D uint8 array, as the decoders want it (no copy when it already is)."""
-    return cast(Gray, np.ascontiguousarray(image, dtype=np.uint8))
 
 
 class FrameSource(Protocol):

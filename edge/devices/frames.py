@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
 
 Gray = npt.NDArray[np.uint8]
+
+
+def as_gray(image: Any) -> Gray:
+    """A C-contiguous 2-D uint8 array, as the decoders want it (no copy when it already is)."""
+    return cast(Gray, np.ascontiguousarray(image, dtype=np.uint8))
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import io
 import warnings
-from typing import cast
 
 import numpy as np
 
-from edge.devices.frames import Gray
+from edge.devices.frames import Gray, as_gray
 
 # A QR photo needs no more: a 48-megapixel phone photo is within it. Larger
 # images (or "decompression bombs", small files that inflate to gigabytes)
@@ -51,4 +50,4 @@ def gray_image(data: bytes) -> Gray:
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         # a truncated or damaged file; Pillow raises these from its plugins
         raise ImageError(f"damaged image: {exc}") from exc
-    return cast(Gray, np.ascontiguousarray(np.asarray(gray), dtype=np.uint8))
+    return as_gray(np.asarray(gray))

@@ -76,10 +76,7 @@ class Publisher(threading.Thread):
         self.store = store
         self.device_id = device_id
         self.topic = topics.passage(device_id)
-        self.window = window
-        self.ack_mode = ack_mode
-        self.ack_timeout_s = ack_timeout_s
-        self.retry_s = retry_s
+        self.window = window  # (paho's queue is sized from it: mqtt/device.py)
         self.monotonic = monotonic
         self.on_rejected = on_rejected  # (how many so far, the last reason): raise an alert
         self.link: MqttLink | None = None

@@ -101,18 +101,14 @@ class LiveIndex:
             ):
                 invalid.append(key)
                 continue
-            try:  # _entry_of, inlined: a call per passage is a tenth of the opening
-                pid = doc["pid"]
-                entry = Entry(
-                    pid, intern(doc["state"]), doc["ts"], doc["approved"], tuple(doc["refs"]),
-                    intern(doc["device"]),
-                )  # fmt: skip
+            try:
+                entry = _entry_of(doc)
             except (KeyError, TypeError):
                 invalid.append(key)
                 continue
             seq = int(key)
             entries[seq] = entry
-            by_pid[pid] = seq
+            by_pid[entry.pid] = seq
         return invalid
 
     def add(self, seq: int, doc: Mapping[str, Any]) -> None:

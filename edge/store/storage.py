@@ -284,22 +284,21 @@ def _pwrite_all(fd: int, data: bytes, at: int) -> None:
 def data_end(data: bytes) -> int:
     """Where the data of an append log's bytes ends: after its last non-NUL byte
     (what follows is the zeros :class:`AppendLog` grew the file by ahead)."""
-    end = len(data)
-    while end:
-        start = max(0, end - PREALLOC)
-        kept = len(data[start:end].rstrip(b"\0"))
-        if kept:
-            return start + kept
-        end = start
-    return 0
+    return _last_non_nul(lambda start, end: data[start:end], len(data))
 
 
 def _data_end_of_file(fd: int, size: int) -> int:
     """:func:`data_end` of an open file, reading only its tail."""
+    return _last_non_nul(lambda start, end: os.pread(fd, end - start, start), size)
+
+
+def _last_non_nul(read: Callable[[int, int], bytes], size: int) -> int:
+    """Where the data ends in ``size`` bytes that ``read(start, end)`` hands out:
+    read backwards a step of zeros at a time, so a long zero tail costs no more."""
     end = size
     while end:
         start = max(0, end - PREALLOC)
-        kept = len(os.pread(fd, end - start, start).rstrip(b"\0"))
+        kept = len(read(start, end).rstrip(b"\0"))
         if kept:
             return start + kept
         end = start
