@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -65,6 +66,12 @@ def timed_raw(port: int, n: int, window: int, size: int) -> tuple[float, float]:
     cpu = time.process_time()
     rate = raw_rate(port, n, window, size)
     return rate, time.process_time() - cpu
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user and system) a process of ours has spent so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def spread(values: list[float], fmt: str) -> str:
@@ -142,6 +149,7 @@ def main() -> None:
     size = len(json.dumps(sample_message(1), separators=(",", ":")))
     drains: list[Drain] = []
     raws: list[tuple[float, float]] = []  # (messages/s, CPU s)
+    ingest_cpu: list[float] = []  # CPU seconds of each round's ingest process
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         # a broker sized for an ingest (deploy/: max_inflight_messages per client)
@@ -151,6 +159,7 @@ def main() -> None:
                 ingest = None
                 if args.ack == "ingest":
                     ingest = start_ingest(root / f"ingest{round_}", broker.port)
+                    ingest_start = process_cpu(ingest.pid)  # its start-up not counted
                 try:
                     if round_ % 2:
                         raws.append(timed_raw(broker.port, args.passages, args.window, size))
@@ -160,6 +169,7 @@ def main() -> None:
                         raws.append(timed_raw(broker.port, args.passages, args.window, size))
                 finally:
                     if ingest is not None:
+                        ingest_cpu.append(process_cpu(ingest.pid) - ingest_start)
                         ingest.terminate()
                         ingest.wait(30)
         finally:
@@ -178,6 +188,7 @@ def main() -> None:
     print(
         f"  CPU per message: kiosk {median(d.cpu for d in drains) * per:.0f} us,"
         f" raw client {median(c for _, c in raws) * per:.0f} us"
+        + (f", ingest {median(ingest_cpu) * per:.0f} us" if ingest_cpu else "")
     )
 
 
