@@ -70,8 +70,9 @@ def sample_message(seq: int) -> dict[str, object]:
 
 
 def prefill(directory: Path, waiting: int, archived: int) -> None:
-    """Write the store's files directly, as the outbox leaves them (each segment a
-    compacted log, each passage also in the journal): faster than appending one by one."""
+    """Write the store's files directly, as the outbox leaves them when it is closed (each
+    segment a compacted log, each passage also in the journal, which ends with a
+    checkpoint): faster than appending one by one."""
     (directory / "outbox").mkdir(parents=True)
     (directory / "archive").mkdir()
     (directory / "journal").mkdir()
@@ -93,6 +94,7 @@ def prefill(directory: Path, waiting: int, archived: int) -> None:
         journal_lines.append(journal.line_of(seq, text))
     for index, docs in segments.items():
         seglog.write_compacted(directory / "outbox" / f"seg-{index:08d}.log", docs)
+    journal_lines.append(journal.checkpoint_line(first + waiting - 1))  # closed cleanly
     (directory / "journal" / "2026-11-26.jsonl").write_bytes(b"".join(journal_lines))
     (directory / "meta.json").write_text(json.dumps({"last_seq": first + waiting - 1}))
 

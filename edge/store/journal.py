@@ -1,29 +1,38 @@
-"""The journal: a second, independent record of every passage until it is acknowledged.
+"""The journal: the write-ahead record of every passage, kept until it is acknowledged.
 
 On disk, under the store's ``journal/``, one file per day (the passage's UTC
 day, as the archive)::
 
     journal/2026-11-26.jsonl    {"seq":12,"crc":<crc32 of the text>,"msg":<text as published>}
                                 {"seq":12,"void":"<pid>"}   (that append failed: not a passage)
+                                {"ckpt":12}   (every passage up to seq 12 is durable in its segment)
 
-A passage's line is written and fdatasynced *before* its segment record, by
-the same thread, in another file: no single damaged file can lose a passage
-the outbox has acknowledged to its caller. A day file is deleted once no
+A passage's line is written and fdatasynced *before* its segment record, which
+is written but not synced: :meth:`Outbox.append` returns once the journal line
+is on the disk (one sync per passage, as a database's write-ahead log). A
+*checkpoint* later syncs the segments written since the last one and then
+writes a ``ckpt`` line (synced with the next passage's line; losing it costs
+only a longer read at the next start). At every start the outbox reads each
+day file back from its end to its last ``ckpt`` line (:func:`tail`): the
+passages after it, and no others, may be missing or torn in their segments
+after a power cut, and are put back from here. A day file is deleted once no
 passage of that day is waiting (they are all in the archive).
 
-The journal is only read when a segment is found damaged: the outbox then
-takes from it every passage of that segment that is neither in the segment
-(what could be saved of it) nor in the archive (acknowledged), and reports,
-by number, any seq that is in none of the three (:func:`recover`).
+Beyond that, the journal is the second, independent record of a passage until
+it is acknowledged: when a segment is found damaged, the outbox takes from it
+every passage of that segment that is neither in the segment (what could be
+saved of it) nor in the archive (acknowledged), and reports, by number, any seq
+that is in none of the three (:func:`read`, :func:`recover`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge.errors import StoreError
@@ -32,11 +41,18 @@ from edge.store import storage
 log = logging.getLogger(__name__)
 
 _MSG = b',"msg":'
+_CKPT = b'{"ckpt":'
+TAIL_STEP = 16 * 1024  # bytes read back from a day file's end at a time, looking for a ckpt
 
 
 def line_of(seq: int, text: str) -> bytes:
     data = text.encode("utf-8")
     return b'{"seq":%d,"crc":%d,"msg":%s}\n' % (seq, zlib.crc32(data), data)
+
+
+def checkpoint_line(seq: int) -> bytes:
+    """Every passage up to ``seq`` is durable in its segment."""
+    return b"%s%d}\n" % (_CKPT, seq)
 
 
 class Journal:
@@ -50,6 +66,11 @@ class Journal:
     def path(self, day: str) -> Path:
         return self.directory / f"{day}.jsonl"
 
+    @property
+    def day(self) -> str | None:
+        """The day file being written (None before the first write)."""
+        return self._day
+
     def _file(self, day: str) -> storage.AppendLog:
         if self._log is None or self._day != day:
             if self._log is not None:
@@ -58,11 +79,16 @@ class Journal:
             self._log, self._day = storage.AppendLog(self.path(day), lines=True), day
         return self._log
 
-    def write(self, seq: int, text: str, day: str) -> storage.AppendLog:
-        """Write a passage's line, not yet synced: the log to sync (raises StoreError)."""
-        log_ = self._file(day)
-        log_.write(line_of(seq, text))
-        return log_
+    def append(self, seq: int, text: str, day: str) -> None:
+        """Write a passage's line and sync it (raises StoreError; Unsynced when only the
+        sync failed)."""
+        self._file(day).append(line_of(seq, text))
+
+    def checkpoint(self, seq: int) -> None:
+        """Every passage up to ``seq`` is durable in its segment: say so in the day file
+        being written, without a sync of its own (the next passage's line syncs it)."""
+        if self._log is not None:
+            self._log.write(checkpoint_line(seq))
 
     def append_lines(self, day: str, lines: list[bytes]) -> None:
         """Record many passages at once (lines made by :func:`line_of`)."""
@@ -111,16 +137,112 @@ def read(directory: Path) -> dict[int, str]:
         except OSError as exc:
             log.error("store: cannot read the journal %s: %s", path, exc)  # noqa: TRY400
             continue
-        for line in data[: storage.data_end(data)].splitlines():
-            parsed = _parse(line)
-            if parsed is None:
-                continue
-            seq, text, void = parsed
-            if text is not None:
-                out[seq] = text
-            elif void is not None and seq in out and _pid_of(out[seq]) == void:
-                del out[seq]
+        _replay(data[: storage.data_end(data)].splitlines(), out)
     return out
+
+
+def _replay(lines: Iterable[bytes], out: dict[int, str]) -> int:
+    """Apply a day file's lines to ``out`` (seq -> text); the highest seq seen."""
+    highest = 0
+    for line in lines:
+        parsed = _parse(line)
+        if parsed is None:
+            continue
+        seq, text, void = parsed
+        highest = max(highest, seq)
+        if text is not None:
+            out[seq] = text
+        elif void is not None and seq in out and _pid_of(out[seq]) == void:
+            del out[seq]
+    return highest
+
+
+@dataclass
+class Tail:
+    """What the journal's day files hold after their last ``ckpt`` line."""
+
+    checkpoint: int = 0  # the highest ckpt found: every seq up to it is in its segment
+    texts: dict[int, str] = field(default_factory=dict)  # seq -> text, after the ckpt lines
+    highest: int = 0  # the highest seq of a line or ckpt read (voided ones too): numbered
+    days: dict[int, str] = field(default_factory=dict)  # seq -> its day file's day
+    late: list[Path] = field(default_factory=list)  # files with lines after their last ckpt
+
+    def pending(self) -> dict[int, str]:
+        """The passages whose segment record may not be durable: after the checkpoint."""
+        return {s: t for s, t in self.texts.items() if s > self.checkpoint}
+
+
+def tail(directory: Path) -> Tail:
+    """Read each day file back from its end to its last ``ckpt`` line (a file with none,
+    as an older version left them, is read whole)."""
+    out = Tail()
+    for path in sorted(directory.glob("*.jsonl")):
+        try:
+            with open(path, "rb") as fh:
+                lines, ckpt = _after_last_checkpoint(fh.fileno())
+        except OSError as exc:
+            log.error("store: cannot read the journal %s: %s", path, exc)  # noqa: TRY400
+            continue
+        if ckpt is not None:
+            out.checkpoint = max(out.checkpoint, ckpt)
+            out.highest = max(out.highest, ckpt)
+        if lines:
+            out.late.append(path)
+        texts: dict[int, str] = {}
+        out.highest = max(out.highest, _replay(lines, texts))
+        out.texts.update(texts)
+        out.days.update(dict.fromkeys(texts, path.stem))
+    return out
+
+
+def mark(path: Path, seq: int) -> None:
+    """Append a ``ckpt`` line to a day file, not synced (best effort: without it, the next
+    start only reads more)."""
+    log_ = storage.AppendLog(path, lines=True)
+    try:
+        log_.write(checkpoint_line(seq))
+    except StoreError as exc:
+        log.warning("store: cannot mark the journal %s: %s", path.name, exc)
+    finally:
+        log_.close()
+
+
+def _after_last_checkpoint(fd: int) -> tuple[list[bytes], int | None]:
+    """The lines of a day file after its last whole ``ckpt`` line, and that line's seq
+    (None if there is none): read backwards, twice as far each time."""
+    end = storage.data_end_of(fd)
+    step = TAIL_STEP
+    while True:
+        start = max(0, end - step)
+        data = os.pread(fd, end - start, start)
+        found = _last_checkpoint(data, whole=start == 0)
+        if found is not None:
+            at, seq = found
+            return data[at:].splitlines(), seq
+        if start == 0:
+            return data.splitlines(), None
+        step *= 2
+
+
+def _last_checkpoint(data: bytes, *, whole: bool) -> tuple[int, int] | None:
+    """Where the lines after the last whole, readable ``ckpt`` line of ``data`` begin, and
+    its seq. ``whole``: ``data`` starts at the file's start (else its first line may be a
+    part of one)."""
+    pos = len(data)
+    while (at := data.rfind(_CKPT, 0, pos)) >= 0:
+        pos = at
+        if (at == 0 and not whole) or (at > 0 and data[at - 1] != 0x0A):
+            continue  # not at the start of a line
+        nl = data.find(b"\n", at)
+        if nl < 0:
+            continue  # torn by a power cut
+        try:
+            seq = json.loads(data[at:nl])["ckpt"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if type(seq) is int:
+            return nl + 1, seq
+    return None
 
 
 def _parse(line: bytes) -> tuple[int, str | None, str | None] | None:

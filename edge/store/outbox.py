@@ -16,10 +16,16 @@ and a drain neither re-encodes it nor parses it to publish or archive it.
 The live outbox is segmented (``segment_size`` passages at most); a segment
 is an append-only log: a new passage appends its own bytes, and a segment is
 rewritten whole only when it is done or its log has outgrown what it holds.
-Each passage is first written to the journal, then to its segment, both
-synced before :meth:`Outbox.append` returns: a damaged segment is repaired
-from the journal at the next start (:mod:`edge.store.segments`), and a seq
-found in neither (nor in the archive) is reported by number. Acknowledged
+Each passage is first written to the journal and synced, then to its segment,
+not synced: :meth:`Outbox.append` returns after one sync, as a database with a
+write-ahead log. A *checkpoint* syncs the segments written since the last one
+and marks the journal (every :data:`CHECKPOINT_EVERY` passages, when the store
+thread has been idle :data:`CHECKPOINT_AFTER` seconds, when the journal turns to
+another day, and at close); the next start puts back from the journal's tail
+what a power cut took from a segment (:func:`edge.store.journal.tail`). A
+segment found damaged is repaired from the journal too
+(:mod:`edge.store.segments`), and a seq found in neither (nor in the archive)
+is reported by number. Acknowledged
 passages leave their segment for the day archive; an emptied segment is
 deleted. Day archives older than ``retention_days`` are deleted: personal data
 does not outlive them; but only on a clock consistent with ``last_known``, the
@@ -36,7 +42,6 @@ brought up to date before a segment is deleted.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import gc
 import json
@@ -70,7 +75,7 @@ from edge.store.records import (
 )
 from edge.store.retention import Purge, clock_problem
 from edge.store.seglog import TABLE
-from edge.store.segments import Segments
+from edge.store.segments import Segments, storage_of
 
 # what the outbox's users speak in, wherever it is defined
 __all__ = ["SENT", "STORED", "Entry", "Outbox", "OutboxStatus", "Payload"]
@@ -78,6 +83,8 @@ __all__ = ["SENT", "STORED", "Entry", "Outbox", "OutboxStatus", "Payload"]
 log = logging.getLogger(__name__)
 
 META_EVERY = timedelta(seconds=5)
+CHECKPOINT_EVERY = 64  # passages whose only synced record is the journal, at most...
+CHECKPOINT_AFTER = 1.0  # ...and seconds the store thread waits idle before a checkpoint
 
 
 @dataclass(frozen=True)
@@ -143,7 +150,8 @@ class Outbox:
             repaired = self._segments.load_all()
         finally:
             gc.enable()
-        floor = max(self._meta.last_seq, repaired)
+        self._unsynced = 0  # passages appended since the last checkpoint
+        floor = max(self._meta.last_seq, repaired, self._replay_journal())
         if not floor and self.alerts:
             floor = max(archived_seqs(self.archive_dir), default=0)  # meta lost: the archive knows
         self._last_seq = max([floor, *self._index])
@@ -160,6 +168,37 @@ class Outbox:
                     f"delivered as {device}; kept (checkpoint-edge outbox export)",
                 )
             )
+
+    def _replay_journal(self) -> int:
+        """Put back into their segments the passages of the journal's tail (after its last
+        checkpoint) that a power cut took from them, and sync the segments the others are
+        in (an earlier process may have left their records unsynced: killed, the machine
+        up). Returns the highest seq of the tail (0 without one)."""
+        tail = journal.tail(self._journal.directory)
+        pending = tail.pending()
+        if not pending:
+            return tail.highest
+        missing = {s: t for s, t in pending.items() if s not in self._index}
+        if missing:
+            days = {tail.days[s] for s in missing}
+            archived = archived_seqs(self.archive_dir, days)  # acknowledged meanwhile
+            restore = sorted(s for s in missing if s not in archived)
+            for index, group in _by_segment(restore, self._segments.of):
+                docs = [_restored(missing[s], s) for s in group]
+                self._segments.db(index).table(TABLE).insert_multiple(docs)
+                for doc in docs:
+                    self._live.add(doc.doc_id, doc)
+            if restore:
+                log.warning(
+                    "store: seq %s put back from the journal (their segment records were not "
+                    "yet synced when the kiosk stopped)",
+                    journal.ranges(restore),
+                )
+        for index in sorted({self._segments.of(s) for s in pending if s in self._index}):
+            self._segments.log(index).sync(written_before=True)
+        for path in tail.late:
+            journal.mark(path, tail.highest)  # all synced now: the next start reads less
+        return tail.highest
 
     # -- meta.json -------------------------------------------------------
 
@@ -227,29 +266,54 @@ class Outbox:
         msg = passage.to_message(self.fields)
         doc = doc_of(json.dumps(msg, separators=(",", ":")), msg, STORED)
         day = day_of_ts(doc["ts"])
-        # The journal's line first; it is synced on a helper thread while the segment
-        # record is written and synced here: the answer waits for both.
-        pending = storage.sync_soon(self._journal.write(seq, doc["msg"], day))
-        index = self._segments.of(seq)
-        table = self._segments.db(index).table(TABLE)
+        if self._journal.day not in (None, day):
+            self._checkpoint_or_log()  # the day file left behind ends with its checkpoint
+        journaled = False
         try:
-            table.insert(Document(doc, seq))
-        except StoreError:
-            with contextlib.suppress(StoreError):
-                storage.settle(pending)
-            if table.contains(doc_id=seq):
-                self._last_seq = seq  # on disk after all (only its sync failed): never reuse
-                self._live.add(seq, doc)
-            else:
-                self._journal.void(seq, doc["pid"], day)
+            # the journal's line, synced: the passage's durable record from now on
+            self._journal.append(seq, doc["msg"], day)
+            journaled = True
+            # its segment's record, synced at the next checkpoint
+            index = self._segments.of(seq)
+            db = self._segments.db(index)
+            segment = storage_of(db)
+            segment.deferred = True
+            try:
+                db.table(TABLE).insert(Document(doc, seq))
+            finally:
+                segment.deferred = False
+        except StoreError as exc:
+            if journaled or isinstance(exc, storage.Unsynced):
+                self._journal.void(seq, doc["pid"], day)  # in the journal: never put back
             raise
         self._last_seq = seq
         self._live.add(seq, doc)
         self._last_known = aware(draft.ts)
-        storage.settle(pending)  # Unsynced: the journal's line may not survive a power cut
+        self._unsynced += 1
         if self._segments.of(seq + 1) != index:
             self._segments.compact(index)  # the segment is done: its log becomes one record
+        if self._unsynced >= CHECKPOINT_EVERY:
+            self._checkpoint_or_log()
         return passage
+
+    @property
+    def unsynced(self) -> int:
+        """Passages appended since the last checkpoint (their segment records not synced)."""
+        return self._unsynced
+
+    def checkpoint(self) -> None:
+        """Sync the segments written since the last checkpoint, then mark the journal:
+        the next start reads it back only from there. Raises StoreError."""
+        if self._unsynced:
+            self._segments.sync_all()
+            self._journal.checkpoint(self._last_seq)
+            self._unsynced = 0
+
+    def _checkpoint_or_log(self) -> None:
+        try:
+            self.checkpoint()
+        except StoreError as exc:  # the journal holds those passages: tried again later
+            log.warning("store: checkpoint failed: %s", exc)
 
     def entries(self) -> dict[int, Entry]:
         """The live passages by seq (a copy), oldest first."""
@@ -417,6 +481,7 @@ class Outbox:
         return self._last_seq
 
     def close(self) -> None:
+        self._checkpoint_or_log()
         try:
             self._meta.last_seq = max(self._meta.last_seq, self._last_seq)
             self._write_meta()
@@ -443,6 +508,11 @@ def _by_segment(seqs: list[int], segment_of: Callable[[int], int]) -> list[tuple
     for seq in seqs:
         groups.setdefault(segment_of(seq), []).append(seq)
     return sorted(groups.items())
+
+
+def _restored(text: str, seq: int) -> Document:
+    """A passage put back from the journal: as stored, never yet sent."""
+    return Document(doc_of(text, json.loads(text), STORED), seq)
 
 
 def _ts_of(entry: Entry) -> datetime | None:

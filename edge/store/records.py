@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -213,10 +213,12 @@ def read_archive(path: Path) -> list[dict[str, Any]]:
     return [record["msg"] for record in archive_records(path)]
 
 
-def archived_seqs(archive_dir: Path) -> set[int]:
-    """The seqs of every archived passage (acknowledged: never restored, never reused)."""
+def archived_seqs(archive_dir: Path, days: Iterable[str] | None = None) -> set[int]:
+    """The seqs of every archived passage (acknowledged: never restored, never reused); of
+    those days only, if given."""
     seqs: set[int] = set()
-    for path in archive_dir.glob("*.jsonl"):
+    names = ["*"] if days is None else sorted(days)
+    for path in (p for name in names for p in archive_dir.glob(f"{name}.jsonl")):
         for msg in read_archive(path):
             seq = msg.get("seq")
             if isinstance(seq, int):

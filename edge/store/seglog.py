@@ -231,6 +231,10 @@ class SegmentLog(Storage):
         self._log = storage.AppendLog(self.path)
         self._docs: Docs = replayed.docs() if replayed is not None else {}
         self._size = replayed.end if replayed is not None else 0
+        # While ``deferred``, what TinyDB writes is not synced (a new passage: its journal
+        # line is its durable record until the outbox's next checkpoint syncs it here).
+        self.deferred = False
+        self.unsynced = False  # a deferred write not synced since
 
     def read(self) -> dict[str, Docs]:
         return {TABLE: {key: dict(doc) for key, doc in self._docs.items()}}
@@ -261,7 +265,8 @@ class SegmentLog(Storage):
         if gone:
             record += encode({"del": gone})
         if record:
-            self._append(record, dict(new))
+            self._append(record, dict(new), sync=not self.deferred)
+            self.unsynced = self.unsynced or self.deferred
 
     def update(self, changes: Docs, sync: bool = True) -> None:
         """Change these fields of these documents (keys not held are left out). Without
@@ -296,6 +301,15 @@ class SegmentLog(Storage):
             self._docs, self._size = docs, self._size + len(record)  # in the file all the same
             raise
         self._docs, self._size = docs, self._size + len(record)
+        if sync:
+            self.unsynced = False  # a sync makes what was written before durable too
+
+    def sync(self, *, written_before: bool = False) -> None:
+        """Make the deferred writes durable (raises Unsynced); ``written_before``: whatever
+        the file holds, even if written by an earlier process (the store's opening)."""
+        if self.unsynced or written_before:
+            self._log.sync()
+            self.unsynced = False
 
     def live_bytes(self) -> int:
         """About what a compacted log would take."""
@@ -310,8 +324,12 @@ class SegmentLog(Storage):
         self._log.close()  # the next append opens the new file
         storage.replace_file(self.path, data, keep_prev=False)
         self._size = len(data)
+        self.unsynced = False
 
     def close(self) -> None:
+        """Close the file; deferred writes are synced first (raises Unsynced, and then the
+        file stays open)."""
+        self.sync()
         self._log.close()
 
 

@@ -168,18 +168,24 @@ class Segments:
         if damaged:  # damaged since the store was opened: repaired the same way
             self._recover(damaged)
             replayed = self._load(index, path, {})
+        if len(self.open) >= OPEN_SEGMENTS:
+            oldest = next(iter(self.open.values()))
+            storage_of(oldest).sync()  # its new passages' records, before its file is closed
+            self.open.popitem(last=False)
+            oldest.close()
         db = TinyDB(path, storage=SegmentLog, replayed=replayed)
         self.open[index] = db
-        if len(self.open) > OPEN_SEGMENTS:
-            _, oldest = self.open.popitem(last=False)
-            oldest.close()
         return db
 
     def log(self, index: int) -> SegmentLog:
         """A segment's storage, for the outbox's own reads and bulk bookkeeping."""
-        segment = self.db(index).storage
-        assert isinstance(segment, SegmentLog)
-        return segment
+        return storage_of(self.db(index))
+
+    def sync_all(self) -> None:
+        """Sync every open segment's deferred writes (raises Unsynced). Closed segments
+        have none: they are synced before they are closed."""
+        for db in self.open.values():
+            storage_of(db).sync()
 
     def compact(self, index: int) -> None:
         """Rewrite a segment's log whole. A failure costs nothing but bytes: the log holds
@@ -193,10 +199,21 @@ class Segments:
         """Delete a segment none of whose passages is waiting (the directory not synced)."""
         db = self.open.pop(index, None)
         if db is not None:
+            storage_of(db).unsynced = False  # its passages are in the archive: nothing to sync
             db.close()
         self.path(index).unlink(missing_ok=True)
 
     def close_all(self) -> None:
-        for db in self.open.values():
-            db.close()
+        for index, db in self.open.items():
+            try:
+                db.close()
+            except StoreError as exc:  # its new passages stay in the journal's tail
+                log.warning("store: segment %d closed unsynced: %s", index, exc)
         self.open.clear()
+
+
+def storage_of(db: TinyDB) -> SegmentLog:
+    """A segment database's storage (the log)."""
+    segment = db.storage
+    assert isinstance(segment, SegmentLog)
+    return segment

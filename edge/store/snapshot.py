@@ -4,7 +4,8 @@ from the daemon that owns it.
 A segment log is only appended to or replaced whole, so what is read is complete but
 for a last record being written (left out); a segment removed meanwhile
 (acknowledged) is read from the archive. A damaged segment is read as the daemon
-will repair it at its next start (:mod:`edge.store.segments`), changing nothing.
+will repair it at its next start (:mod:`edge.store.segments`), and so is the
+journal's tail (passages whose segment records a power cut took), changing nothing.
 """
 
 from __future__ import annotations
@@ -62,7 +63,13 @@ def snapshot(directory: Path) -> StoreSnapshot:
             archived.setdefault(pid, record["msg"])  # a crash may have written it twice
             if isinstance(record.get("rejected"), str):
                 rejected[pid] = record["rejected"]
-    last_seq = max([int(meta.get("last_seq", 0) or 0), *live])
+    tail = journal.tail(directory / "journal")
+    pids = set(archived)
+    for seq, text in tail.pending().items():  # what the daemon puts back at its next start
+        msg = _message_of({"msg": text})
+        if seq not in live and msg is not None and str(msg.get("pid")) not in pids:
+            live[seq] = {"msg": msg, "state": STORED}
+    last_seq = max([int(meta.get("last_seq", 0) or 0), tail.highest, *live])
     missing: list[int] = []
     if damaged:  # what the daemon will do at its next start, read-only
         texts = journal.read(directory / "journal")

@@ -10,7 +10,8 @@ one place:
   version.
 - :func:`append_lines` appends whole lines and fsyncs (the day archives).
 - :class:`AppendLog` keeps a file open for appends: each one is written and
-  fdatasynced (the outbox segments' logs and the journal); a write that fails
+  fdatasynced, or written now and synced later (the outbox segments' logs,
+  whose new passages the journal holds meanwhile); a write that fails
   half way is cut back off, so the file never holds a torn record followed by
   good ones. The file is grown ahead in zero-filled steps of :data:`PREALLOC`
   bytes, so that most appends overwrite blocks the file already has and their
@@ -31,7 +32,6 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -242,25 +242,6 @@ class AppendLog:
             self._fd = None
 
 
-_syncer: ThreadPoolExecutor | None = None
-
-
-def sync_soon(log_: AppendLog) -> Future[None]:
-    """Start syncing ``log_`` on a helper thread; :func:`settle` waits for it. The outbox
-    syncs its journal this way while it writes and syncs the segment: two files made
-    durable in about the time of one (the file system commits them together)."""
-    global _syncer  # noqa: PLW0603 - one helper thread for the process, made when needed
-    if _syncer is None:
-        _syncer = ThreadPoolExecutor(1, thread_name_prefix="store-sync")
-    return _syncer.submit(log_.sync)
-
-
-def settle(pending: Future[None]) -> None:
-    """Wait for a :func:`sync_soon`; raises Unsynced if it failed."""
-    pending.result()
-    crash("record-synced")
-
-
 def _end_of_last_line(fd: int, size: int) -> int:
     """Where the last whole line of a file ends (0 if it has none)."""
     at = size
@@ -285,6 +266,11 @@ def data_end(data: bytes) -> int:
     """Where the data of an append log's bytes ends: after its last non-NUL byte
     (what follows is the zeros :class:`AppendLog` grew the file by ahead)."""
     return _last_non_nul(lambda start, end: data[start:end], len(data))
+
+
+def data_end_of(fd: int) -> int:
+    """:func:`data_end` of an open file, reading only its tail."""
+    return _data_end_of_file(fd, os.fstat(fd).st_size)
 
 
 def _data_end_of_file(fd: int, size: int) -> int:

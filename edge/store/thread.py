@@ -4,7 +4,9 @@ Every other thread asks it to do outbox work and waits for the answer (the
 publisher, for its reads ahead and bookkeeping, goes on and takes it later). New
 passages go first: the lane waits on an append before the barrier may move,
 so an append overtakes queued delivery bookkeeping (acknowledgements,
-``sent`` marks) and maintenance.
+``sent`` marks) and maintenance. When it has had nothing to do for
+:data:`~edge.store.outbox.CHECKPOINT_AFTER` seconds after an append, it makes a
+checkpoint (:meth:`Outbox.checkpoint`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from edge.core.model import Passage, PassageDraft
-from edge.store.outbox import Entry, Outbox, OutboxStatus, Payload
+from edge.errors import StoreError
+from edge.store.outbox import CHECKPOINT_AFTER, Entry, Outbox, OutboxStatus, Payload
 from edge.store.retention import Purge
 
 log = logging.getLogger(__name__)
@@ -32,9 +35,11 @@ APPEND, READ, BOOKKEEPING, MAINTENANCE = 0, 1, 2, 3
 class StoreThread(threading.Thread):
     """Runs outbox operations in priority order on its own thread."""
 
-    def __init__(self, outbox: Outbox) -> None:
+    def __init__(self, outbox: Outbox, checkpoint_after: float = CHECKPOINT_AFTER) -> None:
         super().__init__(name="store", daemon=True)
         self.outbox = outbox
+        self.checkpoint_after = checkpoint_after
+        self.checkpointed = threading.Event()  # set by each idle checkpoint (for tests)
         self._queue: queue.PriorityQueue[tuple[int, int, Callable[[], Any] | None, Future[Any]]] = (
             queue.PriorityQueue()
         )
@@ -53,7 +58,12 @@ class StoreThread(threading.Thread):
 
     def run(self) -> None:
         while True:
-            _, _, work, future = self._queue.get()
+            try:
+                item = self._queue.get(timeout=self._idle_wait())
+            except queue.Empty:
+                self._checkpoint()
+                continue
+            _, _, work, future = item
             if work is None:
                 future.set_result(None)
                 return
@@ -61,6 +71,18 @@ class StoreThread(threading.Thread):
                 future.set_result(work())
             except Exception as exc:  # noqa: BLE001 - the caller gets it, the thread lives on
                 future.set_exception(exc)
+
+    def _idle_wait(self) -> float | None:
+        """How long to wait for work before a checkpoint is due (None: none is)."""
+        return self.checkpoint_after if self.outbox.unsynced else None
+
+    def _checkpoint(self) -> None:
+        try:
+            self.outbox.checkpoint()
+        except StoreError as exc:  # the journal holds those passages; tried after the next
+            log.warning("store: checkpoint failed: %s", exc)
+        else:
+            self.checkpointed.set()
 
     def stop(self) -> None:
         """Finish what is queued, close the outbox, end."""
