@@ -296,3 +296,38 @@ def test_a_journal_line_that_cannot_be_synced_fails_the_append_and_is_never_put_
     reopened = box(tmp_path)
     assert [e.pid for e in reopened.entries().values()] == [kept.pid]
     assert reopened.alerts == []
+
+
+def test_a_hole_where_records_were_not_yet_synced_is_no_alert(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A power cut before the checkpoint: the start of the last record never reached the
+    disk, its end did (a file grown ahead allows it). The journal is there for that."""
+    b = box(tmp_path)
+    pids = [b.append(draft()).pid for _ in range(3)]
+    killed(b)
+    seg = tmp_path / SEG0
+    data = seg.read_bytes()
+    end = storage.data_end(data)
+    last = data.rfind(b"\n", 0, end - 1) + 1
+    seg.write_bytes(data[:last] + bytes(6) + data[last + 6 :])
+    reopened = box(tmp_path)
+    assert [e.pid for e in reopened.entries().values()] == pids
+    assert reopened.alerts == []
+    assert not (tmp_path / "incidents.jsonl").exists()
+    assert "records not yet synced when the power went" in caplog.text
+    reopened.close()
+    assert box(tmp_path).alerts == []  # repaired for good
+
+
+def test_garbage_where_records_were_not_yet_synced_is_still_damage(tmp_path: Path) -> None:
+    b = box(tmp_path)
+    for _ in range(3):
+        b.append(draft())
+    killed(b)
+    seg = tmp_path / SEG0
+    data = seg.read_bytes()
+    seg.write_bytes(b"rot!" + data[4:])  # not zeros: not what a power cut leaves
+    reopened = box(tmp_path)
+    assert sorted(reopened.entries()) == [1, 2, 3]
+    assert [a.kind for a in reopened.alerts] == ["store_corrupt"]

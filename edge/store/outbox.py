@@ -145,13 +145,15 @@ class Outbox:
         self._segments = Segments(
             directory, segment_size, self._live, self.alerts, lambda: self._meta.last_seq
         )
+        tail = journal.tail(self._journal.directory)
+        self._segments.unsynced = {self._segments.of(s) for s in tail.pending()}
         gc.disable()  # opening makes an object per passage waiting, and no cycle
         try:
             repaired = self._segments.load_all()
         finally:
             gc.enable()
         self._unsynced = 0  # passages appended since the last checkpoint
-        floor = max(self._meta.last_seq, repaired, self._replay_journal())
+        floor = max(self._meta.last_seq, repaired, self._replay_journal(tail))
         if not floor and self.alerts:
             floor = max(archived_seqs(self.archive_dir), default=0)  # meta lost: the archive knows
         self._last_seq = max([floor, *self._index])
@@ -169,12 +171,12 @@ class Outbox:
                 )
             )
 
-    def _replay_journal(self) -> int:
+    def _replay_journal(self, tail: journal.Tail) -> int:
         """Put back into their segments the passages of the journal's tail (after its last
         checkpoint) that a power cut took from them, and sync the segments the others are
         in (an earlier process may have left their records unsynced: killed, the machine
         up). Returns the highest seq of the tail (0 without one)."""
-        tail = journal.tail(self._journal.directory)
+        self._segments.unsynced.clear()
         pending = tail.pending()
         if not pending:
             return tail.highest

@@ -56,6 +56,7 @@ class Replayed:
     end: int = 0  # bytes up to the end of the last good record
     size: int = 0  # bytes in the file
     bad: int = 0  # records that failed their check, other than a torn last one
+    holes: int = 0  # ... of which start with zeros (their first block never written)
     torn: bool = False  # the last record was cut short
 
     @property
@@ -131,6 +132,7 @@ def replay(data: bytes) -> Replayed:
         out.torn = True
         bad_at.pop()
     out.bad = len(bad_at)
+    out.holes = sum(1 for at in bad_at if data[at] == 0)
     if out.bad and not out.torn:
         out.end = size  # a damaged file is replaced whole, never appended to
     return out
@@ -139,8 +141,9 @@ def replay(data: bytes) -> Replayed:
 def _looks_like_a_record(tail: bytes) -> bool:
     """A torn record still starts like one; garbage over a file does not. (Nor does a
     record whose first block never reached the disk while a later one did, which
-    writes into a file grown ahead allow: it starts with zeros. It is taken for
-    damage: the segment is repaired from the journal, nothing is lost.)"""
+    writes into a file grown ahead allow: it starts with zeros, a *hole*. It is taken
+    for damage: the segment is repaired from the journal, nothing is lost; and where
+    it is a record the journal's tail says was not yet synced, that is no alert.)"""
     head = tail[:10]
     return (len(head) >= 9 and all(b in _HEX for b in head[:8]) and head[8:9] == b" ") or (
         len(head) < 9 and all(b in _HEX for b in head[:8])

@@ -49,6 +49,7 @@ class Damage:
     file: str
     how: str
     docs: dict[str, dict[str, Any]]
+    unsynced: bool = False  # only holes, where records not yet synced were written
 
 
 class Segments:
@@ -74,6 +75,9 @@ class Segments:
         self.alerts = alerts
         self.numbered = numbered
         self.open: OrderedDict[int, TinyDB] = OrderedDict()
+        # segments with records written since the last checkpoint (the journal's tail,
+        # read at opening): a power cut may have left holes in them
+        self.unsynced: set[int] = set()
 
     def of(self, seq: int) -> int:
         """The index of the segment a seq goes in."""
@@ -111,7 +115,8 @@ class Segments:
         if replayed.damaged or invalid:
             kept = replayed.docs()
             storage.quarantine(path, f"{replayed.bad + len(invalid)} damaged record(s)")
-            damaged[index] = Damage(path.name, "damaged, moved aside", kept)
+            holes = not invalid and replayed.holes == replayed.bad and index in self.unsynced
+            damaged[index] = Damage(path.name, "damaged, moved aside", kept, holes)
             return replayed
         if replayed.torn:  # an append cut short by a power cut: never acknowledged
             storage.truncate(path, replayed.end)
@@ -139,6 +144,10 @@ class Segments:
             else:
                 self.path(index).unlink(missing_ok=True)
             alert = report.describe(damage.how)
+            if damage.unsynced and not report.missing:
+                # a power cut before the checkpoint: what the journal is there for
+                log.warning("store: %s (records not yet synced when the power went)", alert)
+                continue
             self.alerts.append(StoreAlert("store_corrupt", alert))
             self._write_incident(report, alert)
         return known
