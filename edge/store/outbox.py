@@ -271,9 +271,13 @@ class Outbox:
         if self._journal.day not in (None, day):
             self._checkpoint_or_log()  # the day file left behind ends with its checkpoint
         journaled = False
+        failed_sync: storage.Unsynced | None = None
         try:
             # the journal's line, synced: the passage's durable record from now on
-            self._journal.append(seq, doc["msg"], day)
+            try:
+                self._journal.append(seq, doc["msg"], day)
+            except storage.Unsynced as exc:
+                failed_sync = exc  # in the file all the same: kept, and the caller told
             journaled = True
             # its segment's record, synced at the next checkpoint
             index = self._segments.of(seq)
@@ -284,8 +288,8 @@ class Outbox:
                 db.table(TABLE).insert(Document(doc, seq))
             finally:
                 segment.deferred = False
-        except StoreError as exc:
-            if journaled or isinstance(exc, storage.Unsynced):
+        except StoreError:
+            if journaled:
                 self._journal.void(seq, doc["pid"], day)  # in the journal: never put back
             raise
         self._last_seq = seq
@@ -294,6 +298,8 @@ class Outbox:
         self._unsynced += 1
         if self._segments.of(seq + 1) != index:
             self._segments.compact(index)  # the segment is done: its log becomes one record
+        if failed_sync is not None:
+            raise failed_sync  # stored, and never a seq again; but a power cut may take it
         if self._unsynced >= CHECKPOINT_EVERY:
             self._checkpoint_or_log()
         return passage
