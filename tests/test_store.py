@@ -16,7 +16,7 @@ from edge.errors import StoreError
 from edge.store import journal, seglog, storage
 from edge.store import tool as outbox_tool
 from edge.store.outbox import SENT, STORED, Outbox
-from edge.store.records import doc_of, read_archive
+from edge.store.records import LiveIndex, doc_of, read_archive
 
 from .test_declaration import make_declaration
 
@@ -468,6 +468,25 @@ def test_journal_days_with_nothing_waiting_are_deleted(tmp_path: Path) -> None:
     b.acknowledge([e.pid for s, e in b.entries().items() if s <= 10], T0)
     days = sorted(p.name for p in (tmp_path / "journal").iterdir())
     assert days == ["2026-11-27.jsonl", "2026-11-28.jsonl"]
+
+
+def test_live_days_are_kept_up_to_date_when_a_segment_is_read_again() -> None:
+    """A drain reads segments again (only the oldest stay open): the day count is kept,
+    not recounted over every waiting passage at the next drop."""
+    live = LiveIndex()
+    docs = {
+        str(seq): doc_of(
+            "{}", {"pid": f"p{seq}", "ts": f"2026-11-2{seq % 2 + 6}T08:00:00.000Z"}, "stored"
+        )
+        for seq in range(1, 5)
+    }
+    live.add_all(docs)
+    assert live.days() == {"2026-11-26": 2, "2026-11-27": 2}
+    live.add_all(docs)  # the same segment loaded again
+    moved = {"3": doc_of("{}", {"pid": "p3", "ts": "2026-11-28T08:00:00.000Z"}, "stored")}
+    live.add_all(moved)
+    live.remove(1)
+    assert live.days() == {"2026-11-26": 2, "2026-11-28": 1}
 
 
 def test_one_store_one_kiosk(tmp_path: Path) -> None:

@@ -89,11 +89,12 @@ class LiveIndex:
         self, docs: Mapping[str, Mapping[str, Any]], texts: Mapping[str, object] | None = None
     ) -> list[str]:
         """Index these passages; the keys of those that are not valid (left out). With
-        ``texts``, a segment log's documents, whose message texts are apart. The days
-        are counted afresh when next needed (:meth:`days`)."""
-        self._days = None
+        ``texts``, a segment log's documents, whose message texts are apart. Once the
+        days are counted, they are kept up to date here too: a drain loads each segment
+        again (only the oldest stay open) and drops one as often, and a recount of every
+        waiting passage at each drop would cost a drain of N passages N squared."""
         invalid = []
-        entries, by_pid = self.entries, self.by_pid
+        entries, by_pid, days = self.entries, self.by_pid, self._days
         for key, doc in docs.items():
             # inline: this runs for every passage waiting when the store opens
             if texts is not None and (
@@ -107,6 +108,12 @@ class LiveIndex:
                 invalid.append(key)
                 continue
             seq = int(key)
+            if days is not None:  # (None while the store opens: nothing to keep)
+                old = entries.get(seq)
+                if old is None or old.ts != entry.ts:
+                    if old is not None:
+                        self._forget_day(old)
+                    days[day_of_ts(entry.ts)] += 1
             entries[seq] = entry
             by_pid[entry.pid] = seq
         return invalid
