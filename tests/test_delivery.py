@@ -129,7 +129,7 @@ def test_a_successful_puback_counts_and_the_sent_mark_waits_a_second() -> None:
     rig = Rig()
     rig.round(Stored(1))
     actions = rig.feed(rig.pubacks(1))
-    assert logged(actions) == ["passage seq=1 published"]
+    assert logged(actions) == ["passage(s) published: seq 1"]
     assert rig.machine.published == 1
     assert rig.machine.backlog == 1  # until the ingest acknowledges it
     rig.now += SENT_MARK_S - 0.01

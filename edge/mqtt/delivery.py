@@ -33,7 +33,7 @@ from __future__ import annotations
 import itertools
 import logging
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from edge.mqtt.delivery_events import (
@@ -272,7 +272,9 @@ class Delivery:
                 self._due.discard(seq)
                 self._to_mark_sent[seq] = now
         self.published += len(seqs)
-        return [Log(logging.INFO, "passage seq=%d published", (seq,)) for seq in seqs]
+        # one line for the PUBACKs of a round, not one per passage: a drain would log
+        # thousands of lines at the default level (and pay for each)
+        return [Log(logging.INFO, "passage(s) published: seq %s", (ranges(seqs),))]
 
     def _flush(self, now: float, force: bool = False) -> list[Action]:
         """Bookkeeping for the store, one batch at a time, the publisher not waiting for
@@ -480,3 +482,17 @@ class Delivery:
             for seq in late:
                 self._sent_at[seq] = now  # due once more, not at every sweep
             self._rewind()
+
+
+def ranges(seqs: Sequence[int]) -> str:
+    """Ascending seqs 1,2,3,7 -> '1-3,7' (PUBACKs and acknowledgements come in runs)."""
+    out: list[str] = []
+    start = prev = seqs[0]
+    for seq in [*seqs[1:], None]:
+        if seq is not None and seq == prev + 1:
+            prev = seq
+            continue
+        out.append(f"{start}-{prev}" if prev > start else str(start))
+        if seq is not None:
+            start = prev = seq
+    return ",".join(out)

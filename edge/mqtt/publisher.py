@@ -23,7 +23,7 @@ from concurrent.futures import Future
 from datetime import UTC, datetime
 
 from edge.mqtt import topics
-from edge.mqtt.delivery import BOOKKEEP_MAX, READ_AHEAD, SENT_MARK_S, Delivery
+from edge.mqtt.delivery import BOOKKEEP_MAX, READ_AHEAD, SENT_MARK_S, Delivery, ranges
 from edge.mqtt.delivery_events import (
     Acked,
     Acknowledged,
@@ -253,7 +253,7 @@ class Publisher(threading.Thread):
                 log.log(level, message, *args)
             case Acknowledged(seqs=seqs, outbox_empty=empty):
                 self.last_ack = datetime.now(UTC)
-                log.info("passage(s) acknowledged by the ingest: seq %s", _ranges(seqs))
+                log.info("passage(s) acknowledged by the ingest: seq %s", ranges(seqs))
                 if empty:
                     log.info("outbox empty: every passage is with the ingest")
             case AlertRejected(count=count, reason=reason):
@@ -298,17 +298,3 @@ class Publisher(threading.Thread):
 
         future.add_done_callback(done)
         return None
-
-
-def _ranges(seqs: tuple[int, ...]) -> str:
-    """1,2,3,7 -> '1-3,7' (acknowledgements come in runs)."""
-    out: list[str] = []
-    start = prev = seqs[0]
-    for seq in [*seqs[1:], None]:
-        if seq is not None and seq == prev + 1:
-            prev = seq
-            continue
-        out.append(f"{start}-{prev}" if prev > start else str(start))
-        if seq is not None:
-            start = prev = seq
-    return ",".join(out)
