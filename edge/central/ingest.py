@@ -34,6 +34,7 @@ see it and say online again.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import queue
@@ -136,6 +137,9 @@ class Ingest:
 
     def start(self) -> None:
         log.info("ingest: worker %s, database %s", self.worker, _safe_url(self.cfg.ingest.database))
+        # what is built by now lives as long as the worker: out of the cyclic collector's
+        # scans, which then look only at what the passages make (stop() unfreezes)
+        gc.freeze()
         self._thread.start()
         if self.cfg.ingest.retention_days:
             self._retention.start()
@@ -153,6 +157,7 @@ class Ingest:
         if self._retention.is_alive():
             self._retention.join(timeout=10)
         self.close()
+        gc.unfreeze()
 
     def close(self) -> None:
         """Release the database and the writer (an ingest never started needs only this)."""

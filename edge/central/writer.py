@@ -18,6 +18,7 @@ delivers it again.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import multiprocessing
@@ -266,6 +267,7 @@ def _serve(conn: Connection, url: str, max_bytes: int) -> None:
         conn.send(str(exc))
         return
     conn.send("ready")
+    gc.freeze()  # the modules and the connection: the collector looks only at the batches
     try:
         while True:
             try:
