@@ -176,6 +176,9 @@ def main() -> None:
             broker.stop()
     rates = [args.passages / d.seconds for d in drains]
     ratios = [r / raw for r, (raw, _) in zip(rates, raws, strict=True)]
+    # the raw client is timed from its first publish, its connection made: so is this
+    flowing = [args.passages / (d.seconds - d.startup) for d in drains]
+    flow_ratios = [r / raw for r, (raw, _) in zip(flowing, raws, strict=True)]
     per = 1e6 / args.passages
     what = "acknowledged by the ingest" if args.ack == "ingest" else "PUBACKed, archived"
     print(f"backlog drain: {args.passages} passages of {size} bytes, window {args.window}")
@@ -184,7 +187,11 @@ def main() -> None:
     print(f"    start-up to the first publish: {median(d.startup for d in drains):.2f} s")
     print(f"  raw paho QoS 1, same window and size: {spread([r for r, _ in raws], '.0f')} msg/s")
     print(f"  drain / raw = {median(ratios):.2f} (rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
-    print(f"  target: >= 0.6: {'met' if median(ratios) >= 0.6 else 'NOT met'}")
+    print(
+        f"  from the first publish (as the raw client, timed once connected):"
+        f" {median(flow_ratios):.2f} (rounds: {', '.join(f'{x:.2f}' for x in flow_ratios)})"
+    )
+    print(f"  target: >= 0.6: {'met' if median(ratios) >= 0.6 else 'NOT met'} (start-up included)")
     print(
         f"  CPU per message: kiosk {median(d.cpu for d in drains) * per:.0f} us,"
         f" raw client {median(c for _, c in raws) * per:.0f} us"
