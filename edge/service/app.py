@@ -287,11 +287,8 @@ class App:
     # -- lifecycle --------------------------------------------------------
 
     def start(self) -> None:
-        # What is built by now (modules, configuration, the outbox's index of every
-        # passage waiting) lives as long as this App: kept out of the cyclic collector's
-        # scans, so that a collection during a drain looks only at what the drain makes
-        # (full collections over all of it were a tenth of the kiosk's CPU in a drain).
-        # Objects are still freed when their last reference goes; stop() unfreezes.
+        # what is built by now (modules, the outbox's index) lives as long as this App:
+        # out of the cyclic collector's scans (a tenth of a drain's CPU); stop() unfreezes
         gc.freeze()
         status = self.outbox.status()
         log.info(

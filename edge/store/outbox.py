@@ -145,15 +145,13 @@ class Outbox:
         self._segments = Segments(
             directory, segment_size, self._live, self.alerts, lambda: self._meta.last_seq
         )
-        tail = journal.tail(self._journal.directory)
-        self._segments.unsynced = {self._segments.of(s) for s in tail.pending()}
         gc.disable()  # opening makes an object per passage waiting, and no cycle
         try:
-            repaired = self._segments.load_all()
+            repaired = self._segments.load_all(journal.tail(self._journal.directory))
         finally:
             gc.enable()
         self._unsynced = 0  # passages appended since the last checkpoint
-        floor = max(self._meta.last_seq, repaired, self._replay_journal(tail))
+        floor = max(self._meta.last_seq, repaired)
         if not floor and self.alerts:
             floor = max(archived_seqs(self.archive_dir), default=0)  # meta lost: the archive knows
         self._last_seq = max([floor, *self._index])
@@ -170,37 +168,6 @@ class Outbox:
                     f"delivered as {device}; kept (checkpoint-edge outbox export)",
                 )
             )
-
-    def _replay_journal(self, tail: journal.Tail) -> int:
-        """Put back into their segments the passages of the journal's tail (after its last
-        checkpoint) that a power cut took from them, and sync the segments the others are
-        in (an earlier process may have left their records unsynced: killed, the machine
-        up). Returns the highest seq of the tail (0 without one)."""
-        self._segments.unsynced.clear()
-        pending = tail.pending()
-        if not pending:
-            return tail.highest
-        missing = {s: t for s, t in pending.items() if s not in self._index}
-        if missing:
-            days = {tail.days[s] for s in missing}
-            archived = archived_seqs(self.archive_dir, days)  # acknowledged meanwhile
-            restore = sorted(s for s in missing if s not in archived)
-            for index, group in _by_segment(restore, self._segments.of):
-                docs = [_restored(missing[s], s) for s in group]
-                self._segments.db(index).table(TABLE).insert_multiple(docs)
-                for doc in docs:
-                    self._live.add(doc.doc_id, doc)
-            if restore:
-                log.warning(
-                    "store: seq %s put back from the journal (their segment records were not "
-                    "yet synced when the kiosk stopped)",
-                    journal.ranges(restore),
-                )
-        for index in sorted({self._segments.of(s) for s in pending if s in self._index}):
-            self._segments.log(index).sync(written_before=True)
-        for path in tail.late:
-            journal.mark(path, tail.highest)  # all synced now: the next start reads less
-        return tail.highest
 
     # -- meta.json -------------------------------------------------------
 
@@ -516,11 +483,6 @@ def _by_segment(seqs: list[int], segment_of: Callable[[int], int]) -> list[tuple
     for seq in seqs:
         groups.setdefault(segment_of(seq), []).append(seq)
     return sorted(groups.items())
-
-
-def _restored(text: str, seq: int) -> Document:
-    """A passage put back from the journal: as stored, never yet sent."""
-    return Document(doc_of(text, json.loads(text), STORED), seq)
 
 
 def _ts_of(entry: Entry) -> datetime | None:

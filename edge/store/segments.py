@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tinydb import TinyDB
+from tinydb.table import Document
 
 from edge.core.model import iso_utc
 from edge.errors import StoreCorrupt, StoreError
@@ -88,9 +89,11 @@ class Segments:
 
     # -- opening ---------------------------------------------------------
 
-    def load_all(self) -> int:
-        """Read every segment into the index; repair the damaged ones from the journal.
-        Returns the highest seq a repair found numbered (0 without one)."""
+    def load_all(self, tail: journal.Tail) -> int:
+        """Read every segment into the index; repair the damaged ones from the journal and
+        put back what a power cut took of the journal's ``tail`` (:meth:`_replay`).
+        Returns the highest seq known to be numbered (0 without one)."""
+        self.unsynced = {self.of(s) for s in tail.pending()}
         for leftover in self.dir.glob("seg-*.tmp"):
             leftover.unlink()  # a compaction cut short: the log it was to replace is whole
         damaged: dict[int, Damage] = {}
@@ -99,7 +102,38 @@ class Segments:
             if replayed is not None and len(self.open) < OPEN_SEGMENTS:
                 # the oldest segments stay open: a drain reads them first
                 self.open[index] = TinyDB(path, storage=SegmentLog, replayed=replayed)
-        return self._recover(damaged) if damaged else 0
+        repaired = self._recover(damaged) if damaged else 0
+        self.unsynced.clear()
+        return max(repaired, self._replay(tail))
+
+    def _replay(self, tail: journal.Tail) -> int:
+        """Put back into their segments the passages of the journal's tail (after its last
+        checkpoint) that a power cut took from them, unless archived, and sync the segments
+        the others are in (an earlier process may have left their records unsynced: killed,
+        the machine up). Returns the highest seq of the tail (0 without one)."""
+        pending = tail.pending()
+        if not pending:
+            return tail.highest
+        missing = {s: t for s, t in pending.items() if s not in self.live.entries}
+        days = {tail.days[s] for s in missing}
+        archived = archived_seqs(self.store_dir / "archive", days) if missing else set()
+        restore = sorted(s for s in missing if s not in archived)  # not acknowledged meanwhile
+        for index in sorted({self.of(s) for s in restore}):
+            docs = [_restored(missing[s], s) for s in restore if self.of(s) == index]
+            self.db(index).table(seglog.TABLE).insert_multiple(docs)  # synced
+            for doc in docs:
+                self.live.add(doc.doc_id, doc)
+        if restore:
+            log.warning(
+                "store: seq %s put back from the journal (their segment records were not "
+                "yet synced when the kiosk stopped)",
+                journal.ranges(restore),
+            )
+        for index in sorted({self.of(s) for s in pending if s in self.live.entries}):
+            self.log(index).sync(written_before=True)
+        for path in tail.late:
+            journal.mark(path, tail.highest)  # all synced now: the next start reads less
+        return tail.highest
 
     def _load(self, index: int, path: Path, damaged: dict[int, Damage]) -> Replayed | None:
         try:
@@ -219,6 +253,11 @@ class Segments:
             except StoreError as exc:  # its new passages stay in the journal's tail
                 log.warning("store: segment %d closed unsynced: %s", index, exc)
         self.open.clear()
+
+
+def _restored(text: str, seq: int) -> Document:
+    """A passage put back from the journal: as stored, never yet sent."""
+    return Document(doc_of(text, json.loads(text), STORED), seq)
 
 
 def storage_of(db: TinyDB) -> SegmentLog:
