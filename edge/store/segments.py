@@ -12,6 +12,13 @@ records hold is kept, the journal restores the seqs of its range that are neithe
 kept nor archived, and every seq in none of the three is reported by number: an
 alert, and a line of ``incidents.jsonl`` for ``checkpoint-edge outbox status``.
 The same happens to a segment found damaged when it is opened again later.
+
+Then the journal's tail (its passages after the last checkpoint, whose segment
+records were written but perhaps not synced) is put back where a segment lacks
+it and the archive does not have it, and the segments it is in are synced. A
+segment of that tail damaged only by holes (zeros where a record began: a power
+cut) is repaired the same way, with a warning rather than an alert when nothing
+is missing. New passages' records are synced before their segment is closed.
 """
 
 from __future__ import annotations
