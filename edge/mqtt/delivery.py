@@ -33,7 +33,7 @@ from __future__ import annotations
 import itertools
 import logging
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from edge.mqtt.delivery_events import (
@@ -60,6 +60,7 @@ from edge.mqtt.delivery_events import (
     ReadNow,
     Stored,
 )
+from edge.store.journal import ranges
 from edge.store.outbox import SENT, STORED, Payload
 
 SENT_MARK_S = 1.0  # a passage PUBACKed but not acknowledged this long is marked sent
@@ -482,17 +483,3 @@ class Delivery:
             for seq in late:
                 self._sent_at[seq] = now  # due once more, not at every sweep
             self._rewind()
-
-
-def ranges(seqs: Sequence[int]) -> str:
-    """Ascending seqs 1,2,3,7 -> '1-3,7' (PUBACKs and acknowledgements come in runs)."""
-    out: list[str] = []
-    start = prev = seqs[0]
-    for seq in [*seqs[1:], None]:
-        if seq is not None and seq == prev + 1:
-            prev = seq
-            continue
-        out.append(f"{start}-{prev}" if prev > start else str(start))
-        if seq is not None:
-            start = prev = seq
-    return ",".join(out)

@@ -23,7 +23,7 @@ from concurrent.futures import Future
 from datetime import UTC, datetime
 
 from edge.mqtt import topics
-from edge.mqtt.delivery import BOOKKEEP_MAX, READ_AHEAD, SENT_MARK_S, Delivery, ranges
+from edge.mqtt.delivery import BOOKKEEP_MAX, READ_AHEAD, SENT_MARK_S, Delivery
 from edge.mqtt.delivery_events import (
     Acked,
     Acknowledged,
@@ -49,6 +49,7 @@ from edge.mqtt.delivery_events import (
     Stored,
 )
 from edge.mqtt.link import MqttLink
+from edge.store.journal import ranges
 from edge.store.outbox import Payload
 from edge.store.thread import StoreThread
 
