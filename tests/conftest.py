@@ -7,6 +7,7 @@ GPIO is gpiozero's own MockFactory, stores are real files.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import io
 import json
@@ -234,6 +235,14 @@ class Received:
         return json.loads(self.payload)
 
 
+def stop_loop(client: mqtt.Client) -> None:
+    """``loop_stop`` after a disconnect: paho 2.x's network thread may end, and clear the
+    thread ``loop_stop`` checked, between that check and its join (AttributeError on
+    None): then the thread has ended already, which is what was wanted."""
+    with contextlib.suppress(AttributeError):
+        client.loop_stop()
+
+
 class Subscriber:
     """A real MQTT v5 client that records what arrives, for assertions."""
 
@@ -289,7 +298,7 @@ class Subscriber:
 
     def disconnect(self) -> None:
         self.client.disconnect()
-        self.client.loop_stop()
+        stop_loop(self.client)
 
     def get(self, timeout: float = 10.0, topic_suffix: str = "") -> Received:
         """The next message (whose topic ends with ``topic_suffix``), or fail."""
