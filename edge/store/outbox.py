@@ -236,7 +236,7 @@ class Outbox:
         doc = doc_of(json.dumps(msg, separators=(",", ":")), msg, STORED)
         day = day_of_ts(doc["ts"])
         if self._journal.day not in (None, day):
-            self._checkpoint_or_log()  # the day file left behind ends with its checkpoint
+            self.checkpoint_or_log()  # the day file left behind ends with its checkpoint
         journaled = False
         failed_sync: storage.Unsynced | None = None
         try:
@@ -268,7 +268,7 @@ class Outbox:
         if failed_sync is not None:
             raise failed_sync  # stored, and never a seq again; but a power cut may take it
         if self._unsynced >= CHECKPOINT_EVERY:
-            self._checkpoint_or_log()
+            self.checkpoint_or_log()
         return passage
 
     @property
@@ -284,11 +284,15 @@ class Outbox:
             self._journal.checkpoint(self._last_seq)
             self._unsynced = 0
 
-    def _checkpoint_or_log(self) -> None:
+    def checkpoint_or_log(self) -> bool:
+        """:meth:`checkpoint`; a failure logged (the journal holds those passages: tried
+        again later). Whether it was made."""
         try:
             self.checkpoint()
-        except StoreError as exc:  # the journal holds those passages: tried again later
+        except StoreError as exc:
             log.warning("store: checkpoint failed: %s", exc)
+            return False
+        return True
 
     def entries(self) -> dict[int, Entry]:
         """The live passages by seq (a copy), oldest first."""
@@ -456,7 +460,7 @@ class Outbox:
         return self._last_seq
 
     def close(self) -> None:
-        self._checkpoint_or_log()
+        self.checkpoint_or_log()
         try:
             self._meta.last_seq = max(self._meta.last_seq, self._last_seq)
             self._write_meta()

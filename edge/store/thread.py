@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from edge.core.model import Passage, PassageDraft
-from edge.errors import StoreError
 from edge.store.outbox import CHECKPOINT_AFTER, Entry, Outbox, OutboxStatus, Payload
 from edge.store.retention import Purge
 
@@ -77,11 +76,7 @@ class StoreThread(threading.Thread):
         return self.checkpoint_after if self.outbox.unsynced else None
 
     def _checkpoint(self) -> None:
-        try:
-            self.outbox.checkpoint()
-        except StoreError as exc:  # the journal holds those passages; tried after the next
-            log.warning("store: checkpoint failed: %s", exc)
-        else:
+        if self.outbox.checkpoint_or_log():
             self.checkpointed.set()
 
     def stop(self) -> None:
