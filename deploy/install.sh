@@ -19,6 +19,7 @@ readonly STAMP=$VENV/checkpoint-edge.installed # what the venv's package was bui
 readonly BIN_LINK=/usr/local/bin/checkpoint-edge
 readonly CONF_DIR=/etc/checkpoint-edge
 readonly STATE_DIR=/var/lib/checkpoint-edge
+readonly VOICES_DIR=/usr/local/share/checkpoint-edge/voices # [kiosk] voices (the default)
 readonly UNIT=checkpoint-edge.service
 readonly UNIT_DIR=/etc/systemd/system
 readonly GROUPS_NEEDED=(gpio video)
@@ -26,6 +27,7 @@ readonly APT_PACKAGES=(
     python3 python3-venv python3-setuptools python3-wheel # the venv, and building the package offline
     libzbar0                                               # pyzbar, the QR decoder everywhere
     ca-certificates                                        # TLS to the broker when no ca_file is set
+    espeak-ng sox libsox-fmt-base                          # the screen's voices; sox measures OGG clips
 )
 readonly APT_PACKAGES_RASPI=(
     python3-picamera2 # [camera] source = "picamera2"
@@ -45,10 +47,12 @@ nothing.
   2. system user $SVC (home $STATE_DIR, no login shell), in groups ${GROUPS_NEEDED[*]}
   3. virtual environment $VENV (--system-site-packages: it sees picamera2
      and lgpio), the package in it, and $BIN_LINK
-  4. $CONF_DIR/config.toml from deploy/config.example.toml, never overwritten
+  4. the screen's Vietnamese and English voices, made by espeak-ng into
+     $VOICES_DIR (checkpoint-edge lang voices; again only when their texts change)
+  5. $CONF_DIR/config.toml from deploy/config.example.toml, never overwritten
      (a newer example goes beside it as config.toml.example); the directory is
      mode 0750, owner root, group $SVC
-  5. systemd/$UNIT into $UNIT_DIR, daemon-reload, enable
+  6. systemd/$UNIT into $UNIT_DIR, daemon-reload, enable
 
 Options:
   --dry-run     print every command it would run and every file it would
@@ -405,6 +409,22 @@ step_venv() {
     fi
 }
 
+step_voices() {
+    step "voices"
+    local cli out said
+    cli=$(target "$VENV")/bin/checkpoint-edge
+    out=$(target "$VOICES_DIR")
+    if ((NO_DEPS)); then
+        note "skipped: --no-deps (the package cannot run yet; later: checkpoint-edge lang voices --out $VOICES_DIR)"
+    elif ((DRY_RUN)); then
+        printf 'would run: %s lang voices --out %s\n' "$cli" "$out"
+    else
+        said=$("$cli" lang voices --out "$out") || die "the voices could not be made (is espeak-ng installed?)"
+        printf '%s\n' "$said"
+        if grep -q ': made: ' <<<"$said"; then changed; fi
+    fi
+}
+
 step_config() {
     step "config"
     local owner conf example
@@ -494,6 +514,7 @@ main() {
     step_apt
     step_user
     step_venv
+    step_voices
     step_config
     step_unit
     step_start

@@ -3,7 +3,7 @@
 ``run`` (the kiosk), ``check-config``, ``keys new``, ``issue``, ``verify``,
 ``outbox`` (what a kiosk holds), ``ingest`` (the central worker), ``trace``,
 ``fleet`` (the operator's tool), ``pki`` (the broker's certificates and ACL),
-``doctor`` (is this kiosk fit to run).
+``doctor`` (is this kiosk fit to run), ``lang`` (the screen's voices and language packs).
 Exit codes: 0 success (``verify``: valid), 1 a runtime failure (``verify``:
 invalid), 2 an invalid config or usage.
 """
@@ -31,6 +31,7 @@ from edge.core.times import parse_iso
 from edge.credtools import UsageError
 from edge.errors import ConfigError, EdgeError, InputError, TrustError
 from edge.fleet import cli as fleet_cli
+from edge.kiosk import langtool
 from edge.pki import cli as pki_cli
 from edge.rules import cli as rules_cli
 from edge.scan.declaration import TRANSPORT_MODES
@@ -69,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "doctor": lambda a: _doctor(a.config),
         "pki": pki_cli.main,
         "rules": rules_cli.main,
+        "lang": langtool.main,
     }
     try:
         return commands[args.command](args)
@@ -130,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     pki_cli.register(sub)
     _add_central(sub)
     rules_cli.register(sub, _timestamp)
+    langtool.register(sub)
     return parser
 
 

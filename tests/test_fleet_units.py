@@ -290,6 +290,8 @@ def test_desired_config_applies_when_newer_and_valid_and_survives_restart(tmp_pa
         (desired(2, {"mqtt": {"host": "evil.example"}}), "mqtt: cannot be set remotely"),
         (desired(2, {"store": {"dir": "/tmp"}}), "store: cannot be set remotely"),
         (desired(2, {"fleet": {"keys": []}}), "fleet.keys: cannot be set remotely"),
+        (desired(2, {"kiosk": {"listen": "0.0.0.0:80"}}), "kiosk.listen: cannot be set remotely"),
+        (desired(2, {"kiosk": {"voice_volume": 150}}), "kiosk.voice_volume: must be a whole"),
         (desired(0, {}), "version must be a positive integer"),
         (b"{]", "not JSON"),
         (b"", "empty"),
@@ -309,6 +311,20 @@ def test_invalid_desired_config_is_rejected_and_the_last_good_stays(
     assert report["version"] == 1
     assert report["last"]["desired"]["state"] == "rejected"
     assert needle in report["last"]["desired"]["detail"]
+
+
+def test_the_screens_language_and_voice_are_set_per_lane_remotely(tmp_path: Path) -> None:
+    remote = remote_for(tmp_path, kiosk={"listen": "127.0.0.1:0", "voice_volume": 90})
+    offer = remote.offer_desired(
+        desired(1, {"kiosk": {"language": "en", "voice": False, "voice_volume": 40}})
+    )
+    assert (offer.changed, offer.state) == (True, "applying")
+    remote.confirm()
+    kiosk = remote.effective.kiosk
+    assert (kiosk.language, kiosk.voice, kiosk.voice_volume) == ("en", False, 40)
+    assert kiosk.listen == "127.0.0.1:0"  # the rest of [kiosk] stays the local file's
+    again = remote_for(tmp_path, kiosk={"listen": "127.0.0.1:0", "voice_volume": 90})
+    assert again.effective.kiosk.voice_volume == 40
 
 
 def test_older_desired_versions_are_rejected(tmp_path: Path) -> None:

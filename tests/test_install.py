@@ -147,6 +147,7 @@ def test_dry_run_prints_every_step_and_changes_nothing() -> None:
         "apt packages",
         "service user",
         "virtual environment",
+        "voices",
         "config",
         "systemd unit",
         "enable",
@@ -158,6 +159,10 @@ def test_dry_run_prints_every_step_and_changes_nothing() -> None:
             in out
         )
         assert "pip install" in out
+    assert (
+        "would run: /opt/checkpoint-edge/venv/bin/checkpoint-edge lang voices "
+        "--out /usr/local/share/checkpoint-edge/voices\n" in out
+    )
     if not before[Path("/etc/checkpoint-edge")]:
         assert "would write: /etc/checkpoint-edge/config.toml (mode 0640" in out
     if not before[Path("/etc/systemd/system/checkpoint-edge.service")]:

@@ -15,6 +15,7 @@ from edge.config.sections import (
     parse_device_id,
     parse_existing_dir,
     parse_existing_file,
+    parse_path,
     positive,
     resolve,
 )
@@ -281,6 +282,12 @@ def _listen(value: Any, _base: Path) -> str:
     return str(value)
 
 
+def _percent(value: Any, _base: Path) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+        raise ValueError(f"must be a whole number from 0 to 100, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class KioskConfig:
     listen: str = field(
@@ -322,4 +329,30 @@ class KioskConfig:
             "languages added without code changes.",
             parse_existing_dir,
         ),
+    )
+    packs: Path | None = field(
+        default=None,
+        metadata=doc(
+            "A folder of language packs, one folder per language (manifest.json, "
+            "catalogue.json, recorded clips: docs/languages.md): languages added to the "
+            "switch, with their voice, without code changes.",
+            parse_existing_dir,
+        ),
+    )
+    voices: Path = field(
+        default=Path("/usr/local/share/checkpoint-edge/voices"),
+        metadata=doc(
+            "The Vietnamese and English voices made at install time "
+            "(`checkpoint-edge lang voices`); missing: the screen does not speak "
+            "(a warning at start).",
+            parse_path,
+        ),
+    )
+    voice: bool = field(
+        default=True,
+        metadata=doc("The traveller's screen speaks each new state (off: silent)."),
+    )
+    voice_volume: int = field(
+        default=80,
+        metadata=doc("The voice's volume, 0-100 (% of the speaker's).", _percent),
     )

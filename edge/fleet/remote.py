@@ -6,7 +6,8 @@ The effective config is three layers, each validated exactly as the file is
     the local file  <  the fleet-wide signed policy push  <  this device's config/desired
 
 Operators may change only the sections in :data:`REMOTE_SECTIONS` (lane, policy,
-passage, scan, log, fleet timings): identity, broker, store, pins, camera and
+passage, scan, log, fleet timings) and the keys in :data:`REMOTE_KEYS` (the
+screen's language and voice volume, per lane): identity, broker, store, pins, camera and
 trust files stay as the installer set them in the file, so a bad push can never
 cut a kiosk off its broker or its store. A desired config or push is applied
 only when its version is newer than the one applied and the result is valid;
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 
 REMOTE_SECTIONS = ("lane", "policy", "passage", "scan", "log", "fleet")
 LOCAL_ONLY_KEYS = {"fleet.keys", "fleet.remote_config"}  # who may push, and whether
+# of other sections, only these keys (the screen's language and voice, per lane)
+REMOTE_KEYS = {"kiosk": ("language", "voice", "voice_volume")}
 MAX_DESIRED_BYTES = 256 * 1024
 SESSION_SKIP = 1000  # after recovering the state file: stay ahead of numbers maybe used
 
@@ -79,16 +82,20 @@ def _merge(base: Mapping[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _remote_keys() -> str:
+    return ", ".join(f"{section}.{key}" for section, keys in REMOTE_KEYS.items() for key in keys)
+
+
 def _check_remote(doc: Any) -> dict[str, dict[str, Any]]:
     """The sections of a remote layer, or ConfigError naming what may not be set."""
     if not isinstance(doc, dict):
         raise ConfigError(["config must be a JSON object of sections"], "config/desired")
     problems: list[str] = []
     for section, table in doc.items():
-        if section not in REMOTE_SECTIONS:
+        if section not in REMOTE_SECTIONS and section not in REMOTE_KEYS:
             problems.append(
-                f"{section}: cannot be set remotely (only {', '.join(REMOTE_SECTIONS)}; "
-                "the rest is the local file's)"
+                f"{section}: cannot be set remotely (only {', '.join(REMOTE_SECTIONS)}, and "
+                f"{_remote_keys()}; the rest is the local file's)"
             )
         elif not isinstance(table, dict):
             problems.append(f"{section}: must be a table")
@@ -97,6 +104,7 @@ def _check_remote(doc: Any) -> dict[str, dict[str, Any]]:
                 f"{section}.{key}: cannot be set remotely"
                 for key in table
                 if f"{section}.{key}" in LOCAL_ONLY_KEYS
+                or (section in REMOTE_KEYS and key not in REMOTE_KEYS[section])
             ]
     if problems:
         raise ConfigError(problems, "config/desired")

@@ -9,6 +9,11 @@ Routes (all on ``[kiosk] listen``, loopback by default):
 ``GET /static/<file>``      the pages' script and style
 ``GET /i18n/index.json``    the languages available and the default
 ``GET /i18n/<code>.json``   one message catalogue
+``GET /voice/<lang>/<clip>``  what the screen says (voice.py): a screen
+                            (``/voice/vi/denied``) or a reason
+                            (``/voice/vi/reason.expired``), audio/wav or
+                            audio/ogg; the Vietnamese clip when the language
+                            has none (``Content-Language`` says which)
 ``GET /events?view=...``    Server-Sent Events: the state as JSON, pushed on
                             every change (``traveller`` or ``officer``)
 ``GET /state``              the same state once (for scripts and tests)
@@ -51,7 +56,7 @@ from urllib.parse import parse_qs, urlsplit
 from edge.config import KioskConfig
 from edge.core.model import normal_plate
 from edge.core.passage import VEHICLE_KINDS
-from edge.kiosk import conns, render
+from edge.kiosk import conns, render, voice
 from edge.kiosk.auth import LoginRefused, Officers, read_pin
 from edge.kiosk.conns import Connections
 from edge.kiosk.httpbase import BaseHandler, BoundedServer
@@ -131,8 +136,26 @@ class KioskServer:
         self.officers = Officers(pin, cfg.session_s, on_alarm=on_pin_alarm)
         self.conns = connections or Connections()
         self.conns.on_stream_ended = model.wake
-        self.catalogues = catalogues(cfg.catalogues)
+        packs = voice.load_packs(cfg.packs)
+        made = voice.load_packs(cfg.voices, need_catalogue=False)
+        if not any(p.code == voice.FALLBACK for p in [*packs, *made]):
+            log.warning(
+                "kiosk: no Vietnamese voice in %s: the screen does not speak "
+                "(checkpoint-edge lang voices makes it)",
+                cfg.voices,
+            )
+        self.voices = voice.Voices([*packs, *made])  # recorded packs before made voices
+        self.catalogues = {**catalogues(cfg.catalogues), **voice.catalogues_of(packs)}
+        self.language = cfg.language
+        if cfg.language not in self.catalogues:
+            log.warning(
+                "kiosk: [kiosk] language %r: no catalogue or pack has it; the screen starts "
+                "in Vietnamese",
+                cfg.language,
+            )
+            self.language = voice.FALLBACK
         self.template = render.traveller_template()
+        self.clip_ids = frozenset(voice.clip_ids())
         host, _, port = cfg.listen.rpartition(":")
         self.httpd = BoundedServer((host.strip("[]"), int(port)), _handler(self), self.conns)
         bound_port = self.httpd.server_address[1]
@@ -232,25 +255,17 @@ class _Handler(BaseHandler):
                 self.kiosk.template,
                 self.kiosk.model.snapshot(officer=False),
                 self.kiosk.catalogues,
-                self.kiosk.cfg.language,
+                self.kiosk.language,
             )
             self._send(200, page.encode(), STATIC_TYPES[".html"])
         elif path == "/officer":
             self._static("officer.html")
         elif path.startswith("/static/"):
             self._static(path.removeprefix("/static/"))
-        elif path == "/i18n/index.json":
-            langs = [
-                {"code": code, "name": doc.get("name", code)}
-                for code, doc in sorted(self.kiosk.catalogues.items())
-            ]
-            self._json(200, {"languages": langs, "default": self.kiosk.cfg.language})
-        elif path.startswith("/i18n/") and path.endswith(".json"):
-            doc = self.kiosk.catalogues.get(path.removeprefix("/i18n/").removesuffix(".json"))
-            if doc is None:
-                self._error(404, "no such language")
-            else:
-                self._json(200, doc)
+        elif path.startswith("/i18n/"):
+            self._i18n(path.removeprefix("/i18n/"))
+        elif path.startswith("/voice/"):
+            self._voice(path.removeprefix("/voice/"))
         elif path == "/state":
             self._json(200, self._state(parse_qs(url.query).get("view", [""])[0]))
         elif path == "/events":
@@ -279,6 +294,44 @@ class _Handler(BaseHandler):
             self._error(404, "not found")
             return
         self._send(200, entry.read_bytes(), STATIC_TYPES[suffix])
+
+    def _i18n(self, name: str) -> None:
+        """``index.json`` (the languages, the default, the voice's settings) or a catalogue."""
+        cfg = self.kiosk.cfg
+        if name == "index.json":
+            langs = [
+                {"code": code, "name": doc.get("name", code)}
+                for code, doc in sorted(self.kiosk.catalogues.items())
+            ]
+            spoken = {"on": cfg.voice, "volume": cfg.voice_volume}
+            self._json(200, {"languages": langs, "default": self.kiosk.language, "voice": spoken})
+            return
+        doc = self.kiosk.catalogues.get(name.removesuffix(".json"))
+        if doc is None or not name.endswith(".json"):
+            self._error(404, "no such language")
+        else:
+            self._json(200, doc)
+
+    def _voice(self, rest: str) -> None:
+        """A clip: 404 for a language the screen does not have, a clip it never says,
+        or when no voice has it (the voices were not made)."""
+        language, _, clip = rest.partition("/")
+        if language not in self.kiosk.catalogues:
+            self._error(404, "no such language")
+            return
+        if clip not in self.kiosk.clip_ids:
+            self._error(404, "no such screen or reason")
+            return
+        found = self.kiosk.voices.find(language, clip)
+        try:
+            if found is None:
+                raise FileNotFoundError(clip)
+            body = found[0].read_bytes()
+        except OSError:
+            self._error(404, "no voice for this screen")
+            return
+        path, spoken = found
+        self._send(200, body, voice.AUDIO_TYPES[path.suffix.lower()], Content_Language=spoken)
 
     def _officer_view(self) -> bool:
         return self.kiosk.officers.session(self._token()) is not None
