@@ -105,6 +105,7 @@ def browser() -> Iterator[webdriver.Chrome]:
         "--force-device-scale-factor=1",
         "--window-size=800,480",
         "--lang=vi",
+        "--autoplay-policy=no-user-gesture-required",  # the screen speaks (as on the Pi)
     ):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})

@@ -195,7 +195,8 @@ def test_a_pack_adds_its_language_and_the_vietnamese_voice_says_what_it_lacks(
         assert codes["hmn"] == "Lang hmn"
         assert "ium" in codes
         assert index["default"] == "hmn"
-        assert index["voice"] == {"on": True, "volume": 80}
+        assert (index["voice"]["on"], index["voice"]["volume"]) == (True, 80)
+        assert index["voice"]["clips"] == sorted(voice.clip_ids())
         assert json.loads(get(server, "/i18n/hmn.json")[2])["messages"]["screen.denied"]
         status, headers, body = get(server, "/voice/hmn/denied")
         assert (status, headers["content-language"]) == (200, "hmn")
@@ -217,12 +218,11 @@ def test_without_the_made_voices_the_screen_says_why_it_is_silent(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
-    for server in serve(
-        tmp_path, voices=tmp_path / "none", voice=False, voice_volume=35, language="hmn"
-    ):
+    for server in serve(tmp_path, voices=tmp_path / "none", voice_volume=35, language="hmn"):
         assert get(server, "/voice/vi/denied")[0] == 404
         index = json.loads(get(server, "/i18n/index.json")[2])
-        assert index["voice"] == {"on": False, "volume": 35}
+        # no voice at all: the page asks for no clip (it would only get 404s)
+        assert (index["voice"]["on"], index["voice"]["volume"]) == (False, 35)
         assert index["default"] == "vi"  # no pack of hmn here: Vietnamese, and a warning
     assert "language 'hmn': no catalogue or pack has it" in caplog.text
     assert "no Vietnamese voice" in caplog.text

@@ -303,7 +303,11 @@ class _Handler(BaseHandler):
                 {"code": code, "name": doc.get("name", code)}
                 for code, doc in sorted(self.kiosk.catalogues.items())
             ]
-            spoken = {"on": cfg.voice, "volume": cfg.voice_volume}
+            spoken = {
+                "on": cfg.voice and bool(self.kiosk.voices.languages()),
+                "volume": cfg.voice_volume,
+                "clips": sorted(self.kiosk.clip_ids),
+            }
             self._json(200, {"languages": langs, "default": self.kiosk.language, "voice": spoken})
             return
         doc = self.kiosk.catalogues.get(name.removesuffix(".json"))

@@ -43,8 +43,9 @@ from edge.kiosk.audio import AudioError
 
 log = logging.getLogger(__name__)
 
-# Every state the traveller's screen shows ("reading" and "offline" are the page's own).
-SCREENS: tuple[str, ...] = (*get_args(Screen), "reading", "offline")
+# Every state the lane shows the traveller (the page's own "offline" is not said: the
+# page cannot reach the kiosk for its clip then).
+SCREENS: tuple[str, ...] = (*get_args(Screen), "reading")
 FALLBACK = "vi"  # the voice of a clip a pack lacks: the one language every traveller hears
 MANIFEST = "manifest.json"
 CATALOGUE = "catalogue.json"

@@ -12,6 +12,7 @@ const RETRY_MS = 2000;
 const i18n = {
   languages: [], // [{code, name}] from /i18n/index.json
   default: FALLBACK,
+  voice: { on: false, volume: 80, clips: [] }, // the screen's voice ([kiosk] voice*)
   code: FALLBACK,
   messages: {},
   fallback: {},
@@ -100,6 +101,11 @@ export function defaultLanguage() {
   return i18n.default;
 }
 
+/** The voice's settings: {on, volume (0-100), clips (the clip ids the kiosk has)}. */
+export function voiceSettings() {
+  return i18n.voice;
+}
+
 /** Fill every element under `root` that names a catalogue key. */
 export function applyTexts(root = document) {
   for (const el of root.querySelectorAll("[data-i18n]")) {
@@ -144,6 +150,7 @@ export async function startI18n(storageKey) {
       const index = await getJSON("/i18n/index.json");
       i18n.languages = Array.isArray(index.languages) ? index.languages : [];
       i18n.default = typeof index.default === "string" ? index.default : FALLBACK;
+      if (index.voice && typeof index.voice === "object") i18n.voice = index.voice;
       break;
     } catch {
       // the daemon is (re)starting: without texts there is nothing to show yet

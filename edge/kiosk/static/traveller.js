@@ -3,6 +3,12 @@
 //
 // The arrow of the "ready" screen points at the camera: up unless the page's
 // address says otherwise (/?camera=down|left|right).
+//
+// The screen speaks each new state once, in its language (/voice/<lang>/<clip>:
+// the screen's clip, and after "denied" its main reason), through one <audio>
+// element, so that no clip ever plays over another: a state that comes while a
+// clip plays is said when it ends (only the newest such state), except that the
+// prompts said again and again ("ready", "reading", "group") are cut short by news.
 
 import * as kiosk from "./kiosk.js";
 
@@ -12,6 +18,7 @@ const WITH_REASONS = new Set(["denied", "awaiting_officer", "closed", "failsafe"
 // the next traveller may not read the last one's language.
 const LANGUAGE_RESET_MS = 90_000;
 const CAMERA_SIDES = new Set(["up", "down", "left", "right"]);
+const PROMPTS = new Set(["ready", "reading", "group"]);
 
 const els = {
   title: document.getElementById("title"),
@@ -22,11 +29,15 @@ const els = {
   person: document.getElementById("person"),
   languages: document.getElementById("languages"),
   message: document.querySelector(".message"),
+  voice: document.getElementById("voice"),
 };
 
 let state = null; // the last state received
 let online = false;
 let resetTimer = null;
+// said: the state last said; playing: the clip id now playing; cutting: a prompt is
+// being paused for news
+const voice = { said: null, queue: [], playing: null, cutting: false };
 
 // The state the server rendered this page with: shown until the live stream speaks
 // (the page has just come from the kiosk, so it is up).
@@ -91,6 +102,62 @@ function render() {
   els.person.hidden = !person && !group;
   fit();
   scheduleLanguageReset();
+  speak(screen, codes);
+}
+
+/** The clip of a reason code: a business rule's by its kind, an unknown device fault
+ * as any fault. */
+function reasonClip(code) {
+  const [prefix] = String(code).split(":", 1);
+  if (!kiosk.has(`reason.${prefix}`) && prefix.startsWith("fault_")) return "reason.fault";
+  return `reason.${prefix}`;
+}
+
+function speak(screen, codes) {
+  const settings = kiosk.voiceSettings();
+  if (!settings.on || screen === "offline") return; // offline: the kiosk cannot be asked
+  const known = new Set(settings.clips || []);
+  const clips = [screen];
+  const main = codes.find((code) => code !== screen);
+  if (screen === "denied" && main) clips.push(reasonClip(main));
+  const wanted = clips.filter((clip) => known.has(clip));
+  const said = `${kiosk.language()}|${wanted.join("|")}`;
+  if (said === voice.said) return; // the same state again: said once
+  voice.said = said;
+  voice.queue = wanted.map((clip) => ({ clip, language: kiosk.language() }));
+  if (voice.playing === null) {
+    playNext();
+  } else if (PROMPTS.has(voice.playing) && !els.voice.paused) {
+    voice.cutting = true; // news cuts a prompt short: the next clip plays on its "pause"
+    els.voice.pause();
+  }
+}
+
+function playNext() {
+  voice.cutting = false;
+  const next = voice.queue.shift();
+  voice.playing = next ? next.clip : null;
+  if (!next) return;
+  const el = els.voice;
+  el.volume = Math.min(1, Math.max(0, Number(kiosk.voiceSettings().volume) / 100 || 0));
+  el.src = `/voice/${encodeURIComponent(next.language)}/${encodeURIComponent(next.clip)}`;
+  el.play().catch((error) => {
+    // AbortError: cut short by the next clip; NotSupportedError: no such clip (its
+    // "error" event moves on); NotAllowedError: the browser refuses to play without a
+    // touch (Chromium needs --autoplay-policy=no-user-gesture-required): silent
+    if (error && error.name === "NotAllowedError" && el.src.endsWith(next.clip)) {
+      voice.queue = [];
+      voice.playing = null;
+    }
+  });
+}
+
+function clipOver() {
+  if (voice.playing !== null) playNext();
+}
+
+function clipPaused() {
+  if (voice.cutting) playNext(); // (at a clip's natural end, "ended" follows)
 }
 
 /** A size smaller when the reasons do not fit the screen (many, or long ones). */
@@ -120,6 +187,8 @@ async function main() {
   kiosk.languageButtons(els.languages);
   kiosk.onLanguage(render);
   document.addEventListener("pointerdown", scheduleLanguageReset, { passive: true });
+  for (const type of ["ended", "error"]) els.voice.addEventListener(type, clipOver);
+  els.voice.addEventListener("pause", clipPaused);
   window.addEventListener("resize", fit);
   render();
   kiosk.ready();
