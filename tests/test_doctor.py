@@ -67,6 +67,7 @@ def test_a_sound_kiosk_passes(
         "store",
         "trust",
         "fleet",
+        "voice",
     }
     assert checks["camera"].startswith("OK")
     assert "a 1280x720 frame" in checks["camera"]
@@ -74,6 +75,33 @@ def test_a_sound_kiosk_passes(
     assert checks["clock"].startswith("SKIP")
     assert checks["trust"].startswith("OK")
     assert checks["fleet"].startswith("WARN")  # no fleet keys: a warning, not a failure
+    assert checks["voice"].startswith("SKIP")  # the screen is off
+
+
+def test_the_screens_voices_and_packs(
+    tmp_path: Path, broker: Mosquitto, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from .test_voice import write_pack
+
+    screen = {"listen": "127.0.0.1:0", "voices": str(tmp_path / "voices")}
+    code, checks = doctor(kiosk_file(tmp_path, broker.port, kiosk=screen), capsys)
+    assert code == 0  # a silent screen is a warning: the lane still works
+    assert checks["voice"].startswith("WARN")
+    assert "no Vietnamese voice" in checks["voice"]
+    assert "checkpoint-edge lang voices --out" in checks["voice"]
+
+    made = write_pack(tmp_path / "voices" / "vi", "vi", {"ready": 1.0, "denied": 1.0})
+    (made / "catalogue.json").unlink()  # a made voice: no catalogue of its own
+    pack = write_pack(tmp_path / "packs" / "hmn", "hmn", {"denied": 1.0})
+    screen["packs"] = str(tmp_path / "packs")
+    code, checks = doctor(kiosk_file(tmp_path, broker.port, kiosk=screen), capsys)
+    assert checks["voice"].startswith("OK")
+    assert "hmn 1/60, vi 2/60" in checks["voice"]
+
+    (pack / "ready.wav").write_text("not a sound")
+    code, checks = doctor(kiosk_file(tmp_path, broker.port, kiosk=screen), capsys)
+    assert checks["voice"].startswith("WARN")
+    assert f"bad clips in hmn (checkpoint-edge lang check {tmp_path / 'packs'})" in checks["voice"]
 
 
 def test_each_broken_part_fails_its_own_line(

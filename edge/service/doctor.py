@@ -4,7 +4,8 @@ Checks the camera (opens it and reads a frame), the GPIO pins, the broker
 (reachable; with TLS, the handshake with the kiosk's own certificate), the TLS
 files (readable, the key matches the certificate, its CN is the device id, days
 left), the clock's synchronisation, disk space at the store, the store's files,
-the trust lists (they load; their age), and the fleet keys. Each check says
+the trust lists (they load; their age), the fleet keys, and the screen's voices
+(the Vietnamese one made; packs without bad clips). Each check says
 ``OK``, ``WARN``, ``FAIL`` or ``SKIP`` with the reason; the exit code is 1 when
 any check failed.
 
@@ -39,6 +40,7 @@ from edge.config import Config
 from edge.errors import EdgeError, TrustError
 from edge.fleet.agent import clock_synchronised
 from edge.fleet.signing import load_verify_keys
+from edge.kiosk import voice
 from edge.scan.trust import load_trust
 from edge.store import seglog
 
@@ -96,6 +98,7 @@ def run(cfg: Config, trust_files: tuple[Path, ...] | None = None) -> list[Check]
         ("store", lambda: _store(cfg)),
         ("trust", lambda: _trust(cfg, trust_files or cfg.trust.files)),
         ("fleet", lambda: _fleet(cfg)),
+        ("voice", lambda: _voice(cfg)),
     ]
     for name, step in steps:
         try:
@@ -317,3 +320,33 @@ def _fleet(cfg: Config) -> Iterator[Check]:
         yield Check("fleet", "FAIL", str(exc))
         return
     yield Check("fleet", "OK", f"{len(keys)} fleet key(s) for signed pushes")
+
+
+def _voice(cfg: Config) -> Iterator[Check]:
+    """The screen's voices and language packs, as the kiosk will load them."""
+    kiosk = cfg.kiosk
+    if not kiosk.listen or not kiosk.voice:
+        yield Check("voice", "SKIP", "the screen is off" if not kiosk.listen else "voice is off")
+        return
+    made = voice.load_packs(kiosk.voices, need_catalogue=False)
+    packs = voice.load_packs(kiosk.packs)
+    every = len(voice.clip_ids())
+    found = ", ".join(f"{p.code} {len(p.clips)}/{every}" for p in [*packs, *made])
+    if not any(p.code == voice.FALLBACK for p in [*packs, *made]):
+        yield Check(
+            "voice",
+            "WARN",
+            f"no Vietnamese voice in {kiosk.voices}: the screen is silent "
+            f"(checkpoint-edge lang voices --out {kiosk.voices})",
+        )
+        return
+    faulty = [p.code for p in [*packs, *made] if p.problems]
+    if faulty:
+        yield Check(
+            "voice",
+            "WARN",
+            f"clips: {found}; bad clips in {', '.join(faulty)} "
+            f"(checkpoint-edge lang check {kiosk.packs or kiosk.voices})",
+        )
+        return
+    yield Check("voice", "OK", f"clips: {found} (what a pack lacks, the Vietnamese voice says)")
