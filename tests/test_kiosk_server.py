@@ -325,6 +325,13 @@ def test_a_lane_event_takes_its_status_with_it_and_the_second_pushes_only_news()
     assert model.version == version + 1
     model.refresh()
     assert model.version == version + 1
+    # the page speaks a decision when the lane shows one anew, not when it is sent again
+    shown = model.snapshot(officer=False)["shown"]
+    model.touch()
+    assert model.snapshot(officer=False)["shown"] == shown
+    event = lane_mod.FaultCleared("camera")
+    model.lane_event(event, lane.handle(event, now), lane.state, lane)
+    assert model.snapshot(officer=False)["shown"] == shown + 1
 
 
 def test_the_central_ingest_is_unknown_until_its_retained_status_is_seen(

@@ -3,7 +3,8 @@ its media events observed from the first line of the page on (a capture listener
 the document, installed through the DevTools protocol before any script of the page).
 
 Each new state is said once in the screen's language (the denied screen, then its
-main reason), the same state sent again is not said again, a switch of language says
+main reason; the next traveller refused for the same reason hears it too), the same
+state sent again is not said again, a switch of language says
 it again in the new one, a state that comes while a clip plays waits for its end, a
 prompt ("ready") is cut short by news, and no clip ever plays over another. The clips
 are short tones of a language pack (``[kiosk] packs``) so that the test is quick;
@@ -13,6 +14,7 @@ the real voices are measured in test_voice.py.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,12 +23,15 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
+from edge import credtools
 from edge.config import Config
 from edge.core.lane import SetMode
 from edge.kiosk import voice
+from edge.scan import declaration
 
 from . import test_kiosk_browser as kb
 from .conftest import write_frame
+from .test_declaration import make_declaration
 from .test_e2e import Kiosk
 from .test_voice import write_pack
 
@@ -94,6 +99,21 @@ def assert_never_over_itself(events: list[dict[str, Any]]) -> None:
             current = None
 
 
+def expired_pair(tmp_path: Path) -> tuple[str, str, str]:
+    """(trust list, two travellers' declarations that expired 2 h ago), one issuer."""
+    made = credtools.keys_new("VN-HN", "ES256", tmp_path / "keys")
+    key, kid = credtools.load_private_key(Path(made["private_key"]))
+    expired_at = datetime.now(UTC) - timedelta(hours=2)
+    # valid 28 h before it expired (issued 2 h before that), whatever the time of day
+    decl = replace(make_declaration(now=expired_at - timedelta(hours=28)), expires_at=expired_at)
+    other = replace(decl, declaration_id="WXYZ-WXYZ-WXYZ", id_number="001200054321")
+    return (
+        str(made["trust_list"]),
+        declaration.issue(decl, key, kid),
+        declaration.issue(other, key, kid),
+    )
+
+
 def test_each_state_is_said_once_in_its_language_and_never_over_another(
     tmp_path: Path,
     frames_dir: Path,
@@ -101,11 +121,7 @@ def test_each_state_is_said_once_in_its_language_and_never_over_another(
     observed: webdriver.Chrome,
 ) -> None:
     page = observed
-    expired_at = datetime.now(UTC) - timedelta(hours=2)
-    # valid 28 h before it expired (issued 2 h before that), whatever the time of day
-    trust, payload = kb.signed(
-        tmp_path, now=expired_at - timedelta(hours=28), expires_at=expired_at
-    )
+    trust, first, second = expired_pair(tmp_path)
     cfg = kb.screen_config(
         tmp_path,
         lane={"mode": "auto"},
@@ -120,11 +136,15 @@ def test_each_state_is_said_once_in_its_language_and_never_over_another(
     assert kb.js(page, "return document.getElementById('voice').volume") == pytest.approx(0.4)
 
     # a refused traveller hears the screen, then why
-    kb.show_code(frames_dir, "01-expired.png", payload)
+    kb.show_code(frames_dir, "01-expired.png", first)
     kb.wait_for(page, kb.showing("denied", kb.VI["screen.denied"]))
     kb.wait_for(page, said(page, "/voice/vi/reason.expired"))
     (frames_dir / "01-expired.png").unlink()  # the traveller steps back
     assert plays(media(page)) == ["/voice/vi/ready", "/voice/vi/denied", "/voice/vi/reason.expired"]
+    # the next traveller, refused for the same reason: the same screen, and yet news to them
+    kb.show_code(frames_dir, "02-expired.png", second)
+    kb.wait_for(page, lambda d: plays(media(d)).count("/voice/vi/reason.expired") == 2)
+    (frames_dir / "02-expired.png").unlink()
 
     # the same state sent again is not said again; another language says it again
     model = kiosk.app.kiosk.model if kiosk.app.kiosk is not None else None
@@ -133,7 +153,7 @@ def test_each_state_is_said_once_in_its_language_and_never_over_another(
     kb.tap(page, page.find_element(By.CSS_SELECTOR, '.lang[data-lang="en"]'))
     kb.wait_for(page, kb.showing("denied", kb.EN["screen.denied"]))
     kb.wait_for(page, said(page, "/voice/en/reason.expired"))
-    assert plays(media(page))[3:] == ["/voice/en/denied", "/voice/en/reason.expired"]
+    assert plays(media(page))[5:] == ["/voice/en/denied", "/voice/en/reason.expired"]
 
     # news while a clip plays: said when it ends, the newest only
     runner = kiosk.app.runner

@@ -104,6 +104,7 @@ class ScreenModel:
     ) -> None:
         self._cond = threading.Condition()
         self.version = 0
+        self.shown = 0  # how many times the lane has shown a screen (a new decision: +1)
         self.screen = "ready"
         self.reasons: tuple[str, ...] = ()
         self.needs: tuple[str, ...] = ()
@@ -151,6 +152,7 @@ class ScreenModel:
             if shows:
                 show = shows[-1]
                 self.screen, self.reasons, self.needs = show.screen, show.reasons, show.needs
+                self.shown += 1
                 if show.screen in ("ready", "closed", "surge", "failsafe") and vehicle is None:
                     # nobody is being decided: no traveller's data stays on the screen
                     self._person, self._codes, self._verdict = ("", ""), [], None
@@ -217,6 +219,7 @@ class ScreenModel:
             name, number = self._person
             doc: dict[str, Any] = {
                 "version": self.version,
+                "shown": self.shown,  # the page speaks each traveller's decision: new ones
                 "ts": self.changed_at,
                 "screen": self.screen,
                 "reasons": list(self.reasons),

@@ -19,6 +19,7 @@ const WITH_REASONS = new Set(["denied", "awaiting_officer", "closed", "failsafe"
 const LANGUAGE_RESET_MS = 90_000;
 const CAMERA_SIDES = new Set(["up", "down", "left", "right"]);
 const PROMPTS = new Set(["ready", "reading", "group"]);
+const DECISIONS = new Set(["approved", "denied"]);
 
 const els = {
   title: document.getElementById("title"),
@@ -121,8 +122,11 @@ function speak(screen, codes) {
   const main = codes.find((code) => code !== screen);
   if (screen === "denied" && main) clips.push(reasonClip(main));
   const wanted = clips.filter((clip) => known.has(clip));
-  const said = `${kiosk.language()}|${wanted.join("|")}`;
-  if (said === voice.said) return; // the same state again: said once
+  // the same state sent again is said once; but each traveller hears their own decision
+  // (the next one refused for the same reason too: the lane showed it anew)
+  const decision = DECISIONS.has(screen) && state ? state.shown : "";
+  const said = `${kiosk.language()}|${wanted.join("|")}|${decision}`;
+  if (said === voice.said) return;
   voice.said = said;
   voice.queue = wanted.map((clip) => ({ clip, language: kiosk.language() }));
   if (voice.playing === null) {
