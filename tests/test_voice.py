@@ -179,7 +179,9 @@ def test_a_pack_adds_its_language_and_the_vietnamese_voice_says_what_it_lacks(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     packs = tmp_path / "packs"
-    hmong = write_pack(packs / "hmong", "hmn", {"denied": 1.5, "ready": 2.0})
+    hmong = write_pack(
+        packs / "hmong", "hmn", {"denied": 1.5, "ready": 2.0}, {"screen.ready": "Tos ntawm no"}
+    )
     tone(hmong / "closed.wav", 2.0, level=0.0)  # silent: the kiosk leaves it out
     write_pack(packs / "vietnamese", "vi", {"denied": 1.0, "approved": 1.0, "closed": 1.0})
     broken = packs / "broken"
@@ -197,7 +199,10 @@ def test_a_pack_adds_its_language_and_the_vietnamese_voice_says_what_it_lacks(
         assert index["default"] == "hmn"
         assert (index["voice"]["on"], index["voice"]["volume"]) == (True, 80)
         assert index["voice"]["clips"] == sorted(voice.clip_ids())
-        assert json.loads(get(server, "/i18n/hmn.json")[2])["messages"]["screen.denied"]
+        texts = json.loads(get(server, "/i18n/hmn.json")[2])["messages"]
+        assert texts["screen.ready"] == "Tos ntawm no"
+        assert texts["screen.denied"] == voice.bundled("vi")["screen.denied"]  # as its voice
+        assert 'lang="hmn"' in get(server, "/")[2].decode()  # the first render, in hmn
         status, headers, body = get(server, "/voice/hmn/denied")
         assert (status, headers["content-language"]) == (200, "hmn")
         assert measured(body, tmp_path, "a.wav").seconds == pytest.approx(1.5)

@@ -9,7 +9,7 @@
 
 ``lang check`` exits 0 when a pack is complete (warnings aside), 1 when the
 kiosk can use it with fallbacks (missing or bad clips: the Vietnamese voice
-says those and the pictograms show them; missing texts: English is shown), 2
+says those and the pictograms show them; missing texts: Vietnamese is shown), 2
 when it is not a pack the kiosk can load at all.
 """
 
@@ -167,7 +167,7 @@ def describe(report: Report) -> list[str]:
         f"{report.folder}: {pack.code} ({pack.name}), recorded by {pack.recorded_by or '?'}, "
         f"licence {pack.licence or '?'}: {len(pack.clips)} of {clips} clips"
     ]
-    lines += _listed("missing texts (the screen shows English for them)", report.missing_texts)
+    lines += _listed("missing texts (the screen shows Vietnamese for them)", report.missing_texts)
     lines += _listed(
         "missing clips (the Vietnamese voice says them; the pictograms show them)",
         report.missing_clips,

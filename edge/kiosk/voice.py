@@ -290,5 +290,11 @@ class Voices:
 
 
 def catalogues_of(packs: Sequence[Pack]) -> dict[str, dict[str, Any]]:
-    """The packs' catalogues, as server.catalogues() gives the bundled ones."""
-    return {p.code: dict(p.catalogue) for p in packs if p.catalogue is not None}
+    """The packs' catalogues, as server.catalogues() gives the bundled ones: a text a
+    pack lacks is the Vietnamese one (as its voice), not English."""
+    national = bundled(FALLBACK)
+    return {
+        p.code: {"name": p.name, "messages": {**national, **p.catalogue["messages"]}}
+        for p in packs
+        if p.catalogue is not None
+    }
