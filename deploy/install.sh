@@ -416,6 +416,8 @@ step_voices() {
     out=$(target "$VOICES_DIR")
     if ((NO_DEPS)); then
         note "skipped: --no-deps (the package cannot run yet; later: checkpoint-edge lang voices --out $VOICES_DIR)"
+    elif [[ -n $ROOT ]] && ! command -v espeak-ng >/dev/null; then
+        note "skipped: --root and no espeak-ng here (on the target: checkpoint-edge lang voices --out $VOICES_DIR)"
     elif ((DRY_RUN)); then
         printf 'would run: %s lang voices --out %s\n' "$cli" "$out"
     else

@@ -101,7 +101,8 @@ def test_the_screens_voices_and_packs(
     (pack / "ready.wav").write_text("not a sound")
     code, checks = doctor(kiosk_file(tmp_path, broker.port, kiosk=screen), capsys)
     assert checks["voice"].startswith("WARN")
-    assert f"bad clips in hmn (checkpoint-edge lang check {tmp_path / 'packs'})" in checks["voice"]
+    assert "hmn: ready: ready.wav: not a WAV file" in checks["voice"]
+    assert f"(checkpoint-edge lang check {tmp_path / 'packs'})" in checks["voice"]
 
 
 def test_each_broken_part_fails_its_own_line(

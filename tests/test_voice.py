@@ -12,6 +12,7 @@ import http.client
 import io
 import json
 import logging
+import os
 import shutil
 import subprocess
 import wave
@@ -214,8 +215,8 @@ def test_a_pack_adds_its_language_and_the_vietnamese_voice_says_what_it_lacks(
         status, headers, _ = get(server, "/voice/ium/denied")  # its clip is no sound
         assert (status, headers["content-language"]) == (200, "vi")
         assert get(server, "/voice/en/ready")[0] == 404  # no English voice, no vi ready
-    assert "language pack broken left out: manifest.json: not valid JSON" in caplog.text
-    assert "language pack dao: denied: denied.wav: not a WAV file" in caplog.text
+    assert "language pack 'broken' left out: manifest.json: not valid JSON" in caplog.text
+    assert "language pack 'dao': denied: denied.wav: not a WAV file" in caplog.text
     assert f"clip {hmong / 'closed.wav'} left out: silent" in caplog.text
 
 
@@ -339,8 +340,72 @@ def test_the_voice_settings_are_checked_like_the_rest_of_the_config(tmp_path: Pa
         ({"voice_volume": 101}, "kiosk.voice_volume"),
         ({"voice_volume": "loud"}, "kiosk.voice_volume"),
         ({"voice": "yes"}, "kiosk.voice"),
-        ({"packs": str(tmp_path / "nowhere")}, "kiosk.packs"),
+        ({"packs": 3}, "kiosk.packs"),
     ):
         with pytest.raises(config_mod.ConfigError) as caught:
             config_mod.from_mapping({"kiosk": bad}, base_dir=tmp_path)
         assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems
+
+
+def test_hostile_packs_are_left_out_or_their_clips_refused_never_a_crash(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    packs = tmp_path / "packs"
+    names = write_pack(packs / "names", "hmn", {"ready": 1.0})
+    manifest = json.loads((names / voice.MANIFEST).read_text())
+    manifest["clips"] = {"denied": "a\u0000.wav", "approved": "\ud800.wav", "closed": "x\u202e.wav"}
+    (names / voice.MANIFEST).write_text(json.dumps(manifest))  # (escaped: valid JSON)
+    bad_wav = write_pack(packs / "chunks", "ium", {"ready": 1.0})
+    raw = bytearray((bad_wav / "ready.wav").read_bytes())
+    raw[16:20] = (0x7FFFFFF0).to_bytes(4, "little")  # the fmt chunk's length, mangled
+    (bad_wav / "ready.wav").write_bytes(bytes(raw))
+    opus = write_pack(packs / "opus", "tyz", {})
+    (opus / "ready.ogg").write_bytes(b"OggS\x00\x02" + bytes(22) + b"\x01\x13OpusHead" + bytes(40))
+    fifo = packs / "fifo"
+    fifo.mkdir()
+    os.mkfifo(fifo / voice.MANIFEST)  # would block a plain open() for ever
+    endless = write_pack(packs / "endless", "nut", {})
+    (endless / voice.CATALOGUE).unlink()
+    (endless / voice.CATALOGUE).symlink_to("/dev/zero")
+    control = write_pack(packs / "control", "rad", {})
+    (control / voice.MANIFEST).write_text(json.dumps({"code": "rad", "name": "\x1b[2Jx"}))
+    caplog.set_level(logging.WARNING)
+
+    loaded = {p.code: p for p in voice.load_packs(packs)}
+    assert set(loaded) == {"hmn", "ium", "tyz"}
+    assert set(loaded["hmn"].clips) == {"ready"}
+    assert len(loaded["hmn"].problems) == 3  # each bad name refused by itself
+    assert loaded["tyz"].clips == {}
+    assert "Opus, not Vorbis" in loaded["tyz"].problems[0]
+    assert "'fifo' left out: manifest.json: a pack file must be a regular file" in caplog.text
+    assert "'endless' left out: catalogue.json: a pack file must be a regular file" in caplog.text
+    assert "'control' left out" in caplog.text
+    assert "\x1b" not in caplog.text
+
+    # the mangled WAV: refused when first asked for (a warning), never an error
+    voices = voice.Voices(list(loaded.values()))
+    assert voices.find("ium", "ready") is None
+    assert "left out: not a PCM WAV file" in caplog.text
+    assert cli.main(["lang", "check", str(bad_wav)]) == 1
+    assert "error: ready: ready.wav: not a PCM WAV file" in capsys.readouterr().out
+    assert cli.main(["lang", "check", str(names)]) == 1
+    out = capsys.readouterr().out
+    assert "\x00" not in out
+    assert "\u202e" not in out
+
+
+def test_a_recorded_vi_or_en_pack_needs_no_catalogue_and_keeps_its_languages_texts(
+    tmp_path: Path,
+) -> None:
+    packs = tmp_path / "packs"
+    vi = write_pack(packs / "vi-recorded", "vi", {"denied": 1.0})
+    (vi / voice.CATALOGUE).unlink()  # clips alone: the bundled texts stay
+    write_pack(packs / "en-partial", "en", {"denied": 1.2}, {"screen.ready": "Show your code"})
+    for server in serve(tmp_path, packs=packs, voices=tmp_path / "none"):
+        status, headers, _ = get(server, "/voice/vi/denied")
+        assert (status, headers["content-language"]) == (200, "vi")
+        en = json.loads(get(server, "/i18n/en.json")[2])["messages"]
+        assert en["screen.ready"] == "Show your code"
+        assert en["screen.denied"] == voice.bundled("en")["screen.denied"]  # not Vietnamese
+        vi_texts = json.loads(get(server, "/i18n/vi.json")[2])["messages"]
+        assert vi_texts == voice.bundled("vi")

@@ -282,6 +282,10 @@ def _listen(value: Any, _base: Path) -> str:
     return str(value)
 
 
+def _optional_path(value: Any, base: Path) -> Path | None:
+    return None if value == "" else parse_path(value, base)
+
+
 def _percent(value: Any, _base: Path) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
         raise ValueError(f"must be a whole number from 0 to 100, got {value!r}")
@@ -335,8 +339,8 @@ class KioskConfig:
         metadata=doc(
             "A folder of language packs, one folder per language (manifest.json, "
             "catalogue.json, recorded clips: docs/languages.md): languages added to the "
-            "switch, with their voice, without code changes.",
-            parse_existing_dir,
+            "switch, with their voice, without code changes (missing: a warning at start).",
+            _optional_path,
         ),
     )
     voices: Path = field(

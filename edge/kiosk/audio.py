@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import re
 import shutil
+import struct
 import subprocess
 import wave
 from dataclasses import dataclass
@@ -57,7 +58,8 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
             width, channels, rate = f.getsampwidth(), f.getnchannels(), f.getframerate()
             frames = f.getnframes()
             raw = f.readframes(frames)
-    except (wave.Error, EOFError) as exc:
+    except (wave.Error, EOFError, RuntimeError, struct.error, ValueError, OverflowError) as exc:
+        # (the wave module's own errors, and what a damaged chunk length makes it raise)
         raise AudioError(f"not a PCM WAV file ({exc}): export 16-bit PCM WAV or OGG") from exc
     except OSError as exc:
         raise AudioError(f"cannot be read: {exc.strerror or exc}") from exc

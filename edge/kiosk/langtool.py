@@ -37,7 +37,7 @@ TRAVELLER_KEYS = re.compile(
     r"traveller\..*|group\..*)"
 )
 PLACEHOLDER = re.compile(r"\{\w+\}")
-BUNDLED = ("vi", "en")
+FALLS_BACK = "(left out: the Vietnamese voice says it)"
 
 
 def register(sub: Any) -> None:
@@ -93,6 +93,7 @@ class Report:
     warnings: list[str] = field(default_factory=list)  # worth fixing, used as they are
     missing_clips: list[str] = field(default_factory=list)
     missing_texts: list[str] = field(default_factory=list)
+    refused: set[str] = field(default_factory=set)  # clips found but not usable
 
     @property
     def status(self) -> int:
@@ -105,13 +106,13 @@ def check_pack(folder: Path) -> Report:
     report = Report(folder)
     try:
         pack = voice.read_pack(folder, need_catalogue=False)
-        if pack.catalogue is None and pack.code not in BUNDLED:
+        if pack.catalogue is None and pack.code not in voice.BUNDLED:
             raise voice.PackError(f"{voice.CATALOGUE}: missing (a new language needs its texts)")
     except voice.PackError as exc:
         report.fatal = str(exc)
         return report
     report.pack = pack
-    report.errors += pack.problems
+    report.errors += [f"{p} {FALLS_BACK}" for p in pack.problems]
     reference = voice.bundled("en")
     catalogue = pack.catalogue or voice.bundled_catalogue(pack.code)  # a voice of vi or en
     messages = catalogue["messages"]
@@ -123,7 +124,7 @@ def check_pack(folder: Path) -> Report:
             report.missing_texts.append(key)
         elif set(PLACEHOLDER.findall(text)) != set(PLACEHOLDER.findall(own)):
             want = ", ".join(sorted(PLACEHOLDER.findall(text)))
-            report.errors.append(f"text {key}: must keep {want} as they are")
+            report.errors.append(f"text {key}: must keep {want} as they are (shown as it is)")
     for clip in voice.clip_ids():
         path = pack.clips.get(clip)
         if path is None:
@@ -133,13 +134,16 @@ def check_pack(folder: Path) -> Report:
         try:
             measured = audio.measure(path)
         except AudioError as exc:
-            report.errors.append(f"{clip}: {path.name}: {exc}")
+            report.errors.append(f"{clip}: {path.name}: {exc} {FALLS_BACK}")
+            report.refused.add(clip)
             continue
         if measured is None:
             report.warnings.append(f"{clip}: {path.name}: not measured (install sox)")
             continue
         errors, warnings = audio.problems(measured)
-        report.errors += [f"{clip}: {path.name}: {e}" for e in errors]
+        report.errors += [f"{clip}: {path.name}: {e} {FALLS_BACK}" for e in errors]
+        if errors:
+            report.refused.add(clip)
         report.warnings += [f"{clip}: {path.name}: {w}" for w in warnings]
     return report
 
@@ -165,14 +169,15 @@ def describe(report: Report) -> list[str]:
     clips = len(voice.clip_ids())
     lines = [
         f"{report.folder}: {pack.code} ({pack.name}), recorded by {pack.recorded_by or '?'}, "
-        f"licence {pack.licence or '?'}: {len(pack.clips)} of {clips} clips"
+        f"licence {pack.licence or '?'}: {len(pack.clips) - len(report.refused)} of {clips} "
+        "clips usable"
     ]
     lines += _listed("missing texts (the screen shows Vietnamese for them)", report.missing_texts)
     lines += _listed(
         "missing clips (the Vietnamese voice says them; the pictograms show them)",
         report.missing_clips,
     )
-    lines += [f"  error: {e} (left out: the Vietnamese voice says it)" for e in report.errors]
+    lines += [f"  error: {e}" for e in report.errors]
     lines += [f"  warning: {w}" for w in report.warnings]
     verdict = {
         0: "complete",

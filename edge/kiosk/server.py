@@ -56,6 +56,7 @@ from urllib.parse import parse_qs, urlsplit
 from edge.config import KioskConfig
 from edge.core.model import normal_plate
 from edge.core.passage import VEHICLE_KINDS
+from edge.errors import InputError
 from edge.kiosk import conns, render, voice
 from edge.kiosk.auth import LoginRefused, Officers, read_pin
 from edge.kiosk.conns import Connections
@@ -137,6 +138,8 @@ class KioskServer:
         self.conns = connections or Connections()
         self.conns.on_stream_ended = model.wake
         packs = voice.load_packs(cfg.packs)
+        if cfg.packs is not None and not cfg.packs.is_dir():
+            log.warning("kiosk: [kiosk] packs: no folder %s: no language packs", cfg.packs)
         made = voice.load_packs(cfg.voices, need_catalogue=False)
         if not any(p.code == voice.FALLBACK for p in [*packs, *made]):
             log.warning(
@@ -329,9 +332,9 @@ class _Handler(BaseHandler):
         found = self.kiosk.voices.find(language, clip)
         try:
             if found is None:
-                raise FileNotFoundError(clip)
-            body = found[0].read_bytes()
-        except OSError:
+                raise InputError(clip, "no voice")
+            body = voice.read_clip(found[0])
+        except InputError:  # (gone or changed since it was measured)
             self._error(404, "no voice for this screen")
             return
         path, spoken = found

@@ -30,14 +30,16 @@ import json
 import logging
 import re
 import threading
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, get_args
 
+from edge import files
 from edge.core.events import Screen
-from edge.errors import EdgeError
+from edge.errors import EdgeError, InputError
 from edge.kiosk import audio
 from edge.kiosk.audio import AudioError
 
@@ -47,6 +49,7 @@ log = logging.getLogger(__name__)
 # page cannot reach the kiosk for its clip then).
 SCREENS: tuple[str, ...] = (*get_args(Screen), "reading")
 FALLBACK = "vi"  # the voice of a clip a pack lacks: the one language every traveller hears
+BUNDLED = ("vi", "en")  # the languages with a catalogue in the package
 MANIFEST = "manifest.json"
 CATALOGUE = "catalogue.json"
 AUDIO_TYPES = {".wav": "audio/wav", ".ogg": "audio/ogg"}
@@ -113,44 +116,61 @@ class Pack:
 
 
 def _read_doc(path: Path) -> Any:
+    if not path.exists():
+        raise PackError(f"{path.name}: missing")
     try:
-        if path.stat().st_size > MAX_DOC_BYTES:
-            raise PackError(f"{path.name}: larger than {MAX_DOC_BYTES // 1024} KiB")
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise PackError(f"{path.name}: missing") from exc
-    except OSError as exc:
-        raise PackError(f"{path.name}: cannot be read: {exc.strerror or exc}") from exc
+        return json.loads(files.read_text_limited(path, MAX_DOC_BYTES, "pack file"))
+    except InputError as exc:
+        raise PackError(f"{path.name}: {exc.reason}") from exc
     except (ValueError, RecursionError) as exc:
-        raise PackError(f"{path.name}: not valid JSON (UTF-8): {exc}") from exc
+        raise PackError(f"{path.name}: not valid JSON: {exc}") from exc
+
+
+def _printable(text: str) -> bool:
+    """No control, format or unpaired surrogate characters (they would reach the log,
+    a terminal and file system calls)."""
+    return not any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in text)
 
 
 def _text_field(manifest: Mapping[str, Any], name: str, *, required: bool) -> str:
     value = manifest.get(name, "")
-    if not isinstance(value, str) or len(value) > MAX_FIELD or (required and not value.strip()):
-        raise PackError(f'{MANIFEST}: "{name}" must be a text of 1 to {MAX_FIELD} characters')
+    if (
+        not isinstance(value, str)
+        or len(value) > MAX_FIELD
+        or (required and not value.strip())
+        or not _printable(value)
+    ):
+        raise PackError(
+            f'{MANIFEST}: "{name}" must be a text of 1 to {MAX_FIELD} printable characters'
+        )
     return value.strip()
 
 
 def sound_problem(path: Path) -> str | None:
-    """Why ``path`` cannot be a clip, from its name, size and first bytes; None: it can."""
+    """Why ``path`` cannot be a clip, from its name, kind, size and first bytes; None: it can."""
     kind = path.suffix.lower()
     if kind not in AUDIO_TYPES:
         return f"{path.name}: not a .wav or .ogg file"
     try:
-        size = path.stat().st_size
-        with path.open("rb") as f:
-            head = f.read(12)
-    except FileNotFoundError:
-        return f"{path.name}: missing"
-    except OSError as exc:
-        return f"{path.name}: cannot be read: {exc.strerror or exc}"
+        head = read_clip(path)[:64]
+    except InputError as exc:
+        return f"{path.name}: {exc.reason}"
     headers = {".wav": head[:4] == b"RIFF" and head[8:12] == b"WAVE", ".ogg": head[:4] == b"OggS"}
-    if size > MAX_CLIP_BYTES:
-        return f"{path.name}: larger than {MAX_CLIP_BYTES // (1024 * 1024)} MiB"
     if not headers[kind]:
         return f"{path.name}: not a {kind[1:].upper()} file (its first bytes)"
+    if b"OpusHead" in head:
+        return f"{path.name}: Opus, not Vorbis: make it OGG Vorbis (sox in.wav -C 3 out.ogg) or WAV"
     return None
+
+
+def read_clip(path: Path) -> bytes:
+    """A clip's bytes: a regular file of at most :data:`MAX_CLIP_BYTES` (InputError)."""
+    try:
+        return files.read_limited(path, MAX_CLIP_BYTES, "clip")
+    except ValueError as exc:  # a name the file system cannot take (NUL)
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(path, f"not a file name: {exc}") from exc
 
 
 def _safe_name(name: Any) -> bool:
@@ -160,6 +180,7 @@ def _safe_name(name: Any) -> bool:
         and "/" not in name
         and "\\" not in name
         and not name.startswith(".")
+        and _printable(name)
     )
 
 
@@ -205,7 +226,8 @@ def read_pack(folder: Path, *, need_catalogue: bool = True) -> Pack:
         raise PackError(f'{MANIFEST}: "code" must be a language code such as "hmn" or "vi"')
     name = _text_field(manifest, "name", required=True)
     catalogue: dict[str, Any] | None = None
-    if need_catalogue or (folder / CATALOGUE).exists():
+    # a vi or en pack may bring clips alone: the bundled texts are there
+    if (need_catalogue and code not in BUNDLED) or (folder / CATALOGUE).exists():
         doc = _read_doc(folder / CATALOGUE)
         if not isinstance(doc, dict) or not isinstance(doc.get("messages"), dict):
             raise PackError(f'{CATALOGUE}: must be {{"name": ..., "messages": {{...}}}}')
@@ -228,22 +250,31 @@ def read_pack(folder: Path, *, need_catalogue: bool = True) -> Pack:
 def load_packs(folder: Path | None, *, need_catalogue: bool = True) -> list[Pack]:
     """Every pack in the folders under ``folder`` (sorted by name); a folder that is
     no usable pack is left out with an error in the log, the others still load."""
-    if folder is None or not folder.is_dir():
+    if folder is None:
+        return []
+    try:
+        entries = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.name)
+    except OSError as exc:
+        if not isinstance(exc, FileNotFoundError):
+            log.error("kiosk: language packs in %s not read: %s", folder, exc)  # noqa: TRY400
         return []
     packs: list[Pack] = []
-    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
-        if not entry.is_dir() or entry.name.startswith("."):
+    for entry in entries:
+        if entry.name.startswith("."):
             continue
         try:
             pack = read_pack(entry, need_catalogue=need_catalogue)
         except PackError as exc:
-            log.error("kiosk: language pack %s left out: %s", entry.name, exc)  # noqa: TRY400
+            log.error("kiosk: language pack %r left out: %s", entry.name, exc)  # noqa: TRY400
+            continue
+        except Exception:  # a pack never costs the screen
+            log.exception("kiosk: language pack %r left out", entry.name)
             continue
         if any(p.code == pack.code for p in packs):
-            log.error("kiosk: language pack %s left out: %s twice", entry.name, pack.code)
+            log.error("kiosk: language pack %r left out: %s twice", entry.name, pack.code)
             continue
         for problem in pack.problems:
-            log.warning("kiosk: language pack %s: %s", entry.name, problem)
+            log.warning("kiosk: language pack %r: %s", entry.name, problem)
         packs.append(pack)
     return packs
 
@@ -278,6 +309,8 @@ class Voices:
             errors = audio.problems(measured)[0] if measured is not None else []
         except AudioError as exc:
             errors = [str(exc)]
+        except Exception as exc:  # noqa: BLE001 - a clip never costs the screen
+            errors = [f"cannot be measured: {type(exc).__name__}: {exc}"]
         if errors:
             log.warning("kiosk: clip %s left out: %s", path, errors[0])
         with self._lock:
@@ -291,10 +324,16 @@ class Voices:
 
 def catalogues_of(packs: Sequence[Pack]) -> dict[str, dict[str, Any]]:
     """The packs' catalogues, as server.catalogues() gives the bundled ones: a text a
-    pack lacks is the Vietnamese one (as its voice), not English."""
-    national = bundled(FALLBACK)
+    pack lacks is the bundled one of its language (a recorded vi or en), else the
+    Vietnamese one (as its voice), not English."""
     return {
-        p.code: {"name": p.name, "messages": {**national, **p.catalogue["messages"]}}
+        p.code: {
+            "name": p.name,
+            "messages": {
+                **bundled(p.code if p.code in BUNDLED else FALLBACK),
+                **p.catalogue["messages"],
+            },
+        }
         for p in packs
         if p.catalogue is not None
     }

@@ -82,6 +82,15 @@ def _speak(program: str, espeak_voice: str, text: str, path: Path) -> None:
         raise VoiceError(f"espeak-ng -v {espeak_voice} failed: {exc}") from exc
 
 
+def _readable_dirs(out: Path) -> None:
+    """``out`` and the parents it lacks, made readable by everyone (the service's user
+    reads the voices whatever the installer's umask)."""
+    missing = [p for p in (out, *out.parents) if not p.exists()]
+    out.mkdir(parents=True, exist_ok=True)
+    for folder in missing:
+        folder.chmod(0o755)
+
+
 def phrases(code: str) -> dict[str, str]:
     """clip id -> what the made voice says, from the bundled catalogue of ``code``."""
     messages = voice.bundled(code)
@@ -106,7 +115,7 @@ def make(code: str, out: Path, *, force: bool = False) -> Made:
             return Made(code, folder, len(said), 0.0, fresh=False)
     except voice.PackError:
         pass  # not made yet, or damaged: made again
-    out.mkdir(parents=True, exist_ok=True)
+    _readable_dirs(out)
     work = Path(tempfile.mkdtemp(prefix=f".{code}.", dir=out))
     try:
         seconds = 0.0
@@ -116,6 +125,7 @@ def make(code: str, out: Path, *, force: bool = False) -> Made:
             samples, rate = audio.read_wav(raw)
             raw.unlink()
             audio.write_levelled_wav(samples, rate, work / f"{clip}.wav")
+            (work / f"{clip}.wav").chmod(0o644)  # the service reads them, whatever the umask
             seconds += len(samples) / rate
         manifest = {
             "code": code,
@@ -124,7 +134,9 @@ def make(code: str, out: Path, *, force: bool = False) -> Made:
             "licence": LICENCE,
             "made_from": digest,
         }
-        (work / voice.MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2))
+        text = json.dumps(manifest, ensure_ascii=False, indent=2)
+        (work / voice.MANIFEST).write_text(text, encoding="utf-8")
+        (work / voice.MANIFEST).chmod(0o644)
         work.chmod(0o755)
         old = out / f".{code}.old"
         shutil.rmtree(old, ignore_errors=True)

@@ -5,7 +5,8 @@ Checks the camera (opens it and reads a frame), the GPIO pins, the broker
 files (readable, the key matches the certificate, its CN is the device id, days
 left), the clock's synchronisation, disk space at the store, the store's files,
 the trust lists (they load; their age), the fleet keys, and the screen's voices
-(the Vietnamese one made; packs without bad clips). Each check says
+(the Vietnamese one made; no pack's clip refused by its name or first bytes:
+``lang check`` measures them). Each check says
 ``OK``, ``WARN``, ``FAIL`` or ``SKIP`` with the reason; the exit code is 1 when
 any check failed.
 
@@ -340,13 +341,16 @@ def _voice(cfg: Config) -> Iterator[Check]:
             f"(checkpoint-edge lang voices --out {kiosk.voices})",
         )
         return
-    faulty = [p.code for p in [*packs, *made] if p.problems]
+    faulty = [p for p in [*packs, *made] if p.problems]
     if faulty:
+        first = faulty[0]
+        more = sum(len(p.problems) for p in faulty) - 1
         yield Check(
             "voice",
             "WARN",
-            f"clips: {found}; bad clips in {', '.join(faulty)} "
-            f"(checkpoint-edge lang check {kiosk.packs or kiosk.voices})",
+            f"clips: {found}; {first.code}: {first.problems[0]}"
+            + (f" and {more} more" if more else "")
+            + f" (checkpoint-edge lang check {first.folder.parent})",
         )
         return
     yield Check("voice", "OK", f"clips: {found} (what a pack lacks, the Vietnamese voice says)")

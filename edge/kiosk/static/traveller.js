@@ -7,8 +7,9 @@
 // The screen speaks each new state once, in its language (/voice/<lang>/<clip>:
 // the screen's clip, and after "denied" its main reason), through one <audio>
 // element, so that no clip ever plays over another: a state that comes while a
-// clip plays is said when it ends (only the newest such state), except that the
-// prompts said again and again ("ready", "reading", "group") are cut short by news.
+// state is being said waits until it is said to its end, reason included (only the
+// newest such state waits), except that the prompts said again and again ("ready",
+// "reading", "group") are cut short by news.
 
 import * as kiosk from "./kiosk.js";
 
@@ -20,6 +21,7 @@ const LANGUAGE_RESET_MS = 90_000;
 const CAMERA_SIDES = new Set(["up", "down", "left", "right"]);
 const PROMPTS = new Set(["ready", "reading", "group"]);
 const DECISIONS = new Set(["approved", "denied"]);
+const CLIP_LIMIT_MS = 12_000; // the longest clip (8 s, lang check's limit) and its load
 
 const els = {
   title: document.getElementById("title"),
@@ -36,9 +38,18 @@ const els = {
 let state = null; // the last state received
 let online = false;
 let resetTimer = null;
-// said: the state last said; playing: the clip id now playing; cutting: a prompt is
-// being paused for news
-const voice = { said: null, queue: [], playing: null, cutting: false };
+// said: the state last said; rest: the clips still to say of the state being said;
+// waiting: the newest state's clips, said after it; playing: the clip id now playing;
+// cutting: a prompt is being paused for news; hush: the next change is not said
+const voice = {
+  said: null,
+  rest: [],
+  waiting: null,
+  playing: null,
+  cutting: false,
+  watchdog: null,
+  hush: false,
+};
 
 // The state the server rendered this page with: shown until the live stream speaks
 // (the page has just come from the kiosk, so it is up).
@@ -128,30 +139,50 @@ function speak(screen, codes) {
   const said = `${kiosk.language()}|${wanted.join("|")}|${decision}`;
   if (said === voice.said) return;
   voice.said = said;
-  voice.queue = wanted.map((clip) => ({ clip, language: kiosk.language() }));
+  if (voice.hush) {
+    voice.hush = false; // the language went back by itself on an idle lane: nothing new
+    return;
+  }
+  const items = wanted.map((clip) => ({ clip, language: kiosk.language() }));
   if (voice.playing === null) {
+    voice.rest = items;
     playNext();
-  } else if (PROMPTS.has(voice.playing) && !els.voice.paused) {
-    voice.cutting = true; // news cuts a prompt short: the next clip plays on its "pause"
-    els.voice.pause();
+  } else if (PROMPTS.has(voice.playing)) {
+    voice.rest = items; // news cuts a prompt short
+    voice.waiting = null;
+    if (!els.voice.paused) {
+      voice.cutting = true; // the next clip plays on its "pause"
+      els.voice.pause();
+    } // (paused: it is ending, and its "ended" plays the next)
+  } else {
+    voice.waiting = items; // said once the state being said is said to its end
   }
 }
 
 function playNext() {
   voice.cutting = false;
-  const next = voice.queue.shift();
+  window.clearTimeout(voice.watchdog);
+  voice.watchdog = null;
+  if (voice.rest.length === 0 && voice.waiting !== null) {
+    voice.rest = voice.waiting;
+    voice.waiting = null;
+  }
+  const next = voice.rest.shift();
   voice.playing = next ? next.clip : null;
   if (!next) return;
   const el = els.voice;
   el.volume = Math.min(1, Math.max(0, Number(kiosk.voiceSettings().volume) / 100 || 0));
   el.src = `/voice/${encodeURIComponent(next.language)}/${encodeURIComponent(next.clip)}`;
+  // a clip that neither ends nor fails (a stalled load, the sound device gone) never
+  // holds the voice up: the next one plays after the longest a clip may last
+  voice.watchdog = window.setTimeout(playNext, CLIP_LIMIT_MS);
   el.play().catch((error) => {
     // AbortError: cut short by the next clip; NotSupportedError: no such clip (its
     // "error" event moves on); NotAllowedError: the browser refuses to play without a
     // touch (Chromium needs --autoplay-policy=no-user-gesture-required): silent
-    if (error && error.name === "NotAllowedError" && el.src.endsWith(next.clip)) {
-      voice.queue = [];
-      voice.playing = null;
+    if (error && error.name === "NotAllowedError" && voice.playing === next.clip) {
+      window.clearTimeout(voice.watchdog);
+      Object.assign(voice, { rest: [], waiting: null, playing: null, watchdog: null });
     }
   });
 }
@@ -179,6 +210,7 @@ function scheduleLanguageReset() {
   if (state && state.screen !== "ready") return;
   resetTimer = window.setTimeout(() => {
     resetTimer = null;
+    voice.hush = true;
     kiosk.setLanguage(kiosk.defaultLanguage());
   }, LANGUAGE_RESET_MS);
 }
