@@ -10,6 +10,7 @@ the ingest's tables are there.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -17,8 +18,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from edge.central import rollup
 from edge.central.contract import DatabaseError
 from edge.central.sql import COLUMNS, SqlDB, Tx
+
+log = logging.getLogger(__name__)
 
 
 class SqliteDB(SqlDB):
@@ -40,6 +44,9 @@ class SqliteDB(SqlDB):
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.executescript(_SCHEMA_SQLITE)
             self._migrate()
+            self._conn.executescript(rollup.SCHEMA)
+            with self._tx() as tx:  # BEGIN IMMEDIATE: one ingest at a time
+                _backfilled(rollup.backfill(tx, self.mark))
         except (sqlite3.Error, OSError) as exc:
             raise DatabaseError(f"cannot open {path}: {exc}") from exc
 
@@ -149,6 +156,10 @@ class PostgresDB(SqlDB):
                         f"{kind.format(**_POSTGRES_TYPES)}"
                     )
             conn.execute(_INDEXES)
+            conn.execute(rollup.SCHEMA)
+            conn.execute("LOCK TABLE hourly, hourly_reasons IN EXCLUSIVE MODE")
+            with conn.cursor() as cur:
+                _backfilled(rollup.backfill(cur, self.mark))
             conn.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS incoming ON COMMIT DELETE ROWS AS "  # noqa: S608
                 f"SELECT {', '.join(COLUMNS)} FROM passages WITH NO DATA"
@@ -202,6 +213,11 @@ _INSERT_INCOMING = (
     f"INSERT INTO passages ({', '.join(COLUMNS)}) "  # noqa: S608 - constant names
     f"SELECT {', '.join(COLUMNS)} FROM incoming ON CONFLICT DO NOTHING"
 )
+
+
+def _backfilled(counted: int | None) -> None:
+    if counted:
+        log.info("database: %d passages stored before the hourly roll-ups now counted", counted)
 
 
 def _first_line(exc: BaseException) -> str:

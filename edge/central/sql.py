@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from edge.central import rollup
 from edge.central.contract import Checked, Purged, Query, Rejection, Stored
 from edge.core.model import iso_utc
 
@@ -175,8 +176,10 @@ class SqlDB:
         received = iso_utc(datetime.now(UTC))
         result = Stored()
         with self._tx() as tx:
-            # one INSERT for the batch (nothing happens for a pid or (device, seq) already
-            # held), then one SELECT says which passage holds each pid
+            # what was there before (a passage sent again), one INSERT for the batch
+            # (nothing happens for a pid or (device, seq) already held), then one SELECT
+            # says which passage holds each pid
+            before = self._held(tx, list(first))
             result.new = self._insert(tx, [row_of(p, received) for p in batch])
             held = self._held(tx, list(first))
             landed = []
@@ -199,6 +202,7 @@ class SqlDB:
             vehicles = [row for m in landed for row in vehicle_rows(m)]
             if vehicles:
                 tx.executemany(self._sql(INSERT_VEHICLE), vehicles)
+            rollup.add(tx, self.mark, (m for m in landed if m["pid"] not in before))
         return result
 
     def _insert(self, tx: Tx, rows: list[tuple[Any, ...]]) -> int:
@@ -281,6 +285,11 @@ class SqlDB:
     def count(self) -> int:
         with self._tx(write=False) as tx:
             return int(tx.execute("SELECT count(*) FROM passages").fetchone()[0])
+
+    def hourly(self, first: str, end: str, site: str | None = None) -> rollup.Rows:
+        """The roll-ups of the hours from ``first`` to before ``end`` (``YYYY-MM-DDTHH``)."""
+        with self._tx(write=False) as tx:
+            return rollup.read(tx, self.mark, first, end, site)
 
 
 def _stripped(text: str) -> str:
