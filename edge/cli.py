@@ -2,7 +2,8 @@
 
 ``run`` (the kiosk), ``check-config``, ``keys new``, ``issue``, ``verify``,
 ``outbox`` (what a kiosk holds), ``ingest`` (the central worker), ``trace``,
-``fleet`` (the operator's tool), ``pki`` (the broker's certificates and ACL),
+``report`` (a day's figures per checkpoint), ``fleet`` (the operator's tool),
+``pki`` (the broker's certificates and ACL),
 ``doctor`` (is this kiosk fit to run), ``lang`` (the screen's voices and language packs).
 Exit codes: 0 success (``verify``: valid), 1 a runtime failure (``verify``:
 invalid), 2 an invalid config or usage.
@@ -26,6 +27,7 @@ from typing import Any
 
 from edge import __version__, credtools
 from edge import config as config_mod
+from edge.central import report as report_cli
 from edge.core.passage import DECISIONS
 from edge.core.times import parse_iso
 from edge.credtools import UsageError
@@ -71,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "pki": pki_cli.main,
         "rules": rules_cli.main,
         "lang": langtool.main,
+        "report": report_cli.main,
     }
     try:
         return commands[args.command](args)
@@ -133,6 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_central(sub)
     rules_cli.register(sub, _timestamp)
     langtool.register(sub)
+    report_cli.register(sub)
     return parser
 
 

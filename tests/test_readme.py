@@ -34,7 +34,7 @@ from .test_central_cli import passage
 README = (REPO / "README.md").read_text(encoding="utf-8")
 VENV_BIN = REPO / ".venv" / "bin"
 # What runs here as written: no broker, no Raspberry Pi, no central server.
-OFFLINE = {"verify", "keys", "issue", "outbox", "trace", "rules"}
+OFFLINE = {"verify", "keys", "issue", "outbox", "trace", "rules", "report"}
 SCRIPTS = [REPO / "tools" / n for n in ("setup", "demo", "test")] + [REPO / ".ci" / "run"]
 
 

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from edge.central import rollup
-from edge.central.contract import Checked, Purged, Query, Rejection, Stored
+from edge.central.contract import Checked, DatabaseError, Purged, Query, Rejection, Stored
 from edge.core.model import iso_utc
 
 COLUMNS = (
@@ -288,8 +288,17 @@ class SqlDB:
 
     def hourly(self, first: str, end: str, site: str | None = None) -> rollup.Rows:
         """The roll-ups of the hours from ``first`` to before ``end`` (``YYYY-MM-DDTHH``)."""
-        with self._tx(write=False) as tx:
-            return rollup.read(tx, self.mark, first, end, site)
+        try:
+            with self._tx(write=False) as tx:
+                return rollup.read(tx, self.mark, first, end, site)
+        except DatabaseError as exc:
+            if "hourly" not in str(exc):
+                raise
+            raise DatabaseError(
+                f"{exc} (no roll-ups yet: the ingest of this version counts the passages "
+                "when it first opens the database)",
+                transient=False,
+            ) from exc
 
 
 def _stripped(text: str) -> str:
