@@ -23,7 +23,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from .conftest import REPO, Received, free_port, mosquitto_binary
+from .conftest import REPO, Received, free_port, mosquitto_binary, stop_loop
 
 DEPLOY = REPO / "deploy" / "mosquitto"
 INSTALLED = "/etc/mosquitto/checkpoint-edge/"
@@ -224,7 +224,7 @@ class TlsClient:
         assert self._answered.wait(TIMEOUT), f"{self.client_id}: neither CONNACK nor disconnect"
         if self.connack is not None and not self.connack.is_failure:
             return "connected"
-        self.client.loop_stop()
+        stop_loop(self.client)
         return f"refused: connack {self.connack}, disconnects {list(self.disconnects.queue)}"
 
     def connect(self) -> TlsClient:
@@ -266,4 +266,4 @@ class TlsClient:
     def disconnect(self) -> None:
         if self.client.is_connected():
             self.client.disconnect()
-        self.client.loop_stop()
+        stop_loop(self.client)

@@ -44,6 +44,7 @@ from .conftest import (
     Mosquitto,
     Subscriber,
     make_config,
+    stop_loop,
     toml_text,
     write_frame,
 )
@@ -153,7 +154,7 @@ class RawClient:
 
     def close(self) -> None:
         self.client.disconnect()
-        self.client.loop_stop()
+        stop_loop(self.client)
 
 
 def command_doc(
@@ -760,7 +761,7 @@ def test_operator_client_subscribes_again_after_losing_its_connection(
     thief.loop_start()
     assert taken.wait(10)
     thief.disconnect()
-    thief.loop_stop()
+    stop_loop(thief)
     # paho reconnects the operator by itself; what it hears next proves it subscribed again
     kiosks(fleet_config(tmp_path, broker.port)).start()
     wait(op, lambda: online(op), "a kiosk coming online after the reconnect", 20)

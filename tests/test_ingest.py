@@ -23,7 +23,7 @@ from edge.config import Config, IngestFile
 from edge.core.lane import State
 from edge.mqtt import topics
 
-from .conftest import Mosquitto, Subscriber, archived_messages, make_config
+from .conftest import Mosquitto, Subscriber, archived_messages, make_config, stop_loop
 from .test_e2e import Kiosk
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
@@ -148,7 +148,7 @@ def test_duplicates_and_strangers(
     with sqlite3.connect(tmp_path / "central.db") as db:
         reasons = [r[0] for r in db.execute("SELECT reason FROM rejected ORDER BY id")]
     assert reasons == ["not JSON", "device 'lane-x' published on the topic of 'lane-y'"]
-    pub.loop_stop()
+    stop_loop(pub)
     pub.disconnect()
     acks.disconnect()
 
@@ -342,7 +342,7 @@ def test_the_ingest_command_stores_and_stops_with_its_writer(
         pub.loop_start()
         pub.publish("cp/v1/lane-x/passage", json.dumps(passage), qos=1).wait_for_publish(5)
         assert json.loads(acks.get(timeout=15).payload) == {"pids": [passage["pid"]]}
-        pub.loop_stop()
+        stop_loop(pub)
         pub.disconnect()
         acks.disconnect()
         proc.send_signal(signal.SIGTERM)

@@ -41,7 +41,7 @@ from edge.scan.declaration import Place
 from edge.scan.idcard import IdCard
 from edge.store.snapshot import snapshot
 
-from .conftest import Mosquitto, Subscriber, archived_messages
+from .conftest import Mosquitto, Subscriber, archived_messages, stop_loop
 from .test_declaration import make_declaration
 from .test_e2e import Kiosk
 from .test_ingest import device, ingest_config, ingests, kiosks, postgres_url, wave_through
@@ -248,7 +248,7 @@ class Publisher:
 
     def close(self) -> None:
         self.client.disconnect()
-        self.client.loop_stop()
+        stop_loop(self.client)
 
 
 @pytest.fixture
