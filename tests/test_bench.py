@@ -228,3 +228,27 @@ def test_photo_bench_reports_reads_and_cpu(shared_testdata: Path) -> None:
     rows = {line.split()[0]: line for line in out.splitlines() if line}
     assert "idle" in rows
     assert "with" in rows
+
+
+def test_summary_bench_fills_proves_and_times_a_small_province() -> None:
+    psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed")
+    bench = load_ingest_bench()
+    try:
+        psycopg.connect(bench.POSTGRES, connect_timeout=3).close()
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL at {bench.POSTGRES} does not answer: {exc}")
+    out = run_bench(
+        str(REPO / "bench" / "summary_bench.py"), "--checkpoints", "2", "--days", "2",
+        "--per-day", "300", "--runs", "1", "--real", "600", "--json",
+    )  # fmt: skip
+    report = json.loads(out[out.index("{") :])  # after the progress lines
+    assert report["passages"] == 1200
+    assert report["sizes"]["passages"]["total"] > 0
+    [proof] = report["proofs"]
+    assert proof["equal"]
+    assert proof["passages"] == 600  # a whole local day of both checkpoints
+    assert report["real"]["equal"]
+    assert len(report["real"]["store_s"]) == 2  # 600 passages in batches of 500
+    cases = report["timings"]["cases"]
+    assert [c["passages"] for c in cases.values()] == [600, 1200, 300]
+    assert all(0 < c["summary_s"]["median"] < 10 for c in cases.values())
