@@ -105,7 +105,7 @@ def daily(db: PassageDB, day: date, tz: str = DEFAULT_TZ) -> Daily:
         counts = Counter(dict(zip(COUNTS, (int(v) for v in values), strict=True)))
         sites[site].counts.update(counts)
         total.counts.update(counts)
-    for _hour, site, reason, count in rows.reasons:
+    for site, reason, count in rows.reasons:
         sites[site].reasons[str(reason)] += int(count)
         total.reasons[str(reason)] += int(count)
     for name, row in sites.items():

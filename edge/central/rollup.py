@@ -152,8 +152,9 @@ def backfill(tx: Cursor, mark: str) -> int | None:
 
 @dataclass(frozen=True)
 class Rows:
-    """What the roll-ups hold for some hours: (hour, site, *COUNTS) and
-    (hour, site, reason, count)."""
+    """What the roll-ups hold for some hours: (hour, site, *COUNTS) per hour, and
+    (site, reason, count) summed over the hours (a month holds a million reason rows:
+    the database sums them)."""
 
     hours: list[tuple[Any, ...]]
     reasons: list[tuple[Any, ...]]
@@ -167,7 +168,8 @@ def read(tx: Cursor, mark: str, first: str, end: str, site: str | None) -> Rows:
         params,
     ).fetchall()
     reasons = tx.execute(
-        f"SELECT hour, site, reason, count FROM hourly_reasons WHERE {where}",  # noqa: S608
+        f"SELECT site, reason, sum(count) FROM hourly_reasons WHERE {where} "  # noqa: S608
+        "GROUP BY site, reason",
         params,
     ).fetchall()
     return Rows([tuple(r) for r in hours], [tuple(r) for r in reasons])

@@ -86,7 +86,7 @@ def summary(
         if counts["surge"]:
             surge[where][hour] = counts["surge"]
     reasons: Counter[str] = Counter()
-    for _hour, _site, reason, count in rows.reasons:
+    for _site, reason, count in rows.reasons:
         reasons[str(reason)] += int(count)
     by_hour = []
     at = first
