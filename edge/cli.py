@@ -2,8 +2,8 @@
 
 ``run`` (the kiosk), ``check-config``, ``keys new``, ``issue``, ``verify``,
 ``outbox`` (what a kiosk holds), ``ingest`` (the central worker), ``trace``,
-``report`` (a day's figures per checkpoint), ``fleet`` (the operator's tool),
-``pki`` (the broker's certificates and ACL),
+``report`` (a day's figures per checkpoint), ``dashboard`` (the control room's web
+page), ``fleet`` (the operator's tool), ``pki`` (the broker's certificates and ACL),
 ``doctor`` (is this kiosk fit to run), ``lang`` (the screen's voices and language packs).
 Exit codes: 0 success (``verify``: valid), 1 a runtime failure (``verify``:
 invalid), 2 an invalid config or usage.
@@ -31,6 +31,7 @@ from edge.central import report as report_cli
 from edge.core.passage import DECISIONS
 from edge.core.times import parse_iso
 from edge.credtools import UsageError
+from edge.dashboard import cli as dashboard_cli
 from edge.errors import ConfigError, EdgeError, InputError, TrustError
 from edge.fleet import cli as fleet_cli
 from edge.kiosk import langtool
@@ -68,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "outbox": _outbox,
         "ingest": _ingest,
         "trace": _trace,
+        "dashboard": dashboard_cli.main,
         "fleet": fleet_cli.main,
         "doctor": lambda a: _doctor(a.config),
         "pki": pki_cli.main,
@@ -128,6 +130,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_verify(sub)
     fleet_cli.register(sub)
+    dashboard_cli.register(sub)
     doctor = sub.add_parser("doctor", help="check camera, pins, broker, TLS, clock, disk, store")
     doctor.add_argument(
         "-c", "--config", type=Path, help=f"config file (default: {INSTALLED_CONFIG} if present)"

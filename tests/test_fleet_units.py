@@ -609,17 +609,19 @@ def test_last_seen_is_when_the_device_last_spoke_not_when_its_session_began() ->
     arrive(topics.status(dev), {"state": "online", "session": 4, "ts": session}, True)
     arrive(topics.telemetry(dev), {"ts": telemetry}, True)
     assert client.devices[dev].heard is None  # retained: said earlier, not now
-    assert fleet_cli._row(client.devices[dev])["last_seen"] == telemetry
+    assert fleet_cli.device_row(client.devices[dev])["last_seen"] == telemetry
 
     clock[0] = NOW + timedelta(seconds=30)
     arrive(topics.config_desired(dev), {"version": 2, "config": {}}, False)  # an operator's
     arrive(topics.status(dev), {"state": "offline", "session": 4, "ts": session}, False)  # will
     assert client.devices[dev].heard is None
-    assert fleet_cli._row(client.devices[dev])["last_seen"] == telemetry
+    assert fleet_cli.device_row(client.devices[dev])["last_seen"] == telemetry
 
     arrive(topics.reply(dev, "get-status"), {"id": "x", "status": "ok", "data": {}}, False)
     assert client.devices[dev].heard == iso_utc(NOW + timedelta(seconds=30))
-    assert fleet_cli._row(client.devices[dev])["last_seen"] == iso_utc(NOW + timedelta(seconds=30))
+    assert fleet_cli.device_row(client.devices[dev])["last_seen"] == iso_utc(
+        NOW + timedelta(seconds=30)
+    )
 
 
 # what a hostile (or broken) device may publish, for the operator's terminal
@@ -666,7 +668,7 @@ def test_fleet_status_shows_a_devices_escapes_visibly(
         (topics.telemetry("odd-lane"), {"mode": "auto\x9b31m", "ts": "\ud800"}),
     ]:
         client._absorb(Message(topic, json.dumps(doc).encode(), True))
-    row = fleet_cli._row(client.devices["odd-lane"])
+    row = fleet_cli.device_row(client.devices["odd-lane"])
     assert (row["state"], row["version"], row["mode"]) == (
         "online\\x1b[2J",
         "1.0\\u202e",

@@ -162,7 +162,7 @@ def _status(client: FleetClient, args: argparse.Namespace) -> int:
         if sys.stderr.isatty():
             sys.stderr.write("\n")
         missing = online - set(got)
-    rows = [_row(devices[name]) for name in sorted(devices)]
+    rows = [device_row(devices[name]) for name in sorted(devices)]
     if args.json:
         print(terminal_json({"devices": rows, "no_reply": sorted(missing)}, indent=1))
     else:
@@ -194,29 +194,30 @@ def _table_of(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _row(view: DeviceView) -> dict[str, Any]:
+def device_row(view: DeviceView, text: Callable[..., str | None] = _text) -> dict[str, Any]:
     """One device's line, from whatever it reported (each field checked: one device
-    reporting nonsense must not break the table of the whole fleet)."""
+    reporting nonsense must not break the table of the whole fleet); its strings made
+    by ``text(value, limit=40)`` (here: for a terminal; the dashboard: for a page)."""
     live, tele = _table_of(view.live), _table_of(view.telemetry)
     status, meta = _table_of(view.status), _table_of(view.meta)
     outbox = _table_of(live.get("outbox"))
     # when it was last heard from: its latest telemetry (retained, so known even while it
     # is away), a live message this client received, or the start of its session
-    seen = [t for t in (_text(status.get("ts")), _text(tele.get("ts")), view.heard) if t]
+    seen = [t for t in (text(status.get("ts")), text(tele.get("ts")), view.heard) if t]
     depth = _number(outbox.get("depth", tele.get("outbox_depth")))
     return {
         "device": view.id,
-        "state": _text(view.state),
+        "state": text(view.state),
         "session": _number(status.get("session")),
         "last_seen": max(seen, default=None),
-        "version": _text(meta.get("version") or status.get("version")),
-        "site": _text(meta.get("site"), 80),
-        "mode": _text(live.get("mode") or tele.get("mode") or meta.get("mode")),
-        "lane": _text(live.get("state") or tele.get("state")),
+        "version": text(meta.get("version") or status.get("version")),
+        "site": text(meta.get("site"), 80),
+        "mode": text(live.get("mode") or tele.get("mode") or meta.get("mode")),
+        "lane": text(live.get("state") or tele.get("state")),
         "outbox_depth": None if depth is None else int(depth),
         "oldest_unacked_s": _number(outbox.get("oldest_age_s", tele.get("oldest_unacked_s"))),
         "config_version": _number(_table_of(view.reported).get("version")),
-        "alerts": sorted(_text(a) or "?" for a in view.alerts),
+        "alerts": sorted(text(a) or "?" for a in view.alerts),
     }
 
 

@@ -18,6 +18,7 @@ data. Replies are matched by id.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import queue
@@ -232,6 +233,12 @@ class FleetClient:
             self._absorb(Message(msg.topic, msg.payload, msg.retained))
         except Exception:
             log.exception("fleet: message on %s not understood", msg.topic)
+
+    def snapshot(self) -> list[DeviceView]:
+        """A copy of every device's view, for another thread (the network thread goes on
+        changing the views themselves)."""
+        with self._lock:
+            return [copy.deepcopy(view) for _, view in sorted(self.devices.items())]
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Wait until ``predicate()`` (checked after every message) holds; False on timeout."""

@@ -12,6 +12,7 @@ import logging
 import sys
 import threading
 import time
+from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -117,6 +118,11 @@ class BaseHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("kiosk: %s %s", self.address_string(), format % args)
+
+    def cookie(self, name: str) -> str | None:
+        """The value of the request's cookie ``name`` (None: not sent)."""
+        morsel = SimpleCookie(self.headers.get("Cookie", "")).get(name)
+        return morsel.value if morsel is not None else None
 
     # -- answers -------------------------------------------------------------------------
 

@@ -45,7 +45,6 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
-from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler
 from importlib import resources
 from ipaddress import ip_address
@@ -221,9 +220,7 @@ class _Handler(BaseHandler):
     # -- helpers -----------------------------------------------------------------------
 
     def _token(self) -> str | None:
-        cookie = SimpleCookie(self.headers.get("Cookie", ""))
-        morsel = cookie.get(COOKIE)
-        return morsel.value if morsel is not None else None
+        return self.cookie(COOKIE)
 
     def _loopback(self) -> bool:
         return is_local(str(self.client_address[0]))
