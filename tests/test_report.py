@@ -142,3 +142,26 @@ def test_another_zone_counts_another_day(database: str, capsys: pytest.CaptureFi
         assert doc["total"]["passages"] == summary(db, start, start + timedelta(days=1))["passages"]
     finally:
         db.close()
+
+
+def test_days_and_zones_it_cannot_count_and_a_file_it_cannot_write(
+    database: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for day in ("9999-12-31", "0001-01-01"):
+        code, _, err = run(capsys, "--database", database, "--day", day)
+        assert code == 2, err
+        assert f"--day {day}: " in err
+    code, _, err = run(
+        capsys, "--database", database, "--day", "2026-11-27", "--tz", "Asia/Kolkata"
+    )
+    assert code == 2
+    assert "not a whole number of hours from UTC" in err
+    code, _, err = run(
+        capsys, "--database", database, "--day", "2026-11-27", "-o", str(tmp_path / "no" / "x.csv")
+    )
+    assert code == 1
+    assert "No such file or directory" in err
+    for day in ("20261127", "2026-W48-4"):
+        with pytest.raises(SystemExit):
+            cli.main(["report", "--database", database, "--day", day])
+        assert "not a day as YYYY-MM-DD" in capsys.readouterr().err

@@ -176,6 +176,11 @@ def test_a_database_from_before_the_roll_ups_is_counted_once(tmp_path: Path) -> 
 
     with sqlite3.connect(tmp_path / "central.db") as conn:  # as an older ingest left it
         conn.executescript("DROP TABLE hourly; DROP TABLE hourly_reasons; DROP TABLE rollup_state;")
+        # a message that no longer parses (the purge rewrites such a one as {}): counted
+        # from its columns
+        conn.execute("UPDATE passages SET message = '{' WHERE pid = ?", (msgs[0]["pid"],))
+        msgs[0] = {k: v for k, v in msgs[0].items() if k not in ("vehicle", "occupants")}
+        msgs[0]["reasons"] = []
     for _ in range(2):  # counted at the first opening only
         db = open_db(url)
         db.close()
@@ -195,6 +200,11 @@ def test_ranges_it_cannot_sum_up_are_refused_with_the_reason(tmp_path: Path) -> 
             (T0, T0 - timedelta(hours=1), "to must be after from"),
             (T0, T0 + timedelta(days=94), "at most 93 days"),
             (T0.replace(tzinfo=None), T0 + timedelta(hours=1), "need a time zone"),
+            (
+                datetime(9999, 12, 31, 23, 30, tzinfo=UTC),
+                datetime(9999, 12, 31, 23, 45, tzinfo=UTC),
+                "between the years",
+            ),
         ):
             with pytest.raises(RangeError, match=why):
                 summary(db, start, end)
@@ -202,3 +212,53 @@ def test_ranges_it_cannot_sum_up_are_refused_with_the_reason(tmp_path: Path) -> 
         assert (empty["passages"], len(empty["by_hour"]), empty["by_site"]) == (0, 3, {})
     finally:
         db.close()
+
+
+def test_two_workers_storing_the_same_passage_at_once_count_it_once(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A device re-sends a passage that another worker is storing at that very moment
+    (not yet committed): on PostgreSQL the second INSERT waits for the first, then
+    finds it stored; only the transaction that inserted it counts it."""
+    import threading
+
+    from edge.central import rollup
+    from edge.central.contract import Checked
+
+    msg = passage("lane-0", 1, site=SITES[0], ts=iso_utc(T0))
+    first, second = open_db(database), open_db(database)
+    inside = threading.Event()
+    release = threading.Event()
+    real_add = rollup.add
+
+    def slow_add(tx: Any, mark: str, messages: Any) -> None:
+        if threading.current_thread().name == "worker-a":
+            inside.set()  # inserted, not committed
+            assert release.wait(10)
+        real_add(tx, mark, messages)
+
+    monkeypatch.setattr(rollup, "add", slow_add)
+    results: dict[str, Any] = {}
+    a = threading.Thread(
+        target=lambda: results.__setitem__("a", first.store([Checked(msg, json.dumps(msg))])),
+        name="worker-a",
+    )
+    b = threading.Thread(
+        target=lambda: results.__setitem__("b", second.store([Checked(msg, json.dumps(msg))])),
+        name="worker-b",
+    )
+    a.start()
+    assert inside.wait(10)
+    b.start()  # SQLite: waits at BEGIN IMMEDIATE; PostgreSQL: at the INSERT's conflict
+    b.join(0.5)
+    release.set()
+    a.join(10)
+    b.join(10)
+    try:
+        assert results["a"].stored == results["b"].stored == [msg["pid"]]
+        assert results["a"].new + results["b"].new == 1
+        got = summary(first, T0, T0 + timedelta(hours=1))
+        assert got["passages"] == 1
+    finally:
+        first.close()
+        second.close()

@@ -169,14 +169,16 @@ class PostgresDB(SqlDB):
     def _stamp(self, when: datetime) -> Any:
         return when
 
-    def _insert(self, tx: Tx, rows: list[tuple[Any, ...]]) -> int:
+    def _insert(self, tx: Tx, rows: list[tuple[Any, ...]]) -> set[str]:
         if self._readonly:
             raise DatabaseError("the database is opened read-only", transient=False)
         cur: Any = tx
         with cur.copy(_COPY_INCOMING) as copy:
             for row in rows:
                 copy.write_row(row)
-        return int(cur.execute(_INSERT_INCOMING).rowcount)  # emptied at commit
+        # RETURNING: the rows this transaction inserted (a concurrent worker's insert of
+        # the same passage, committed or not, is not among them); incoming empties at commit
+        return {str(r[0]) for r in cur.execute(_INSERT_INCOMING).fetchall()}
 
     def _in(self, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return "(SELECT unnest(%s::text[]))", [list(values)]
@@ -211,7 +213,7 @@ class PostgresDB(SqlDB):
 _COPY_INCOMING = f"COPY incoming ({', '.join(COLUMNS)}) FROM STDIN"
 _INSERT_INCOMING = (
     f"INSERT INTO passages ({', '.join(COLUMNS)}) "  # noqa: S608 - constant names
-    f"SELECT {', '.join(COLUMNS)} FROM incoming ON CONFLICT DO NOTHING"
+    f"SELECT {', '.join(COLUMNS)} FROM incoming ON CONFLICT DO NOTHING RETURNING pid"
 )
 
 

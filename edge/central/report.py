@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import re
 import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edge.central.contract import DatabaseError, PassageDB
 from edge.central.rollup import COUNTS
-from edge.central.summary import whole_hours
+from edge.central.summary import RangeError, whole_hours
 from edge.core.model import iso_utc
 from edge.errors import ConfigError
 from edge.textout import csv_cell, terminal_json
@@ -94,10 +95,19 @@ def zone(name: str) -> ZoneInfo:
 def daily(db: PassageDB, day: date, tz: str = DEFAULT_TZ) -> Daily:
     """The figures of ``day`` (a calendar day in ``tz``) per checkpoint."""
     local = zone(tz)
-    start, end = whole_hours(
-        datetime.combine(day, time(0), local),
-        datetime.combine(day + timedelta(days=1), time(0), local),
-    )
+    try:
+        midnight = datetime.combine(day, time(0), local)
+        start, end = whole_hours(
+            midnight, datetime.combine(day + timedelta(days=1), time(0), local)
+        )
+    except (OverflowError, RangeError) as exc:
+        raise ReportError(f"--day {day}: {exc}") from exc
+    if start != midnight or end - start != timedelta(days=1):
+        # a zone not on a whole-hour offset: days would overlap in the hourly roll-ups
+        raise ReportError(
+            f"{tz} is not a whole number of hours from UTC on {day}: the figures are counted "
+            "by the hour (UTC); use --tz UTC or a whole-hour zone"
+        )
     rows = db.hourly(start.strftime("%Y-%m-%dT%H"), end.strftime("%Y-%m-%dT%H"))
     sites: dict[str, Row] = defaultdict(lambda: Row(""))
     total = Row("TOTAL")
@@ -193,13 +203,22 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)
 
 
+def _day(text: str) -> date:
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        raise argparse.ArgumentTypeError(f"not a day as YYYY-MM-DD: {text!r}")
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a day: {text!r}: {exc}") from exc
+
+
 def register(sub: Any) -> None:
     report = sub.add_parser("report", help="a day's figures per checkpoint: csv, json or pdf")
     report.add_argument(
         "--database",
         help="sqlite:///PATH or postgresql:// URL (default: the local ingest's database)",
     )
-    report.add_argument("--day", required=True, type=date.fromisoformat, help="YYYY-MM-DD")
+    report.add_argument("--day", required=True, type=_day, help="YYYY-MM-DD")
     report.add_argument("--format", choices=["csv", "json", "pdf"], default="csv")
     report.add_argument("--tz", default=DEFAULT_TZ, help=f"the day's time zone ({DEFAULT_TZ})")
     report.add_argument("-o", "--out", type=Path, help="write here (a PDF needs it unless piped)")
@@ -215,7 +234,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"checkpoint-edge report: {exc}", file=sys.stderr)
         return 1
     if args.out is not None:
-        args.out.write_bytes(data)
+        try:
+            args.out.write_bytes(data)
+        except OSError as exc:
+            print(f"checkpoint-edge report: {args.out}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
     elif args.format == "pdf" and sys.stdout.isatty():
         print("checkpoint-edge report: a PDF is not for a terminal: -o FILE", file=sys.stderr)
         return 2

@@ -134,13 +134,13 @@ def backfill(tx: Cursor, mark: str) -> int | None:
     last = ""
     while True:
         rows = tx.execute(
-            f"SELECT pid, message FROM passages WHERE pid > {mark} "  # noqa: S608
-            f"ORDER BY pid LIMIT {BACKFILL_CHUNK}",
+            "SELECT pid, ts, site, decision, mode, message FROM passages "  # noqa: S608
+            f"WHERE pid > {mark} ORDER BY pid LIMIT {BACKFILL_CHUNK}",
             (last,),
         ).fetchall()
         if not rows:
             break
-        add(tx, mark, (json.loads(text) for _pid, text in rows))
+        add(tx, mark, (_stored(row) for row in rows))
         counted += len(rows)
         last = rows[-1][0]
     tx.execute(
@@ -158,6 +158,19 @@ class Rows:
 
     hours: list[tuple[Any, ...]]
     reasons: list[tuple[Any, ...]]
+
+
+def _stored(row: Sequence[Any]) -> dict[str, Any]:
+    """A stored passage as Batch counts it: the columns (always there), with what its
+    message adds (vehicle, occupants, reasons; a message that no longer parses adds
+    nothing). ``row``: pid, ts, site, decision, mode, message."""
+    pid, ts, site, decision, mode, text = row
+    try:
+        msg = json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        msg = None
+    extra = msg if isinstance(msg, dict) else {}
+    return {**extra, "pid": pid, "ts": ts, "site": site, "decision": decision, "mode": mode}
 
 
 def read(tx: Cursor, mark: str, first: str, end: str, site: str | None) -> Rows:

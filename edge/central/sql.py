@@ -176,11 +176,10 @@ class SqlDB:
         received = iso_utc(datetime.now(UTC))
         result = Stored()
         with self._tx() as tx:
-            # what was there before (a passage sent again), one INSERT for the batch
-            # (nothing happens for a pid or (device, seq) already held), then one SELECT
-            # says which passage holds each pid
-            before = self._held(tx, list(first))
-            result.new = self._insert(tx, [row_of(p, received) for p in batch])
+            # one INSERT for the batch (nothing happens for a pid or (device, seq) already
+            # held; it says which pids it inserted), then one SELECT says which passage
+            # holds each pid
+            new = self._insert(tx, [row_of(p, received) for p in batch])
             held = self._held(tx, list(first))
             landed = []
             for p in batch:
@@ -202,13 +201,21 @@ class SqlDB:
             vehicles = [row for m in landed for row in vehicle_rows(m)]
             if vehicles:
                 tx.executemany(self._sql(INSERT_VEHICLE), vehicles)
-            rollup.add(tx, self.mark, (m for m in landed if m["pid"] not in before))
+            # counted once: only what this very transaction inserted (a passage another
+            # worker is storing at the same moment is that worker's to count)
+            inserted = [m for m in landed if m["pid"] in new]
+            result.new = len(inserted)
+            rollup.add(tx, self.mark, inserted)
         return result
 
-    def _insert(self, tx: Tx, rows: list[tuple[Any, ...]]) -> int:
-        """INSERT the rows; how many were new."""
-        cur = tx.executemany(_insert(self.mark), rows)
-        return int(cur.rowcount)
+    def _insert(self, tx: Tx, rows: list[tuple[Any, ...]]) -> set[str]:
+        """INSERT the rows; the pids it may have inserted (those held afterwards by the
+        same passage were). SQLite: writers are serialised by BEGIN IMMEDIATE, so what
+        was not there before is what this transaction brings."""
+        pids = [str(r[0]) for r in rows]
+        before = self._held(tx, pids)
+        tx.executemany(_insert(self.mark), rows)
+        return set(pids) - set(before)  # (those refused for their seq: not held, not counted)
 
     def _held(self, tx: Tx, pids: list[str]) -> dict[str, tuple[str, int]]:
         """pid -> (device, seq) of those of ``pids`` already stored."""

@@ -43,10 +43,13 @@ def whole_hours(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     is empty, reversed, naive or longer than :data:`MAX_RANGE`."""
     if start.tzinfo is None or end.tzinfo is None:
         raise RangeError("from and to need a time zone (Z or +07:00)")
-    first = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    last = end.astimezone(UTC)
-    if last.replace(minute=0, second=0, microsecond=0) != last:
-        last = last.replace(minute=0, second=0, microsecond=0) + HOUR
+    try:
+        first = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        last = end.astimezone(UTC)
+        if last.replace(minute=0, second=0, microsecond=0) != last:
+            last = last.replace(minute=0, second=0, microsecond=0) + HOUR
+    except OverflowError as exc:  # year 1 or 9999 and a zone or an hour away
+        raise RangeError("from and to must be between the years 2 and 9998") from exc
     if last <= first:
         raise RangeError("to must be after from")
     if last - first > MAX_RANGE:
