@@ -238,10 +238,17 @@ def test_a_database_that_goes_away_is_a_503_and_one_never_there_stops_the_start(
     dash = dashboards(filled)
     path = filled.removeprefix("sqlite:///")
     assert summary_of(dash)[0] == 200
+    assert summary_of(dash)[0] == 200  # (the same query again: the answer of this refresh)
     with sqlite3.connect(path) as conn:  # someone removes the roll-ups
         conn.execute("DROP TABLE hourly")
-    status, doc = summary_of(dash)
+    status, doc = summary_of(dash, site="QL14")  # a query not answered yet
     assert (status, doc["code"]) == (503, "database")
+
+    old = tmp_path / "old.db"  # a database no ingest of this version has opened
+    with sqlite3.connect(old) as conn:
+        conn.execute("CREATE TABLE passages (pid TEXT)")
+    assert cli.main(["dashboard", "--database", f"sqlite:///{old}"]) == 1
+    assert "no roll-ups yet" in capsys.readouterr().err
 
     missing = f"sqlite:///{tmp_path / 'nothing.db'}"
     assert cli.main(["dashboard", "--database", missing]) == 1
@@ -355,8 +362,13 @@ def test_without_a_login_only_this_servers_own_names_are_served(
     assert status == 200
     assert "script-src 'self'" in heads["content-security-policy"]
     assert "unsafe-inline" not in heads["content-security-policy"]
-    rebound = {"Host": f"evil.example:{urlsplit(dash.address).port}"}
+    port = urlsplit(dash.address).port
+    rebound = {"Host": f"evil.example:{port}"}
     assert request(dash, "GET", "/api/summary", headers=rebound)[0] == 421
+    assert request(dash, "GET", "/api/summary", headers={"Host": f"LOCALHOST:{port}"})[0] == 200
+    # a reverse proxy on this machine: every browser of the network would look local
+    for proxy in ({"X-Forwarded-For": "10.0.0.7"}, {"Forwarded": "for=10.0.0.7"}):
+        assert request(dash, "GET", "/api/summary", headers=proxy)[0] == 421, proxy
     assert request(dash, "GET", "/api/config")[2]["login"] is False
     assert request(dash, "GET", "/static/vendor/uPlot.iife.min.js")[0] == 200
     for path in ("/static/../server.py", "/static/vendor/README.md", "/static/%2e%2e/x.js"):
@@ -393,7 +405,8 @@ def publish_fleet(port: int) -> None:
     alert = {"name": "camera-down", "severity": "critical", "detail": "no frames", "raised": seen}
     raw.publish(topics.alert("lane-1", "camera-down"), alert, True)
     site = HOSTILE[0] + HOSTILE[1] + "x" * 10_000
-    raw.publish(topics.status("lane-2"), {"state": "offline", "session": 1}, True)
+    # a time that is none: it must not become the fleet's latest, nor break the table
+    raw.publish(topics.status("lane-2"), {"state": "offline", "session": 1, "ts": "zz"}, True)
     raw.publish(topics.meta("lane-2"), {"site": site, "mode": "\ud800surge"}, True)
     raw.close()
 
@@ -418,6 +431,8 @@ def test_the_kiosks_live_state_comes_from_the_broker(
     assert (two["device"], two["state"]) == ("lane-2", "offline")
     assert two["site"] == (HOSTILE[0] + HOSTILE[1] + "x" * 80)[:80]  # bounded
     assert two["mode"] == "?surge"  # a lone surrogate cannot go out as UTF-8
+    assert two["last_seen"] is None  # its "zz" is no time
+    assert one["last_seen"] == iso_utc(NOW - timedelta(minutes=2))
 
 
 # -- the page --------------------------------------------------------------------------------

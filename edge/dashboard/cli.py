@@ -123,6 +123,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     try:
         db = open_db(args.database, readonly=True)
+        db.hourly("2000-01-01T00", "2000-01-01T01")  # the roll-ups are there (or why not)
     except DatabaseError as exc:
         print(f"checkpoint-edge dashboard: cannot open the database: {exc}", file=sys.stderr)
         return 1

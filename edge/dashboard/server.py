@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -62,6 +63,8 @@ SESSION_S = 12 * 3600.0  # a control room's shift
 TOP_SITES = 8  # checkpoints drawn as their own series; the others are summed up
 PACKAGE = resources.files("edge.dashboard")
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP", "X-Forwarded-Host")
+CACHE_ENTRIES = 64  # summaries kept (each for one refresh): the pages' ranges and sites
 
 
 @dataclass(frozen=True)
@@ -97,8 +100,15 @@ class Dashboard:
         self.conns = connections or Connections()
         self.httpd = BoundedServer((settings.host, settings.port), _handler(self), self.conns)
         port = self.httpd.server_address[1]
-        self.hosts = {f"{name}:{port}" for name in LOOPBACK_NAMES}
+        names = {*LOOPBACK_NAMES, settings.host.lower()}
+        self.hosts = {f"{name}:{port}" for name in names}
+        if port == 80:  # a browser leaves the default port out of Host
+            self.hosts |= names
         self._thread: threading.Thread | None = None
+        self._cache: dict[
+            tuple[tuple[str, tuple[str, ...]], ...], tuple[float, dict[str, Any]]
+        ] = {}
+        self._cache_lock = threading.Lock()
 
     @property
     def login(self) -> bool:
@@ -126,8 +136,20 @@ class Dashboard:
 
     def summary(self, params: dict[str, list[str]]) -> dict[str, Any]:
         """The figures a query asks for; BadQuery or RangeError (400), DatabaseError (503)."""
+        key = tuple(sorted((k, tuple(v)) for k, v in params.items()))
+        now = time.monotonic()
+        with self._cache_lock:
+            cached = self._cache.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]  # every open page polls: one answer per refresh for all of them
         asked = query.parse(params, self.zone, self.clock())
-        return {**summary(self.db, asked.start, asked.end, asked.site), "tz": self.settings.tz}
+        doc = {**summary(self.db, asked.start, asked.end, asked.site), "tz": self.settings.tz}
+        with self._cache_lock:
+            if len(self._cache) >= CACHE_ENTRIES:
+                self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+            if len(self._cache) < CACHE_ENTRIES:
+                self._cache[key] = (now + self.settings.refresh_s, doc)
+        return doc
 
     def fleet_state(self) -> dict[str, Any]:
         if self.fleet is None:
@@ -155,8 +177,14 @@ class _Handler(BaseHandler):
         return not self.dash.login or self.dash.users.session(self._token()) is not None
 
     def _known_host(self) -> bool:
-        """With a login, any name; without (loopback), only this server's own names."""
-        return self.dash.login or self.headers.get("Host", "") in self.dash.hosts
+        """With a login, any name; without (loopback), only this server's own names, and
+        never through a proxy: a reverse proxy on this machine would make every browser
+        of the network look local (behind one, the dashboard needs --login)."""
+        if self.dash.login:
+            return True
+        if any(self.headers.get(h) is not None for h in PROXY_HEADERS):
+            return False
+        return self.headers.get("Host", "").lower() in self.dash.hosts
 
     def do_HEAD(self) -> None:
         self.do_GET()
@@ -164,7 +192,7 @@ class _Handler(BaseHandler):
     def do_GET(self) -> None:
         if not self._known_host():
             self.close_connection = True
-            self._error(421, "unknown host name", "host")
+            self._error(421, "unknown host name, or a proxy: behind one, use --login", "host")
             return
         url = urlsplit(self.path)
         path = url.path

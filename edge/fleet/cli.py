@@ -31,6 +31,7 @@ from edge import config as config_mod
 from edge import files
 from edge.config import MqttConfig, OperatorFile
 from edge.core.model import initials, iso_utc, mask_tail
+from edge.core.times import parse_iso
 from edge.errors import ConfigError, EdgeError, InputError, TrustError
 from edge.files import read_limited, read_text_limited
 from edge.fleet import signing
@@ -194,6 +195,17 @@ def _table_of(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _iso(value: Any) -> str | None:
+    """A device's time as UTC ISO 8601, or None for anything that is not one (a device
+    reporting "zz" must not become the fleet's latest time)."""
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    try:
+        return iso_utc(parse_iso(value, naive="utc"))
+    except (ValueError, OverflowError):
+        return None
+
+
 def device_row(view: DeviceView, text: Callable[..., str | None] = _text) -> dict[str, Any]:
     """One device's line, from whatever it reported (each field checked: one device
     reporting nonsense must not break the table of the whole fleet); its strings made
@@ -203,7 +215,7 @@ def device_row(view: DeviceView, text: Callable[..., str | None] = _text) -> dic
     outbox = _table_of(live.get("outbox"))
     # when it was last heard from: its latest telemetry (retained, so known even while it
     # is away), a live message this client received, or the start of its session
-    seen = [t for t in (text(status.get("ts")), text(tele.get("ts")), view.heard) if t]
+    seen = [t for t in (_iso(status.get("ts")), _iso(tele.get("ts")), view.heard) if t]
     depth = _number(outbox.get("depth", tele.get("outbox_depth")))
     return {
         "device": view.id,

@@ -68,7 +68,9 @@
   function when(iso, withDate) {
     const options = { timeZone: state.cfg.tz, hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
     if (withDate) Object.assign(options, { day: "2-digit", month: "2-digit", year: "numeric" });
-    return new Intl.DateTimeFormat("en-GB", options).format(new Date(iso));
+    const at = new Date(iso);
+    if (Number.isNaN(at.getTime())) return "–"; // not a time: nothing to show, nothing thrown
+    return new Intl.DateTimeFormat("en-GB", options).format(at);
   }
 
   function duration(seconds) {
