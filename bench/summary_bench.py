@@ -78,6 +78,16 @@ rows instead of a million), measured again the same day, same machine:
 (30 days: 1.56 -> 0.90 s; a quarter, ``MAX_RANGE``, is about three times the
 hourly rows.)
 
+Then the full size, stored (``--force``: 76 GB were free, 30 GB were used):
+
+    30,000,000 passages in PostgreSQL: generated 361 s, indexes 244 s; passages
+      28.7 GB (indexes 11.1), occupants 1.1 GB, vehicles 0.37 GB; hourly 72,003
+      rows, hourly_reasons 1,070,074; day 4's roll-ups (1,000,000 passages) equal
+      rollup.Batch's: yes; SqlDB.store of 500 kiosk passages: 98 ms (90-131)
+      day          2,400 + 1,600       0.047 s  0.030 s (0.025-0.031)
+      30 days      72,000 + 1,600      0.604 s  0.886 s (0.596-1.073)
+      day CP042    24 + 16             0.005 s  0.004 s (0.004-0.005)
+
 Run: ``.venv/bin/python bench/summary_bench.py [--checkpoints 100] [--days 30]
 [--per-day 10000] [--runs 9] [--real 2000] [--rollups-only] [--postgres URL]
 [--keep] [--reuse SCHEMA] [--force] [--explain] [--json]`` (``--keep`` leaves the
