@@ -262,18 +262,12 @@ class _Handler(BaseHandler):
         if path not in ("/api/login", "/api/logout"):
             self._error(404, "not found")
             return
-        origin = self.headers.get("Origin")
-        if origin is not None and urlsplit(origin).netloc != self.headers.get("Host", ""):
+        if not self.same_origin():
             self._error(403, "cross-origin request refused", "cross_origin")
             return
-        try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            length = -1
-        if not 0 <= length <= MAX_BODY:
-            self._error(413, "request too large")
+        body = self.body(MAX_BODY)
+        if body is None:
             return
-        body = self.rfile.read(length) if length else b""
         if path == "/api/login":
             self._login(body)
             return

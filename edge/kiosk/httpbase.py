@@ -15,6 +15,7 @@ import time
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 from edge.kiosk import conns
 from edge.kiosk.conns import Conn, Connections, DeadlineReader, TimedWriter
@@ -118,6 +119,22 @@ class BaseHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("kiosk: %s %s", self.address_string(), format % args)
+
+    def same_origin(self) -> bool:
+        """No ``Origin`` (not a browser's cross-origin request), or this very server."""
+        origin = self.headers.get("Origin")
+        return origin is None or urlsplit(origin).netloc == self.headers.get("Host", "")
+
+    def body(self, limit: int) -> bytes | None:
+        """The request's body, at most ``limit`` bytes; None (a 413 sent) otherwise."""
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            length = -1
+        if not 0 <= length <= limit:
+            self._error(413, "request too large")
+            return None
+        return self.rfile.read(length) if length else b""
 
     def cookie(self, name: str) -> str | None:
         """The value of the request's cookie ``name`` (None: not sent)."""

@@ -225,12 +225,6 @@ class _Handler(BaseHandler):
     def _loopback(self) -> bool:
         return is_local(str(self.client_address[0]))
 
-    def _same_origin(self) -> bool:
-        origin = self.headers.get("Origin")
-        if origin is None:
-            return True  # not a browser's cross-origin request
-        return urlsplit(origin).netloc == self.headers.get("Host", "")
-
     # -- GET -----------------------------------------------------------------------------
 
     def do_HEAD(self) -> None:
@@ -393,17 +387,12 @@ class _Handler(BaseHandler):
                 403, "officer actions only from this kiosk ([kiosk] allow_remote)", "remote"
             )
             return
-        if not self._same_origin():
+        if not self.same_origin():
             self._error(403, "cross-origin request refused", "cross_origin")
             return
-        try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            length = -1
-        if not 0 <= length <= MAX_BODY:
-            self._error(413, "request too large")
+        body = self.body(MAX_BODY)
+        if body is None:
             return
-        body = self.rfile.read(length) if length else b""
         action = path.removeprefix("/officer/")
         if action == "login":
             self._login(body)
