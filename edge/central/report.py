@@ -111,8 +111,7 @@ def daily(db: PassageDB, day: date, tz: str = DEFAULT_TZ) -> Daily:
     rows = db.hourly(start.strftime("%Y-%m-%dT%H"), end.strftime("%Y-%m-%dT%H"))
     sites: dict[str, Row] = defaultdict(lambda: Row(""))
     total = Row("TOTAL")
-    for _hour, site, *values in rows.hours:
-        counts = Counter(dict(zip(COUNTS, (int(v) for v in values), strict=True)))
+    for _hour, site, counts in rows.counted():
         sites[site].counts.update(counts)
         total.counts.update(counts)
     for site, reason, count in rows.reasons:

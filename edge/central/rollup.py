@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -158,6 +158,11 @@ class Rows:
 
     hours: list[tuple[Any, ...]]
     reasons: list[tuple[Any, ...]]
+
+    def counted(self) -> Iterator[tuple[str, str, Counter[str]]]:
+        """(hour, site, its counts by name) of each hourly row."""
+        for hour, site, *values in self.hours:
+            yield str(hour), str(site), Counter(dict(zip(COUNTS, map(int, values), strict=True)))
 
 
 def _stored(row: Sequence[Any]) -> dict[str, Any]:

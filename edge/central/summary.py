@@ -80,8 +80,7 @@ def summary(
     hours: dict[str, Counter[str]] = defaultdict(Counter)
     hour_sites: dict[str, dict[str, int]] = defaultdict(dict)
     surge: dict[str, dict[str, int]] = defaultdict(dict)
-    for hour, where, *values in rows.hours:
-        counts = Counter(dict(zip(COUNTS, (int(v) for v in values), strict=True)))
+    for hour, where, counts in rows.counted():
         total.update(counts)
         sites[where].update(counts)
         hours[hour].update(counts)

@@ -40,6 +40,7 @@ headers) is ``httpbase.py``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -321,11 +322,11 @@ class _Handler(BaseHandler):
             self._error(404, "no such screen or reason")
             return
         found = self.kiosk.voices.find(language, clip)
-        try:
-            if found is None:
-                raise InputError(clip, "no voice")
-            body = voice.read_clip(found[0])
-        except InputError:  # (gone or changed since it was measured)
+        body = None
+        if found is not None:
+            with contextlib.suppress(InputError):  # (gone or changed since it was measured)
+                body = voice.read_clip(found[0])
+        if found is None or body is None:
             self._error(404, "no voice for this screen")
             return
         path, spoken = found
