@@ -51,6 +51,14 @@ class MqttConfig:
     host: str = field(default="localhost", metadata=doc("Broker host name.", _non_empty))
     port: int = field(default=1883, metadata=doc("Broker port (8883 for TLS).", _port))
     keepalive_s: int = field(default=30, metadata=doc("MQTT keepalive in seconds.", positive))
+    protocol: Literal["5", "3.1.1"] = field(
+        default="5",
+        metadata=doc(
+            'MQTT protocol version: "5", or "3.1.1" for a broker that speaks only that (a '
+            "NATS cluster): replies on res/<command> with the id in the payload, persistent "
+            "sessions by clean-session off, no PUBACK reason codes (docs/fleet.md)."
+        ),
+    )
     tls: bool = field(default=False, metadata=doc("Connect with TLS."))
     ca_file: Path | None = field(
         default=None,

@@ -2,7 +2,8 @@
 
 :func:`new_client` sets up every paho client of the package (through
 :class:`~edge.mqtt.link.MqttLink`: the kiosk's, the ingest's and the
-operator's): MQTT v5 with paho's VERSION2 callbacks, the client id, the
+operator's): MQTT v5 (or 3.1.1, ``[mqtt] protocol``) with paho's VERSION2
+callbacks, the client id, the
 in-flight window and queue cap, TLS from ``[mqtt]`` (CA, client certificate
 and key) and the username with its password file. The will and reconnection
 are the link's.
@@ -27,19 +28,41 @@ from edge.config import MqttConfig
 from edge.errors import ConfigError, InputError
 
 
+def is_v5(cfg: MqttConfig) -> bool:
+    """MQTT v5 (True) or 3.1.1 (False), as ``[mqtt] protocol`` says."""
+    return cfg.protocol == "5"
+
+
 def new_client(
-    cfg: MqttConfig, client_id: str, *, manual_ack: bool = False, max_queued: int = 1000
+    cfg: MqttConfig,
+    client_id: str,
+    *,
+    manual_ack: bool = False,
+    max_queued: int = 1000,
+    persistent: bool = False,
 ) -> mqtt.Client:
     """A paho client for ``cfg``, not yet connected and without callbacks.
 
+    ``persistent``: in MQTT 3.1.1, connect with clean-session off (the broker keeps the
+    session and its QoS 1 messages while the client is away); in v5 the link asks for
+    that at connect time instead (clean start off, a session expiry).
     ConfigError when the password file cannot be read.
     """
-    client = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        protocol=mqtt.MQTTv5,
-        manual_ack=manual_ack,
-    )
+    if is_v5(cfg):
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=manual_ack,
+        )
+    else:
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=not persistent,
+            manual_ack=manual_ack,
+        )
     client.max_inflight_messages_set(cfg.inflight)
     client.max_queued_messages_set(max_queued)
     if cfg.tls:

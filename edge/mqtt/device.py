@@ -8,7 +8,9 @@ its acknowledgements and the central ingest's retained status (for the
 publisher and the officer's screen, which shows "unknown" until a status has
 been seen), and to the topic filters registered with it (the fleet agent's:
 its commands, the fleet-wide commands, its desired config and the fleet-wide
-signed pushes, which it handles on its own thread). Each message goes to the
+signed pushes, which it handles on its own thread). In MQTT 3.1.1 the session
+is persistent (clean-session off): what is addressed to the kiosk while it is
+away waits at the broker. Each message goes to the
 handler of the first filter it matches, in a table built once. Anything
 malformed from outside is logged (without content) and dropped.
 """
@@ -135,6 +137,9 @@ class DeviceLink:
         options = LinkOptions(
             client_id=device_id,
             will_factory=self._will,
+            # MQTT 3.1.1: a persistent session (clean-session off), so that acknowledgements,
+            # commands and config sent while the kiosk is away wait for it at the broker
+            clean_start=cfg.protocol == "5",
             subscriptions=subscriptions,
             # room beyond the publisher's window for the status, alerts and replies: with
             # a drain filling the window they would be refused (and, at a connect, passages

@@ -1,4 +1,4 @@
-"""An MQTT v5 connection (paho-mqtt 2.x) that keeps itself up.
+"""An MQTT v5 (or 3.1.1) connection (paho-mqtt 2.x) that keeps itself up.
 
 One :class:`MqttLink` owns a paho client and the network thread that drives
 it (``loop()``). When the broker is away at start-up or goes away later, the
@@ -37,7 +37,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge import __version__
 from edge.config import MqttConfig
 from edge.core.model import iso_utc
-from edge.mqtt.client import new_client
+from edge.mqtt.client import is_v5, new_client
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +73,15 @@ class LinkOptions:
     will: Will | None = None
     # called before every connection attempt: a will that changes per connection
     will_factory: Callable[[], Will] | None = None
-    clean_start: bool = True  # False: a persistent session (with session_expiry_s)
+    # False: a persistent session (v5: with session_expiry_s; 3.1.1: clean-session off,
+    # kept by the broker until the client connects with it on again)
+    clean_start: bool = True
     session_expiry_s: int = 0
     subscriptions: list[tuple[str, int]] = field(default_factory=list)
     manual_ack: bool = False  # PUBACK a received message only when told (ack())
     max_queued: int = 1000
     # MQTT v5 Receive Maximum: QoS 1 messages the broker may send before PUBACKs come
-    # back (None: the broker's max_inflight_messages)
+    # back (None: the broker's max_inflight_messages; 3.1.1 has none)
     receive_maximum: int | None = None
 
 
@@ -124,7 +126,11 @@ class MqttLink:
     def _make_client(self) -> mqtt.Client:
         opts = self.options
         client = new_client(
-            self.cfg, opts.client_id, manual_ack=opts.manual_ack, max_queued=opts.max_queued
+            self.cfg,
+            opts.client_id,
+            manual_ack=opts.manual_ack,
+            max_queued=opts.max_queued,
+            persistent=not opts.clean_start,
         )
         if opts.will is not None:
             client.will_set(opts.will.topic, opts.will.payload, qos=1, retain=opts.will.retain)
@@ -137,6 +143,11 @@ class MqttLink:
         return client
 
     # -- lifecycle ---------------------------------------------------------
+
+    @property
+    def v5(self) -> bool:
+        """MQTT v5 (False: 3.1.1, which has no properties, reason codes or session expiry)."""
+        return is_v5(self.cfg)
 
     @property
     def connected(self) -> bool:
@@ -200,10 +211,12 @@ class MqttLink:
         """Queue a message (never blocks); its mid, or None when paho refused it.
 
         ``correlation``: MQTT v5 correlation data, echoed in a reply to a request;
-        ``response_topic``: where a request wants its reply.
+        ``response_topic``: where a request wants its reply (both dropped in 3.1.1, which
+        has no properties: the reply then goes to ``res/<command>`` and is matched by the
+        id in its payload).
         """
         props = None
-        if correlation is not None or response_topic is not None:
+        if (correlation is not None or response_topic is not None) and self.v5:
             make: Any = Properties  # paho's Properties has no type hints
             props = make(PacketTypes.PUBLISH)
             if response_topic is not None:
@@ -332,7 +345,11 @@ class MqttLink:
         if factory is not None:
             will = factory()
             self._client.will_set(will.topic, will.payload, qos=1, retain=will.retain)
-        if not self._connected_once:
+        if not self._connected_once and not self.v5:
+            # 3.1.1: clean-session was set when the client was made; no properties
+            self._client.connect(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
+            self._connected_once = True
+        elif not self._connected_once:
             props = None
             if self.options.session_expiry_s or self.options.receive_maximum:
                 make: Any = Properties  # paho's Properties has no type hints

@@ -1,0 +1,184 @@
+"""A NATS JetStream cluster of the test's own: N ``nats-server`` nodes on loopback.
+
+Each node has its own free ports (clients, routes, MQTT, HTTP monitoring) and its
+own JetStream store under the test's directory; the nodes route to each other.
+:meth:`NatsCluster.start` returns once every node answers ``/healthz`` and the
+JetStream meta group has a leader (awaited by polling the nodes' monitoring
+endpoints, never by sleeping a fixed time). A node can be SIGKILLed and started
+again on the same ports and store. ``extra`` settings (TLS, authorization) go into
+every node's configuration; ``mqtt_extra`` into its ``mqtt {}`` block.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from .conftest import free_port
+
+
+def nats_binary() -> str:
+    found = shutil.which("nats-server") or shutil.which(
+        "nats-server", path="/usr/sbin:/usr/local/sbin:/usr/bin"
+    )
+    if not found:
+        pytest.fail("nats-server is not installed: run tools/test (it installs it with apt-get)")
+    return found
+
+
+@dataclass
+class Node:
+    name: str
+    client_port: int
+    route_port: int
+    mqtt_port: int
+    http_port: int
+    store: Path
+    conf: Path
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.client_port}"
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def monitor(self, path: str) -> dict[str, object] | None:
+        """A monitoring endpoint's JSON, or None while the node does not answer."""
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.http_port}{path}", timeout=2
+            ) as answer:
+                doc = json.loads(answer.read())
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) else None
+
+
+@dataclass
+class NatsCluster:
+    workdir: Path
+    size: int = 3
+    extra: str = ""
+    mqtt_extra: str = ""
+    name: str = "cp-test"
+    nodes: list[Node] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for i in range(1, self.size + 1):
+            node_dir = self.workdir / f"n{i}"
+            node_dir.mkdir(exist_ok=True)
+            self.nodes.append(
+                Node(
+                    name=f"n{i}",
+                    client_port=free_port(),
+                    route_port=free_port(),
+                    mqtt_port=free_port(),
+                    http_port=free_port(),
+                    store=node_dir / "js",
+                    conf=node_dir / "nats.conf",
+                    log=node_dir / "nats.log",
+                )
+            )
+        routes = ", ".join(f"nats-route://127.0.0.1:{n.route_port}" for n in self.nodes)
+        for node in self.nodes:
+            node.conf.write_text(
+                f"server_name: {node.name}\n"
+                f"listen: 127.0.0.1:{node.client_port}\n"
+                f"http: 127.0.0.1:{node.http_port}\n"
+                f"jetstream {{ store_dir: {json.dumps(str(node.store))}, "
+                "max_mem: 64M, max_file: 2G }\n"
+                f"cluster {{ name: {self.name}, listen: 127.0.0.1:{node.route_port}, "
+                f"routes: [{routes}] }}\n"
+                f"mqtt {{ listen: 127.0.0.1:{node.mqtt_port}\n{self.mqtt_extra}\n}}\n"
+                f"{self.extra}\n"
+            )
+
+    @property
+    def urls(self) -> list[str]:
+        return [n.url for n in self.nodes]
+
+    def start(self, timeout: float = 60.0) -> NatsCluster:
+        for node in self.nodes:
+            self._spawn(node)
+        self.wait_ready(timeout)
+        return self
+
+    def _spawn(self, node: Node) -> None:
+        with node.log.open("ab") as log:
+            node.proc = subprocess.Popen(
+                [nats_binary(), "-c", str(node.conf)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Every live node healthy, and a JetStream meta leader they agree on."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            live = [n for n in self.nodes if n.alive]
+            dead = [n.name for n in self.nodes if n.proc is not None and not n.alive]
+            if dead:
+                raise RuntimeError(f"nats-server {dead} exited:\n{self.logs()}")
+            if self._ready(live):
+                return
+            time.sleep(0.1)  # polling the nodes' monitoring endpoints
+        raise RuntimeError(f"NATS cluster not ready within {timeout:g} s:\n{self.logs()}")
+
+    def _ready(self, live: list[Node]) -> bool:
+        leaders = set()
+        for node in live:
+            health = node.monitor("/healthz")
+            jsz = node.monitor("/jsz")
+            if not health or health.get("status") != "ok" or not jsz:
+                return False
+            meta = jsz.get("meta_cluster")
+            leader = meta.get("leader") if isinstance(meta, dict) else None
+            if not leader:
+                return False
+            leaders.add(leader)
+        return len(leaders) == 1 and bool(live)
+
+    def kill(self, index: int) -> Node:
+        """SIGKILL node ``index``: nothing it has not written survives."""
+        node = self.nodes[index]
+        if node.proc is not None:
+            node.proc.kill()
+            node.proc.wait(10)
+        return node
+
+    def restart(self, index: int, timeout: float = 60.0) -> None:
+        """Start node ``index`` again on its ports and store; wait for the cluster."""
+        self._spawn(self.nodes[index])
+        self.wait_ready(timeout)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            if node.alive:
+                assert node.proc is not None
+                node.proc.terminate()
+        for node in self.nodes:
+            if node.proc is not None:
+                try:
+                    node.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    node.proc.kill()
+                    node.proc.wait(10)
+
+    def logs(self, lines: int = 30) -> str:
+        out = []
+        for node in self.nodes:
+            text = node.log.read_text(errors="replace") if node.log.exists() else ""
+            out.append(f"--- {node.name}\n" + "\n".join(text.splitlines()[-lines:]))
+        return "\n".join(out)
