@@ -4,7 +4,9 @@ Each node has its own free ports (clients, routes, MQTT, HTTP monitoring) and it
 own JetStream store under the test's directory; the nodes route to each other.
 :meth:`NatsCluster.start` returns once every node answers ``/healthz`` and the
 JetStream meta group has a leader (awaited by polling the nodes' monitoring
-endpoints, never by sleeping a fixed time). A node can be SIGKILLed and started
+endpoints, never by sleeping a fixed time) and every node's MQTT listener has
+taken a connection (the first one creates the cluster's ``$MQTT_*`` streams,
+which takes seconds on a fresh cluster). A node can be SIGKILLed and started
 again on the same ports and store. ``extra`` settings (TLS, authorization) go into
 every node's configuration; ``mqtt_extra`` into its ``mqtt {}`` block.
 """
@@ -19,7 +21,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from .conftest import free_port
 
@@ -109,11 +113,26 @@ class NatsCluster:
     def urls(self) -> list[str]:
         return [n.url for n in self.nodes]
 
-    def start(self, timeout: float = 60.0) -> NatsCluster:
+    def start(self, timeout: float = 60.0, mqtt_probe: bool = True) -> NatsCluster:
+        """``mqtt_probe``: also wait until each node takes an MQTT connection (off for a
+        configuration whose MQTT listener needs credentials the probe has not)."""
         for node in self.nodes:
             self._spawn(node)
         self.wait_ready(timeout)
+        if mqtt_probe:
+            for node in self.nodes:
+                self.wait_mqtt(node, timeout)
         return self
+
+    def wait_mqtt(self, node: Node, timeout: float = 60.0) -> None:
+        """Until ``node`` answers an MQTT 3.1.1 CONNECT with success."""
+        deadline = time.monotonic() + timeout
+        why = "not tried"
+        while time.monotonic() < deadline:
+            why = _mqtt_probe(node.mqtt_port, min(10.0, deadline - time.monotonic()))
+            if why is None:
+                return
+        raise RuntimeError(f"{node.name}: MQTT not ready within {timeout:g} s: {why}")
 
     def _spawn(self, node: Node) -> None:
         with node.log.open("ab") as log:
@@ -162,6 +181,7 @@ class NatsCluster:
         """Start node ``index`` again on its ports and store; wait for the cluster."""
         self._spawn(self.nodes[index])
         self.wait_ready(timeout)
+        self.wait_mqtt(self.nodes[index], timeout)
 
     def stop(self) -> None:
         for node in self.nodes:
@@ -182,3 +202,24 @@ class NatsCluster:
             text = node.log.read_text(errors="replace") if node.log.exists() else ""
             out.append(f"--- {node.name}\n" + "\n".join(text.splitlines()[-lines:]))
         return "\n".join(out)
+
+
+def _mqtt_probe(port: int, timeout: float) -> str | None:
+    """Connect a clean 3.1.1 client, wait for the CONNACK, disconnect: None on success."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    answer: list[str] = []
+    client.on_connect = lambda _c, _u, _f, reason, _p: answer.append(str(reason))
+    try:
+        client.connect("127.0.0.1", port, keepalive=10)
+    except OSError as exc:
+        time.sleep(0.1)  # the node is not listening yet: poll again shortly
+        return str(exc)
+    deadline = time.monotonic() + timeout
+    while not answer and time.monotonic() < deadline:
+        if client.loop(timeout=0.1) != mqtt.MQTT_ERR_SUCCESS:
+            break
+    client.disconnect()
+    client.loop(timeout=0.1)
+    if answer == ["Success"]:
+        return None
+    return answer[0] if answer else "no CONNACK"

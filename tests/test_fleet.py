@@ -43,6 +43,7 @@ from .conftest import (
     Daemon,
     Mosquitto,
     Subscriber,
+    env_without_proxy,
     make_config,
     stop_loop,
     toml_text,
@@ -703,29 +704,35 @@ def test_fleet_status_send_and_watch_from_the_command_line(
     assert json.loads(capsys.readouterr().out.splitlines()[0])["device"] == DEVICE
 
     # watch, as an operator runs it: a passage, masked
-    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    watch = subprocess.Popen(
-        [sys.executable, "-m", "edge", "fleet", *port, "watch", "--count", "1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert watch.stderr is not None
-        assert "watching passages and alerts" in watch.stderr.readline()  # subscribed
-        kiosk.press(kiosk.cfg.gpio.deny_pin)
-        out, _ = watch.communicate(timeout=20)
-    finally:
-        if watch.poll() is None:
-            watch.kill()
-    assert watch.returncode == 0
+    out = watch_one(["fleet", *port], lambda: kiosk.press(kiosk.cfg.gpio.deny_pin))
     assert f"{DEVICE} passage" in out
     assert "Nguyen" not in out
     assert "012345678901" not in out
     assert "*********901" in out
     assert "N. V. M." in out
     kiosk.stop()
+
+
+def watch_one(fleet: list[str], act: Callable[[], object], timeout: float = 30) -> str:
+    """``python -m edge <fleet> watch --count 1``: once it has subscribed, ``act()``; its
+    output."""
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "edge", *fleet, "watch", "--count", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env_without_proxy(),
+    )
+    try:
+        assert watch.stderr is not None
+        assert "watching passages and alerts" in watch.stderr.readline()  # subscribed
+        act()
+        out, _ = watch.communicate(timeout=timeout)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+    assert watch.returncode == 0
+    return out
 
 
 def test_fleet_errors_are_one_clear_line(

@@ -267,6 +267,12 @@ def _cross_checks(built: dict[str, Any]) -> list[str]:
         problems.append("mqtt.tls: must be true when ca_file or cert_file is set")
     if mqtt.reconnect_min_s > mqtt.reconnect_max_s:
         problems.append("mqtt.reconnect_min_s: must not exceed mqtt.reconnect_max_s")
+    if mqtt.protocol == "3.1.1" and mqtt.ack == "broker":
+        # a 3.1.1 PUBACK says "received", even for a message the broker's ACL dropped
+        problems.append(
+            'mqtt.ack: "broker" needs protocol "5" (a 3.1.1 PUBACK does not say whether '
+            'the broker kept the passage); use ack = "ingest"'
+        )
     lookup: LookupConfig | None = built.get("lookup")
     return problems + (_lookup_checks(lookup) if lookup is not None else [])
 

@@ -40,6 +40,24 @@ def _port(value: Any, _base: Path) -> int:
     return int(value)
 
 
+def split_address(text: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` for an IPv6 address) as (host, port); ValueError if not."""
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host.strip() or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not host:port (a TCP port 1-65535)")
+    if any(c.isspace() or c in "/[]" for c in host):
+        raise ValueError(f"{text!r}: not a host name or address")
+    return host, int(port)
+
+
+def _servers(value: Any, _base: Path) -> tuple[str, ...]:
+    for text in value:
+        split_address(text)
+    return tuple(value)
+
+
 def _non_empty(value: Any, _base: Path) -> str:
     if not value.strip():
         raise ValueError("must not be empty")
@@ -50,6 +68,14 @@ def _non_empty(value: Any, _base: Path) -> str:
 class MqttConfig:
     host: str = field(default="localhost", metadata=doc("Broker host name.", _non_empty))
     port: int = field(default=1883, metadata=doc("Broker port (8883 for TLS).", _port))
+    servers: tuple[str, ...] = field(
+        default=(),
+        metadata=doc(
+            "Other nodes of the same broker cluster, host:port each: when the one connected "
+            "to is unreachable or lost, the next attempt goes to the next (host:port first).",
+            _servers,
+        ),
+    )
     keepalive_s: int = field(default=30, metadata=doc("MQTT keepalive in seconds.", positive))
     protocol: Literal["5", "3.1.1"] = field(
         default="5",

@@ -51,6 +51,9 @@ def register(sub: Any) -> None:
     fleet.add_argument("-c", "--config", type=Path, help="operator config ([mqtt] as a device's)")
     fleet.add_argument("--host", help="broker host (overrides the config)")
     fleet.add_argument("--port", type=int, help="broker port (overrides the config)")
+    fleet.add_argument(
+        "--protocol", choices=("5", "3.1.1"), help="MQTT version (overrides the config)"
+    )
     fleet.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for replies")
     cmds = fleet.add_subparsers(dest="fleet_command", required=True)
 
@@ -135,6 +138,8 @@ def _mqtt_config(args: argparse.Namespace) -> MqttConfig:
         data["mqtt"]["host"] = args.host
     if args.port:
         data["mqtt"]["port"] = args.port
+    if args.protocol:
+        data["mqtt"]["protocol"] = args.protocol
     return config_mod.from_mapping_as(data, Path("/"), "command line", OperatorFile).mqtt
 
 

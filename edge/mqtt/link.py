@@ -5,7 +5,9 @@ it (``loop()``). When the broker is away at start-up or goes away later, the
 thread reconnects with *jittered* exponential backoff: the wait before attempt
 ``n`` is uniform in ``[0, min(max, min * 2**n)]`` seconds, so that a fleet does
 not reconnect in step after a broker restart (paho's own reconnect has no
-jitter). The supervisor can see a dead network thread and :meth:`restart` it.
+jitter). With ``[mqtt] servers`` (the other nodes of a broker cluster), an
+attempt that fails, or a connection that is lost, moves the next attempt to the
+next node in turn. The supervisor can see a dead network thread and :meth:`restart` it.
 
 Callbacks run on the network thread: they never block and never raise (a raise
 would end the thread); they only hand results to the handlers given. The
@@ -36,6 +38,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge import __version__
 from edge.config import MqttConfig
+from edge.config.delivery import split_address
 from edge.core.model import iso_utc
 from edge.mqtt.client import is_v5, new_client
 
@@ -121,7 +124,10 @@ class MqttLink:
         self._client = self._make_client()
         self.connects = 0
         self.failures = 0
-        self._connected_once = False
+        # the broker's nodes, tried in turn; the one the paho client was last pointed at
+        self.servers = [(cfg.host, cfg.port), *map(split_address, cfg.servers)]
+        self._server = 0
+        self._pointed: tuple[str, int] | None = None
 
     def _make_client(self) -> mqtt.Client:
         opts = self.options
@@ -150,6 +156,15 @@ class MqttLink:
         return is_v5(self.cfg)
 
     @property
+    def server(self) -> str:
+        """The node connected to, or tried next: ``host:port``."""
+        host, port = self.servers[self._server]
+        return f"{host}:{port}"
+
+    def _next_server(self) -> None:
+        self._server = (self._server + 1) % len(self.servers)
+
+    @property
     def connected(self) -> bool:
         return self._client.is_connected()
 
@@ -160,9 +175,7 @@ class MqttLink:
 
     def start(self) -> None:
         """Start the network thread; returns at once even if the broker is away."""
-        log.info(
-            "mqtt: connecting to %s:%d as %s", self.cfg.host, self.cfg.port, self.options.client_id
-        )
+        log.info("mqtt: connecting to %s as %s", self.server, self.options.client_id)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
         self._thread.start()
@@ -173,13 +186,19 @@ class MqttLink:
         broker took it; else why not, and the link is stopped: for a tool that must
         fail at once rather than retry (the operator's), where the kiosk waits.
         """
-        where = f"{self.cfg.host}:{self.cfg.port}"
         self._refused = None
         self._answered.clear()
-        try:
-            self._connect()  # TCP and TLS here, in the caller's thread
-        except (OSError, ValueError) as exc:  # refused, unreachable, DNS, TLS (ssl: OSError)
-            return f"cannot reach the broker at {where}: {exc}"
+        failed = []
+        for _ in self.servers:  # each node once, until one takes the connection
+            try:
+                self._connect()  # TCP and TLS here, in the caller's thread
+                break
+            except (OSError, ValueError) as exc:  # refused, unreachable, DNS, TLS (ssl: OSError)
+                failed.append(f"{self.server}: {exc}")
+                self._next_server()
+        else:
+            return f"cannot reach the broker at {'; '.join(failed)}"
+        where = self.server
         self._opened = self._opening = True
         try:
             self.start()
@@ -314,6 +333,7 @@ class MqttLink:
                     self._flush_acks()
                     self._deliver_pubacks()
                     if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                        self._next_server()  # lost: another node, if there are others
                         break
                     if self._client.is_connected():
                         attempt = 0
@@ -345,29 +365,30 @@ class MqttLink:
         if factory is not None:
             will = factory()
             self._client.will_set(will.topic, will.payload, qos=1, retain=will.retain)
-        if not self._connected_once and not self.v5:
-            # 3.1.1: clean-session was set when the client was made; no properties
-            self._client.connect(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
-            self._connected_once = True
-        elif not self._connected_once:
-            props = None
-            if self.options.session_expiry_s or self.options.receive_maximum:
-                make: Any = Properties  # paho's Properties has no type hints
-                props = make(PacketTypes.CONNECT)
-                if self.options.session_expiry_s:
-                    props.SessionExpiryInterval = self.options.session_expiry_s
-                if self.options.receive_maximum:
-                    props.ReceiveMaximum = self.options.receive_maximum
-            self._client.connect(
-                self.cfg.host,
-                self.cfg.port,
-                keepalive=self.cfg.keepalive_s,
-                clean_start=self.options.clean_start,
-                properties=props,
-            )
-            self._connected_once = True
-        else:
+        target = self.servers[self._server]
+        if target == self._pointed:
             self._client.reconnect()
+            return
+        self._pointed = target  # paho keeps the address even when connecting fails
+        host, port = target
+        if not self.v5:  # 3.1.1: clean-session was set when the client was made
+            self._client.connect(host, port, keepalive=self.cfg.keepalive_s)
+            return
+        props = None
+        if self.options.session_expiry_s or self.options.receive_maximum:
+            make: Any = Properties  # paho's Properties has no type hints
+            props = make(PacketTypes.CONNECT)
+            if self.options.session_expiry_s:
+                props.SessionExpiryInterval = self.options.session_expiry_s
+            if self.options.receive_maximum:
+                props.ReceiveMaximum = self.options.receive_maximum
+        self._client.connect(
+            host,
+            port,
+            keepalive=self.cfg.keepalive_s,
+            clean_start=self.options.clean_start,
+            properties=props,
+        )
 
     def _try_connect(self) -> bool:
         """One connection attempt (TCP, TLS, CONNECT); False when it failed at once."""
@@ -380,12 +401,12 @@ class MqttLink:
             self.failures += 1
             if self.failures == 1 or self.failures % 10 == 0:
                 log.warning(
-                    "mqtt: cannot reach %s:%d (attempt %d): %s; retrying with backoff",
-                    self.cfg.host,
-                    self.cfg.port,
+                    "mqtt: cannot reach %s (attempt %d): %s; retrying with backoff",
+                    self.server,
                     self.failures,
                     exc,
                 )
+            self._next_server()
             return False
         return True
 
@@ -413,14 +434,12 @@ class MqttLink:
         if reason.is_failure:
             self._refused = str(reason)
             if not self._opening:  # open() says it to its caller
-                log.warning(
-                    "mqtt: connection refused by %s:%d: %s", self.cfg.host, self.cfg.port, reason
-                )
+                log.warning("mqtt: connection refused by %s: %s", self.server, reason)
             self._answered.set()
             return
         self.connects += 1
         self.failures = 0
-        log.info("mqtt: connected to %s:%d", self.cfg.host, self.cfg.port)
+        log.info("mqtt: connected to %s", self.server)
         if self._subscriptions:
             client.subscribe(list(self._subscriptions))
         self._answered.set()
