@@ -8,16 +8,21 @@ endpoints, never by sleeping a fixed time) and every node's MQTT listener has
 taken a connection (the first one creates the cluster's ``$MQTT_*`` streams,
 which takes seconds on a fresh cluster). A node can be SIGKILLed and started
 again on the same ports and store. ``extra`` settings (TLS, authorization) go into
-every node's configuration; ``mqtt_extra`` into its ``mqtt {}`` block.
+every node's configuration; ``mqtt_extra`` into its ``mqtt {}`` block. Or
+``render(node, nodes)`` writes each node's whole configuration instead (the
+deployed one, with the node's ports: ``tests/test_nats_security.py``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import signal
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +31,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from .conftest import free_port
+
+# What a node logs once it has handled a SIGHUP, one way or the other.
+RELOADED = ("Reloaded server configuration", "Failed to reload server configuration")
 
 
 def nats_binary() -> str:
@@ -76,6 +84,7 @@ class NatsCluster:
     extra: str = ""
     mqtt_extra: str = ""
     name: str = "cp-test"
+    render: Callable[[Node, list[Node]], str] | None = None
     nodes: list[Node] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -95,6 +104,10 @@ class NatsCluster:
                     log=node_dir / "nats.log",
                 )
             )
+        if self.render is not None:
+            for node in self.nodes:
+                node.conf.write_text(self.render(node, self.nodes))
+            return
         routes = ", ".join(f"nats-route://127.0.0.1:{n.route_port}" for n in self.nodes)
         for node in self.nodes:
             node.conf.write_text(
@@ -182,6 +195,50 @@ class NatsCluster:
         self._spawn(self.nodes[index])
         self.wait_ready(timeout)
         self.wait_mqtt(self.nodes[index], timeout)
+
+    def reload(self) -> list[str]:
+        """SIGHUP every live node; each node's log line saying whether it took the change."""
+        marks = {node.name: node.log.stat().st_size for node in self.nodes if node.alive}
+        for node in self.nodes:
+            if node.alive:
+                assert node.proc is not None
+                node.proc.send_signal(signal.SIGHUP)
+        return [
+            self.wait_log(node, RELOADED, marks[node.name]) for node in self.nodes if node.alive
+        ]
+
+    def rolling_restart(self, timeout: float = 60.0) -> None:
+        """Stop and start each node in turn, the cluster ready again before the next."""
+        for index, node in enumerate(self.nodes):
+            if node.proc is not None:
+                node.proc.terminate()
+                node.proc.wait(timeout)
+            self.restart(index, timeout)
+
+    def wait_log(
+        self, node: Node, texts: tuple[str, ...], start: int = 0, timeout: float = 10.0
+    ) -> str:
+        """The first line of ``node``'s log after byte ``start`` that holds one of ``texts``."""
+        pattern = re.compile("|".join(re.escape(text) for text in texts))
+        return self.wait_match(node, pattern, start, timeout).string
+
+    def wait_match(
+        self, node: Node, pattern: re.Pattern[str], start: int = 0, timeout: float = 10.0
+    ) -> re.Match[str]:
+        """The first match of ``pattern`` in a line of ``node``'s log after byte ``start``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with node.log.open("rb") as log:
+                log.seek(start)
+                for line in log.read().decode(errors="replace").splitlines():
+                    found = pattern.search(line)
+                    if found:
+                        return found
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{node.name}: no log line matching {pattern.pattern!r}:\n{self.logs()}"
+                )
+            time.sleep(0.05)  # polling the log file for a line the server writes
 
     def stop(self) -> None:
         for node in self.nodes:

@@ -23,11 +23,74 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge.pki import cli as pki_cli
+
 from .conftest import REPO, Received, free_port, mosquitto_binary, stop_loop
 
 DEPLOY = REPO / "deploy" / "mosquitto"
 INSTALLED = "/etc/mosquitto/checkpoint-edge/"
 TIMEOUT = 10.0
+
+
+def run(*argv: str | Path) -> int:
+    """``checkpoint-edge pki ARGV...``, its exit code."""
+    return pki_cli.cli([str(a) for a in argv])
+
+
+def example_fleet(directory: Path) -> Path:
+    """A PKI made with the CLI: kiosks lane-a and lane-b, ingest-1 and op-admin."""
+    assert run("init", "--dir", directory) == 0
+    for device in ("lane-a", "lane-b"):
+        assert run("device", device, "--dir", directory) == 0
+    assert run("ingest", "1", "--dir", directory) == 0
+    assert run("operator", "admin", "--dir", directory) == 0
+    return directory
+
+
+# What lane-a tries in tests/test_broker_security.py (mosquitto) and
+# tests/test_nats_security.py (NATS): the same cases on both brokers.
+OWN_TOPICS = [
+    f"cp/v1/lane-a/{leaf}"
+    for leaf in (
+        "status",
+        "meta",
+        "passage",
+        "telemetry",
+        "alert/camera",
+        "res/ping",
+        "config/reported",
+    )
+]
+FORGED_BY_LANE_A = [
+    "cp/v1/lane-b/passage",
+    "cp/v1/lane-b/status",
+    "cp/v1/lane-b/cmd/open",
+    "cp/v1/lane-b/config/desired",
+    "cp/v1/lane-b/ack",
+    "cp/v1/$all/cmd/reboot",
+    "cp/v1/$all/trust",
+    "cp/v1/$all/policy",
+    "cp/v1/$central/status",
+    "cp/v1/lane-a/cmd/open",  # not even to itself: commands come from operators
+    "cp/v1/lane-a/config/desired",
+    "cp/v1/lane-a/ack",
+]
+LANE_A_READS = [
+    "cp/v1/lane-a/cmd/+",
+    "cp/v1/lane-a/config/desired",
+    "cp/v1/lane-a/ack",
+    "cp/v1/$all/cmd/+",
+    "cp/v1/$all/trust",
+    "cp/v1/$all/policy",
+    "cp/v1/$central/status",
+]
+TO_LANE_A_FROM_OPERATOR = [
+    "cp/v1/lane-a/cmd/open",
+    "cp/v1/lane-a/config/desired",
+    "cp/v1/$all/cmd/ping",
+    "cp/v1/$all/trust",
+    "cp/v1/$all/policy",
+]
 
 # MQTT v5 reason codes the tests expect (PUBACK, SUBACK).
 SUCCESS = 0x00
@@ -134,7 +197,10 @@ class Broker:
 
 
 class TlsClient:
-    """A paho-mqtt MQTT v5 client over TLS that records what the broker says to it."""
+    """A paho-mqtt client over TLS that records what the broker says to it.
+
+    MQTT v5, or 3.1.1 with ``v311`` (NATS; ``clean``: the clean-session flag).
+    """
 
     def __init__(
         self,
@@ -143,17 +209,29 @@ class TlsClient:
         cert: Path | None,
         key: Path | None,
         client_id: str = "",
+        *,
+        v311: bool = False,
+        clean: bool = True,
     ) -> None:
         self.port = port
         self.client_id = client_id or f"test-{uuid.uuid4().hex[:8]}"
-        self.client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=mqtt.MQTTv5,
-            # every connection a test makes is explicit: a client that reconnected
-            # by itself could take a session back, or hide a refusal
-            reconnect_on_failure=False,
-        )
+        # every connection a test makes is explicit: a client that reconnected
+        # by itself could take a session back, or hide a refusal
+        if v311:
+            self.client = mqtt.Client(
+                callback_api_version=CallbackAPIVersion.VERSION2,
+                client_id=self.client_id,
+                protocol=mqtt.MQTTv311,
+                clean_session=clean,
+                reconnect_on_failure=False,
+            )
+        else:
+            self.client = mqtt.Client(
+                callback_api_version=CallbackAPIVersion.VERSION2,
+                client_id=self.client_id,
+                protocol=mqtt.MQTTv5,
+                reconnect_on_failure=False,
+            )
         self.client.tls_set(
             ca_certs=str(ca),
             certfile=str(cert) if cert else None,
@@ -173,7 +251,9 @@ class TlsClient:
         c.on_publish = self._on_publish
 
     @classmethod
-    def account(cls, port: int, pki_dir: Path, name: str, client_id: str = "") -> TlsClient:
+    def account(
+        cls, port: int, pki_dir: Path, name: str, client_id: str = "", **kw: bool
+    ) -> TlsClient:
         """A client with the certificate ``edge.pki.ca`` issued to account ``name``."""
         return cls(
             port,
@@ -181,6 +261,7 @@ class TlsClient:
             pki_dir / f"{name}.pem",
             pki_dir / f"{name}.key",
             client_id or name,
+            **kw,
         )
 
     # -- paho callbacks (network thread) -------------------------------------

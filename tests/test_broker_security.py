@@ -33,13 +33,19 @@ from edge.pki import cli as pki_cli
 
 from .pki_helpers import (
     DEPLOY,
+    FORGED_BY_LANE_A,
     GRANTED_QOS1,
     INSTALLED,
+    LANE_A_READS,
     NO_MATCHING_SUBSCRIBERS,
     NOT_AUTHORIZED,
+    OWN_TOPICS,
     SUCCESS,
+    TO_LANE_A_FROM_OPERATOR,
     Broker,
     TlsClient,
+    example_fleet,
+    run,
     runnable_config,
 )
 
@@ -50,22 +56,13 @@ INGEST = "ingest-1"
 MAX_PACKET = 8 * 1024 * 1024 + 64 * 1024
 
 
-def run(*argv: str | Path) -> int:
-    return pki_cli.cli([str(a) for a in argv])
-
-
 # -- fixtures ------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A PKI made with the CLI: two kiosks, an ingest worker, an operator, their ACL."""
-    d = tmp_path_factory.mktemp("pki")
-    assert run("init", "--dir", d) == 0
-    for device in ("lane-a", "lane-b"):
-        assert run("device", device, "--dir", d) == 0
-    assert run("ingest", "1", "--dir", d) == 0
-    assert run("operator", "admin", "--dir", d) == 0
+    d = example_fleet(tmp_path_factory.mktemp("pki"))
     assert run("acl", "--dir", d, "--out", d / pki.ACL) == 0
     return d
 
@@ -213,40 +210,15 @@ def test_a_device_publishes_its_own_topics(
     broker: Broker, connect: Callable[..., TlsClient], operator: TlsClient
 ) -> None:
     lane_a = connect(broker, "lane-a")
-    own = [
-        f"cp/v1/lane-a/{leaf}"
-        for leaf in (
-            "status",
-            "meta",
-            "passage",
-            "telemetry",
-            "alert/camera",
-            "res/ping",
-            "config/reported",
-        )
-    ]
-    assert all(rc in ACCEPTED for rc in attempts(lane_a, own).values())
-    assert op_drain(operator) == [(topic, b"from lane-a") for topic in own]
+    assert all(rc in ACCEPTED for rc in attempts(lane_a, OWN_TOPICS).values())
+    assert op_drain(operator) == [(topic, b"from lane-a") for topic in OWN_TOPICS]
 
 
 def test_a_device_cannot_publish_for_another_or_for_the_fleet(
     broker: Broker, connect: Callable[..., TlsClient], operator: TlsClient
 ) -> None:
     lane_a = connect(broker, "lane-a")
-    forged = [
-        "cp/v1/lane-b/passage",
-        "cp/v1/lane-b/status",
-        "cp/v1/lane-b/cmd/open",
-        "cp/v1/lane-b/config/desired",
-        "cp/v1/lane-b/ack",
-        "cp/v1/$all/cmd/reboot",
-        "cp/v1/$all/trust",
-        "cp/v1/$all/policy",
-        "cp/v1/$central/status",
-        "cp/v1/lane-a/cmd/open",  # not even to itself: commands come from operators
-        "cp/v1/lane-a/config/desired",
-        "cp/v1/lane-a/ack",
-    ]
+    forged = FORGED_BY_LANE_A
     assert attempts(lane_a, forged) == dict.fromkeys(forged, NOT_AUTHORIZED)
     assert op_drain(operator) == []
 
@@ -282,23 +254,9 @@ def test_a_device_receives_its_commands_and_the_fleets_from_operators_and_ingest
     broker: Broker, connect: Callable[..., TlsClient], operator: TlsClient
 ) -> None:
     lane_a, ingest = connect(broker, "lane-a"), connect(broker, INGEST)
-    wanted = [
-        "cp/v1/lane-a/cmd/+",
-        "cp/v1/lane-a/config/desired",
-        "cp/v1/lane-a/ack",
-        "cp/v1/$all/cmd/+",
-        "cp/v1/$all/trust",
-        "cp/v1/$all/policy",
-        "cp/v1/$central/status",
-    ]
+    wanted = LANE_A_READS
     assert lane_a.subscribe(*wanted) == [GRANTED_QOS1] * len(wanted)
-    from_operator = [
-        "cp/v1/lane-a/cmd/open",
-        "cp/v1/lane-a/config/desired",
-        "cp/v1/$all/cmd/ping",
-        "cp/v1/$all/trust",
-        "cp/v1/$all/policy",
-    ]
+    from_operator = TO_LANE_A_FROM_OPERATOR
     assert all(rc in ACCEPTED for rc in attempts(operator, from_operator).values())
     from_ingest = ["cp/v1/lane-a/ack", "cp/v1/$central/status"]
     assert all(rc in ACCEPTED for rc in attempts(ingest, from_ingest).values())

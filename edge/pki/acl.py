@@ -20,13 +20,16 @@ join a shared subscription (``$share/<group>/cp/v1/+/passage``, any group);
 operators read everything but may not join a ``$share`` group.
 
 Every topic and pattern comes from :mod:`edge.mqtt.topics`: a device writes
-its ``up`` topics and reads its ``down`` ones and the ``fleet_wide`` ones.
+its ``up`` topics and reads its ``down`` ones and the ``fleet_wide`` ones. What
+each kind of account may do (:class:`Rights`) is one table, which
+:mod:`edge.pki.nats` turns into a NATS cluster's permissions too.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from edge.mqtt import topics
@@ -36,6 +39,33 @@ from edge.mqtt.topics import ANY
 DEVICES, INGEST, OPERATORS = "devices", "ingest", "operators"
 FLEET = topics.fleet_wide()
 CENTRAL_STATUS = topics.central_status()
+
+
+@dataclass(frozen=True)
+class Rights:
+    """What an account may publish (``writes``) and read (``reads``): MQTT topic filters.
+
+    One table for every broker: this module's mosquitto roles and the NATS
+    permissions of :mod:`edge.pki.nats` are both made from it.
+    """
+
+    writes: tuple[str, ...]
+    reads: tuple[str, ...]
+
+
+def device_rights(device: str) -> Rights:
+    """A kiosk's own topics; every kiosk also reads :data:`DEVICES_READ`."""
+    return Rights(writes=topics.up(device), reads=topics.down(device))
+
+
+DEVICES_READ = (*FLEET, CENTRAL_STATUS)
+INGEST_RIGHTS = Rights(
+    writes=(topics.ack(ANY), CENTRAL_STATUS), reads=(topics.all_passages(), CENTRAL_STATUS)
+)
+OPERATOR_RIGHTS = Rights(
+    writes=(topics.commands(ANY), topics.config_desired(ANY), *FLEET),
+    reads=(topics.everything(),),
+)
 
 
 def _allow(acltype: str, topic: str) -> dict[str, Any]:
@@ -64,38 +94,36 @@ def config(
     devices: Iterable[str], ingest: Iterable[str], operators: Iterable[str]
 ) -> dict[str, Any]:
     """The plugin's configuration for these accounts (each a certificate CN)."""
-    passages = topics.all_passages()
     roles = [
         _role(
             DEVICES,
             "every kiosk: fleet-wide commands and pushes, the ingest's status",
-            _reads(*FLEET, CENTRAL_STATUS),
+            _reads(*DEVICES_READ),
         ),
         _role(
             INGEST,
             "ingest workers: every passage, alone or in a shared subscription; acks",
             [
-                _allow("subscribePattern", topics.shared(ANY, passages)),  # any group
-                *_reads(passages, CENTRAL_STATUS),
-                *_writes(topics.ack(ANY), CENTRAL_STATUS),
+                # any group; mosquitto only (MQTT 3.1.1 on NATS has no shared subscriptions)
+                _allow("subscribePattern", topics.shared(ANY, topics.all_passages())),
+                *_reads(*INGEST_RIGHTS.reads),
+                *_writes(*INGEST_RIGHTS.writes),
             ],
         ),
         _role(
             OPERATORS,
             "operators: read everything (no shared subscription); commands, config, pushes",
-            [
-                *_reads(topics.everything()),
-                *_writes(topics.commands(ANY), topics.config_desired(ANY), *FLEET),
-            ],
+            [*_reads(*OPERATOR_RIGHTS.reads), *_writes(*OPERATOR_RIGHTS.writes)],
         ),
     ]
     clients: list[dict[str, Any]] = []
     for device in sorted(set(devices)):
+        own = device_rights(device)
         roles.append(
             _role(
                 device_role(device),
                 f"kiosk {device}: its own topics",
-                [*_writes(*topics.up(device)), *_reads(*topics.down(device))],
+                [*_writes(*own.writes), *_reads(*own.reads)],
             )
         )
         clients.append(_client(device, device_role(device), DEVICES))

@@ -1,8 +1,9 @@
 """``checkpoint-edge pki ...``: the command line of :mod:`edge.pki.ca`.
 
 ``init``, ``device``, ``ingest``, ``operator``, ``revoke``, ``crl``, ``acl``,
-``list``; see deploy/mosquitto/README.md. Errors are one line on stderr, exit 2
-(a refusal) or 1 (a file system error).
+``list``; see deploy/mosquitto/README.md. For a NATS cluster instead
+(:mod:`edge.pki.nats`, deploy/nats/README.md): ``nats-node`` and ``nats``.
+Errors are one line on stderr, exit 2 (a refusal) or 1 (a file system error).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from cryptography import x509
 from edge.errors import InputError
 from edge.files import CERTIFICATES, read_limited
 from edge.pki import ca as pki
+from edge.pki import nats
 from edge.pki.ca import (
     ACCOUNT_DAYS,
     ACL,
@@ -35,6 +37,8 @@ from edge.pki.crl import CRL_DAYS, REASONS
 
 # Where deploy/mosquitto/checkpoint-edge.conf reads the access control from.
 INSTALLED_ACL = f"/etc/mosquitto/checkpoint-edge/{ACL}"
+# Where deploy/nats/checkpoint-edge.conf (installed as /etc/nats-server.conf) includes it from.
+INSTALLED_NATS = f"/etc/nats-server/{nats.CONF}"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -100,6 +104,13 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
     p = command("acl", "the broker's access control (dynamic-security JSON) for every live account")
     p.add_argument("--out", type=Path, help="write it here (default: standard output)")
     command("list", "every certificate issued, and the CRL")
+    p = command("nats-node", "a NATS cluster node's certificate (server and route), nats-nodes/")
+    p.add_argument("name", metavar="NODE", help="the node's name (its server_name), e.g. nats-1")
+    p.add_argument("--dns", action="append", help="a DNS name of the node (repeat)")
+    p.add_argument("--ip", action="append", help="an IP address of the node (repeat)")
+    p.add_argument("--force", action="store_true", help="overwrite the node's files")
+    p = command("nats", "the NATS cluster's users, permissions and pinned certificates")
+    p.add_argument("--out", type=Path, help="write it here (default: standard output)")
 
 
 def _run(command: str, args: argparse.Namespace) -> int:
@@ -131,18 +142,38 @@ def _run(command: str, args: argparse.Namespace) -> int:
         path = write_crl(directory, days=args.days)
         print(f"{path} written; copy it to the broker, reload mosquitto")
     elif command == "acl":
-        text = acl_text(directory)
-        if args.out is None:
-            sys.stdout.write(text)
-        else:
-            pki.write_file(args.out, text.encode(), 0o644, force=True)
-            print(
-                f"{args.out} written; install it as {INSTALLED_ACL} on the broker and "
-                "restart mosquitto (a reload does not read it again)"
-            )
+        _write_or_print(
+            acl_text(directory),
+            args.out,
+            f"install it as {INSTALLED_ACL} on the broker and "
+            "restart mosquitto (a reload does not read it again)",
+        )
+    elif command == "nats-node":
+        names: list[str] = args.dns or []
+        path = nats.issue_node(directory, args.name, names, args.ip or [], force=args.force)
+        print(
+            f"{path} and .key written; install them on node {args.name} as node.pem and "
+            f"node.key, then run 'pki nats' and install {nats.CONF} on every node"
+        )
+    elif command == "nats":
+        _write_or_print(
+            nats.conf_text(directory),
+            args.out,
+            f"install it as {INSTALLED_NATS} on every node and restart the nodes one "
+            "at a time (nats-server 2.9 does not reload changed certificates)",
+        )
     else:
         _list(directory)
     return 0
+
+
+def _write_or_print(text: str, out: Path | None, then: str) -> None:
+    """``text`` to standard output, or to ``out`` with what to do with it next."""
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        pki.write_file(out, text.encode(), 0o644, force=True)
+        print(f"{out} written; {then}")
 
 
 def _list(directory: Path) -> None:
