@@ -126,13 +126,18 @@ class NatsCluster:
     def urls(self) -> list[str]:
         return [n.url for n in self.nodes]
 
-    def start(self, timeout: float = 60.0, mqtt_probe: bool = True) -> NatsCluster:
-        """``mqtt_probe``: also wait until each node takes an MQTT connection (off for a
-        configuration whose MQTT listener needs credentials the probe has not)."""
+    @property
+    def probed(self) -> bool:
+        """Whether start and restart wait for an MQTT connection: only with the rig's own
+        plain listener (a rendered configuration wants TLS and certificates the probe has
+        not; its tests connect with their own)."""
+        return self.render is None
+
+    def start(self, timeout: float = 60.0) -> NatsCluster:
         for node in self.nodes:
             self._spawn(node)
         self.wait_ready(timeout)
-        if mqtt_probe:
+        if self.probed:
             for node in self.nodes:
                 self.wait_mqtt(node, timeout)
         return self
@@ -182,6 +187,20 @@ class NatsCluster:
             leaders.add(leader)
         return len(leaders) == 1 and bool(live)
 
+    def stream_leader(self, stream: str) -> int | None:
+        """The index of the node leading ``stream`` (as a live node reports it), or None."""
+        for node in self.nodes:
+            if not node.alive:
+                continue
+            doc = node.monitor("/jsz?accounts=true&streams=true")
+            for account in (doc or {}).get("account_details", None) or []:  # type: ignore[union-attr]
+                for detail in account.get("stream_detail", None) or []:
+                    if detail.get("name") == stream:
+                        leader = (detail.get("cluster") or {}).get("leader")
+                        names = [n.name for n in self.nodes]
+                        return names.index(leader) if leader in names else None
+        return None
+
     def kill(self, index: int) -> Node:
         """SIGKILL node ``index``: nothing it has not written survives."""
         node = self.nodes[index]
@@ -194,7 +213,8 @@ class NatsCluster:
         """Start node ``index`` again on its ports and store; wait for the cluster."""
         self._spawn(self.nodes[index])
         self.wait_ready(timeout)
-        self.wait_mqtt(self.nodes[index], timeout)
+        if self.probed:
+            self.wait_mqtt(self.nodes[index], timeout)
 
     def reload(self) -> list[str]:
         """SIGHUP every live node; each node's log line saying whether it took the change."""
