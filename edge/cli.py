@@ -275,6 +275,7 @@ def _verify(args: argparse.Namespace) -> int:
 def _ingest(args: argparse.Namespace) -> int:
     from edge.central.db import DatabaseError  # noqa: PLC0415 - only the ingest needs these
     from edge.central.ingest import Ingest  # noqa: PLC0415
+    from edge.central.source import SourceError  # noqa: PLC0415
 
     try:
         cfg = config_mod.load_as(args.config or local_ingest_config_path(), config_mod.IngestFile)
@@ -285,7 +286,7 @@ def _ingest(args: argparse.Namespace) -> int:
     stop = _stop_on_signals()  # a stop while the database opens is a clean one too
     try:
         ingest = Ingest(cfg)
-    except DatabaseError as exc:
+    except (DatabaseError, SourceError, ConfigError) as exc:  # a library, a secret missing
         log.error("ingest: cannot start: %s", exc)  # noqa: TRY400 - a reason, not a bug
         return 1
     return ingest.run(stop)

@@ -172,7 +172,9 @@ def test_every_key_is_documented() -> None:
 def test_every_ingest_key_is_documented() -> None:
     doc = (REPO / "docs" / "central.md").read_text()
     keys = [
-        k for k in config_mod.describe_keys(config_mod.IngestFile) if k[0].startswith("ingest.")
+        k
+        for k in config_mod.describe_keys(config_mod.IngestFile)
+        if k[0].startswith(("ingest.", "nats."))
     ]
     assert keys
     for key, default, description in keys:
@@ -191,6 +193,20 @@ def test_the_documented_ingest_example_is_valid(tmp_path: Path) -> None:
     cfg = config_mod.load_as(path, config_mod.IngestFile)
     assert cfg.ingest.database.startswith("postgresql://")
     assert (cfg.ingest.client_id, cfg.ingest.group, cfg.mqtt.tls) == ("ingest-1", "ingest", True)
+
+
+def test_the_documented_nats_ingest_example_is_valid(tmp_path: Path) -> None:
+    doc = (REPO / "docs" / "central.md").read_text()
+    example = next(
+        block for block in re.findall(r"```toml\n(.*?)```", doc, re.S) if 'source = "nats"' in block
+    )
+    for name in ("ca.crt", "ingest-1.crt", "ingest-1.key", "ingest.creds"):
+        (tmp_path / name).write_text("-----BEGIN CERTIFICATE-----\n")  # only their presence counts
+    path = tmp_path / "ingest.toml"
+    path.write_text(example)
+    cfg = config_mod.load_as(path, config_mod.IngestFile)
+    assert (cfg.ingest.source, cfg.mqtt.protocol, len(cfg.nats.servers)) == ("nats", "3.1.1", 3)
+    assert cfg.nats.creds_file == tmp_path / "ingest.creds"
 
 
 def test_secrets_can_come_from_systemd_credentials(

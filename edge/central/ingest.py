@@ -29,6 +29,12 @@ The worker publishes ``cp/v1/$central/status`` online (retained) on every
 connect, with a will of offline; devices replay their backlog only while it is
 online. With several workers, one that stops (or dies) says offline; the others
 see it and say online again.
+
+With ``[ingest] source = "nats"`` the passages come from a NATS JetStream stream
+instead (:mod:`edge.central.nats_source`): the MQTT link, to the cluster's MQTT
+listener, then only says the status and answers the devices, and "PUBACKed"
+above reads "acknowledged to JetStream". The two sources are one interface
+(:mod:`edge.central.source`): settle a batch, or have it come again.
 """
 
 from __future__ import annotations
@@ -43,11 +49,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from edge.central.db import DatabaseError, PassageDB, open_db
+from edge.central.source import Incoming, MqttPassages, PassageSource
 from edge.central.writer import Outcome, Writer, WriterProcess
 from edge.config import IngestFile
 from edge.mqtt import topics
@@ -62,14 +69,6 @@ def central_payload(state: str, worker: str) -> bytes:
 
 
 RETENTION_EVERY_S = 3600.0
-
-
-class _Incoming(NamedTuple):
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    connection: int  # the link's connection it came on: its mid means nothing on another
 
 
 @dataclass
@@ -87,13 +86,27 @@ class _Answer:
 
 
 class Ingest:
-    """One ingest worker: MQTT in, database, acknowledgements out."""
+    """One ingest worker: passages in (MQTT or NATS), database, acknowledgements out."""
 
     def __init__(self, cfg: IngestFile, db: PassageDB | None = None) -> None:
         """``db``: check and store in this process, into ``db`` (tests give one that fails
         on purpose); without it, a writer process does, on its own connection."""
         self.cfg = cfg
         self.worker = cfg.ingest.client_id
+        # the connections first: a bad secret or a missing library fails before the writer
+        self.link = MqttLink(
+            cfg.mqtt, _link_options(cfg), on_connected=self._connected, on_message=self._message
+        )
+        self._central_topic = topics.central_status()
+        self._inbox: queue.SimpleQueue[Incoming | None] = queue.SimpleQueue()  # C: cheap put
+        self.source: PassageSource
+        if cfg.ingest.source == "nats":
+            # only here: a kiosk's install has no nats-py (SourceError then says so)
+            from edge.central.nats_source import NatsPassages  # noqa: PLC0415
+
+            self.source = NatsPassages(cfg, self._inbox.put, on_ready=self._announce)
+        else:
+            self.source = MqttPassages(self.link)
         limit = cfg.ingest.max_message_bytes
         self.writer: Writer | WriterProcess
         if db is None:
@@ -104,25 +117,8 @@ class Ingest:
         self.db = db or open_db(cfg.ingest.database)
         if not cfg.ingest.retention_days:
             log.warning("ingest: retention_days = 0: personal data is kept forever")
-        passages = topics.all_passages()
-        if cfg.ingest.group:
-            passages = topics.shared(cfg.ingest.group, passages)
-        options = LinkOptions(
-            client_id=self.worker,
-            will=Will(topics.central_status(), central_payload("offline", self.worker)),
-            clean_start=False,
-            session_expiry_s=cfg.ingest.session_expiry_s,
-            subscriptions=[(passages, 1), (topics.central_status(), 1)],
-            manual_ack=True,
-            max_queued=100_000,
-            receive_maximum=cfg.ingest.receive_maximum,
-        )
-        self.link = MqttLink(
-            cfg.mqtt, options, on_connected=self._connected, on_message=self._message
-        )
-        self._central_topic = topics.central_status()
-        self._inbox: queue.SimpleQueue[_Incoming | None] = queue.SimpleQueue()  # C: cheap put
         self._stop = threading.Event()
+        self._leaving = False  # stop() said offline: no online again, not even to its own echo
         self._thread = threading.Thread(target=self._work, name="ingest", daemon=True)
         self._retention = threading.Thread(
             target=self._retain, name="ingest-retention", daemon=True
@@ -143,17 +139,21 @@ class Ingest:
         self._thread.start()
         if self.cfg.ingest.retention_days:
             self._retention.start()
+        self.source.start()
         self.link.start()
 
     def stop(self) -> None:
-        """Say offline, finish what is queued, disconnect."""
+        """Finish the batch in hand, say offline, disconnect; give back what was received
+        and not stored (NATS: to another worker at once)."""
+        self._stop.set()
+        self._inbox.put(None)
+        self._thread.join(timeout=10)
+        self._leaving = True
         self.link.publish_and_wait(
             topics.central_status(), central_payload("offline", self.worker), True, 2.0
         )
         self.link.stop()
-        self._stop.set()
-        self._inbox.put(None)
-        self._thread.join(timeout=10)
+        self.source.stop()
         if self._retention.is_alive():
             self._retention.join(timeout=10)
         self.close()
@@ -171,6 +171,11 @@ class Ingest:
             while not stop.wait(1.0):
                 if not self.link.alive:
                     self.link.restart()
+                if self.source.failure is not None:
+                    log.critical("ingest: cannot take passages: %s", self.source.failure)
+                    return 1
+                if not self.source.alive:
+                    self.source.restart()
                 if not self._thread.is_alive():
                     log.critical("ingest: worker thread died; restarting")
                     return 1
@@ -185,9 +190,15 @@ class Ingest:
     # -- network thread ------------------------------------------------------
 
     def _connected(self) -> None:
-        self.link.publish(
-            topics.central_status(), central_payload("online", self.worker), retain=True
-        )
+        if self.source.ready and not self._leaving:  # NATS: once stream and consumer are there
+            self.link.publish(
+                topics.central_status(), central_payload("online", self.worker), retain=True
+            )
+
+    def _announce(self) -> None:
+        """The source became ready (NATS' thread): say online if connected."""
+        if self.link.connected:
+            self._connected()
 
     def _message(self, msg: mqtt.MQTTMessage) -> None:
         # the hot path of the network thread: one passage at a time, kept short
@@ -200,37 +211,39 @@ class Ingest:
                 self.link.ack(msg.mid, msg.qos)
             return
         payload = bytes(msg.payload)  # paho hands bytes: no copy
-        self._inbox.put(_Incoming(topic, payload, msg.mid, msg.qos, self.link.connects))
+        # the link's connection it came on: its mid means nothing on another
+        self._inbox.put(Incoming(topic, payload, (msg.mid, msg.qos, self.link.connects)))
 
     # -- worker thread -------------------------------------------------------
 
     def _work(self) -> None:
         """Batches go to the writer one ahead: while it checks and stores one, this thread
-        PUBACKs and answers the one before, and the network thread receives the next."""
-        pending: list[_Incoming] | None = None
-        while not self._stop.is_set():
-            batch = self._take_batch(wait=0.5 if pending is None else 0.0)
+        settles and answers the one before, and the network thread receives the next.
+        At stop, the batch in hand is finished."""
+        pending: list[Incoming] | None = None
+        while pending is not None or not self._stop.is_set():
+            stopping = self._stop.is_set()
+            batch = [] if stopping else self._take_batch(wait=0.5 if pending is None else 0.0)
+            previous, pending = pending, None
             try:
                 if batch:
                     self.writer.submit([(item.topic, item.payload) for item in batch])
-                if pending is not None:
-                    done, pending = pending, None
-                    self._finish(done, self.writer.result())
+                if previous is not None:
+                    self._finish(previous, self.writer.result())
             except DatabaseError as exc:
-                # not PUBACKed: the broker gives them to us again after a reconnect
+                # not settled: the source gives them to us again
                 log.error("ingest: %s; the passage(s) wait for the next try", exc)  # noqa: TRY400
                 if batch:
                     with contextlib.suppress(DatabaseError):
                         self.writer.result()  # sent meanwhile: comes again too
-                    batch = []
-                self._stop.wait(2.0)
-                self.link.stop()
-                self.link.start()
+                if not self._stop.wait(2.0):  # at stop, the source gives them back itself
+                    self.source.again((previous or []) + batch)
+                batch = []
             pending = batch or None
             with self._progress:
                 self._progress.notify_all()
 
-    def _take_batch(self, wait: float) -> list[_Incoming]:
+    def _take_batch(self, wait: float) -> list[Incoming]:
         try:
             first = self._inbox.get(timeout=wait) if wait else self._inbox.get_nowait()
         except queue.Empty:
@@ -255,11 +268,10 @@ class Ingest:
             batch.append(item)
         return batch
 
-    def _finish(self, batch: list[_Incoming], outcome: Outcome) -> None:
-        """A batch checked and stored: PUBACK it, answer its devices, count."""
-        # stored or kept: the broker may forget them (the network thread PUBACKs them,
-        # woken by the answers published below)
-        self.link.ack_later([(item.mid, item.qos, item.connection) for item in batch])
+    def _finish(self, batch: list[Incoming], outcome: Outcome) -> None:
+        """A batch checked and stored: settle it (PUBACK, or ack to JetStream), answer its
+        devices, count."""
+        self.source.settle(batch)  # stored or kept: the source may forget them
         answers: dict[str, _Answer] = {}
         for device, pid in outcome.stored:
             answers.setdefault(device, _Answer()).pids.append(pid)
@@ -305,6 +317,35 @@ class Ingest:
             )  # fmt: skip
         with self._progress:
             self._progress.notify_all()
+
+
+def _link_options(cfg: IngestFile) -> LinkOptions:
+    """The worker's MQTT connection. MQTT source: a persistent session subscribed to the
+    passages (shared by the group's workers); NATS: a clean one, for the status and the
+    acks only (the passages come from JetStream)."""
+    will = Will(topics.central_status(), central_payload("offline", cfg.ingest.client_id))
+    status = (topics.central_status(), 1)
+    if cfg.ingest.source == "nats":
+        return LinkOptions(
+            client_id=cfg.ingest.client_id,
+            will=will,
+            subscriptions=[status],
+            manual_ack=True,
+            max_queued=100_000,
+        )
+    passages = topics.all_passages()
+    if cfg.ingest.group:
+        passages = topics.shared(cfg.ingest.group, passages)
+    return LinkOptions(
+        client_id=cfg.ingest.client_id,
+        will=will,
+        clean_start=False,
+        session_expiry_s=cfg.ingest.session_expiry_s,
+        subscriptions=[(passages, 1), status],
+        manual_ack=True,
+        max_queued=100_000,
+        receive_maximum=cfg.ingest.receive_maximum,
+    )
 
 
 def _safe_url(url: str) -> str:

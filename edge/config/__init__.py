@@ -40,6 +40,8 @@ from edge.config.judging import (
     TrustConfig,
     loopback_url,
 )
+from edge.config.nats import NatsConfig
+from edge.config.nats import cross_checks as nats_checks
 from edge.config.sections import Parser
 from edge.errors import ConfigError, InputError
 from edge.files import read_text_limited
@@ -57,6 +59,7 @@ __all__ = [
     "LaneConfig",
     "LogConfig",
     "MqttConfig",
+    "NatsConfig",
     "OperatorFile",
     "PassageConfig",
     "PolicyConfig",
@@ -96,10 +99,12 @@ class Config:
 
 @dataclass(frozen=True)
 class IngestFile:
-    """The central ingest's config file: the same ``[mqtt]`` as a device's, and ``[ingest]``."""
+    """The central ingest's config file: the same ``[mqtt]`` as a device's, ``[ingest]``,
+    and ``[nats]`` (its source when ``[ingest] source = "nats"``)."""
 
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    nats: NatsConfig = field(default_factory=NatsConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -273,6 +278,8 @@ def _cross_checks(built: dict[str, Any]) -> list[str]:
             'mqtt.ack: "broker" needs protocol "5" (a 3.1.1 PUBACK does not say whether '
             'the broker kept the passage); use ack = "ingest"'
         )
+    if "nats" in built:
+        problems += nats_checks(built["nats"], built["ingest"], mqtt)
     lookup: LookupConfig | None = built.get("lookup")
     return problems + (_lookup_checks(lookup) if lookup is not None else [])
 

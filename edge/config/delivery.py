@@ -242,6 +242,14 @@ def _group(value: Any, _base: Path) -> str:
 
 @dataclass(frozen=True)
 class IngestConfig:
+    source: Literal["mqtt", "nats"] = field(
+        default="mqtt",
+        metadata=doc(
+            'Where the passages come from: "mqtt" (a subscription at the broker) or "nats" (a '
+            "durable consumer of a NATS JetStream stream, [nats]; [mqtt] then reaches the "
+            'cluster\'s MQTT listener with protocol = "3.1.1", for the status and the acks).'
+        ),
+    )
     database: str = field(
         default="sqlite:///passages.db",
         metadata=doc(

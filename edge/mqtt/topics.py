@@ -169,6 +169,31 @@ def shared(group: str, topic_filter: str) -> str:
     return f"$share/{group}/{topic_filter}"
 
 
+# -- NATS subjects (a NATS cluster's MQTT listener) -----------------------------
+
+
+def nats_subject(topic_filter: str) -> str:
+    """The NATS subject of an MQTT topic or filter, as a NATS server's MQTT listener maps
+    them: each level a token (``/`` -> ``.``), a ``.`` inside a level ``//``, ``+`` -> ``*``
+    and ``#`` -> ``>``: ``cp/v1/+/passage`` is ``cp.v1.*.passage``."""
+    tokens = []
+    for level in topic_filter.split("/"):
+        tokens.append({"+": "*", "#": ">"}.get(level) or level.replace(".", "//"))
+    return ".".join(tokens)
+
+
+def topic_of_subject(subject: str) -> str | None:
+    """The MQTT topic a NATS subject stands for (``cp.v1.lane-a.passage`` ->
+    ``cp/v1/lane-a/passage``), or None for a subject no MQTT topic maps to (a lone ``/``
+    in a token: published by a NATS client, not through MQTT)."""
+    levels = []
+    for token in subject.split("."):
+        if "/" in token.replace("//", ""):
+            return None
+        levels.append(token.replace("//", "."))
+    return "/".join(levels)
+
+
 # -- parsing -------------------------------------------------------------------
 
 
