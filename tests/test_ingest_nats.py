@@ -30,7 +30,7 @@ from nats.js import api
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge import config as config_mod
-from edge.central.db import Query, open_db
+from edge.central.db import PassageDB, Query, open_db
 from edge.central.ingest import Ingest
 from edge.central.source import SourceError
 from edge.config import Config, IngestFile
@@ -40,7 +40,14 @@ from edge.mqtt import topics
 from .conftest import make_config, stop_loop, toml_text
 from .nats_rig import NatsCluster, Node
 from .test_e2e import Kiosk
-from .test_ingest import children, kiosks, postgres_url, rows, wave_through  # noqa: F401 - a fixture
+from .test_ingest import (  # noqa: F401 - kiosks: a fixture
+    FlakyDB,
+    children,
+    kiosks,
+    postgres_url,
+    rows,
+    wave_through,
+)
 
 STREAM = "CP_PASSAGES"
 
@@ -204,12 +211,12 @@ def becomes(node: Node, state: str, timeout: float = 15.0) -> None:
 
 
 @pytest.fixture
-def workers(cluster: NatsCluster) -> Iterator[Callable[[IngestFile], Ingest]]:
-    """Ingest workers, started and online."""
+def workers(cluster: NatsCluster) -> Iterator[Callable[..., Ingest]]:
+    """Ingest workers, started and online (``db``: stored in-process, into it)."""
     made: list[Ingest] = []
 
-    def make(cfg: IngestFile) -> Ingest:
-        ingest = Ingest(cfg)
+    def make(cfg: IngestFile, db: PassageDB | None = None) -> Ingest:
+        ingest = Ingest(cfg, db)
         made.append(ingest)
         node = next(n for n in cluster.nodes if n.mqtt_port == cfg.mqtt.port)
         watch = status_watch(node)
@@ -413,6 +420,22 @@ def test_a_worker_that_stops_gives_back_what_it_held_at_once(
     assert kiosk.answers(pids, timeout=20) == (pids, [])
     assert time.monotonic() - started < 20  # well before ack_wait_s
     assert (second.stored, second.duplicates) == (20, 0)
+    kiosk.disconnect()
+
+
+def test_a_database_failure_loses_nothing(
+    tmp_path: Path, cluster: NatsCluster, workers: Callable[..., Ingest]
+) -> None:
+    """Batches the database refused are nakked and come again: stored, acknowledged."""
+    cfg = worker_config(tmp_path, cluster, 0)
+    ingest = workers(cfg, FlakyDB(cfg.ingest.database, 2))
+    kiosk = lane(cluster.nodes[1], "lane-d")
+    sent = send(kiosk, "lane-d", range(1, 4))
+    pids = {m["pid"] for m in sent}
+    assert kiosk.answers(pids, timeout=40) == (pids, [])
+    assert stored(tmp_path) == [("lane-d", 1), ("lane-d", 2), ("lane-d", 3)]
+    assert ingest.stored == 3
+    until(lambda: stream_info(cluster) == (0, 0), 10, "stream drained")
     kiosk.disconnect()
 
 

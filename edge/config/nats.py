@@ -75,7 +75,14 @@ class NatsConfig:
             _servers,
         ),
     )
-    tls: bool = field(default=False, metadata=doc("Connect with TLS (tls:// servers always do)."))
+    tls: bool = field(
+        default=False,
+        metadata=doc(
+            "TLS, verified with ca_file (also on with tls:// servers). nats-py takes TLS when "
+            "the server requires it and does not refuse one that does not: give the servers "
+            "a tls block."
+        ),
+    )
     ca_file: Path | None = field(
         default=None,
         metadata=doc(
