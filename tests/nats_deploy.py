@@ -25,7 +25,7 @@ INSTALLED = "/etc/nats-server/"
 STORE = "/var/lib/nats-server"
 # The deploy config's listeners and the loopback port of a rig node for each.
 LISTENERS = {
-    "listen: 127.0.0.1:4222": "client_port",
+    "listen: 0.0.0.0:4222": "client_port",
     "http: 127.0.0.1:8222": "http_port",
     "listen: 0.0.0.0:6222": "route_port",
     "listen: 0.0.0.0:8883": "mqtt_port",
@@ -56,9 +56,14 @@ def runnable_config(deploy: str, node: Node, pki_dir: Path) -> str:
 
 
 def node_conf(node: Node, nodes: list[Node]) -> str:
-    """``deploy/nats/node.conf`` for ``node``: its name, and every node's route on loopback."""
+    """``deploy/nats/node.conf`` for ``node``: its name, its client address, and every
+    node's route, on loopback."""
     routes = "\n".join(f'  "tls://127.0.0.1:{n.route_port}"' for n in nodes)
-    return f"server_name: {node.name}\nROUTES: [\n{routes}\n]\n"
+    return (
+        f"server_name: {node.name}\n"
+        f'client_advertise: "127.0.0.1:{node.client_port}"\n'
+        f"ROUTES: [\n{routes}\n]\n"
+    )
 
 
 def install_fleet_conf(cluster: NatsCluster, pki_dir: Path) -> None:

@@ -279,7 +279,7 @@ def test_the_deploy_config_holds_the_settings_the_fleet_relies_on() -> None:
     assert _settings((DEPLOY / "checkpoint-edge.conf").read_text()) == [
         'include "nats-server/node.conf"',
         f'include "nats-server/{pki_nats.CONF}"',
-        "listen: 127.0.0.1:4222",
+        "listen: 0.0.0.0:4222",
         "tls {",
         *tls,
         "verify_and_map: true",
@@ -315,8 +315,8 @@ def test_the_deploy_config_holds_the_settings_the_fleet_relies_on() -> None:
 
 def test_the_node_conf_example_has_what_the_test_nodes_have() -> None:
     example = _settings((DEPLOY / "node.conf").read_text())
-    assert example[0] == "server_name: nats-1"
-    assert example[1:] == [
+    assert example[:2] == ["server_name: nats-1", 'client_advertise: "nats-1.example.vn:4222"']
+    assert example[2:] == [
         "ROUTES: [",
         *(f'"tls://nats-{i}.example.vn:6222"' for i in (1, 2, 3)),
         "]",
@@ -673,16 +673,16 @@ def test_a_client_without_a_certificate_or_of_another_ca_is_refused(
     welcome.disconnect()
 
 
-def test_no_account_may_use_the_nats_protocol_port(cluster: NatsCluster, fleet: Path) -> None:
-    """Devices, ingest and operators are MQTT users only (their ``$MQTT.sub.>`` grant)."""
-    node = cluster.nodes[0]
+def nats_attempt(on: NatsCluster, node: int, pki_dir: Path, name: str) -> str:
+    """Connect to ``node``'s NATS protocol port with ``name``'s certificate: "connected",
+    or the server's refusal."""
 
-    async def attempt(name: str) -> str:
-        tls = ssl.create_default_context(cafile=str(fleet / "ca.pem"))
-        tls.load_cert_chain(str(fleet / f"{name}.pem"), str(fleet / f"{name}.key"))
+    async def attempt() -> str:
+        tls = ssl.create_default_context(cafile=str(pki_dir / "ca.pem"))
+        tls.load_cert_chain(str(pki_dir / f"{name}.pem"), str(pki_dir / f"{name}.key"))
         try:
             client = await nats.connect(
-                f"tls://127.0.0.1:{node.client_port}",
+                f"tls://127.0.0.1:{on.nodes[node].client_port}",
                 tls=tls,
                 allow_reconnect=False,
                 max_reconnect_attempts=0,
@@ -693,8 +693,17 @@ def test_no_account_may_use_the_nats_protocol_port(cluster: NatsCluster, fleet: 
         await client.close()
         return "connected"
 
-    for name in ("lane-a", INGEST, OP):
-        assert asyncio.run(attempt(name)) == "nats: 'Authorization Violation'", name
+    return asyncio.run(attempt())
+
+
+def test_only_ingest_workers_may_use_the_nats_protocol_port(
+    cluster: NatsCluster, fleet: Path
+) -> None:
+    """Kiosks and operators are MQTT users only (their ``$MQTT.sub.>`` grant); an ingest
+    worker takes its passages from JetStream there (tests/test_nats_ingest_security.py)."""
+    for name in ("lane-a", OP):
+        assert nats_attempt(cluster, 0, fleet, name) == "nats: 'Authorization Violation'", name
+    assert nats_attempt(cluster, 0, fleet, INGEST) == "connected"
 
 
 def test_new_accounts_are_in_once_pki_nats_is_installed_and_the_nodes_restarted(

@@ -8,6 +8,7 @@ dynamic-security roles let it, nothing more (the cluster tests are in
 
 from __future__ import annotations
 
+import json
 import re
 import stat
 from pathlib import Path
@@ -17,6 +18,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from paho.mqtt.client import topic_matches_sub
 
+from edge.config.nats import NatsConfig
 from edge.mqtt import topics
 from edge.pki import acl, nats
 from edge.pki import cli as pki_cli
@@ -155,10 +157,66 @@ def test_the_rendered_file_pins_every_certificate_and_grants_by_allow_lists_only
         ("a" * 64, "n1"),
         ("b" * 64, "n2"),
     ]
-    users = re.findall(r'\{user: "([^"]+)", allowed_connection_types: \["MQTT"\]', text)
-    assert users == ["CN=ingest-a", "CN=lane-2", "CN=op-admin"]
+    users = re.findall(r'\{user: "([^"]+)", allowed_connection_types: (\[[^]]*\])', text)
+    assert users == [
+        ("CN=ingest-a", '["MQTT", "STANDARD"]'),  # its JetStream consumer: the NATS port
+        ("CN=lane-2", '["MQTT"]'),
+        ("CN=op-admin", '["MQTT"]'),
+    ]
     assert text.count('"$MQTT.sub.>"') == 3  # the one grant beyond the topics
     assert text.count("$MQTT") == 3
+    assert text.count("$JS") == len(nats.jetstream(nats.Consumer())["publish"])  # the ingest's
+
+
+def _user(text: str, account: str) -> tuple[list[str], list[str]]:
+    """The publish and subscribe allow lists of ``account``'s user in a rendered file."""
+    found = re.search(
+        rf'\{{user: "CN={account}".*?publish: \{{allow: (\[.*?\])\}},\n'
+        r"\s*subscribe: \{allow: (\[.*?\])\}",
+        text,
+        re.S,
+    )
+    assert found, account
+    return json.loads(found.group(1)), json.loads(found.group(2))
+
+
+def test_the_ingest_may_use_its_stream_and_durable_consumer_and_nothing_else_of_jetstream() -> None:
+    publish, subscribe = _user(_sample(), "ingest-a")
+    topics_only = nats.permissions(acl.INGEST_RIGHTS)
+    assert publish == [
+        *topics_only["publish"],
+        "$JS.API.STREAM.INFO.CP_PASSAGES",
+        "$JS.API.CONSUMER.INFO.CP_PASSAGES.ingest",
+        "$JS.API.CONSUMER.MSG.NEXT.CP_PASSAGES.ingest",
+        "$JS.ACK.CP_PASSAGES.ingest.>",
+    ]
+    assert subscribe == [*topics_only["subscribe"], "_INBOX.>"]
+    # kiosks and operators: nothing of JetStream, no inbox
+    for account in ("lane-2", "op-admin"):
+        publish, subscribe = _user(_sample(), account)
+        granted = " ".join([*publish, *subscribe])
+        assert "$JS" not in granted
+        assert "_INBOX" not in granted
+
+
+def test_the_setup_grants_add_creating_the_stream_and_the_consumer_only() -> None:
+    setup = nats.jetstream(nats.Consumer("PASSAGES_2", "workers", setup=True))
+    assert setup["publish"] == [
+        "$JS.API.STREAM.INFO.PASSAGES_2",
+        "$JS.API.CONSUMER.INFO.PASSAGES_2.workers",
+        "$JS.API.CONSUMER.MSG.NEXT.PASSAGES_2.workers",
+        "$JS.ACK.PASSAGES_2.workers.>",
+        "$JS.API.STREAM.CREATE.PASSAGES_2",
+        "$JS.API.CONSUMER.CREATE.PASSAGES_2.workers.cp.v1.*.passage",  # nats-py's subject
+    ]
+    assert setup["subscribe"] == ["_INBOX.>"]
+
+
+def test_the_default_names_are_the_ingests() -> None:
+    assert (nats.Consumer().stream, nats.Consumer().durable) == (
+        NatsConfig().stream,
+        NatsConfig().durable,
+    )
 
 
 def test_render_refuses_a_fleet_without_accounts_or_nodes() -> None:
@@ -204,6 +262,40 @@ def test_pki_nats_needs_the_nodes_certificates_first(
         "op-admin",
         "nats-1",
     ]
+
+
+def test_pki_nats_names_the_stream_and_the_consumer_and_grants_the_setup_on_demand(
+    pki_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run("nats-node", "nats-1", "--ip", "10.0.0.1", "--dir", pki_dir) == 0
+    capsys.readouterr()
+    assert run("nats", "--dir", pki_dir, "--stream", "PASSAGES_2", "--durable", "workers") == 0
+    publish, _ = _user(capsys.readouterr().out, "ingest-a")
+    assert "$JS.API.CONSUMER.MSG.NEXT.PASSAGES_2.workers" in publish
+    assert not [s for s in publish if "CREATE" in s or "CP_PASSAGES" in s]
+    out = pki_dir / "nats-fleet.conf"
+    assert run("nats", "--dir", pki_dir, "--ingest-setup", "--out", out) == 0
+    said = capsys.readouterr().out
+    assert "run 'pki nats' again without --ingest-setup" in said
+    publish, _ = _user(out.read_text(), "ingest-a")
+    assert "$JS.API.STREAM.CREATE.CP_PASSAGES" in publish
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--stream", "CP.PASSAGES"], "nats: --stream 'CP.PASSAGES': use 1-64 of"),
+        (["--durable", "ingest.>"], "nats: --durable 'ingest.>': use 1-64 of"),
+        (["--durable", ""], "nats: --durable '': use 1-64 of"),
+    ],
+)
+def test_a_stream_or_durable_no_subject_token_can_hold_is_refused(
+    pki_dir: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert run("nats-node", "nats-1", "--ip", "10.0.0.1", "--dir", pki_dir) == 0
+    capsys.readouterr()
+    assert run("nats", "--dir", pki_dir, *argv) == 2
+    assert _error(capsys).startswith(f"checkpoint-edge pki nats: {message}")
 
 
 def test_revoked_accounts_are_left_out_and_a_replacement_is_pinned_anew(pki_dir: Path) -> None:

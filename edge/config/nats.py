@@ -21,7 +21,7 @@ from edge.config.delivery import IngestConfig, MqttConfig
 from edge.config.sections import doc, non_negative, parse_existing_file, positive
 
 # JetStream names become subject tokens ($JS.API.STREAM.INFO.<name>): no '.', '*', '>'
-_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 SCHEMES = ("nats", "tls")
 
 
@@ -53,7 +53,7 @@ def url_problem(url: str) -> str | None:
 
 
 def _name(value: Any, _base: Path) -> str:
-    if not _NAME_RE.fullmatch(value):
+    if not NAME_RE.fullmatch(value):
         raise ValueError(f"must be 1-64 of A-Z, a-z, 0-9, '_' and '-' (got {value!r})")
     return str(value)
 

@@ -111,6 +111,23 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="overwrite the node's files")
     p = command("nats", "the NATS cluster's users, permissions and pinned certificates")
     p.add_argument("--out", type=Path, help="write it here (default: standard output)")
+    default = nats.Consumer()
+    p.add_argument(
+        "--stream",
+        default=default.stream,
+        help="the ingest's [nats] stream, if not the default (%(default)s): give it every time",
+    )
+    p.add_argument(
+        "--durable",
+        default=default.durable,
+        help="the ingest's [nats] durable, if not the default (%(default)s): give it every time",
+    )
+    p.add_argument(
+        "--ingest-setup",
+        action="store_true",
+        help="ingest workers may also create the stream and create or change the consumer: "
+        "for their first start, or a new ack_wait_s / max_ack_pending; then run it again without",
+    )
 
 
 def _run(command: str, args: argparse.Namespace) -> int:
@@ -156,11 +173,18 @@ def _run(command: str, args: argparse.Namespace) -> int:
             f"node.key, then run 'pki nats' and install {nats.CONF} on every node"
         )
     elif command == "nats":
+        consumer = nats.Consumer(args.stream, args.durable, setup=args.ingest_setup)
+        then = (
+            "; once an ingest worker is online, run 'pki nats' again without --ingest-setup "
+            "and install that"
+            if consumer.setup
+            else ""
+        )
         _write_or_print(
-            nats.conf_text(directory),
+            nats.conf_text(directory, consumer),
             args.out,
             f"install it as {INSTALLED_NATS} on every node and restart the nodes one "
-            "at a time (nats-server 2.9 does not reload changed certificates)",
+            f"at a time (nats-server 2.9 does not reload changed certificates){then}",
         )
     else:
         _list(directory)

@@ -15,7 +15,9 @@ The fleet may run on a NATS JetStream cluster through its MQTT 3.1.1 listener
 - ``authorization { users }``: one user per live account, named as
   ``verify_and_map`` names a certificate with no SAN (``CN=<account>``), for
   MQTT connections only, with the permissions of :mod:`edge.pki.acl`'s
-  :class:`~edge.pki.acl.Rights` turned into NATS subjects.
+  :class:`~edge.pki.acl.Rights` turned into NATS subjects. Ingest workers
+  alone may also use the NATS protocol port, for their JetStream consumer
+  (``[ingest] source = "nats"``; :func:`jetstream`).
 
 Permissions are allow lists only, and no account may subscribe to a filter
 that matches a topic it may not read: nats-server before 2.12.12 / 2.14.3
@@ -30,6 +32,21 @@ itself (the server reserves the prefix), and a user of MQTT only cannot come
 in by the NATS port, so the grant gives no other way in. Nothing else is
 needed: sessions, retained messages and QoS 1 storage go through the server's
 own internal client.
+
+An ingest worker's JetStream consumer (:func:`jetstream`) needs the JetStream API
+of one stream and one durable consumer, by name (``[nats] stream`` and
+``durable``; ``pki nats --stream --durable``, by default the ingest's), as
+nats-py asks it: their info, the next messages (a pull request), the acks and
+naks, and the inboxes where the answers come. Nothing else of JetStream, and
+no publishing beyond its MQTT topics: the passages come from the kiosks only.
+Creating the stream and creating or changing the consumer is a **setup**
+grant (``pki nats --ingest-setup``), for the first start of the ingest and for
+a change of ``ack_wait_s`` or ``max_ack_pending``, then rendered away: whoever
+may create the durable may also give it an ``inactive_threshold`` (nats-server
+2.9.10 takes it for a durable, and deletes the consumer a second later,
+measured), then make it again as a push consumer delivering the passages to
+any subject; and whoever may create the stream while it is missing chooses
+what it captures. Once made, nothing may update, purge or delete them.
 
 Node certificates (``nats-nodes/<node>.pem`` and ``.key`` in the PKI folder,
 kept apart from the accounts' files) serve the client, route and MQTT
@@ -54,7 +71,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from edge import files
+from edge.config.nats import NAME_RE, NatsConfig
 from edge.errors import InputError
+from edge.mqtt import topics
 from edge.pki import acl
 from edge.pki import ca as pki
 from edge.pki.ca import PkiError
@@ -64,6 +83,12 @@ CONF = "nats-fleet.conf"  # what ``pki nats --out`` writes, included by every no
 # The internal subject of QoS 1 deliveries (nats-server's mqttSubPrefix).
 QOS1_DELIVERY = "$MQTT.sub.>"
 CONNECTION_TYPES = ("MQTT",)
+# An ingest worker's: its MQTT link (status, acks) and its JetStream consumer.
+INGEST_CONNECTION_TYPES = ("MQTT", "STANDARD")
+# Where nats-py's requests get their answers, and a pull consumer its messages:
+# _INBOX.<nuid>.<token>, _INBOX.<nuid> (nats.aio.client, DEFAULT_INBOX_PREFIX).
+INBOXES = "_INBOX.>"
+_DEFAULTS = NatsConfig()
 _DNS_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
 
 
@@ -89,6 +114,51 @@ def permissions(rights: acl.Rights) -> dict[str, list[str]]:
     publish = [s for f in rights.writes for s in subjects(f)]
     subscribe = [s for f in rights.reads for s in subjects(f)]
     return {"publish": publish, "subscribe": [*subscribe, QOS1_DELIVERY]}
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """The stream and the durable pull consumer every ingest worker shares: ``[nats]
+    stream`` and ``durable`` (by default the ingest's own defaults); ``setup``: the
+    workers may also create them, and change the consumer."""
+
+    stream: str = _DEFAULTS.stream
+    durable: str = _DEFAULTS.durable
+    setup: bool = False
+
+    def __post_init__(self) -> None:
+        for what, name in (("stream", self.stream), ("durable", self.durable)):
+            if not NAME_RE.fullmatch(name):
+                raise PkiError(
+                    f"nats: --{what} {name!r}: use 1-64 of A-Z, a-z, 0-9, '_' and '-', "
+                    "as [nats] allows"
+                )
+
+
+def jetstream(consumer: Consumer) -> dict[str, list[str]]:
+    """What an ingest worker publishes and subscribes to on the NATS port, for ``consumer``.
+
+    The subjects of nats-py 2.9 or later on nats-server 2.9 or later (``nats.js``),
+    as :mod:`edge.central.jetstream` and :mod:`edge.central.nats_source` use them:
+    ``stream_info``, ``consumer_info``, the pull requests (MSG.NEXT), the acks and
+    naks (``$JS.ACK.<stream>.<durable>.``...), the inboxes of the answers; with
+    ``setup``, ``add_stream`` and ``add_consumer`` (CREATE.<stream>.<durable>.<filter>,
+    the filter being the passages').
+    """
+    api, stream, durable = "$JS.API", consumer.stream, consumer.durable
+    publish = [
+        f"{api}.STREAM.INFO.{stream}",
+        f"{api}.CONSUMER.INFO.{stream}.{durable}",
+        f"{api}.CONSUMER.MSG.NEXT.{stream}.{durable}",
+        f"$JS.ACK.{stream}.{durable}.>",
+    ]
+    if consumer.setup:
+        passages = topics.nats_subject(topics.all_passages())
+        publish += [
+            f"{api}.STREAM.CREATE.{stream}",
+            f"{api}.CONSUMER.CREATE.{stream}.{durable}.{passages}",
+        ]
+    return {"publish": publish, "subscribe": [INBOXES]}
 
 
 def rights(account: str, kind: pki.Kind) -> acl.Rights:
@@ -129,8 +199,28 @@ class Account(Pinned):
     kind: pki.Kind
 
 
-def render(accounts: Sequence[Account], nodes: Sequence[Pinned]) -> str:
-    """The included file: pins, then one user a few lines, the same bytes each time."""
+def account_permissions(
+    account: Account, consumer: Consumer
+) -> tuple[tuple[str, ...], dict[str, list[str]]]:
+    """An account's connection types and permissions: its topics (and QoS 1 delivery);
+    an ingest worker's JetStream consumer too, on the NATS port."""
+    perms = permissions(rights(account.name, account.kind))
+    if account.kind != "ingest":
+        return CONNECTION_TYPES, perms
+    js = jetstream(consumer)
+    return INGEST_CONNECTION_TYPES, {
+        "publish": [*perms["publish"], *js["publish"]],
+        "subscribe": [*perms["subscribe"], *js["subscribe"]],
+    }
+
+
+def render(
+    accounts: Sequence[Account], nodes: Sequence[Pinned], consumer: Consumer | None = None
+) -> str:
+    """The included file: pins, then one user a few lines, the same bytes each time.
+
+    ``consumer``: the ingest workers' stream and durable (default: the ingest's)."""
+    consumer = consumer or Consumer()
     if not accounts:
         raise PkiError("nats: no live account: issue certificates first ('pki device' ...)")
     if not nodes:
@@ -149,10 +239,10 @@ def render(accounts: Sequence[Account], nodes: Sequence[Pinned]) -> str:
         "  users: [",
     ]
     for account in sorted(accounts, key=lambda a: a.name):
-        perms = permissions(rights(account.name, account.kind))
+        types, perms = account_permissions(account, consumer)
         out += [
             f"    {{user: {_q(user_name(account.name))}, "
-            f"allowed_connection_types: {_q(list(CONNECTION_TYPES))}, permissions: {{",
+            f"allowed_connection_types: {_q(list(types))}, permissions: {{",
             f"      publish: {{allow: {_q(perms['publish'])}}},",
             f"      subscribe: {{allow: {_q(perms['subscribe'])}}}",
             "    }},",
@@ -173,7 +263,7 @@ def _q(value: str | list[str]) -> str:
 # -- from the PKI directory ----------------------------------------------------------
 
 
-def conf_text(directory: Path) -> str:
+def conf_text(directory: Path, consumer: Consumer | None = None) -> str:
     """:func:`render` for every live account in the index and every node certificate."""
     index = pki.load_index(directory)
     accounts = []
@@ -189,7 +279,7 @@ def conf_text(directory: Path) -> str:
     node_dir = directory / NODES
     paths = sorted(node_dir.glob("*.pem")) if node_dir.is_dir() else []
     nodes = [Pinned(p.stem, pin(_load(p, f"node {p.stem}"))) for p in paths]
-    return render(accounts, nodes)
+    return render(accounts, nodes, consumer)
 
 
 def _load(path: Path, label: str) -> x509.Certificate:
