@@ -219,6 +219,16 @@ class Mosquitto:
 
 
 @pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Any]:
+    """A 3-node NATS JetStream cluster with an MQTT listener per node (tests/nats_rig.py)."""
+    from .nats_rig import NatsCluster  # the rig imports this module
+
+    nodes = NatsCluster(tmp_path / "nats").start()
+    yield nodes
+    nodes.stop()
+
+
+@pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Mosquitto]:
     b = Mosquitto(tmp_path / "broker").start()
     yield b

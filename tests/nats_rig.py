@@ -95,15 +95,22 @@ class NatsCluster:
             self.nodes.append(
                 Node(
                     name=f"n{i}",
-                    client_port=free_port(),
-                    route_port=free_port(),
-                    mqtt_port=free_port(),
-                    http_port=free_port(),
+                    client_port=0,
+                    route_port=0,
+                    mqtt_port=0,
+                    http_port=0,
                     store=node_dir / "js",
                     conf=node_dir / "nats.conf",
                     log=node_dir / "nats.log",
                 )
             )
+        self._configure()
+
+    def _configure(self) -> None:
+        """Free ports for every node, and each node's configuration for them."""
+        for node in self.nodes:
+            node.client_port, node.route_port = free_port(), free_port()
+            node.mqtt_port, node.http_port = free_port(), free_port()
         if self.render is not None:
             for node in self.nodes:
                 node.conf.write_text(self.render(node, self.nodes))
@@ -134,9 +141,22 @@ class NatsCluster:
         return self.render is None
 
     def start(self, timeout: float = 60.0) -> NatsCluster:
-        for node in self.nodes:
-            self._spawn(node)
-        self.wait_ready(timeout)
+        """Start every node; a port taken meanwhile by another process (free_port() only
+        found it free a moment ago) means new ports and another try."""
+        for attempt in range(3):
+            for node in self.nodes:
+                self._spawn(node)
+            try:
+                self.wait_ready(timeout)
+                break
+            except RuntimeError:
+                if attempt == 2 or "address already in use" not in self.logs():
+                    raise
+                self.stop()
+                for node in self.nodes:
+                    node.log.write_text("")
+                    shutil.rmtree(node.store, ignore_errors=True)
+                self._configure()
         if self.probed:
             for node in self.nodes:
                 self.wait_mqtt(node, timeout)

@@ -52,13 +52,6 @@ from .test_ingest import (  # noqa: F401 - kiosks: a fixture
 STREAM = "CP_PASSAGES"
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[NatsCluster]:
-    nodes = NatsCluster(tmp_path / "nats").start()
-    yield nodes
-    nodes.stop()
-
-
 def passage(device: str, seq: int) -> dict[str, Any]:
     """A passage as a kiosk sends it (no traveller: nothing personal)."""
     return {

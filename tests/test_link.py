@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from edge.config import MqttConfig
-from edge.mqtt.link import LinkOptions, MqttLink, backoff
+from edge.mqtt.client import LinkOptions
+from edge.mqtt.link import MqttLink, backoff
 
 from .conftest import Mosquitto, free_port, make_config
 from .test_e2e import Kiosk
@@ -132,3 +133,44 @@ def test_open_says_at_once_why_there_is_no_connection(
         assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     finally:
         broker.stop()
+
+
+def test_a_refused_subscription_is_said_and_tried_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A NATS node refuses a SUBSCRIBE (SUBACK 0x80) while its JetStream is busy or electing
+    # leaders; here its permissions refuse one filter, for good.
+    from .nats_rig import NatsCluster
+
+    cluster = NatsCluster(
+        tmp_path / "nats",
+        extra=(
+            'authorization { users: [ { user: anon, password: "not-used", permissions: '
+            '{ subscribe: { deny: ["cp.v1.lane-b.ack"] } } } ] }\nno_auth_user: anon'
+        ),
+    ).start()
+    port = cluster.nodes[0].mqtt_port
+    cfg = MqttConfig(
+        host="127.0.0.1", port=port, protocol="3.1.1", reconnect_min_s=0.1, reconnect_max_s=0.2
+    )
+    operator = MqttLink(cfg, LinkOptions(client_id="op"))
+    link = MqttLink(cfg, LinkOptions(client_id="lane-b", subscriptions=[("cp/v1/lane-b/ack", 1)]))
+    try:
+        assert operator.open(10) is None
+        # the operator's tool is told at once (and says so)
+        assert operator.subscribe([("cp/v1/lane-b/ack", 1)], 10) == (
+            "the broker refused cp/v1/lane-b/ack"
+        )
+        assert operator.subscribe([("cp/v1/lane-b/status", 1)], 10) is None
+        # the kiosk's link says so and subscribes again, and again, until it is taken
+        with caplog.at_level(logging.WARNING, logger="edge.mqtt.link"):
+            link.start()
+            deadline = time.monotonic() + 20
+            while caplog.text.count("refused cp/v1/lane-b/ack") < 2:
+                assert time.monotonic() < deadline, caplog.text
+                time.sleep(0.05)  # the warnings come from the network thread
+        assert link.connects == 1  # subscribed again on the same connection
+    finally:
+        operator.stop()
+        link.stop()
+        cluster.stop()

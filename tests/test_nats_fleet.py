@@ -10,7 +10,7 @@ and are matched by their id. A node SIGKILLed sends its kiosk to another node.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,13 +28,6 @@ from .test_e2e import ID_CARD, Kiosk
 from .test_fleet import online, wait, watch_one
 
 kiosks = test_e2e.kiosks  # the fixture: kiosks in this process on mock pins
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[NatsCluster]:
-    c = NatsCluster(tmp_path / "nats").start()
-    yield c
-    c.stop()
 
 
 def node_addresses(cluster: NatsCluster, first: int) -> tuple[int, list[str]]:
@@ -144,7 +137,13 @@ def test_a_kiosk_whose_node_is_killed_moves_to_another_node(
         # attempt has a session number of its own); a later session says online
         wait(op, lambda: online(op, "lane-a") and session(op) > 1, "online on another node", 30)
         assert kiosk.app.link.link.server != f"127.0.0.1:{cluster.nodes[0].mqtt_port}"
-        assert op.send("lane-a", "ping")["status"] == "ok"
+        # the first command after a node's loss may wait while the cluster elects new
+        # leaders for the session streams that node led (seen: 4 s; once over 10 s on the
+        # loaded test machine)
+        cid = op.command("lane-a", "ping", expires_s=120)
+        got = op.reply(cid, 60)
+        assert got is not None, "no reply to ping on the kiosk's new node"
+        assert got[1]["status"] == "ok"
         now = session(op)
     finally:
         op.close()

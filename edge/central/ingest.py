@@ -58,8 +58,9 @@ from edge.central.source import Incoming, MqttPassages, PassageSource
 from edge.central.writer import Outcome, Writer, WriterProcess
 from edge.config import IngestFile
 from edge.mqtt import topics
+from edge.mqtt.client import LinkOptions, Will, state_payload
 from edge.mqtt.device import parse_central
-from edge.mqtt.link import LinkOptions, MqttLink, Will, state_payload
+from edge.mqtt.link import MqttLink
 
 log = logging.getLogger(__name__)
 

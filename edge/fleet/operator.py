@@ -34,8 +34,8 @@ from edge.config import MqttConfig
 from edge.core.model import iso_utc
 from edge.errors import EdgeError
 from edge.mqtt import topics
-from edge.mqtt.client import Inbound, receiving
-from edge.mqtt.link import LinkOptions, MqttLink
+from edge.mqtt.client import Inbound, LinkOptions, receiving
+from edge.mqtt.link import MqttLink
 
 log = logging.getLogger(__name__)
 

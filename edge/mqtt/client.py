@@ -10,21 +10,25 @@ are the link's.
 
 :func:`receiving` turns a handler of :class:`Inbound` into one paho can call:
 code outside ``edge.mqtt`` sees a message's topic, payload, retain flag and
-MQTT v5 request properties, never a paho object.
+MQTT v5 request properties, never a paho object. What a link is asked to be
+(:class:`LinkOptions`, its :class:`Will`) and the retained state payload are here too.
 """
 
 from __future__ import annotations
 
+import json
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge import files
+from edge import __version__, files
 from edge.config import MqttConfig
+from edge.core.model import iso_utc
 from edge.errors import ConfigError, InputError
 
 
@@ -116,3 +120,37 @@ def receiving(handler: Callable[[Inbound], None]) -> Callable[[mqtt.MQTTMessage]
         )
 
     return received
+
+
+def state_payload(state: str, **fields: object) -> bytes:
+    """A retained state message, the device's status or the ingest's:
+    ``{"state": ..., <fields>, "ts": ..., "version": ...}``."""
+    doc = {"state": state, **fields, "ts": iso_utc(datetime.now(UTC)), "version": __version__}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class Will:
+    topic: str
+    payload: bytes
+    retain: bool = True
+
+
+@dataclass
+class LinkOptions:
+    """What differs between the device's connection and the ingest's."""
+
+    client_id: str
+    will: Will | None = None
+    # called before every connection attempt: a will that changes per connection
+    will_factory: Callable[[], Will] | None = None
+    # False: a persistent session (v5: with session_expiry_s; 3.1.1: clean-session off,
+    # kept by the broker until the client connects with it on again)
+    clean_start: bool = True
+    session_expiry_s: int = 0
+    subscriptions: list[tuple[str, int]] = field(default_factory=list)
+    manual_ack: bool = False  # PUBACK a received message only when told (ack())
+    max_queued: int = 1000
+    # MQTT v5 Receive Maximum: QoS 1 messages the broker may send before PUBACKs come
+    # back (None: the broker's max_inflight_messages; 3.1.1 has none)
+    receive_maximum: int | None = None

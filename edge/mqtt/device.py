@@ -28,8 +28,8 @@ from paho.mqtt.client import topic_matches_sub
 
 from edge.config import MqttConfig
 from edge.mqtt import topics
-from edge.mqtt.client import Inbound, receiving
-from edge.mqtt.link import LinkOptions, MqttLink, Will, state_payload
+from edge.mqtt.client import Inbound, LinkOptions, Will, receiving, state_payload
+from edge.mqtt.link import MqttLink
 from edge.mqtt.publisher import Publisher
 from edge.scan.text import clean_text
 

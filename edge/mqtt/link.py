@@ -19,15 +19,13 @@ the broker took the connection, and subscribes with :meth:`MqttLink.subscribe`.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import random
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -36,11 +34,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge import __version__
 from edge.config import MqttConfig
 from edge.config.delivery import split_address
-from edge.core.model import iso_utc
-from edge.mqtt.client import is_v5, new_client
+from edge.mqtt.client import LinkOptions, is_v5, new_client
 
 log = logging.getLogger(__name__)
 
@@ -49,43 +45,9 @@ PubackHandler = Callable[[list[tuple[int, bool, str]]], None]
 MessageHandler = Callable[[mqtt.MQTTMessage], None]
 
 
-def state_payload(state: str, **fields: object) -> bytes:
-    """A retained state message, the device's status or the ingest's:
-    ``{"state": ..., <fields>, "ts": ..., "version": ...}``."""
-    doc = {"state": state, **fields, "ts": iso_utc(datetime.now(UTC)), "version": __version__}
-    return json.dumps(doc, separators=(",", ":")).encode()
-
-
 def backoff(attempt: int, low: float, high: float, rng: random.Random) -> float:
     """Full-jitter exponential backoff: uniform in [0, min(high, low * 2**attempt)]."""
     return rng.uniform(0.0, min(high, low * 2 ** min(attempt, 30)))
-
-
-@dataclass(frozen=True)
-class Will:
-    topic: str
-    payload: bytes
-    retain: bool = True
-
-
-@dataclass
-class LinkOptions:
-    """What differs between the device's connection and the ingest's."""
-
-    client_id: str
-    will: Will | None = None
-    # called before every connection attempt: a will that changes per connection
-    will_factory: Callable[[], Will] | None = None
-    # False: a persistent session (v5: with session_expiry_s; 3.1.1: clean-session off,
-    # kept by the broker until the client connects with it on again)
-    clean_start: bool = True
-    session_expiry_s: int = 0
-    subscriptions: list[tuple[str, int]] = field(default_factory=list)
-    manual_ack: bool = False  # PUBACK a received message only when told (ack())
-    max_queued: int = 1000
-    # MQTT v5 Receive Maximum: QoS 1 messages the broker may send before PUBACKs come
-    # back (None: the broker's max_inflight_messages; 3.1.1 has none)
-    receive_maximum: int | None = None
 
 
 class MqttLink:
@@ -114,7 +76,11 @@ class MqttLink:
         self._unsubscribed: dict[int, threading.Event] = {}
         # subscribed inside every connect: the options' and those of subscribe()
         self._subscriptions = list(options.subscriptions)
-        self._subacks: queue.Queue[int] | None = None  # SUBACK mids while subscribe() waits
+        # SUBACKs (mid, filters refused) while subscribe() waits
+        self._subacks: queue.Queue[tuple[int, list[str]]] | None = None
+        self._sent: dict[int, list[tuple[str, int]]] = {}  # SUBSCRIBE mid -> its filters
+        self._again: list[tuple[str, int]] = []  # refused: subscribed again at _again_at
+        self._again_at = 0.0
         self._subscribing = threading.Lock()
         # open(): the socket is open already; the broker's answer, and a refusal
         self._opened = False
@@ -269,20 +235,27 @@ class MqttLink:
         to ``timeout`` s for the broker's SUBACK. None once it came, else why not."""
         with self._subscribing:  # one waiter: the SUBACKs it drains are its own
             self._subscriptions += filters
-            acks: queue.Queue[int] = queue.Queue()
+            acks: queue.Queue[tuple[int, list[str]]] = queue.Queue()
             self._subacks = acks
             try:
-                result, mid = self._client.subscribe(filters)
+                result, mid = self._send_subscribe(filters)
                 if result != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
                     return f"subscribe failed: {mqtt.error_string(result)}"
                 while True:
                     try:
-                        if acks.get(timeout=timeout) == mid:
-                            return None
+                        acked, refused = acks.get(timeout=timeout)
+                        if acked == mid:
+                            return f"the broker refused {', '.join(refused)}" if refused else None
                     except queue.Empty:
                         return f"the broker did not confirm the subscription within {timeout:g} s"
             finally:
                 self._subacks = None
+
+    def _send_subscribe(self, filters: list[tuple[str, int]]) -> tuple[MQTTErrorCode, int | None]:
+        result, mid = self._client.subscribe(filters)
+        if mid is not None:
+            self._sent[mid] = filters
+        return result, mid
 
     def unsubscribe(self, filters: list[str], timeout: float = 2.0) -> bool:
         """Unsubscribe and wait for the broker's UNSUBACK (so that nothing more arrives)."""
@@ -332,6 +305,9 @@ class MqttLink:
                     rc = self._client.loop(timeout=0.2)
                     self._flush_acks()
                     self._deliver_pubacks()
+                    if self._again and time.monotonic() >= self._again_at:
+                        again, self._again = self._again, []
+                        self._send_subscribe(again)
                     if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                         self._next_server()  # lost: another node, if there are others
                         break
@@ -441,7 +417,9 @@ class MqttLink:
         self.failures = 0
         log.info("mqtt: connected to %s", self.server)
         if self._subscriptions:
-            client.subscribe(list(self._subscriptions))
+            self._sent.clear()
+            self._again = []
+            self._send_subscribe(list(self._subscriptions))
         self._answered.set()
         self._on_connected()
 
@@ -471,10 +449,19 @@ class MqttLink:
         failed = reason.is_failure
         self._pubacks.append((mid, not failed, str(reason) if failed else "Success"))
 
-    def _handle_subscribe(self, _client: mqtt.Client, _u: Any, mid: int, *_rest: Any) -> None:
+    def _handle_subscribe(
+        self, _c: mqtt.Client, _u: Any, mid: int, reasons: list[ReasonCode], _p: Any
+    ) -> None:
+        filters = self._sent.pop(mid, [])
+        refused = [f for f, reason in zip(filters, reasons, strict=False) if reason.is_failure]
+        if refused:  # a NATS node does, while its JetStream is busy or electing leaders
+            names = [topic for topic, _ in refused]
+            log.warning("mqtt: %s refused %s; subscribing again", self.server, ", ".join(names))
+            self._again += refused
+            self._again_at = time.monotonic() + self._backoff(2)
         acks = self._subacks
         if acks is not None:
-            acks.put(mid)
+            acks.put((mid, [topic for topic, _ in refused]))
 
     def _handle_unsubscribe(self, _client: mqtt.Client, _u: Any, mid: int, *_rest: Any) -> None:
         done = self._unsubscribed.pop(mid, None)
