@@ -140,6 +140,11 @@ class _Client(mqtt.Client):
             raise OSError(err, os.strerror(err))
         return sock
 
+    def aim(self, port: int) -> None:
+        """The port of the next attempt (another node of a cluster). paho's own setter
+        refuses while its state is not yet "closed", as after an attempt that failed."""
+        self._port = port
+
 
 class VirtualKiosk:
     """One kiosk on the wire; every call comes from the simulator's single thread."""
@@ -159,6 +164,7 @@ class VirtualKiosk:
                 "raised": _now(),
             }
         self.started = time.monotonic()
+        self.node = index % len(sim.ports)  # which of the broker's ports (a cluster's nodes)
         self.session = 1  # a new number for each connection attempt, as in docs/fleet.md
         self.attempt = 0  # failed attempts in a row (the backoff's exponent)
         self.seq = 0
@@ -169,11 +175,17 @@ class VirtualKiosk:
         self.connected = False
         self.subscribed = False
         self.birth: set[int] = set()  # mids of the birth not yet PUBACKed
-        self.born = False
+        self.born = False  # its first birth is complete
+        self.ready = False  # this connection's birth is complete
+        self.cut = False  # its connection is about to be cut: until its birth is complete again
         self.commands = Commands(
             {"ping": Spec(self._ping), "get-status": Spec(self._status), "rebirth": Spec(self._rb)}
         )
-        client = _Client(CallbackAPIVersion.VERSION2, client_id=self.id, protocol=mqtt.MQTTv5)
+        if sim.protocol == "5":
+            client = _Client(CallbackAPIVersion.VERSION2, client_id=self.id, protocol=mqtt.MQTTv5)
+        else:  # as the kiosk in 3.1.1 (edge.mqtt.device): a persistent session
+            client = _Client(CallbackAPIVersion.VERSION2, client_id=self.id,
+                             protocol=mqtt.MQTTv311, clean_session=False)  # fmt: skip
         client.max_inflight_messages_set(10)  # [mqtt] inflight default
         client.max_queued_messages_set(1000)
         client.on_socket_open = sim.socket_open
@@ -194,16 +206,20 @@ class VirtualKiosk:
         self.client.will_set(topics.status(self.id), will, qos=1, retain=True)
         try:
             if first:
-                self.client.connect("127.0.0.1", self.sim.port, keepalive=30)
+                self.client.connect("127.0.0.1", self.sim.ports[self.node], keepalive=30)
             else:
+                self.client.aim(self.sim.ports[self.node])
                 self.client.reconnect()
         except OSError:
             self.sim.errors += 1
             self.retry()
 
     def retry(self) -> None:
+        """The next attempt after a jittered backoff; on a cluster, to the next node in
+        turn (as the kiosk's link does with ``[mqtt] servers``)."""
         self.attempt += 1
         self.session += 1
+        self.node = (self.node + 1) % len(self.sim.ports)
         self.sim.timer(backoff(self.attempt, 1.0, 30.0, self.sim.rng), self.index, "reconnect")
 
     # -- publishing ----------------------------------------------------------------
@@ -331,7 +347,8 @@ class VirtualKiosk:
         )
         self.publish_birth()
 
-    def _on_subscribe(self, *_args: Any) -> None:
+    def _on_subscribe(self, _c: Any, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
+        self.sim.sub_refused += sum(1 for code in codes if code.is_failure)
         self.subscribed = True
         self._check_born()
 
@@ -342,7 +359,14 @@ class VirtualKiosk:
             self._check_born()
 
     def _check_born(self) -> None:
-        if not self.born and self.subscribed and not self.birth:
+        if self.ready or not self.connected or not self.subscribed or self.birth:
+            return
+        self.ready = True
+        self.sim.last_ready = time.monotonic()
+        if self.cut:
+            self.cut = False
+            self.sim.last_back = self.sim.last_ready
+        if not self.born:
             self.born = True
             self.sim.kiosk_born(self)
 
@@ -359,7 +383,9 @@ class VirtualKiosk:
             ack = parse_ack(bytes(msg.payload))
             for pid in ack.pids if ack is not None else ():
                 sent = self.unacked.pop(pid, None)
-                self.sim.burst.discard(pid)
+                if pid in self.sim.burst:
+                    self.sim.burst.discard(pid)
+                    self.sim.burst_done = now  # the latest burst passage's ack
                 if sent is not None:
                     self.sim.ack_latency.append(now - sent[0])
                     self.last_ack = _now()
@@ -371,7 +397,7 @@ class VirtualKiosk:
         self.sim.lost += 1
         if self.born and self.connected:
             self.sim.disconnects += 1
-        self.connected = False
+        self.connected = self.ready = False
         if not self.sim.stopping:
             self.retry()
 
@@ -380,11 +406,12 @@ class VirtualKiosk:
 class Fleet:
     """What the simulator is asked to run."""
 
-    port: int
+    ports: tuple[int, ...]  # one broker, or the nodes of a cluster (kiosk i starts on i % n)
     devices: int
     telemetry_s: float
     passage_rate: float  # per device per minute
     seed: int
+    protocol: str = "5"  # or "3.1.1" (persistent sessions, as the kiosk's)
 
 
 class Simulator:
@@ -392,7 +419,8 @@ class Simulator:
 
     def __init__(self, conn: Any, fleet: Fleet) -> None:
         self.conn = conn
-        self.port = fleet.port
+        self.ports = fleet.ports
+        self.protocol = fleet.protocol
         self.telemetry_s = fleet.telemetry_s
         rate = fleet.passage_rate
         self.passage_s = 60.0 / rate if rate > 0 else 0.0  # mean seconds between passages
@@ -403,8 +431,11 @@ class Simulator:
         self.received: Counter[str] = Counter()
         self.ack_latency: list[float] = []
         self.burst: set[str] = set()  # pids of the --queued passages not yet acknowledged
+        self.burst_done = 0.0  # when the last of them was acknowledged (monotonic)
         self.answered = self.connacks = self.refused = self.disconnects = self.errors = 0
-        self.lost = 0
+        self.lost = self.sub_refused = 0
+        self.last_ready = 0.0  # when the last kiosk's birth was complete (monotonic)
+        self.last_back = 0.0  # when the last kiosk cut off was back (its birth complete)
         self.rng = random.Random(fleet.seed)
         self.born = 0
         self.last_connack = 0.0
@@ -439,7 +470,8 @@ class Simulator:
             self.timer(self.rng.expovariate(1 / self.passage_s), kiosk.index, "passage")
         if self.born == len(self.kiosks):
             took = {"connack_s": self.last_connack - self.t0, "birth_s": time.monotonic() - self.t0}
-            counts = {"refused": self.refused, "errors": self.errors, "lost": self.lost}
+            counts = {"refused": self.refused, "errors": self.errors, "lost": self.lost,
+                      "sub_refused": self.sub_refused}  # fmt: skip
             self.conn.send(("connected", took | counts))
 
     def _due(self, now: float) -> None:
@@ -465,6 +497,12 @@ class Simulator:
             for i in range(what[1]):
                 connected[i % len(connected)].publish_passage(burst=True)
             self.conn.send("ok")
+        elif isinstance(what, tuple) and what[0] == "cut":  # ("cut", node or None: all)
+            for kiosk in self.kiosks:
+                kiosk.cut = what[1] is None or (kiosk.connected and kiosk.node == what[1])
+            self.conn.send(sum(k.cut for k in self.kiosks))
+        elif what == "sessions":  # each kiosk's connection number (in its status)
+            self.conn.send({k.id: k.session for k in self.kiosks})
         elif what == "stats":
             latency, self.ack_latency = self.ack_latency, []
             self.conn.send(
@@ -478,7 +516,14 @@ class Simulator:
                     "outbox": sum(len(k.unacked) for k in self.kiosks),
                     "in_flight": sum(len(k.unpubacked) for k in self.kiosks),
                     "burst_left": len(self.burst),
+                    "burst_done": self.burst_done,
                     "ack_latency": latency,
+                    "ready": sum(k.ready for k in self.kiosks),
+                    "last_ready": self.last_ready,
+                    "cut": sum(k.cut for k in self.kiosks),
+                    "last_back": self.last_back,
+                    "sub_refused": self.sub_refused,
+                    "per_node": Counter(k.node for k in self.kiosks if k.connected),
                 }
             )
 
@@ -515,6 +560,57 @@ def simulate(conn: Any, fleet: Fleet) -> None:
     logging.basicConfig(level=logging.ERROR)
     raise_open_files(fleet.devices + 100)
     Simulator(conn, fleet).run()
+
+
+class Kiosks:
+    """The simulator process as the parent sees it (this bench's and cluster_bench's)."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.fleet = fleet
+        self.pipe, theirs = ctx.Pipe()
+        self.proc = ctx.Process(target=simulate, args=(theirs, fleet), daemon=True)
+        self.ids = {f"sim-{i + 1:04d}" for i in range(fleet.devices)}
+
+    def connect(self, limit: float | None = None) -> dict[str, Any]:
+        """Start them all at once; until the last birth: CONNACK and birth times, counts.
+        TimeoutError after ``limit`` seconds (default: 60 + 1 s per 50 kiosks)."""
+        self.proc.start()
+        limit = limit or 60 + self.fleet.devices / 50
+        if not self.pipe.poll(limit):
+            raise TimeoutError(f"{self.fleet.devices} kiosks did not connect within {limit:g} s")
+        _, connected = self.pipe.recv()
+        return dict(connected)
+
+    def ask(self, what: Any) -> Any:
+        self.pipe.send(what)
+        return self.pipe.recv()
+
+    def stats(self) -> dict[str, Any]:
+        got: dict[str, Any] = self.ask("stats")
+        return got
+
+    def sessions(self) -> dict[str, int]:
+        """Each kiosk's current connection number (as its retained status says it)."""
+        got: dict[str, int] = self.ask("sessions")
+        return got
+
+    def cut(self, node: int | None) -> int:
+        """Mark the kiosks whose connection is about to be cut (those on ``node``, or all):
+        ``stats()["cut"]`` counts those not yet back; how many were marked."""
+        got: int = self.ask(("cut", node))
+        return got
+
+    def burst(self, count: int) -> None:
+        """``count`` passages at once, spread over the connected kiosks."""
+        self.ask(("burst", count))
+
+    def stop(self) -> None:
+        if self.proc.is_alive():
+            self.pipe.send("stop")
+            self.proc.join(15)
+            if self.proc.is_alive():
+                self.proc.kill()
 
 
 # -- the broker, the ingest, the monitor (this process) ----------------------------
@@ -578,16 +674,19 @@ class Broker(Mosquitto):
 class Monitor:
     """Reads mosquitto's $SYS counters (every second) and the ingest's status."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, protocol: str = "5") -> None:
+        """``protocol`` "3.1.1": a broker without mosquitto's $SYS (a NATS cluster): only
+        the ingest's status."""
         self.samples: dict[str, list[tuple[float, float]]] = {k: [] for k in SYS_COUNTERS}
         self.arrivals: list[float] = []  # every message this monitor got (sent by the broker)
         self.central: str | None = None
         self.changed = threading.Condition()
+        v5 = protocol == "5"
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-monitor",
-                                  protocol=mqtt.MQTTv5)  # fmt: skip
+                                  protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311)  # fmt: skip
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
-        self.client.subscribe([("$SYS/broker/#", 0), (topics.central_status(), 0)])
+        self.client.subscribe([("$SYS/broker/#", 0)] * v5 + [(topics.central_status(), 0)])
         self.client.loop_start()
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
@@ -635,11 +734,16 @@ class Monitor:
         self.client.loop_stop()
 
 
-def start_ingest(root: Path, port: int, monitor: Monitor) -> subprocess.Popen[bytes]:
+def start_ingest(
+    root: Path, port: int, monitor: Monitor, *, mqtt: str = "", ingest: str = "", more: str = ""
+) -> subprocess.Popen[bytes]:
+    """``checkpoint-edge ingest`` (SQLite in ``root``), once it says online; ``mqtt`` and
+    ``ingest``: more lines for those sections, ``more``: more sections."""
     cfg = root / "ingest.toml"
     cfg.write_text(
-        f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\n'
-        f'[ingest]\ndatabase = "sqlite:///{root / "central.db"}"\n[log]\nlevel = "warning"\n'
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\n{mqtt}'
+        f'[ingest]\ndatabase = "sqlite:///{root / "central.db"}"\n{ingest}'
+        f'[log]\nlevel = "warning"\n{more}'
     )
     ingest = subprocess.Popen([sys.executable, "-m", "edge", "ingest", "-c", str(cfg)], cwd=ROOT)
     if not monitor.wait_for(lambda: monitor.central == "online", 30):
@@ -669,10 +773,10 @@ def cli_status(port: int, live: bool) -> dict[str, Any]:
     return {"s": seconds, "devices": online, "no_reply": set(doc["no_reply"])}
 
 
-def inproc_status(port: int) -> dict[str, Any]:
+def inproc_status(cfg: MqttConfig) -> dict[str, Any]:
     """The same through FleetClient: the snapshot, then every get-status reply."""
     t = time.perf_counter()
-    client = FleetClient(MqttConfig(host="127.0.0.1", port=port)).connect(STATUS_TIMEOUT_S)
+    client = FleetClient(cfg).connect(STATUS_TIMEOUT_S)
     snapshot = time.perf_counter() - t
     try:
         online = {d.id for d in client.devices.values() if d.state == "online"}
@@ -698,16 +802,11 @@ class Run:
         self.ingest: subprocess.Popen[bytes] | None = start_ingest(
             root, self.broker.port, self.monitor
         )
-        ctx = multiprocessing.get_context("spawn")
-        self.pipe, theirs = ctx.Pipe()
-        fleet = Fleet(self.broker.port, n, args.telemetry_s, args.passage_rate, seed=n)
-        self.sim = ctx.Process(target=simulate, args=(theirs, fleet), daemon=True)
-        self.expected = {f"sim-{i + 1:04d}" for i in range(n)}
-
-    def stats(self) -> dict[str, Any]:
-        self.pipe.send("stats")
-        got: dict[str, Any] = self.pipe.recv()
-        return got
+        self.kiosks = Kiosks(
+            Fleet((self.broker.port,), n, args.telemetry_s, args.passage_rate, seed=n)
+        )
+        self.expected = self.kiosks.ids
+        self.stats = self.kiosks.stats
 
     def broker_cpu(self) -> float:
         return proc_cpu_s(self.broker.pid)
@@ -715,11 +814,10 @@ class Run:
     def connect(self) -> dict[str, Any]:
         """(a) every kiosk at once, until the last birth."""
         cpu = self.broker_cpu()
-        self.sim.start()
-        limit = 60 + self.n / 50
-        if not self.pipe.poll(limit):
-            raise SystemExit(f"{self.n} kiosks did not connect within {limit:g} s")
-        _, connected = self.pipe.recv()
+        try:
+            connected = self.kiosks.connect()
+        except TimeoutError as exc:
+            raise SystemExit(str(exc)) from None
         return {**connected, "broker_cpu_s": self.broker_cpu() - cpu}
 
     def window(self) -> dict[str, Any]:
@@ -764,7 +862,7 @@ class Run:
         cpu = self.broker_cpu()
         snap = cli_status(self.broker.port, live=False)
         full = cli_status(self.broker.port, live=True)
-        inproc = inproc_status(self.broker.port)
+        inproc = inproc_status(MqttConfig(host="127.0.0.1", port=self.broker.port))
         return {
             "cli_no_live_s": snap["s"],
             "cli_s": full["s"],
@@ -791,8 +889,7 @@ class Run:
         heap0, rss0 = mon.fresh("heap/current", t), proc_rss_mb(self.broker.pid)
         stored0 = mon.fresh("store/messages/count", t)
         t = time.monotonic()
-        self.pipe.send(("burst", count))
-        self.pipe.recv()
+        self.kiosks.burst(count)
         while self.stats()["in_flight"]:
             time.sleep(0.2)
         burst_s = time.monotonic() - t
@@ -820,11 +917,7 @@ class Run:
         }
 
     def stop(self) -> None:
-        if self.sim.is_alive():
-            self.pipe.send("stop")
-            self.sim.join(15)
-            if self.sim.is_alive():
-                self.sim.kill()
+        self.kiosks.stop()
         if self.ingest is not None:
             self.ingest.terminate()
             self.ingest.wait(30)
@@ -935,12 +1028,17 @@ def report(doc: dict[str, Any]) -> None:
             )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--devices", default="100,1000", help="fleet sizes, comma-separated")
-    parser.add_argument("--window-s", type=float, default=30.0, help="steady-state window")
+def fleet_arguments(parser: argparse.ArgumentParser, devices: str, window_s: float) -> None:
+    """The options of the fleet and its traffic (this bench's and cluster_bench's)."""
+    parser.add_argument("--devices", default=devices, help="fleet sizes, comma-separated")
+    parser.add_argument("--window-s", type=float, default=window_s, help="steady-state window")
     parser.add_argument("--telemetry-s", type=float, default=60.0, help="[fleet] telemetry_s")
     parser.add_argument("--passage-rate", type=float, default=2.0, help="per device per minute")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    fleet_arguments(parser, "100,1000", 30.0)
     parser.add_argument(
         "--queued",
         type=int,
