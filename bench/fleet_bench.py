@@ -334,21 +334,26 @@ class VirtualKiosk:
         self.birth = set()
         self.sim.connacks += 1
         self.sim.last_connack = time.monotonic()
-        dev = self.id
-        client.subscribe(
-            [
-                (topics.commands(dev), 1),
-                (topics.commands(topics.ALL), 1),
-                (topics.ack(dev), 1),
-                (topics.central_status(), 1),
-                (topics.config_desired(dev), 1),
-                *((topics.fleet_push(kind), 1) for kind in topics.PUSH_KINDS),
-            ]
-        )
+        client.subscribe([(f, 1) for f in self.filters()])
         self.publish_birth()
 
+    def filters(self) -> list[str]:
+        """The device's subscriptions, as edge.mqtt.device makes them."""
+        dev = self.id
+        return [
+            topics.commands(dev),
+            topics.commands(topics.ALL),
+            topics.ack(dev),
+            topics.central_status(),
+            topics.config_desired(dev),
+            *(topics.fleet_push(kind) for kind in topics.PUSH_KINDS),
+        ]
+
     def _on_subscribe(self, _c: Any, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
-        self.sim.sub_refused += sum(1 for code in codes if code.is_failure)
+        for topic, code in zip(self.filters(), codes, strict=False):
+            if code.is_failure:  # counted by filter, the device id taken out
+                self.sim.sub_refused += 1
+                self.sim.refused_filters[topic.replace(self.id, "<id>")] += 1
         self.subscribed = True
         self._check_born()
 
@@ -434,6 +439,7 @@ class Simulator:
         self.burst_done = 0.0  # when the last of them was acknowledged (monotonic)
         self.answered = self.connacks = self.refused = self.disconnects = self.errors = 0
         self.lost = self.sub_refused = 0
+        self.refused_filters: Counter[str] = Counter()  # SUBACK failures by topic filter
         self.last_ready = 0.0  # when the last kiosk's birth was complete (monotonic)
         self.last_back = 0.0  # when the last kiosk cut off was back (its birth complete)
         self.rng = random.Random(fleet.seed)
@@ -471,7 +477,8 @@ class Simulator:
         if self.born == len(self.kiosks):
             took = {"connack_s": self.last_connack - self.t0, "birth_s": time.monotonic() - self.t0}
             counts = {"refused": self.refused, "errors": self.errors, "lost": self.lost,
-                      "sub_refused": self.sub_refused}  # fmt: skip
+                      "sub_refused": self.sub_refused,
+                      "refused_filters": dict(self.refused_filters)}  # fmt: skip
             self.conn.send(("connected", took | counts))
 
     def _due(self, now: float) -> None:
