@@ -18,6 +18,9 @@ command table (``edge.fleet.commands``: ping, get-status, rebirth), telemetry
 at QoS 0 every ``--telemetry-s`` and passages (QoS 1, a real ~850-byte
 passage message) at ``--passage-rate`` per minute, kept as unacknowledged
 until the ingest acknowledges them (so get-status reports a real outbox depth).
+bench/cluster_bench.py runs the same kiosks in MQTT 3.1.1 (persistent sessions,
+a cluster's nodes tried in turn, refused subscriptions made again after a
+backoff, as edge.mqtt does) against a NATS cluster.
 
 For each N in ``--devices`` it measures:
 (a) the fleet's connect time, all N at once (as after a broker restart): until
@@ -178,6 +181,8 @@ class VirtualKiosk:
         self.born = False  # its first birth is complete
         self.ready = False  # this connection's birth is complete
         self.cut = False  # its connection is about to be cut: until its birth is complete again
+        self.sent: dict[int, list[str]] = {}  # SUBSCRIBE mid -> its filters
+        self.again: list[str] = []  # filters refused, to be subscribed again
         self.commands = Commands(
             {"ping": Spec(self._ping), "get-status": Spec(self._status), "rebirth": Spec(self._rb)}
         )
@@ -334,8 +339,13 @@ class VirtualKiosk:
         self.birth = set()
         self.sim.connacks += 1
         self.sim.last_connack = time.monotonic()
-        client.subscribe([(f, 1) for f in self.filters()])
+        self.sent: dict[int, list[str]] = {}  # SUBSCRIBE mid -> its filters
+        self.subscribe(self.filters())
         self.publish_birth()
+
+    def subscribe(self, filters: list[str]) -> None:
+        _, mid = self.client.subscribe([(f, 1) for f in filters])
+        self.sent[mid] = filters
 
     def filters(self) -> list[str]:
         """The device's subscriptions, as edge.mqtt.device makes them."""
@@ -349,11 +359,14 @@ class VirtualKiosk:
             *(topics.fleet_push(kind) for kind in topics.PUSH_KINDS),
         ]
 
-    def _on_subscribe(self, _c: Any, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
-        for topic, code in zip(self.filters(), codes, strict=False):
-            if code.is_failure:  # counted by filter, the device id taken out
-                self.sim.sub_refused += 1
-                self.sim.refused_filters[topic.replace(self.id, "<id>")] += 1
+    def _on_subscribe(self, _c: Any, _u: Any, mid: int, codes: Any, _p: Any) -> None:
+        refused = [t for t, c in zip(self.sent.pop(mid, []), codes, strict=False) if c.is_failure]
+        for topic in refused:  # counted by filter, the device id taken out
+            self.sim.sub_refused += 1
+            self.sim.refused_filters[topic.replace(self.id, "<id>")] += 1
+        if refused:  # subscribed again after a backoff, as edge.mqtt.link does
+            self.again = refused
+            self.sim.timer(backoff(2, 1.0, 30.0, self.sim.rng), self.index, "subscribe")
         self.subscribed = True
         self._check_born()
 
@@ -487,6 +500,10 @@ class Simulator:
             kiosk = self.kiosks[index]
             if kind == "reconnect":
                 kiosk.connect(first=False)
+            elif kind == "subscribe":
+                if kiosk.connected and kiosk.again:
+                    kiosk.subscribe(kiosk.again)
+                kiosk.again = []
             elif kind == "telemetry":
                 if kiosk.connected:  # a live view: never queued
                     kiosk.publish_telemetry()
