@@ -32,6 +32,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge import config as config_mod
 from edge.central.db import PassageDB, Query, open_db
 from edge.central.ingest import Ingest
+from edge.central.nats_source import NatsPassages
 from edge.central.source import SourceError
 from edge.config import Config, IngestFile
 from edge.errors import ConfigError
@@ -491,6 +492,33 @@ def test_a_worker_keeps_consuming_when_its_node_is_killed(
     assert 1 <= len(warnings) <= 3, warnings  # once per outage, not once per attempt
 
 
+def test_a_connection_closed_for_good_is_replaced(
+    tmp_path: Path,
+    cluster: NatsCluster,
+    workers: Callable[[IngestFile], Ingest],
+    kiosks: Callable[[Config], Kiosk],  # noqa: F811 - the fixture imported above
+) -> None:
+    """nats-py gives a connection up for good on an -ERR it does not retry (an
+    authorization violation, expired credentials): the consumer's thread ends, and the
+    supervisor's restart (run() does it each second) takes passages again."""
+    ingest = workers(worker_config(tmp_path, cluster, 0))
+    kiosk = kiosks(kiosk_config(tmp_path, cluster.nodes[0], "lane-c")).start()
+    wave_through(kiosk, 2)
+    assert kiosk.app.publisher.wait_until(lambda p: p.acknowledged == 2, 30)
+    source = ingest.source
+    assert isinstance(source, NatsPassages)
+    assert source.client is not None
+    assert source._loop is not None
+    # the server's -ERR, as nats-py reads it off the wire
+    closing = source.client._process_err("'Authorization Violation'")
+    asyncio.run_coroutine_threadsafe(closing, source._loop).result(10)
+    until(lambda: not source.alive, 15, "the consumer's thread ended")
+    source.restart()  # the supervisor's call
+    wave_through(kiosk, 2)
+    assert kiosk.app.publisher.wait_until(lambda p: p.acknowledged == 4, 60)
+    assert stored(tmp_path) == [("lane-c", s) for s in range(1, 5)]
+
+
 def test_a_worker_started_before_the_cluster_waits_for_it(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -588,6 +616,9 @@ def test_nats_config_errors_are_clear(tmp_path: Path) -> None:
     assert "nats.servers: server 1: not a server URL" in problems(
         tmp_path, nats={"servers": ["nats://a:99999"]}
     )
+    token = problems(tmp_path, nats={"servers": ["nats://a:4222/?token=t0ken"]})
+    assert "nothing after it (got nats://a:4222...)" in token
+    assert "t0ken" not in token
     secret = problems(tmp_path, nats={"servers": ["nats://ingest:s3cret@a:4222"]})
     assert "must not hold credentials (use user and password_file, or creds_file)" in secret
     assert "s3cret" not in secret

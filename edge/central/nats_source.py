@@ -77,6 +77,8 @@ class NatsPassages:
         self._failure: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        self.client: Client | None = None  # the current connection (its loop's thread only)
+        self._given_up = False  # nats-py closed the connection for good
         self._thread: threading.Thread | None = None
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
         # the loop thread's alone:
@@ -144,14 +146,15 @@ class NatsPassages:
     # -- the loop's thread -----------------------------------------------------------------
 
     async def _main(self) -> None:
-        self._handed, self._closing = {}, False
-        client = Client()
+        self._handed, self._closing, self._given_up = {}, False, False
+        client = self.client = Client()
         try:
             await client.connect(
                 **self._options,
                 error_cb=self._error,
                 disconnected_cb=self._disconnected,
                 reconnected_cb=self._reconnected,
+                closed_cb=self._closed,
             )
             log.info("nats: connected to %s", _where(client))
             await self._consume(client.jetstream(timeout=API_TIMEOUT_S))
@@ -164,7 +167,7 @@ class NatsPassages:
             await self._goodbye(client)
 
     async def _consume(self, js: JetStreamContext) -> None:
-        while True:
+        while not self._given_up:
             sub = self._sub = await self._bind(js)
             if not self._ready.is_set():
                 self._ready.set()
@@ -179,6 +182,8 @@ class NatsPassages:
         tried again until it works (SourceError when it never can)."""
         attempt = 0
         while True:
+            if self._given_up:
+                raise asyncio.CancelledError  # the connection is closed: end this thread
             try:
                 await ensure_stream(js, self.cfg)
                 await ensure_consumer(js, self.cfg)
@@ -195,7 +200,7 @@ class NatsPassages:
         """Fetch batches for the worker until the consumer must be bound again."""
         idle = 0.0
         failed = 0
-        while True:
+        while not self._given_up:
             try:
                 self._expires = time.monotonic() + FETCH_WAIT_S
                 msgs = await sub.fetch(self.batch, timeout=FETCH_WAIT_S)
@@ -286,6 +291,14 @@ class NatsPassages:
 
     async def _reconnected(self) -> None:
         log.info("nats: reconnected")
+
+    async def _closed(self) -> None:
+        """nats-py gave the connection up for good (an -ERR it does not retry: an
+        authorization violation, expired credentials): end this thread, so that the
+        supervisor starts a new client, instead of fetching on a closed one for ever."""
+        if not self._closing:
+            log.error("nats: the connection was closed for good; starting a new one")
+            self._given_up = True  # the loops end; a fetch or a wait in progress first
 
     def _trouble(self, what: str) -> None:
         if self._outage is None:

@@ -48,7 +48,9 @@ def url_problem(url: str) -> str | None:
     if parts.scheme not in SCHEMES or not parts.hostname:
         return f"must be nats://HOST[:PORT] or tls://HOST[:PORT] (got {url!r})"
     if port == 0 or parts.path not in ("", "/") or parts.query or parts.fragment:
-        return f"must be nats://HOST[:PORT] or tls://HOST[:PORT] (got {url!r})"
+        # not quoted whole: a token may hide in a path or a query
+        where = f"{parts.scheme}://{parts.netloc}"
+        return f"must be nats://HOST[:PORT] or tls://HOST[:PORT], nothing after it (got {where}...)"
     return None
 
 

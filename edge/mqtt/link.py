@@ -76,11 +76,13 @@ class MqttLink:
         self._unsubscribed: dict[int, threading.Event] = {}
         # subscribed inside every connect: the options' and those of subscribe()
         self._subscriptions = list(options.subscriptions)
-        # SUBACKs (mid, filters refused) while subscribe() waits
-        self._subacks: queue.Queue[tuple[int, list[str]]] | None = None
+        self._subacks: queue.Queue[tuple[int, set[str], set[str]]] | None = None  # subscribe()
         self._sent: dict[int, list[tuple[str, int]]] = {}  # SUBSCRIBE mid -> its filters
-        self._again: list[tuple[str, int]] = []  # refused: subscribed again at _again_at
-        self._again_at = 0.0
+        # refused: subscribed again at _again_at, later with each refusal (_refusals)
+        self._again: list[tuple[str, int]] = []
+        self._again_at, self._refusals = 0.0, 0
+        self._early: dict[int, list[ReasonCode]] = {}  # SUBACKs read before their mid was noted
+        self._sub_lock = threading.Lock()
         self._subscribing = threading.Lock()
         # open(): the socket is open already; the broker's answer, and a refusal
         self._opened = False
@@ -232,29 +234,42 @@ class MqttLink:
 
     def subscribe(self, filters: list[tuple[str, int]], timeout: float) -> str | None:
         """Subscribe to ``(filter, qos)`` now, and again after every reconnection; wait up
-        to ``timeout`` s for the broker's SUBACK. None once it came, else why not."""
+        to ``timeout`` s until the broker has taken every filter (one it refuses is sent
+        again after a backoff, as at connect). None once it has, else why not."""
         with self._subscribing:  # one waiter: the SUBACKs it drains are its own
             self._subscriptions += filters
-            acks: queue.Queue[tuple[int, list[str]]] = queue.Queue()
+            acks: queue.Queue[tuple[int, set[str], set[str]]] = queue.Queue()
             self._subacks = acks
+            deadline = time.monotonic() + timeout
             try:
                 result, mid = self._send_subscribe(filters)
                 if result != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
                     return f"subscribe failed: {mqtt.error_string(result)}"
-                while True:
+                refused: set[str] | None = None  # still refused, once its SUBACK came
+                while refused is None or refused:
                     try:
-                        acked, refused = acks.get(timeout=timeout)
-                        if acked == mid:
-                            return f"the broker refused {', '.join(refused)}" if refused else None
+                        acked, no, yes = acks.get(timeout=max(0.0, deadline - time.monotonic()))
                     except queue.Empty:
+                        if refused:
+                            return f"the broker refused {', '.join(sorted(refused))}"
                         return f"the broker did not confirm the subscription within {timeout:g} s"
+                    if refused is not None:
+                        refused -= yes  # taken when subscribed again
+                    elif acked == mid:
+                        refused = no
+                return None
             finally:
                 self._subacks = None
 
     def _send_subscribe(self, filters: list[tuple[str, int]]) -> tuple[MQTTErrorCode, int | None]:
-        result, mid = self._client.subscribe(filters)
+        result, mid = self._client.subscribe(filters)  # paho may send it in this thread
         if mid is not None:
-            self._sent[mid] = filters
+            with self._sub_lock:
+                early = self._early.pop(mid, None)
+                if early is None:
+                    self._sent[mid] = filters
+            if early is not None:  # the network thread read its SUBACK already
+                self._suback(mid, filters, early)
         return result, mid
 
     def unsubscribe(self, filters: list[str], timeout: float = 2.0) -> bool:
@@ -417,8 +432,10 @@ class MqttLink:
         self.failures = 0
         log.info("mqtt: connected to %s", self.server)
         if self._subscriptions:
-            self._sent.clear()
-            self._again = []
+            with self._sub_lock:
+                self._sent.clear()
+                self._early.clear()
+            self._again, self._refusals = [], 0
             self._send_subscribe(list(self._subscriptions))
         self._answered.set()
         self._on_connected()
@@ -452,16 +469,27 @@ class MqttLink:
     def _handle_subscribe(
         self, _c: mqtt.Client, _u: Any, mid: int, reasons: list[ReasonCode], _p: Any
     ) -> None:
-        filters = self._sent.pop(mid, [])
+        with self._sub_lock:
+            filters = self._sent.pop(mid, None)
+            if filters is None:
+                self._early[mid] = reasons  # its sender notes it and hands it on
+                return
+        self._suback(mid, filters, reasons)
+
+    def _suback(self, mid: int, filters: list[tuple[str, int]], reasons: list[ReasonCode]) -> None:
         refused = [f for f, reason in zip(filters, reasons, strict=False) if reason.is_failure]
         if refused:  # a NATS node does, while its JetStream is busy or electing leaders
-            names = [topic for topic, _ in refused]
-            log.warning("mqtt: %s refused %s; subscribing again", self.server, ", ".join(names))
-            self._again += refused
-            self._again_at = time.monotonic() + self._backoff(2)
-        acks = self._subacks
-        if acks is not None:
-            acks.put((mid, [topic for topic, _ in refused]))
+            self._refusals += 1
+            if self._refusals == 1 or self._refusals % 10 == 0:
+                said = ", ".join(topic for topic, _ in refused)
+                log.warning("mqtt: %s refused %s; subscribing again", self.server, said)
+            self._again += refused  # after a backoff that grows with each refusal
+            self._again_at = (
+                time.monotonic() + self.cfg.reconnect_min_s + self._backoff(self._refusals)
+            )
+        if (acks := self._subacks) is not None:  # (mid, refused, taken) for subscribe()
+            no = {topic for topic, _ in refused}
+            acks.put((mid, no, {topic for topic, _ in filters} - no))
 
     def _handle_unsubscribe(self, _client: mqtt.Client, _u: Any, mid: int, *_rest: Any) -> None:
         done = self._unsubscribed.pop(mid, None)
